@@ -1,0 +1,209 @@
+"""Event schema v1: one JSON object per event.
+
+Fields (all but ``kind``, ``ts``, ``service`` and ``name`` are optional):
+
+| field          | type            | meaning                                                   |
+| -------------- | --------------- | --------------------------------------------------------- |
+| ``v``          | int             | schema version, 1                                         |
+| ``kind``       | str             | one of :data:`KINDS`                                      |
+| ``ts``         | int             | event time, epoch milliseconds                            |
+| ``service``    | str             | the publishing service                                    |
+| ``name``       | str             | metric name, workflow name, error type, span or log name  |
+| ``value``      | number          | the measurement: metric value, or a duration in ms        |
+| ``ok``         | bool            | outcome of a step, execution, recovery or span            |
+| ``status``     | str             | outcome in words: success, failed, cancelled, ...         |
+| ``execution_id``, ``step``, ``trace_id``, ``span_id``, ``parent_id`` | str | ids |
+| ``level``      | str             | log level: debug, info, warning, error, critical          |
+| ``message``    | str             | log line or error message                                 |
+| ``tags``       | {str: str}      | dimensions that are part of the series key                |
+| ``attrs``      | object          | anything else; stored, not indexed                        |
+
+Each event belongs to one series (:func:`series_key`) and travels on the partition of
+its routing key (:func:`routing_key`): every event of one workflow, whatever its step,
+shares a partition, so a worker sees whole executions.
+
+>>> ev = validate({"kind": "metric", "ts": 1_700_000_000_000, "service": "api",
+...                "name": "latency_ms", "value": 12.5, "tags": {"route": "/a"}},
+...               now_ms=1_700_000_000_000)
+>>> ev["series"]
+'metric|api|latency_ms|route=/a'
+>>> validate({"kind": "metric"}, now_ms=0)
+Traceback (most recent call last):
+...
+producers.events.InvalidEvent: missing field 'ts'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+SCHEMA_VERSION = 1
+
+WORKFLOW_KINDS = frozenset(
+    {"execution.start", "step.start", "step.end", "execution.end", "recovery"}
+)
+KINDS = WORKFLOW_KINDS | {"metric", "error", "log", "span"}
+LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
+
+#: Event times before 2000-01-01 are refused as clock or unit errors (seconds sent as ms).
+MIN_TS_MS = 946_684_800_000
+#: How far in the future of the worker's clock an event may be.
+MAX_FUTURE_MS = 24 * 3600 * 1000
+MAX_EVENT_BYTES = 64 * 1024
+MAX_TAGS = 16
+
+_ID_FIELDS = ("execution_id", "step", "trace_id", "span_id", "parent_id")
+_TEXT_LIMITS = {
+    "service": 128,
+    "name": 256,
+    "status": 32,
+    "execution_id": 128,
+    "step": 256,
+    "trace_id": 128,
+    "span_id": 128,
+    "parent_id": 128,
+    "level": 16,
+    "message": 8192,
+}
+_FIELDS = frozenset(
+    {"v", "kind", "ts", "service", "name", "value", "ok", "attrs", "tags", *_TEXT_LIMITS}
+)
+_REQUIRED_BY_KIND: dict[str, tuple[str, ...]] = {
+    "execution.start": ("execution_id",),
+    "execution.end": ("execution_id",),
+    "step.start": ("execution_id", "step"),
+    "step.end": ("execution_id", "step"),
+    "recovery": ("execution_id",),
+    "metric": ("value",),
+    "span": ("trace_id", "span_id"),
+    "log": ("message",),
+    "error": (),
+}
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks schema v1; ``reason`` says which rule and which value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _text(event: dict[str, Any], key: str, *, required: bool) -> str | None:
+    value = event.get(key)
+    if value is None:
+        if required:
+            raise InvalidEvent(f"missing field {key!r}")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent(f"field {key!r} must be a string, got {type(value).__name__}")
+    if required and not value:
+        raise InvalidEvent(f"field {key!r} must not be empty")
+    if len(value) > _TEXT_LIMITS[key]:
+        raise InvalidEvent(f"field {key!r} is longer than {_TEXT_LIMITS[key]} characters")
+    return value
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"field 'tags' must be an object, got {type(value).__name__}")
+    if len(value) > MAX_TAGS:
+        raise InvalidEvent(f"field 'tags' has {len(value)} entries, at most {MAX_TAGS}")
+    for k, v in value.items():
+        if not isinstance(v, str) or len(k) > 64 or len(v) > 256:
+            raise InvalidEvent(f"tag {k[:64]!r} must map a short name to a string (<= 256)")
+        if "|" in k or "=" in k or "," in k:
+            raise InvalidEvent(f"tag name {k[:64]!r} must not contain '|', '=' or ','")
+    return value
+
+
+def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
+    """Check ``event`` (a decoded JSON value) and return it normalized.
+
+    The result has every schema field (``None`` where absent) plus ``series``.
+    Raises :class:`InvalidEvent` with the first broken rule.
+    """
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {type(event).__name__}")
+    unknown = event.keys() - _FIELDS
+    if unknown:
+        raise InvalidEvent(f"unknown field {sorted(unknown)[0][:64]!r}")
+    version = event.get("v", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InvalidEvent(f"schema version {version!r} is not supported (expected 1)")
+    if "kind" not in event:
+        raise InvalidEvent("missing field 'kind'")
+    kind = event["kind"]
+    if kind not in KINDS:
+        raise InvalidEvent(f"unknown kind {str(kind)[:64]!r}; expected one of {sorted(KINDS)}")
+    if "ts" not in event:
+        raise InvalidEvent("missing field 'ts'")
+    ts = event["ts"]
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise InvalidEvent(f"field 'ts' must be integer epoch milliseconds, got {ts!r:.40}")
+    if ts < MIN_TS_MS:
+        raise InvalidEvent(f"field 'ts' {ts} is before 2000-01-01: seconds instead of ms?")
+    if ts > now_ms + MAX_FUTURE_MS:
+        raise InvalidEvent(f"field 'ts' {ts} is more than 24 h in the future")
+    value = event.get("value")
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidEvent(f"field 'value' must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise InvalidEvent(f"field 'value' must be finite, got {value}")
+    ok = event.get("ok")
+    if ok is not None and not isinstance(ok, bool):
+        raise InvalidEvent(f"field 'ok' must be true or false, got {ok!r:.40}")
+    attrs = event.get("attrs")
+    if attrs is not None and not isinstance(attrs, dict):
+        raise InvalidEvent(f"field 'attrs' must be an object, got {type(attrs).__name__}")
+    out: dict[str, Any] = {
+        "kind": kind,
+        "ts": ts,
+        "service": _text(event, "service", required=True),
+        "name": _text(event, "name", required=True),
+        "value": float(value) if value is not None else None,
+        "ok": ok,
+        "tags": _tags(event.get("tags")),
+        "attrs": attrs if attrs is not None else {},
+    }
+    required = _REQUIRED_BY_KIND[kind]
+    for key in ("status", "level", "message", *_ID_FIELDS):
+        out[key] = _text(event, key, required=key in required)
+    if "value" in required and value is None:
+        raise InvalidEvent(f"a {kind} event needs a 'value'")
+    if out["level"] is not None and out["level"] not in LEVELS:
+        raise InvalidEvent(f"field 'level' {out['level']!r} is not one of {sorted(LEVELS)}")
+    out["series"] = series_key(out)
+    return out
+
+
+def series_key(event: dict[str, Any]) -> str:
+    """``kind|service|name[|step=...][|tag=value,...]``: the unit of windows and detection."""
+    key = f"{event['kind']}|{event['service']}|{event['name']}"
+    if event.get("step"):
+        key += f"|step={event['step']}"
+    tags = event.get("tags")
+    if tags:
+        key += "|" + ",".join(f"{k}={tags[k]}" for k in sorted(tags))
+    return key
+
+
+def routing_key(event: dict[str, Any]) -> str:
+    """The key that picks the partition: the workflow for workflow events, else the series.
+
+    Every series maps to exactly one routing key, so a series never spans partitions.
+    """
+    if event.get("kind") in WORKFLOW_KINDS:
+        return f"workflow|{event.get('service')}|{event.get('name')}"
+    return series_key(event)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), so any Kafka client agrees on the partition."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

@@ -1,0 +1,81 @@
+"""Topic names, versioned, in one place, and what each one carries.
+
+| topic                     | key            | value                                              |
+| ------------------------- | -------------- | -------------------------------------------------- |
+| ``<ns>.events.v1``        | none           | an envelope: events as JSON lines (see envelopes)  |
+| ``<ns>.deadletter.v1``    | none           | the original bytes of one rejected event; headers  |
+|                           |                | ``vigil-reason``, ``vigil-source-topic``,          |
+|                           |                | ``vigil-source-partition``, ``vigil-source-offset``|
+|                           |                | and ``vigil-source-index`` say why and whence      |
+| ``<ns>.alerts.v1``        | fingerprint    | one alert transition as JSON                       |
+
+The events topic is partitioned by routing key (see :func:`producers.events.routing_key`);
+the number of partitions bounds how many workers share the load.
+
+>>> Topics.for_namespace("vigil").events
+'vigil.events.v1'
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    deadletter: str
+    alerts: str
+
+    @classmethod
+    def for_namespace(cls, namespace: str) -> Topics:
+        return cls(
+            events=f"{namespace}.events.v1",
+            deadletter=f"{namespace}.deadletter.v1",
+            alerts=f"{namespace}.alerts.v1",
+        )
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) -> None:
+    """Create the topics that do not exist yet (idempotent, safe to race)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(topics.events, events_partitions, 1),
+            NewTopic(topics.deadletter, 1, 1),
+            NewTopic(topics.alerts, 1, 1),
+        ]
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+            # Metadata of a new topic reaches clients a moment later.
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def cluster_id(bootstrap: str) -> str:
+    """The Kafka cluster id: offsets are only comparable within one cluster's log.
+
+    The embedded broker gets a new id at each start (it forgets everything), so rows
+    stored from an earlier broker never shadow the offsets of a new one.
+    """
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await client.bootstrap()
+    try:
+        response = await client.send(client.get_random_node(), MetadataRequest([], False))
+        return str(response.cluster_id or "unknown-cluster")
+    finally:
+        await client.close()

@@ -1,0 +1,27 @@
+"""Where history lives: a ClickHouse server, or chDB embedded at a data directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from producers.settings import env_field
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    #: ``chdb:///path`` (embedded) or ``http(s)://user:password@host:8123``; empty means
+    #: chDB under ``data_dir``.
+    clickhouse_dsn: str = env_field("VIGIL_CLICKHOUSE_DSN", "")
+    database: str = env_field("VIGIL_CLICKHOUSE_DATABASE", "vigil")
+    data_dir: Path = env_field("VIGIL_DATA_DIR", Path(".vigil"), Path)
+    #: Raw events older than this are dropped by ClickHouse (TTL).
+    retention_days: int = env_field("VIGIL_RETENTION_DAYS", 90, int)
+
+    @property
+    def dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.data_dir.resolve() / 'chdb'}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")

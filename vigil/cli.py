@@ -1,0 +1,49 @@
+"""The ``vigil`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a stream worker (settings from VIGIL_* variables)")
+    demo = sub.add_parser("demo", help="run the whole pipeline on embedded parts with a simulator")
+    demo.add_argument("--duration", type=float, default=40.0, help="seconds of simulation")
+    demo.add_argument("--rate", type=int, default=2000, help="approximate events per second")
+    demo.add_argument("--seed", type=int, default=7)
+    broker = sub.add_parser("broker", help="run the embedded Kafka broker in the foreground")
+    broker.add_argument("--port", type=int, default=0)
+    summary = sub.add_parser("summary", help="print the history summary from ClickHouse")
+    summary.add_argument("--since-hours", type=float, default=24.0)
+    args = parser.parse_args(argv)
+
+    if args.command == "worker":
+        from vigil import worker
+
+        worker.run()
+    elif args.command == "demo":
+        from vigil import demo
+
+        return demo.run(duration=args.duration, rate=args.rate, seed=args.seed)
+    elif args.command == "broker":
+        from vigil.embedded import EmbeddedBroker
+
+        with EmbeddedBroker(port=args.port or None) as b:
+            print(f"VIGIL_KAFKA_BOOTSTRAP={b.bootstrap}", flush=True)
+            try:
+                assert b.proc is not None
+                b.proc.wait()
+            except KeyboardInterrupt:
+                pass
+    elif args.command == "summary":
+        from vigil import demo
+
+        return demo.print_summary_from_env(since_hours=args.since_hours)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

