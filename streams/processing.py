@@ -125,12 +125,13 @@ class Processor:
                     if want_state:
                         out.rejected.append(Rejected(partition, offset, index, line, exc.reason))
                     continue
+                late = False
                 if want_state:
-                    ts = ev["ts"]
-                    if not windows.add(ev["series"], ev["kind"], ev["service"], ev["name"],
-                                       ts=ts, value=ev["value"], ok=ev["ok"]):
-                        counts["late"] += 1
+                    late = not windows.add(ev["series"], ev["kind"], ev["service"], ev["name"],
+                                           ts=ev["ts"], value=ev["value"], ok=ev["ok"])
+                    counts["late"] += late
                     counts["valid"] += 1
+                ev["late"] = late
                 if raw is not None:
                     raw.rows.append(_raw_row(ev, self.source, partition, offset, index))
             if want_state:

@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS {db}.events
     message       String CODEC(ZSTD(3)),
     tags          Map(LowCardinality(String), String),
     attrs         String CODEC(ZSTD(3)),
+    -- true when the event arrived after its window had closed (not in `windows`)
+    late          Bool DEFAULT false,
     source        LowCardinality(String),
     partition     UInt16,
     offset        UInt64,

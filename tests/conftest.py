@@ -1,0 +1,118 @@
+"""Shared fixtures: the real embedded broker, real worker processes, real chDB.
+
+One Tansu broker serves the whole session; every test gets its own namespace (topics,
+consumer group) and its own data directory, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producers.settings import ProducerSettings
+from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log_path) as b:
+        yield b
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    return f"t{os.getpid()}n{next(_counter)}"
+
+
+@pytest.fixture
+def kafka_settings(broker: EmbeddedBroker, namespace: str) -> ProducerSettings:
+    return ProducerSettings(kafka_bootstrap=broker.bootstrap, namespace=namespace, linger_ms=20)
+
+
+class WorkerProcess:
+    """A ``vigil worker`` child process and its /stats endpoint."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = int(env["VIGIL_WEB_PORT"])
+        self.proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env,
+                          stdout=open(log_path, "ab"))  # noqa: SIM115
+
+    def stats(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=2) as r:
+                return dict(json.load(r))
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log()}")
+            last = self.stats()
+            if last is not None and predicate(last):
+                return last
+            time.sleep(0.2)
+        raise AssertionError(f"timed out; last stats {last}\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        return stop(self.proc, timeout=timeout)
+
+
+@pytest.fixture
+def worker_env(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        VIGIL_KAFKA_BOOTSTRAP=broker.bootstrap,
+        VIGIL_NAMESPACE=namespace,
+        VIGIL_DATA_DIR=str(tmp_path / "data"),
+        VIGIL_LOG_LEVEL="info",
+    )
+
+
+@pytest.fixture
+def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    started: list[WorkerProcess] = []
+
+    def _start(**overrides: str) -> WorkerProcess:
+        env = {**worker_env, "VIGIL_WEB_PORT": str(free_port()), **overrides}
+        w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log")
+        started.append(w)
+        return w
+
+    yield _start
+    for w in started:
+        w.stop()
+
+
+@contextlib.contextmanager
+def open_store(data_dir: Path) -> Iterator[Any]:
+    """The chDB of ``data_dir`` in this process (only while no worker holds it)."""
+    from sinks.settings import StoreSettings
+    from sinks.store import open_client
+
+    client = open_client(StoreSettings(data_dir=data_dir))
+    try:
+        yield client
+    finally:
+        client.close()

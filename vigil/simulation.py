@@ -1,0 +1,190 @@
+"""A simulated workflow engine and services: seeded, with time passed in.
+
+It produces every event kind: executions of a few workflows with declared steps, steps
+that fail at random and are retried (recovery), logs and spans per step, errors,
+resource samples (CPU, memory, GPU) and metric samples (latency, satisfaction, feature
+usage). Latency shifts to a slower regime at ``shift_at_ms`` (for anomaly detection).
+
+>>> sim = Simulation(seed=1, start_ms=1_700_000_000_000)
+>>> kinds = {e["kind"] for e in sim.advance(120_000)}
+>>> sorted(kinds) == sorted(ALL_KINDS)
+True
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from producers.events import KINDS
+
+ALL_KINDS = sorted(KINDS)
+
+WORKFLOWS: dict[str, tuple[str, list[tuple[str, float]]]] = {
+    # workflow: (service, [(step, median seconds)])
+    "etl": ("pipeline", [("extract", 4.0), ("transform", 9.0), ("load", 3.0)]),
+    "train": ("ml", [("fetch", 5.0), ("prepare", 6.0), ("fit", 25.0), ("evaluate", 4.0)]),
+    "report": ("reports", [("query", 2.0), ("render", 3.0), ("send", 1.0)]),
+}
+SERVICES = ("api", "pipeline", "ml", "reports")
+ERRORS = ("TimeoutError", "ConnectionError", "ValueError")
+
+
+@dataclass
+class _Run:
+    workflow: str
+    execution_id: str
+    trace_id: str
+    started_ms: int
+    step_index: int = 0
+    step_started_ms: int = 0
+    step_ends_ms: int = 0
+    attempts: int = 0
+    recoveries: int = 0
+    failed_steps: list[str] = field(default_factory=list)
+
+
+class Simulation:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        start_ms: int,
+        shift_at_ms: int | None = None,
+        requests_per_s: float = 20.0,
+        step_failure: float = 0.08,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.now_ms = start_ms
+        self.shift_at_ms = shift_at_ms
+        self.requests_per_s = requests_per_s
+        self.step_failure = step_failure
+        self._runs: list[_Run] = []
+        self._ids = 0
+
+    def _id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}-{self._ids:08d}"
+
+    def advance(self, ms: int) -> Iterator[dict[str, Any]]:
+        """Events of the next ``ms`` milliseconds of simulated time, in time order per second."""
+        end = self.now_ms + ms
+        while self.now_ms < end:
+            step = min(1000, end - self.now_ms)
+            yield from self._tick(self.now_ms, step)
+            self.now_ms += step
+
+    # -- one simulated second ------------------------------------------------------------
+    def _tick(self, t: int, span_ms: int) -> Iterator[dict[str, Any]]:
+        rng = self.rng
+        scale = span_ms / 1000
+        for workflow in WORKFLOWS:
+            if rng.random() < 0.08 * scale:
+                yield from self._start(workflow, t + rng.randrange(span_ms))
+        for run in list(self._runs):
+            if run.step_ends_ms < t + span_ms:
+                yield from self._finish_step(run)
+        yield from self._requests(t, span_ms)
+        if (t // 1000) % 10 == 0:  # resources every 10 s per service
+            for service in SERVICES:
+                yield from self._resources(service, t)
+
+    def _start(self, workflow: str, t: int) -> Iterator[dict[str, Any]]:
+        service, steps = WORKFLOWS[workflow]
+        run = _Run(workflow, self._id("exec"), self._id("trace"), t)
+        self._runs.append(run)
+        yield {"kind": "execution.start", "ts": t, "service": service, "name": workflow,
+               "execution_id": run.execution_id, "trace_id": run.trace_id,
+               "attrs": {"total_steps": len(steps)}}
+        yield from self._start_step(run, t)
+
+    def _start_step(self, run: _Run, t: int) -> Iterator[dict[str, Any]]:
+        service, steps = WORKFLOWS[run.workflow]
+        name, median_s = steps[run.step_index]
+        run.step_started_ms = t
+        duration = int(median_s * 1000 * math.exp(self.rng.gauss(0, 0.35)))
+        run.step_ends_ms = t + max(duration, 50)
+        yield {"kind": "step.start", "ts": t, "service": service, "name": run.workflow,
+               "execution_id": run.execution_id, "step": name,
+               "attrs": {"index": run.step_index, "total_steps": len(steps)}}
+
+    def _finish_step(self, run: _Run) -> Iterator[dict[str, Any]]:
+        rng = self.rng
+        service, steps = WORKFLOWS[run.workflow]
+        name = steps[run.step_index][0]
+        t = run.step_ends_ms
+        duration = t - run.step_started_ms
+        ok = rng.random() >= self.step_failure
+        base = {"service": service, "name": run.workflow, "execution_id": run.execution_id}
+        yield {**base, "kind": "step.end", "ts": t, "step": name, "value": float(duration),
+               "ok": ok, "status": "success" if ok else "failed"}
+        yield {"kind": "span", "ts": run.step_started_ms, "service": service,
+               "name": f"{run.workflow}.{name}", "trace_id": run.trace_id,
+               "span_id": self._id("span"), "value": float(duration), "ok": ok}
+        yield {"kind": "log", "ts": t, "service": service, "name": run.workflow,
+               "level": "info" if ok else "error", "trace_id": run.trace_id,
+               "message": f"step {name} of {run.execution_id} "
+                          f"{'finished' if ok else 'failed'} in {duration} ms"}
+        if not ok:
+            error = rng.choice(ERRORS)
+            yield {"kind": "error", "ts": t, "service": service, "name": error,
+                   "message": f"{error} in {run.workflow}.{name}",
+                   "execution_id": run.execution_id, "trace_id": run.trace_id,
+                   "attrs": {"step": name}}
+            recovered = run.attempts < 2 and rng.random() < 0.7
+            run.attempts += 1
+            run.recoveries += 1
+            yield {**base, "kind": "recovery", "ts": t + 1, "step": name, "ok": recovered,
+                   "status": "retry", "attrs": {"strategy": "retry", "attempt": run.attempts}}
+            if recovered:
+                yield from self._start_step(run, t + 2)
+                return
+            yield from self._end(run, t + 2, ok=False)
+            return
+        run.attempts = 0
+        run.step_index += 1
+        if run.step_index == len(steps):
+            yield from self._end(run, t, ok=True)
+        else:
+            yield from self._start_step(run, t)
+
+    def _end(self, run: _Run, t: int, *, ok: bool) -> Iterator[dict[str, Any]]:
+        service, steps = WORKFLOWS[run.workflow]
+        self._runs.remove(run)
+        yield {"kind": "execution.end", "ts": t, "service": service, "name": run.workflow,
+               "execution_id": run.execution_id, "value": float(t - run.started_ms), "ok": ok,
+               "status": "success" if ok else "failed",
+               "attrs": {"steps_done": run.step_index, "total_steps": len(steps),
+                         "recoveries": run.recoveries}}
+
+    def _requests(self, t: int, span_ms: int) -> Iterator[dict[str, Any]]:
+        rng = self.rng
+        shifted = self.shift_at_ms is not None and t >= self.shift_at_ms
+        median = 180.0 if shifted else 80.0
+        n = int(self.requests_per_s * span_ms / 1000)
+        for i in range(n):
+            ts = t + (i * span_ms) // max(n, 1)
+            route = rng.choice(("/checkout", "/search", "/profile"))
+            yield {"kind": "metric", "ts": ts, "service": "api", "name": "latency_ms",
+                   "value": round(median * math.exp(rng.gauss(0, 0.4)), 2),
+                   "tags": {"route": route}}
+            if rng.random() < 0.05:
+                yield {"kind": "metric", "ts": ts, "service": "api", "name": "feature_used",
+                       "value": 1.0, "tags": {"feature": rng.choice(("export", "share"))},
+                       "attrs": {"user": f"user-{rng.randrange(50)}"}}
+            if rng.random() < 0.02:
+                yield {"kind": "metric", "ts": ts, "service": "api", "name": "satisfaction",
+                       "value": float(rng.choice((3, 4, 4, 5, 5)))}
+
+    def _resources(self, service: str, t: int) -> Iterator[dict[str, Any]]:
+        rng = self.rng
+        yield {"kind": "metric", "ts": t, "service": service, "name": "cpu_percent",
+               "value": round(min(100.0, max(0.0, rng.gauss(35, 10))), 1)}
+        yield {"kind": "metric", "ts": t, "service": service, "name": "memory_mb",
+               "value": round(rng.gauss(900, 60), 1)}
+        if service == "ml":
+            yield {"kind": "metric", "ts": t, "service": service, "name": "gpu_percent",
+                   "value": round(min(100.0, max(0.0, rng.gauss(70, 15))), 1)}
