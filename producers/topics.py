@@ -19,6 +19,7 @@ the number of partitions bounds how many workers share the load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -53,10 +54,9 @@ async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) 
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
-            try:
+            # Another process may create one between list and create: that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
             # Metadata of a new topic reaches clients a moment later.
             await asyncio.sleep(0.2)
     finally:

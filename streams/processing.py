@@ -16,9 +16,8 @@ skipped:
 from __future__ import annotations
 
 import collections
-from typing import Protocol
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 

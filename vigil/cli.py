@@ -14,6 +14,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--duration", type=float, default=40.0, help="seconds of simulation")
     demo.add_argument("--rate", type=int, default=2000, help="approximate events per second")
     demo.add_argument("--seed", type=int, default=7)
+    simulate = sub.add_parser("simulate", help="publish simulated events to VIGIL_KAFKA_BOOTSTRAP")
+    simulate.add_argument("--rate", type=int, default=2000, help="approximate events per second")
+    simulate.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
+    simulate.add_argument("--seed", type=int, default=7)
     broker = sub.add_parser("broker", help="run the embedded Kafka broker in the foreground")
     broker.add_argument("--port", type=int, default=0)
     summary = sub.add_parser("summary", help="print the history summary from ClickHouse")
@@ -28,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         from vigil import demo
 
         return demo.run(duration=args.duration, rate=args.rate, seed=args.seed)
+    elif args.command == "simulate":
+        from vigil import demo
+
+        return demo.simulate(rate=args.rate, duration=args.duration, seed=args.seed)
     elif args.command == "broker":
         from vigil.embedded import EmbeddedBroker
 

@@ -8,9 +8,10 @@ Child processes never outlive Vigil: they are asked to die with their parent
 stopped at interpreter exit, and they run in their own process group so that Ctrl-C
 reaches Vigil first, which then stops them in order (worker before broker).
 
->>> with EmbeddedBroker() as broker:       # doctest: +SKIP
-...     print(broker.bootstrap)
-127.0.0.1:40123
+Example::
+
+    with EmbeddedBroker() as broker:
+        print(broker.bootstrap)        # 127.0.0.1:40123
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+import math
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from producers.events import (
+    KINDS,
+    InvalidEvent,
+    partition_for,
+    routing_key,
+    series_key,
+    validate,
+)
+from tests.malformed import malformed
+from vigil.simulation import Simulation
+
+NOW = 1_700_000_000_000
+BASE = {"kind": "metric", "ts": NOW, "service": "api", "name": "latency_ms", "value": 3.0}
+
+
+def test_every_simulated_event_of_every_kind_is_valid():
+    events = list(Simulation(seed=3, start_ms=NOW).advance(10 * 60_000))
+    assert {e["kind"] for e in events} == KINDS
+    for event in events:
+        out = validate(event, now_ms=NOW + 3_600_000)
+        assert out["series"] == series_key(out)
+
+
+def test_normalized_event_has_every_field():
+    out = validate(BASE, now_ms=NOW)
+    assert out["execution_id"] is None and out["tags"] == {} and out["attrs"] == {}
+    assert out["value"] == 3.0 and isinstance(out["value"], float)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"kind": "nope"}, "unknown kind 'nope'"),
+        ({"ts": 1.5}, "field 'ts' must be integer epoch milliseconds"),
+        ({"ts": True}, "field 'ts' must be integer epoch milliseconds"),
+        ({"ts": 1_700_000_000}, "before 2000-01-01"),
+        ({"ts": NOW + 25 * 3600 * 1000}, "more than 24 h in the future"),
+        ({"value": math.inf}, "field 'value' must be finite"),
+        ({"value": math.nan}, "field 'value' must be finite"),
+        ({"value": True}, "field 'value' must be a number"),
+        ({"service": ""}, "field 'service' must not be empty"),
+        ({"name": "x" * 300}, "field 'name' is longer than 256"),
+        ({"tags": {"a": 1}}, "tag 'a' must map"),
+        ({"tags": {"a|b": "c"}}, "must not contain"),
+        ({"attrs": [1]}, "field 'attrs' must be an object"),
+        ({"level": "loud", "kind": "log", "message": "m"}, "field 'level' 'loud'"),
+        ({"v": 2}, "schema version 2"),
+        ({"extra": 1}, "unknown field 'extra'"),
+    ],
+)
+def test_each_rule_rejects_with_a_reason_naming_the_field(change, reason):
+    with pytest.raises(InvalidEvent) as err:
+        validate({**BASE, **change}, now_ms=NOW)
+    assert reason in err.value.reason
+
+
+@pytest.mark.parametrize(
+    "kind, missing",
+    [("step.end", "execution_id"), ("span", "trace_id"), ("log", "message"),
+     ("execution.start", "execution_id")],
+)
+def test_kinds_require_their_ids(kind, missing):
+    event = {"kind": kind, "ts": NOW, "service": "s", "name": "n", "execution_id": "e",
+             "step": "x", "trace_id": "t", "span_id": "s1", "message": "m"}
+    del event[missing]
+    with pytest.raises(InvalidEvent, match=f"missing field '{missing}'"):
+        validate(event, now_ms=NOW)
+
+
+def test_series_key_orders_tags_and_includes_the_step():
+    a = validate({**BASE, "tags": {"b": "2", "a": "1"}}, now_ms=NOW)
+    assert a["series"] == "metric|api|latency_ms|a=1,b=2"
+    step = {"kind": "step.end", "ts": NOW, "service": "p", "name": "etl",
+            "execution_id": "e1", "step": "load"}
+    assert series_key(step) == "step.end|p|etl|step=load"
+
+
+def test_all_events_of_a_workflow_share_a_routing_key_and_partition():
+    events = [e for e in Simulation(seed=5, start_ms=NOW).advance(300_000)
+              if e["name"] == "etl" and e["kind"] != "log"]
+    assert len({routing_key(e) for e in events}) == 1
+    assert len({series_key(e) for e in events}) > 3
+
+
+def test_partition_matches_kafkas_default_partitioner():
+    partitions = list(range(4))
+    for key in ("a", "metric|api|latency_ms", "workflow|ml|train", "ü"):
+        assert partition_for(key, 4) == DefaultPartitioner()(key.encode(), partitions, partitions)
+
+
+def test_every_malformed_fixture_line_is_rejected_by_the_processor_with_its_reason():
+    from streams.processing import Processor
+
+    bad = malformed(40)
+    p = Processor(width_ms=60_000, grace_ms=0, source="c/t")
+    p.load(0, None, -1)
+    out = p.process([(0, i, line) for i, (line, _) in enumerate(bad)], now_ms=NOW)
+    assert out.raw == {0: out.raw[0]} and out.raw[0].rows == []
+    assert [r.line for r in out.rejected] == [line for line, _ in bad]
+    for rejected, (_, reason) in zip(out.rejected, bad, strict=True):
+        assert reason in rejected.reason

@@ -1,0 +1,67 @@
+import orjson
+
+from streams.processing import Processor
+
+NOW = 1_700_000_000_000
+
+
+def _env(*events):
+    return b"\n".join(e if isinstance(e, bytes) else orjson.dumps(e) for e in events)
+
+
+def _metric(ts, value=1.0, name="m"):
+    return {"kind": "metric", "ts": ts, "service": "s", "name": name, "value": value}
+
+
+def _processor():
+    p = Processor(width_ms=60_000, grace_ms=0, source="c1/t")
+    p.load(0, None, -1)
+    return p
+
+
+def test_valid_events_become_raw_rows_with_their_kafka_position():
+    p = _processor()
+    out = p.process([(0, 5, _env(_metric(NOW), _metric(NOW + 1)))], now_ms=NOW)
+    rows = [orjson.loads(r) for r in out.raw[0].rows]
+    assert [(r["partition"], r["offset"], r["idx"]) for r in rows] == [(0, 5, 0), (0, 5, 1)]
+    assert rows[0]["ts"] == NOW / 1000 and rows[0]["source"] == "c1/t"
+    assert (out.raw[0].first, out.raw[0].last) == (5, 5)
+
+
+def test_bad_lines_are_rejected_with_position_and_reason_and_good_ones_kept():
+    p = _processor()
+    out = p.process([(0, 1, _env(_metric(NOW), b"{oops", {"kind": "metric"}))], now_ms=NOW)
+    assert len(out.raw[0].rows) == 1
+    assert [(r.index, r.line) for r in out.rejected] == [(1, b"{oops"), (2, b'{"kind":"metric"}')]
+    assert "not valid JSON" in out.rejected[0].reason
+    assert out.rejected[1].reason == "missing field 'ts'"
+
+
+def test_a_replayed_batch_changes_nothing():
+    p = _processor()
+    batch = [(0, i, _env(_metric(NOW + i * 30_000))) for i in range(10)]
+    first = p.process(batch, now_ms=NOW)
+    again = p.process(batch, now_ms=NOW)
+    assert sum(len(r.rows) for r in again.raw.values()) == 0
+    assert again.closed == [] and again.rejected == []
+    assert again.counts["replayed_messages"] == 10
+    assert sum(w.count for w in first.closed) == 8  # the last window is still open
+
+
+def test_restored_state_skips_what_it_already_applied_but_raw_follows_the_store():
+    p = _processor()
+    p.process([(0, 0, _env(_metric(NOW))), (0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
+    snapshot = p.states[0].snapshot()
+    q = Processor(width_ms=60_000, grace_ms=0, source="c1/t")
+    q.load(0, snapshot, stored_offset=0)  # the store holds offset 0 only
+    out = q.process([(0, 0, _env(_metric(NOW))), (0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
+    assert (out.raw[0].first, len(out.raw[0].rows)) == (1, 1)
+    assert out.counts["valid"] == 0  # the window state had both already
+
+
+def test_late_events_are_flagged_in_raw_rows():
+    p = _processor()
+    out = p.process([(0, 0, _env(_metric(NOW + 120_000), _metric(NOW)))], now_ms=NOW)
+    rows = [orjson.loads(r) for r in out.raw[0].rows]
+    assert [r["late"] for r in rows] == [False, True]
+    assert out.counts["late"] == 1

@@ -1,0 +1,176 @@
+"""``vigil demo``: the whole pipeline on embedded parts, fed by a simulated engine.
+
+Simulated time runs 60x faster than the wall clock and ends at "now", so one real
+second is one minute of events and a window closes about every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from producers.client import Publisher
+from sinks import history
+from sinks.store import open_client
+from vigil.config import Config
+from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
+from vigil.simulation import Simulation
+
+SPEED = 60  # simulated ms per real ms
+TICK_S = 0.25
+
+
+def _stats(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1) as r:
+            return dict(json.load(r))
+    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        return None
+
+
+def run(*, duration: float, rate: int, seed: int) -> int:
+    config = Config.from_env(os.environ)
+    config.store.data_dir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    bootstrap = config.kafka.kafka_bootstrap
+    if config.kafka.embedded_kafka:
+        broker = EmbeddedBroker(log_path=config.store.data_dir / "broker.log").start()
+        bootstrap = broker.bootstrap
+    port = free_port()
+    env = dict(os.environ, VIGIL_KAFKA_BOOTSTRAP=bootstrap, VIGIL_WEB_PORT=str(port))
+    log_path = config.store.data_dir / "worker.log"
+    print(f"vigil demo: broker {bootstrap}{' (embedded)' if broker else ''}, "
+          f"store {config.store.dsn}, worker log {log_path}")
+    worker = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env,
+                   stdout=open(log_path, "ab"))  # noqa: SIM115
+    start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
+    try:
+        published = asyncio.run(_feed(config, bootstrap, port, worker, duration, rate, seed,
+                                      start_ms))
+        _drain(port, worker, published)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the worker and the broker")
+        return 130
+    finally:
+        code = stop(worker, timeout=30)
+        if broker is not None:
+            broker.stop()
+    if code != 0:
+        print(f"the worker exited with code {code}; see {log_path}")
+        return 1
+    print_summary(config, since=datetime.fromtimestamp(start_ms / 1000, tz=UTC))
+    return 0
+
+
+async def _feed(config: Config, bootstrap: str, port: int, worker: Any, duration: float,
+                rate: int, seed: int, start_ms: int) -> int:
+    span_ms = int(duration * 1000 * SPEED)
+    sim = Simulation(seed=seed, start_ms=start_ms, shift_at_ms=start_ms + span_ms // 2,
+                     requests_per_s=max(rate / SPEED * 0.9, 1.0))
+    published = 0
+    async with Publisher(config.kafka, bootstrap=bootstrap) as pub:
+        began = time.monotonic()
+        next_line = began + 1
+        for tick in range(int(duration / TICK_S)):
+            for event in sim.advance(int(TICK_S * 1000 * SPEED)):
+                published += pub.publish(event)
+            if tick % 40 == 7:  # a buggy client: its events must land in the dead-letter topic
+                published += pub.publish_line("buggy-client", b'{"kind": "metric", "ts": "now"}')
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker stopped (code {worker.returncode})")
+            await asyncio.sleep(max(0.0, began + (tick + 1) * TICK_S - time.monotonic()))
+            if time.monotonic() >= next_line:
+                next_line += 1
+                _print_line(time.monotonic() - began, published, _stats(port))
+        await pub.flush(30)
+    return published
+
+
+def _print_line(elapsed: float, published: int, s: dict[str, Any] | None) -> None:
+    if s is None:
+        print(f"[{elapsed:5.1f}s] published {published:>8,}  worker starting...", flush=True)
+        return
+    print(
+        f"[{elapsed:5.1f}s] published {published:>8,}  processed {s.get('valid', 0):>8,}"
+        f"  {s.get('events_per_s', 0):>8,.0f} ev/s  windows closed {s.get('windows_closed', 0):>5}"
+        f"  open {s.get('open_windows', 0):>4}  late {s.get('late', 0):>4}"
+        f"  DLQ {s.get('rejected', 0):>3}",
+        flush=True,
+    )
+
+
+def _drain(port: int, worker: Any, published: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.poll() is None:
+        s = _stats(port) or {}
+        if s.get("valid", 0) + s.get("rejected", 0) >= published:
+            _print_line(0, published, s)
+            return
+        time.sleep(0.3)
+    print("warning: the worker had not processed everything when the demo ended")
+
+
+def print_summary(config: Config, *, since: datetime) -> None:
+    client = open_client(config.store)
+    db = config.store.database
+    try:
+        kinds = history.events_per_kind(client, db, since=since)
+        flows = history.workflow_stats(client, db, since=since)
+        latency = history.metric_quantiles(client, db, service="api", name="latency_ms",
+                                           since=since, bucket_s=300)
+    finally:
+        client.close()
+    print(f"\nHistory since {since:%Y-%m-%d %H:%M} UTC, read back from ClickHouse")
+    print("\n  events per kind")
+    for kind, n in kinds:
+        print(f"    {kind:<16}{n:>10,}")
+    print("\n  workflows          runs  success   mean s    p50 s    p95 s")
+    for f in flows:
+        print(f"    {f['workflow']:<14}{f['runs']:>6}  {f['success_rate']:>7.0%}"
+              f"  {f['mean_ms'] / 1000:>7.1f}  {f['p50_ms'] / 1000:>7.1f}"
+              f"  {f['p95_ms'] / 1000:>7.1f}")
+    print("\n  api latency_ms per 5 min    count     p50     p95")
+    for t, n, p50, p95 in latency:
+        bar = "#" * int(p95 / 20)
+        print(f"    {t:%H:%M}               {n:>8,}  {p50:>6.0f}  {p95:>6.0f}  {bar}")
+
+
+def print_summary_from_env(*, since_hours: float) -> int:
+    config = Config.from_env(os.environ)
+    since = datetime.fromtimestamp(time.time() - since_hours * 3600, tz=UTC)
+    print_summary(config, since=since)
+    return 0
+
+
+def simulate(*, rate: int, duration: float, seed: int) -> int:
+    """Publish simulated events in real time (event time = wall clock) to the configured Kafka."""
+    config = Config.from_env(os.environ)
+    if config.kafka.embedded_kafka:
+        print("vigil simulate needs VIGIL_KAFKA_BOOTSTRAP (or use `vigil demo`)", file=sys.stderr)
+        return 2
+
+    async def feed() -> None:
+        sim = Simulation(seed=seed, start_ms=int(time.time() * 1000),
+                         requests_per_s=max(rate * 0.9, 1.0))
+        async with Publisher(config.kafka) as pub:
+            began = time.monotonic()
+            tick = 0
+            while duration <= 0 or time.monotonic() - began < duration:
+                for event in sim.advance(int(TICK_S * 1000)):
+                    pub.publish(event)
+                tick += 1
+                await asyncio.sleep(max(0.0, began + tick * TICK_S - time.monotonic()))
+                if tick % int(10 / TICK_S) == 0:
+                    print(f"vigil simulate: {pub.stats()}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(feed())
+    return 0
