@@ -35,6 +35,7 @@ producers.events.InvalidEvent: missing field 'ts'
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -204,6 +205,7 @@ def routing_key(event: dict[str, Any]) -> str:
     return series_key(event)
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so any Kafka client agrees on the partition."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

@@ -62,8 +62,8 @@ def apply(client: Any, *, database: str, retention_days: int) -> list[int]:
         "ENGINE = MergeTree ORDER BY version"
     )
     done = {
-        row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations")
-        .result_rows
+        row[0]
+        for row in client.query(f"SELECT version FROM {database}.schema_migrations").result_rows
     }
     applied = []
     for migration in load():

@@ -82,14 +82,19 @@ class ClickHouseSink:
             started = time.perf_counter()
             try:
                 await self._call(
-                    self.client.raw_insert, table, None, payload, settings=settings,
+                    self.client.raw_insert,
+                    table,
+                    None,
+                    payload,
+                    settings=settings,
                     fmt="JSONEachRow",
                 )
             except Exception as exc:  # every driver error: retrying is the only safe move
                 self.counts["insert_retries"] += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                log.warning("insert into %s failed (retrying in %.1fs): %s",
-                            table, backoff, self.last_error)
+                log.warning(
+                    "insert into %s failed (retrying in %.1fs): %s", table, backoff, self.last_error
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

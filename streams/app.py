@@ -33,12 +33,16 @@ class WorkerStats:
         self.started = time.time()
         self.counts = collections.Counter[str]()
         self.recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
+        #: Wall-clock times of the first batch received and the last one finished.
+        self.first_batch_at: float | None = None
+        self.last_batch_at: float | None = None
 
     def add(self, result: BatchResult, *, at: float) -> None:
         self.counts.update(result.counts)
         self.counts["windows_closed"] += len(result.closed)
         self.counts["raw_rows"] += sum(len(r.rows) for r in result.raw.values())
         self.recent.append((at, self.counts["valid"] + self.counts["rejected"]))
+        self.last_batch_at = at
 
     def rate(self) -> float:
         if len(self.recent) < 2:
@@ -122,6 +126,8 @@ def create_app(
     async def process(stream: Any) -> None:
         processor = await ready()
         async for batch in stream.take_events(settings.batch_max_messages, settings.batch_seconds):
+            if stats.first_batch_at is None:
+                stats.first_batch_at = time.time()
             messages = [(e.message.partition, e.message.offset, e.value) for e in batch]
             await load_partitions(processor, {m[0] for m in messages})
             now = time.time()
@@ -150,6 +156,9 @@ def create_app(
         body = dict(stats.counts)
         body["events_per_s"] = round(stats.rate(), 1)
         body["uptime_s"] = round(time.time() - stats.started, 1)
+        body["started_at"] = stats.started
+        body["first_batch_at"] = stats.first_batch_at
+        body["last_batch_at"] = stats.last_batch_at
         body["partitions"] = sorted(processor.states) if processor else []
         body["open_windows"] = (
             sum(s.windows.open_windows for s in processor.states.values()) if processor else 0

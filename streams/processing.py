@@ -72,14 +72,15 @@ class Processor:
         if snapshot:
             data = orjson.loads(snapshot)
             windows = TumblingWindows.restore(
-                data["windows"], width_ms=self.width_ms, grace_ms=self.grace_ms,
+                data["windows"],
+                width_ms=self.width_ms,
+                grace_ms=self.grace_ms,
                 partition=partition,
             )
             self.states[partition] = PartitionState(windows, data["offset"])
         else:
             self.states[partition] = PartitionState(
-                TumblingWindows(width_ms=self.width_ms, grace_ms=self.grace_ms,
-                                partition=partition)
+                TumblingWindows(width_ms=self.width_ms, grace_ms=self.grace_ms, partition=partition)
             )
         self.stored[partition] = stored_offset
 
@@ -126,8 +127,15 @@ class Processor:
                     continue
                 late = False
                 if want_state:
-                    late = not windows.add(ev["series"], ev["kind"], ev["service"], ev["name"],
-                                           ts=ev["ts"], value=ev["value"], ok=ev["ok"])
+                    late = not windows.add(
+                        ev["series"],
+                        ev["kind"],
+                        ev["service"],
+                        ev["name"],
+                        ts=ev["ts"],
+                        value=ev["value"],
+                        ok=ev["ok"],
+                    )
                     counts["late"] += late
                     counts["valid"] += 1
                 ev["late"] = late

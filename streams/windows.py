@@ -129,8 +129,19 @@ class TumblingWindows:
             "max_ts": self.max_ts,
             "late": self.late,
             "open": [
-                [end, s, a.kind, a.service, a.name, a.count, a.errors, a.values, a.sum,
-                 a.min if a.values else None, a.max if a.values else None]
+                [
+                    end,
+                    s,
+                    a.kind,
+                    a.service,
+                    a.name,
+                    a.count,
+                    a.errors,
+                    a.values,
+                    a.sum,
+                    a.min if a.values else None,
+                    a.max if a.values else None,
+                ]
                 for end, bucket in self._open.items()
                 for s, a in bucket.items()
             ],

@@ -50,8 +50,7 @@ class WorkerProcess:
         self.env = env
         self.log_path = log_path
         self.port = int(env["VIGIL_WEB_PORT"])
-        self.proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env,
-                          stdout=open(log_path, "ab"))  # noqa: SIM115
+        self.proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=log_path)
 
     def stats(self) -> dict[str, Any] | None:
         try:

@@ -47,14 +47,16 @@ def run(*, duration: float, rate: int, seed: int) -> int:
     port = free_port()
     env = dict(os.environ, VIGIL_KAFKA_BOOTSTRAP=bootstrap, VIGIL_WEB_PORT=str(port))
     log_path = config.store.data_dir / "worker.log"
-    print(f"vigil demo: broker {bootstrap}{' (embedded)' if broker else ''}, "
-          f"store {config.store.dsn}, worker log {log_path}")
-    worker = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env,
-                   stdout=open(log_path, "ab"))  # noqa: SIM115
+    print(
+        f"vigil demo: broker {bootstrap}{' (embedded)' if broker else ''}, "
+        f"store {config.store.dsn}, worker log {log_path}"
+    )
+    worker = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=log_path)
     start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
     try:
-        published = asyncio.run(_feed(config, bootstrap, port, worker, duration, rate, seed,
-                                      start_ms))
+        published = asyncio.run(
+            _feed(config, bootstrap, port, worker, duration, rate, seed, start_ms)
+        )
         _drain(port, worker, published)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker")
@@ -70,11 +72,23 @@ def run(*, duration: float, rate: int, seed: int) -> int:
     return 0
 
 
-async def _feed(config: Config, bootstrap: str, port: int, worker: Any, duration: float,
-                rate: int, seed: int, start_ms: int) -> int:
+async def _feed(
+    config: Config,
+    bootstrap: str,
+    port: int,
+    worker: Any,
+    duration: float,
+    rate: int,
+    seed: int,
+    start_ms: int,
+) -> int:
     span_ms = int(duration * 1000 * SPEED)
-    sim = Simulation(seed=seed, start_ms=start_ms, shift_at_ms=start_ms + span_ms // 2,
-                     requests_per_s=max(rate / SPEED * 0.9, 1.0))
+    sim = Simulation(
+        seed=seed,
+        start_ms=start_ms,
+        shift_at_ms=start_ms + span_ms // 2,
+        requests_per_s=max(rate / SPEED * 0.9, 1.0),
+    )
     published = 0
     async with Publisher(config.kafka, bootstrap=bootstrap) as pub:
         began = time.monotonic()
@@ -124,8 +138,9 @@ def print_summary(config: Config, *, since: datetime) -> None:
     try:
         kinds = history.events_per_kind(client, db, since=since)
         flows = history.workflow_stats(client, db, since=since)
-        latency = history.metric_quantiles(client, db, service="api", name="latency_ms",
-                                           since=since, bucket_s=300)
+        latency = history.metric_quantiles(
+            client, db, service="api", name="latency_ms", since=since, bucket_s=300
+        )
     finally:
         client.close()
     print(f"\nHistory since {since:%Y-%m-%d %H:%M} UTC, read back from ClickHouse")
@@ -134,9 +149,11 @@ def print_summary(config: Config, *, since: datetime) -> None:
         print(f"    {kind:<16}{n:>10,}")
     print("\n  workflows          runs  success   mean s    p50 s    p95 s")
     for f in flows:
-        print(f"    {f['workflow']:<14}{f['runs']:>6}  {f['success_rate']:>7.0%}"
-              f"  {f['mean_ms'] / 1000:>7.1f}  {f['p50_ms'] / 1000:>7.1f}"
-              f"  {f['p95_ms'] / 1000:>7.1f}")
+        print(
+            f"    {f['workflow']:<14}{f['runs']:>6}  {f['success_rate']:>7.0%}"
+            f"  {f['mean_ms'] / 1000:>7.1f}  {f['p50_ms'] / 1000:>7.1f}"
+            f"  {f['p95_ms'] / 1000:>7.1f}"
+        )
     print("\n  api latency_ms per 5 min    count     p50     p95")
     for t, n, p50, p95 in latency:
         bar = "#" * int(p95 / 20)
@@ -158,8 +175,9 @@ def simulate(*, rate: int, duration: float, seed: int) -> int:
         return 2
 
     async def feed() -> None:
-        sim = Simulation(seed=seed, start_ms=int(time.time() * 1000),
-                         requests_per_s=max(rate * 0.9, 1.0))
+        sim = Simulation(
+            seed=seed, start_ms=int(time.time() * 1000), requests_per_s=max(rate * 0.9, 1.0)
+        )
         async with Publisher(config.kafka) as pub:
             began = time.monotonic()
             tick = 0

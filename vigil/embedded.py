@@ -51,18 +51,25 @@ _children: set[subprocess.Popen[Any]] = set()
 
 
 def spawn(
-    argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: IO[Any] | int | None = None
+    argv: Sequence[str], *, env: dict[str, str] | None = None, log_path: Path | None = None
 ) -> subprocess.Popen[Any]:
-    """Start a child that dies with this process and is stopped at exit."""
-    proc = subprocess.Popen(
-        list(argv),
-        env=env,
-        stdout=stdout if stdout is not None else subprocess.DEVNULL,
-        stderr=subprocess.STDOUT if stdout is not None else subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
+    """Start a child that dies with this process and is stopped at exit.
+
+    Its stdout and stderr are appended to ``log_path`` (discarded without one).
+    """
+    with contextlib.ExitStack() as stack:
+        out: IO[Any] | int = subprocess.DEVNULL
+        if log_path is not None:
+            out = stack.enter_context(open(log_path, "ab"))
+        proc = subprocess.Popen(
+            list(argv),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
     _children.add(proc)
     return proc
 
@@ -119,12 +126,7 @@ class EmbeddedBroker:
             "--advertised-listener-url",
             url,
         ]
-        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        try:
-            self.proc = spawn(argv, stdout=out)
-        finally:
-            if out is not None:
-                out.close()
+        self.proc = spawn(argv, log_path=self.log_path)
         self._wait_ready(timeout)
         return self
 

@@ -96,9 +96,15 @@ class Simulation:
         service, steps = WORKFLOWS[workflow]
         run = _Run(workflow, self._id("exec"), self._id("trace"), t)
         self._runs.append(run)
-        yield {"kind": "execution.start", "ts": t, "service": service, "name": workflow,
-               "execution_id": run.execution_id, "trace_id": run.trace_id,
-               "attrs": {"total_steps": len(steps)}}
+        yield {
+            "kind": "execution.start",
+            "ts": t,
+            "service": service,
+            "name": workflow,
+            "execution_id": run.execution_id,
+            "trace_id": run.trace_id,
+            "attrs": {"total_steps": len(steps)},
+        }
         yield from self._start_step(run, t)
 
     def _start_step(self, run: _Run, t: int) -> Iterator[dict[str, Any]]:
@@ -107,9 +113,15 @@ class Simulation:
         run.step_started_ms = t
         duration = int(median_s * 1000 * math.exp(self.rng.gauss(0, 0.35)))
         run.step_ends_ms = t + max(duration, 50)
-        yield {"kind": "step.start", "ts": t, "service": service, "name": run.workflow,
-               "execution_id": run.execution_id, "step": name,
-               "attrs": {"index": run.step_index, "total_steps": len(steps)}}
+        yield {
+            "kind": "step.start",
+            "ts": t,
+            "service": service,
+            "name": run.workflow,
+            "execution_id": run.execution_id,
+            "step": name,
+            "attrs": {"index": run.step_index, "total_steps": len(steps)},
+        }
 
     def _finish_step(self, run: _Run) -> Iterator[dict[str, Any]]:
         rng = self.rng
@@ -119,26 +131,59 @@ class Simulation:
         duration = t - run.step_started_ms
         ok = rng.random() >= self.step_failure
         base = {"service": service, "name": run.workflow, "execution_id": run.execution_id}
-        yield {**base, "kind": "step.end", "ts": t, "step": name, "value": float(duration),
-               "ok": ok, "status": "success" if ok else "failed"}
-        yield {"kind": "span", "ts": run.step_started_ms, "service": service,
-               "name": f"{run.workflow}.{name}", "trace_id": run.trace_id,
-               "span_id": self._id("span"), "value": float(duration), "ok": ok}
-        yield {"kind": "log", "ts": t, "service": service, "name": run.workflow,
-               "level": "info" if ok else "error", "trace_id": run.trace_id,
-               "message": f"step {name} of {run.execution_id} "
-                          f"{'finished' if ok else 'failed'} in {duration} ms"}
+        yield {
+            **base,
+            "kind": "step.end",
+            "ts": t,
+            "step": name,
+            "value": float(duration),
+            "ok": ok,
+            "status": "success" if ok else "failed",
+        }
+        yield {
+            "kind": "span",
+            "ts": run.step_started_ms,
+            "service": service,
+            "name": f"{run.workflow}.{name}",
+            "trace_id": run.trace_id,
+            "span_id": self._id("span"),
+            "value": float(duration),
+            "ok": ok,
+        }
+        yield {
+            "kind": "log",
+            "ts": t,
+            "service": service,
+            "name": run.workflow,
+            "level": "info" if ok else "error",
+            "trace_id": run.trace_id,
+            "message": f"step {name} of {run.execution_id} "
+            f"{'finished' if ok else 'failed'} in {duration} ms",
+        }
         if not ok:
             error = rng.choice(ERRORS)
-            yield {"kind": "error", "ts": t, "service": service, "name": error,
-                   "message": f"{error} in {run.workflow}.{name}",
-                   "execution_id": run.execution_id, "trace_id": run.trace_id,
-                   "attrs": {"step": name}}
+            yield {
+                "kind": "error",
+                "ts": t,
+                "service": service,
+                "name": error,
+                "message": f"{error} in {run.workflow}.{name}",
+                "execution_id": run.execution_id,
+                "trace_id": run.trace_id,
+                "attrs": {"step": name},
+            }
             recovered = run.attempts < 2 and rng.random() < 0.7
             run.attempts += 1
             run.recoveries += 1
-            yield {**base, "kind": "recovery", "ts": t + 1, "step": name, "ok": recovered,
-                   "status": "retry", "attrs": {"strategy": "retry", "attempt": run.attempts}}
+            yield {
+                **base,
+                "kind": "recovery",
+                "ts": t + 1,
+                "step": name,
+                "ok": recovered,
+                "status": "retry",
+                "attrs": {"strategy": "retry", "attempt": run.attempts},
+            }
             if recovered:
                 yield from self._start_step(run, t + 2)
                 return
@@ -154,11 +199,21 @@ class Simulation:
     def _end(self, run: _Run, t: int, *, ok: bool) -> Iterator[dict[str, Any]]:
         service, steps = WORKFLOWS[run.workflow]
         self._runs.remove(run)
-        yield {"kind": "execution.end", "ts": t, "service": service, "name": run.workflow,
-               "execution_id": run.execution_id, "value": float(t - run.started_ms), "ok": ok,
-               "status": "success" if ok else "failed",
-               "attrs": {"steps_done": run.step_index, "total_steps": len(steps),
-                         "recoveries": run.recoveries}}
+        yield {
+            "kind": "execution.end",
+            "ts": t,
+            "service": service,
+            "name": run.workflow,
+            "execution_id": run.execution_id,
+            "value": float(t - run.started_ms),
+            "ok": ok,
+            "status": "success" if ok else "failed",
+            "attrs": {
+                "steps_done": run.step_index,
+                "total_steps": len(steps),
+                "recoveries": run.recoveries,
+            },
+        }
 
     def _requests(self, t: int, span_ms: int) -> Iterator[dict[str, Any]]:
         rng = self.rng
@@ -168,23 +223,54 @@ class Simulation:
         for i in range(n):
             ts = t + (i * span_ms) // max(n, 1)
             route = rng.choice(("/checkout", "/search", "/profile"))
-            yield {"kind": "metric", "ts": ts, "service": "api", "name": "latency_ms",
-                   "value": round(median * math.exp(rng.gauss(0, 0.4)), 2),
-                   "tags": {"route": route}}
+            yield {
+                "kind": "metric",
+                "ts": ts,
+                "service": "api",
+                "name": "latency_ms",
+                "value": round(median * math.exp(rng.gauss(0, 0.4)), 2),
+                "tags": {"route": route},
+            }
             if rng.random() < 0.05:
-                yield {"kind": "metric", "ts": ts, "service": "api", "name": "feature_used",
-                       "value": 1.0, "tags": {"feature": rng.choice(("export", "share"))},
-                       "attrs": {"user": f"user-{rng.randrange(50)}"}}
+                yield {
+                    "kind": "metric",
+                    "ts": ts,
+                    "service": "api",
+                    "name": "feature_used",
+                    "value": 1.0,
+                    "tags": {"feature": rng.choice(("export", "share"))},
+                    "attrs": {"user": f"user-{rng.randrange(50)}"},
+                }
             if rng.random() < 0.02:
-                yield {"kind": "metric", "ts": ts, "service": "api", "name": "satisfaction",
-                       "value": float(rng.choice((3, 4, 4, 5, 5)))}
+                yield {
+                    "kind": "metric",
+                    "ts": ts,
+                    "service": "api",
+                    "name": "satisfaction",
+                    "value": float(rng.choice((3, 4, 4, 5, 5))),
+                }
 
     def _resources(self, service: str, t: int) -> Iterator[dict[str, Any]]:
         rng = self.rng
-        yield {"kind": "metric", "ts": t, "service": service, "name": "cpu_percent",
-               "value": round(min(100.0, max(0.0, rng.gauss(35, 10))), 1)}
-        yield {"kind": "metric", "ts": t, "service": service, "name": "memory_mb",
-               "value": round(rng.gauss(900, 60), 1)}
+        yield {
+            "kind": "metric",
+            "ts": t,
+            "service": service,
+            "name": "cpu_percent",
+            "value": round(min(100.0, max(0.0, rng.gauss(35, 10))), 1),
+        }
+        yield {
+            "kind": "metric",
+            "ts": t,
+            "service": service,
+            "name": "memory_mb",
+            "value": round(rng.gauss(900, 60), 1),
+        }
         if service == "ml":
-            yield {"kind": "metric", "ts": t, "service": service, "name": "gpu_percent",
-                   "value": round(min(100.0, max(0.0, rng.gauss(70, 15))), 1)}
+            yield {
+                "kind": "metric",
+                "ts": t,
+                "service": service,
+                "name": "gpu_percent",
+                "value": round(min(100.0, max(0.0, rng.gauss(70, 15))), 1),
+            }

@@ -29,9 +29,7 @@ def run(environ: dict[str, str] | None = None) -> None:
     app = create_app(
         config.worker, config.kafka, sink, bootstrap=bootstrap, data_dir=config.store.data_dir
     )
-    worker = faust.Worker(
-        app, loglevel=config.worker.log_level, quiet=True, redirect_stdouts=False
-    )
+    worker = faust.Worker(app, loglevel=config.worker.log_level, quiet=True, redirect_stdouts=False)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         worker.execute_from_commandline()

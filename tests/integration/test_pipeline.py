@@ -98,8 +98,9 @@ async def test_events_flow_into_clickhouse_and_bad_ones_into_the_deadletter_topi
             "SELECT count(), uniqExact(partition, offset, idx), uniqExact(kind) FROM vigil.events"
         ).result_rows[0]
         assert raw == (N_VALID, N_VALID, len(KINDS))
-        per_kind = dict(ch.query("SELECT kind, count() FROM vigil.events GROUP BY kind")
-                        .result_rows)
+        per_kind = dict(
+            ch.query("SELECT kind, count() FROM vigil.events GROUP BY kind").result_rows
+        )
         assert per_kind == collections.Counter(e["kind"] for e in events)
         windows = ch.query(
             "SELECT count(), sum(count) FROM vigil.windows FINAL WHERE width_s = 60"

@@ -11,12 +11,19 @@ def test_migrations_apply_once_and_a_second_run_changes_nothing(tmp_path):
     client = open_client(StoreSettings(data_dir=tmp_path), migrate=False)
     try:
         first = migrations.apply(client, database="vigil", retention_days=90)
-        schema = client.query("SELECT name, create_table_query FROM system.tables "
-                              "WHERE database = 'vigil' ORDER BY name").result_rows
+        schema = client.query(
+            "SELECT name, create_table_query FROM system.tables "
+            "WHERE database = 'vigil' ORDER BY name"
+        ).result_rows
         second = migrations.apply(client, database="vigil", retention_days=90)
         assert first == [m.version for m in migrations.load()] and second == []
-        assert client.query("SELECT name, create_table_query FROM system.tables "
-                            "WHERE database = 'vigil' ORDER BY name").result_rows == schema
+        assert (
+            client.query(
+                "SELECT name, create_table_query FROM system.tables "
+                "WHERE database = 'vigil' ORDER BY name"
+            ).result_rows
+            == schema
+        )
         assert {"events", "windows", "schema_migrations"} <= {row[0] for row in schema}
     finally:
         client.close()
@@ -44,8 +51,9 @@ def test_a_second_process_on_the_same_chdb_path_gets_a_clear_error(tmp_path):
             f"try:\n    open_client(StoreSettings(data_dir=Path({str(tmp_path)!r})))\n"
             "except StoreError as e:\n    print('refused:', e)\n"
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
         assert "refused:" in out.stdout and "one process" in out.stdout
     finally:
         client.close()

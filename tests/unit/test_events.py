@@ -61,12 +61,25 @@ def test_each_rule_rejects_with_a_reason_naming_the_field(change, reason):
 
 @pytest.mark.parametrize(
     "kind, missing",
-    [("step.end", "execution_id"), ("span", "trace_id"), ("log", "message"),
-     ("execution.start", "execution_id")],
+    [
+        ("step.end", "execution_id"),
+        ("span", "trace_id"),
+        ("log", "message"),
+        ("execution.start", "execution_id"),
+    ],
 )
 def test_kinds_require_their_ids(kind, missing):
-    event = {"kind": kind, "ts": NOW, "service": "s", "name": "n", "execution_id": "e",
-             "step": "x", "trace_id": "t", "span_id": "s1", "message": "m"}
+    event = {
+        "kind": kind,
+        "ts": NOW,
+        "service": "s",
+        "name": "n",
+        "execution_id": "e",
+        "step": "x",
+        "trace_id": "t",
+        "span_id": "s1",
+        "message": "m",
+    }
     del event[missing]
     with pytest.raises(InvalidEvent, match=f"missing field '{missing}'"):
         validate(event, now_ms=NOW)
@@ -75,14 +88,23 @@ def test_kinds_require_their_ids(kind, missing):
 def test_series_key_orders_tags_and_includes_the_step():
     a = validate({**BASE, "tags": {"b": "2", "a": "1"}}, now_ms=NOW)
     assert a["series"] == "metric|api|latency_ms|a=1,b=2"
-    step = {"kind": "step.end", "ts": NOW, "service": "p", "name": "etl",
-            "execution_id": "e1", "step": "load"}
+    step = {
+        "kind": "step.end",
+        "ts": NOW,
+        "service": "p",
+        "name": "etl",
+        "execution_id": "e1",
+        "step": "load",
+    }
     assert series_key(step) == "step.end|p|etl|step=load"
 
 
 def test_all_events_of_a_workflow_share_a_routing_key_and_partition():
-    events = [e for e in Simulation(seed=5, start_ms=NOW).advance(300_000)
-              if e["name"] == "etl" and e["kind"] != "log"]
+    events = [
+        e
+        for e in Simulation(seed=5, start_ms=NOW).advance(300_000)
+        if e["name"] == "etl" and e["kind"] != "log"
+    ]
     assert len({routing_key(e) for e in events}) == 1
     assert len({series_key(e) for e in events}) > 3
 

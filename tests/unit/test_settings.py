@@ -14,8 +14,9 @@ def test_defaults_mean_embedded_parts():
 
 
 def test_real_kafka_and_clickhouse_turn_embedded_parts_off():
-    c = Config.from_env({"VIGIL_KAFKA_BOOTSTRAP": "k:9092",
-                         "VIGIL_CLICKHOUSE_DSN": "http://u:p@ch:8123"})
+    c = Config.from_env(
+        {"VIGIL_KAFKA_BOOTSTRAP": "k:9092", "VIGIL_CLICKHOUSE_DSN": "http://u:p@ch:8123"}
+    )
     assert not c.kafka.embedded_kafka and not c.store.embedded
 
 

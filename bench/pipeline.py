@@ -1,0 +1,194 @@
+"""End-to-end throughput: producer -> Kafka -> worker -> ClickHouse, against a baseline.
+
+1. publish N simulated events through ``producers.Publisher`` (a backlog on the topic);
+2. baseline: a bare aiokafka consumer reads the same topic and orjson-decodes every event;
+3. a ``vigil worker`` drains the backlog into chDB; the clock runs from its first processed
+   batch to the last (its start-up time is reported apart).
+
+Both rates come from the same run on the same data, so their ratio is meaningful on a
+noisy machine. Prints JSON, then a table.
+
+    python bench/pipeline.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from producers.client import Publisher
+from producers.envelopes import split
+from producers.settings import ProducerSettings
+from producers.topics import Topics
+from sinks.settings import StoreSettings
+from sinks.store import open_client
+from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
+from vigil.simulation import Simulation
+
+
+def _progress(label: str, done: int, total: int, started: float) -> None:
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    print(f"\r  {label}: {done:>10,}/{total:,} ({rate:,.0f}/s)   ", end="", file=sys.stderr)
+
+
+async def publish(settings: ProducerSettings, n: int) -> dict[str, float]:
+    sim = Simulation(seed=1, start_ms=int(time.time() * 1000) - 6 * 3600_000, requests_per_s=400)
+    events = []
+    while len(events) < n:
+        events.extend(sim.advance(60_000))
+    events = events[:n]
+    async with Publisher(settings) as pub:
+        started = time.perf_counter()
+        for i, event in enumerate(events):
+            while not pub.publish(event):  # the buffer is full: let the sender drain it
+                await asyncio.sleep(0.005)
+            if i % 20_000 == 0:
+                _progress("publish", i, n, started)
+                await asyncio.sleep(0)
+        await pub.flush(120)
+        elapsed = time.perf_counter() - started
+        stats = pub.stats()
+    print(file=sys.stderr)
+    assert stats["sent"] == n, stats
+    return {"seconds": elapsed, "events_per_s": n / elapsed, "envelopes": stats["envelopes"]}
+
+
+async def baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen = 0
+    started = time.perf_counter()
+    try:
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for records in batches.values():
+                for record in records:
+                    for line in split(record.value):
+                        orjson.loads(line)
+                        seen += 1
+            _progress("baseline", seen, n, started)
+    finally:
+        await consumer.stop()
+    elapsed = time.perf_counter() - started
+    print(file=sys.stderr)
+    return {"seconds": elapsed, "events_per_s": n / elapsed}
+
+
+def _stats(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as r:
+            return json.load(r)
+    except OSError:
+        return None
+
+
+def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
+    port = free_port()
+    spawned = time.time()
+    proc = spawn(
+        [sys.executable, "-m", "vigil.cli", "worker"],
+        env={**env, "VIGIL_WEB_PORT": str(port)},
+        log_path=log_path,
+    )
+    peak_rss_mb = 0.0
+    began = time.perf_counter()
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"worker exited with {proc.returncode}; see {log_path}")
+            s = _stats(port) or {}
+            _progress("worker (incl. start-up)", s.get("valid", 0), n, began)
+            if s.get("valid", 0) >= n:
+                break
+            time.sleep(0.2)
+        status = Path(f"/proc/{proc.pid}/status")
+        if status.exists():
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_rss_mb = int(line.split()[1]) / 1024
+    finally:
+        code = stop(proc, timeout=60)
+    print(file=sys.stderr)
+    assert code == 0, f"worker exit code {code}"
+    # The worker's own clock: from its first batch received to its last batch stored.
+    busy = s["last_batch_at"] - s["first_batch_at"]
+    return {
+        "ready_seconds": s["first_batch_at"] - spawned,
+        "seconds": busy,
+        "events_per_s": n / max(busy, 1e-9),
+        "peak_rss_mb": peak_rss_mb,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    n = args.events
+    workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
+    namespace = f"bench{os.getpid()}"
+    external = os.environ.get("VIGIL_KAFKA_BOOTSTRAP", "")
+    broker = None if external else EmbeddedBroker(log_path=workdir / "broker.log").start()
+    bootstrap = external or broker.bootstrap  # type: ignore[union-attr]
+    try:
+        settings = ProducerSettings(
+            kafka_bootstrap=bootstrap, namespace=namespace, queue_max_events=200_000
+        )
+        produced = asyncio.run(publish(settings, n))
+        topic = Topics.for_namespace(namespace).events
+        base = asyncio.run(baseline(bootstrap, topic, n))
+        env = dict(
+            os.environ,
+            VIGIL_KAFKA_BOOTSTRAP=bootstrap,
+            VIGIL_NAMESPACE=namespace,
+            VIGIL_DATA_DIR=str(workdir / "data"),
+        )
+        worker = run_worker(env, n, workdir / "worker.log")
+        store = StoreSettings(
+            data_dir=workdir / "data", clickhouse_dsn=os.environ.get("VIGIL_CLICKHOUSE_DSN", "")
+        )
+        client = open_client(store)
+        try:
+            stored = client.query(f"SELECT count() FROM {store.database}.events").result_rows[0][0]
+        finally:
+            client.close()
+    finally:
+        if broker is not None:
+            broker.stop()
+    result = {
+        "events": n,
+        "stored_rows": int(stored),
+        "producer_events_per_s": round(produced["events_per_s"]),
+        "baseline_consumer_events_per_s": round(base["events_per_s"]),
+        "pipeline_events_per_s": round(worker["events_per_s"]),
+        "pipeline_vs_baseline": round(worker["events_per_s"] / base["events_per_s"], 3),
+        "worker_ready_seconds": round(worker["ready_seconds"], 2),
+        "worker_peak_rss_mb": round(worker["peak_rss_mb"], 1),
+        "envelopes": produced["envelopes"],
+    }
+    print(json.dumps(result))
+    print()
+    print(f"{'measure':<34}{'value':>14}")
+    for key, value in result.items():
+        print(f"{key:<34}{value:>14,}" if isinstance(value, int) else f"{key:<34}{value:>14}")
+    if stored != n:
+        raise SystemExit(f"stored {stored} rows for {n} events")
+
+
+if __name__ == "__main__":
+    main()
