@@ -20,7 +20,6 @@ import os
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -32,6 +31,7 @@ from producers.settings import ProducerSettings
 from producers.topics import Topics
 from sinks.settings import StoreSettings
 from sinks.store import open_client
+from vigil.demo import worker_stats
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
 from vigil.simulation import Simulation
 
@@ -89,14 +89,6 @@ async def baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"seconds": elapsed, "events_per_s": n / elapsed}
 
 
-def _stats(port: int) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2) as r:
-            return json.load(r)
-    except OSError:
-        return None
-
-
 def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
     port = free_port()
     spawned = time.time()
@@ -111,7 +103,7 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"worker exited with {proc.returncode}; see {log_path}")
-            s = _stats(port) or {}
+            s = worker_stats(port) or {}
             _progress("worker (incl. start-up)", s.get("valid", 0), n, began)
             if s.get("valid", 0) >= n:
                 break

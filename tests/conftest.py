@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +18,7 @@ from typing import Any
 import pytest
 
 from producers.settings import ProducerSettings
+from vigil.demo import worker_stats
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
 
 _counter = itertools.count()
@@ -53,11 +51,7 @@ class WorkerProcess:
         self.proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=log_path)
 
     def stats(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=2) as r:
-                return dict(json.load(r))
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return None
+        return worker_stats(self.port)
 
     def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

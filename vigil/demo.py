@@ -28,7 +28,8 @@ SPEED = 60  # simulated ms per real ms
 TICK_S = 0.25
 
 
-def _stats(port: int) -> dict[str, Any] | None:
+def worker_stats(port: int) -> dict[str, Any] | None:
+    """The counters a worker serves at /stats, or None while it is not answering."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1) as r:
             return dict(json.load(r))
@@ -103,7 +104,7 @@ async def _feed(
             await asyncio.sleep(max(0.0, began + (tick + 1) * TICK_S - time.monotonic()))
             if time.monotonic() >= next_line:
                 next_line += 1
-                _print_line(time.monotonic() - began, published, _stats(port))
+                _print_line(time.monotonic() - began, published, worker_stats(port))
         await pub.flush(30)
     return published
 
@@ -124,7 +125,7 @@ def _print_line(elapsed: float, published: int, s: dict[str, Any] | None) -> Non
 def _drain(port: int, worker: Any, published: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.poll() is None:
-        s = _stats(port) or {}
+        s = worker_stats(port) or {}
         if s.get("valid", 0) + s.get("rejected", 0) >= published:
             _print_line(0, published, s)
             return
