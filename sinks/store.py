@@ -6,6 +6,7 @@ runs; other processes open it only when no worker does.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -22,7 +23,7 @@ def open_client(settings: StoreSettings, *, migrate: bool = True) -> Any:
     """A clickhouse-connect client on ``settings.dsn``, with the schema up to date."""
     if settings.embedded:
         path = settings.dsn.removeprefix("chdb://")
-        __import__("pathlib").Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
         client = clickhouse_connect.get_client(dsn=settings.dsn)
     except Exception as exc:  # chDB and HTTP raise different types for the same failure

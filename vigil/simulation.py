@@ -251,26 +251,17 @@ class Simulation:
                 }
 
     def _resources(self, service: str, t: int) -> Iterator[dict[str, Any]]:
-        rng = self.rng
-        yield {
-            "kind": "metric",
-            "ts": t,
-            "service": service,
-            "name": "cpu_percent",
-            "value": round(min(100.0, max(0.0, rng.gauss(35, 10))), 1),
-        }
-        yield {
-            "kind": "metric",
-            "ts": t,
-            "service": service,
-            "name": "memory_mb",
-            "value": round(rng.gauss(900, 60), 1),
-        }
+        samples = [("cpu_percent", 35.0, 10.0, 100.0), ("memory_mb", 900.0, 60.0, None)]
         if service == "ml":
+            samples.append(("gpu_percent", 70.0, 15.0, 100.0))
+        for name, mean, sd, cap in samples:
+            value = max(0.0, self.rng.gauss(mean, sd))
+            if cap is not None:
+                value = min(cap, value)
             yield {
                 "kind": "metric",
                 "ts": t,
                 "service": service,
-                "name": "gpu_percent",
-                "value": round(min(100.0, max(0.0, rng.gauss(70, 15))), 1),
+                "name": name,
+                "value": round(value, 1),
             }
