@@ -1,6 +1,6 @@
 """End-to-end throughput: producer -> Kafka -> worker -> ClickHouse, against a baseline.
 
-1. publish N simulated events through ``producers.Publisher`` (a backlog on the topic);
+1. publish N simulated events through ``producers.Client`` (a backlog on the topic);
 2. baseline: a bare aiokafka consumer reads the same topic and orjson-decodes every event;
 3. a ``vigil worker`` drains the backlog into chDB; the clock runs from its first processed
    batch to the last (its start-up time is reported apart).
@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from producers.client import Publisher
+from producers.client import Client
 from producers.envelopes import split
 from producers.settings import ProducerSettings
 from producers.topics import Topics
@@ -47,7 +47,7 @@ async def publish(settings: ProducerSettings, n: int) -> dict[str, float]:
     while len(events) < n:
         events.extend(sim.advance(60_000))
     events = events[:n]
-    async with Publisher(settings) as pub:
+    async with Client(settings) as pub:
         started = time.perf_counter()
         for i, event in enumerate(events):
             while not pub.publish(event):  # the buffer is full: let the sender drain it
@@ -139,7 +139,10 @@ def main() -> None:
     bootstrap = external or broker.bootstrap  # type: ignore[union-attr]
     try:
         settings = ProducerSettings(
-            kafka_bootstrap=bootstrap, namespace=namespace, queue_max_events=200_000
+            kafka_bootstrap=bootstrap,
+            namespace=namespace,
+            queue_max_events=200_000,
+            resource_interval_s=0,
         )
         produced = asyncio.run(publish(settings, n))
         topic = Topics.for_namespace(namespace).events

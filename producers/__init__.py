@@ -1,0 +1,28 @@
+"""Vigil's producer SDK: instrument services and workflow engines.
+
+>>> import producers
+>>> sorted(n for n in producers.__all__ if n[0].isupper())
+['Client', 'InvalidEvent', 'ProducerSettings', 'SyncClient']
+"""
+
+from producers.client import Client, SyncClient, install, installed
+from producers.decorators import monitor_performance, track_errors, track_usage, track_workflow
+from producers.events import InvalidEvent
+from producers.settings import ProducerSettings
+from producers.tracing import current_span
+from producers.workflows import current_execution
+
+__all__ = [
+    "Client",
+    "InvalidEvent",
+    "ProducerSettings",
+    "SyncClient",
+    "current_execution",
+    "current_span",
+    "install",
+    "installed",
+    "monitor_performance",
+    "track_errors",
+    "track_usage",
+    "track_workflow",
+]

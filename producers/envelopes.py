@@ -36,12 +36,15 @@ class EnvelopeBuilder:
 
     def add(self, partition: int, line: bytes) -> bytes | None:
         """Buffer ``line``; return the partition's envelope when it is full."""
-        lines = self._lines.setdefault(partition, [])
-        size = self._sizes.get(partition, 0) + len(line) + 1
+        lines = self._lines.get(partition)
+        if lines is None:
+            lines = self._lines[partition] = []
+            self._sizes[partition] = 0
+        size = self._sizes[partition] + len(line) + 1
         envelope = None
-        if lines and size > self.max_bytes:
+        if size > self.max_bytes and lines:
             envelope = self._close(partition)
-            lines = self._lines.setdefault(partition, [])
+            lines = self._lines[partition] = []
             size = len(line) + 1
         lines.append(line)
         self._sizes[partition] = size
@@ -52,7 +55,7 @@ class EnvelopeBuilder:
 
     def _close(self, partition: int) -> bytes:
         lines = self._lines.pop(partition)
-        self._sizes.pop(partition, None)
+        del self._sizes[partition]
         self.pending -= len(lines)
         return b"\n".join(lines)
 

@@ -94,7 +94,11 @@ class InvalidEvent(ValueError):
 
 
 def _text(event: dict[str, Any], key: str, *, required: bool) -> str | None:
-    value = event.get(key)
+    return check_text(key, event.get(key), required=required)
+
+
+def check_text(key: str, value: Any, *, required: bool) -> str | None:
+    """``value`` if it is a valid text field ``key``; raises :class:`InvalidEvent`."""
     if value is None:
         if required:
             raise InvalidEvent(f"missing field {key!r}")
@@ -108,14 +112,17 @@ def _text(event: dict[str, Any], key: str, *, required: bool) -> str | None:
     return value
 
 
-def _tags(value: Any) -> dict[str, str]:
+def check_tags(value: Any, max_tags: int = MAX_TAGS) -> dict[str, str]:
+    """``value`` (or ``{}`` for None) if it is a valid tag set; raises :class:`InvalidEvent`."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidEvent(f"field 'tags' must be an object, got {type(value).__name__}")
-    if len(value) > MAX_TAGS:
-        raise InvalidEvent(f"field 'tags' has {len(value)} entries, at most {MAX_TAGS}")
+    if len(value) > max_tags:
+        raise InvalidEvent(f"field 'tags' has {len(value)} entries, at most {max_tags}")
     for k, v in value.items():
+        if not isinstance(k, str):
+            raise InvalidEvent(f"tag names must be strings, got {type(k).__name__}")
         if not isinstance(v, str) or len(k) > 64 or len(v) > 256:
             raise InvalidEvent(f"tag {k[:64]!r} must map a short name to a string (<= 256)")
         if "|" in k or "=" in k or "," in k:
@@ -170,7 +177,7 @@ def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
         "name": _text(event, "name", required=True),
         "value": float(value) if value is not None else None,
         "ok": ok,
-        "tags": _tags(event.get("tags")),
+        "tags": check_tags(event.get("tags")),
         "attrs": attrs if attrs is not None else {},
     }
     required = _REQUIRED_BY_KIND[kind]

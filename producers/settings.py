@@ -64,6 +64,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """``a=1,b=2`` as ``(("a", "1"), ("b", "2"))``."""
+    pairs = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected name=value pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _rates(text: str) -> tuple[tuple[str, float], ...]:
+    rates = []
+    for key, value in _pairs(text):
+        rate = float(value)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"sampling rate of {key!r} must be between 0 and 1, got {value}")
+        rates.append((key, rate))
+    return tuple(rates)
+
+
+def _privacy_mode(text: str) -> str:
+    mode = text.strip().lower()
+    if mode not in PRIVACY_MODES:
+        raise ValueError(f"expected one of {', '.join(PRIVACY_MODES)}")
+    return mode
+
+
+def _compression(text: str) -> str:
+    codec = text.strip().lower()
+    if codec not in {"none", "gzip", "snappy", "lz4", "zstd"}:
+        raise ValueError("expected none, gzip, snappy, lz4 or zstd")
+    return codec
+
+
+#: ``off``: ids as given; ``users``: user ids hashed; ``all``: user and session ids hashed.
+PRIVACY_MODES = ("off", "users", "all")
+
+
 @dataclass(frozen=True)
 class ProducerSettings:
     """How producers and workers reach Kafka and name the topics."""
@@ -81,7 +122,39 @@ class ProducerSettings:
     linger_ms: int = env_field("VIGIL_LINGER_MS", 50, int)
     #: Events buffered in the producer before new ones are dropped (and counted).
     queue_max_events: int = env_field("VIGIL_QUEUE_MAX_EVENTS", 100_000, _positive_int)
-    compression: str = env_field("VIGIL_KAFKA_COMPRESSION", "none")
+    #: none, gzip, snappy, lz4 or zstd (the last three need their Python library).
+    compression: str = env_field("VIGIL_KAFKA_COMPRESSION", "none", _compression)
+    #: Bound on each Kafka request and on each send; a slower broker counts as down.
+    send_timeout_ms: int = env_field("VIGIL_SEND_TIMEOUT_MS", 10_000, _positive_int)
+
+    # -- what the producer SDK adds to every event (see producers.client) --------------
+    #: The ``service`` of events that do not name one.
+    service: str = env_field("VIGIL_SERVICE", "app")
+    #: Global tags, added to the tags (and so the series) of every event the SDK builds.
+    environment: str = env_field("VIGIL_ENVIRONMENT", "")
+    version: str = env_field("VIGIL_SERVICE_VERSION", "")
+    host: str = env_field("VIGIL_HOST", "")
+    tags: tuple[tuple[str, str], ...] = env_field("VIGIL_TAGS", (), _pairs)
+    #: ``VIGIL_ENABLED=false`` turns every SDK call into a counted no-op.
+    enabled: bool = env_field("VIGIL_ENABLED", True, parse_bool)
+    #: Per-kind sampling rates, ``log=0.1,span=0.5``; ``workflow`` covers the workflow
+    #: kinds and samples whole executions (by execution id), ``span`` whole traces.
+    sampling: tuple[tuple[str, float], ...] = env_field("VIGIL_SAMPLING", (), _rates)
+    #: Seconds between resource samples (CPU, memory, GPU); 0 turns the sampler off.
+    resource_interval_s: float = env_field("VIGIL_RESOURCE_INTERVAL_S", 10.0, float)
+    privacy_mode: str = env_field("VIGIL_PRIVACY_MODE", "users", _privacy_mode)
+    #: Key of the user/session id hash. Without one, a random key per process is used:
+    #: ids stay private but cannot be joined across processes.
+    privacy_secret: str = env_field("VIGIL_PRIVACY_SECRET", "")
+    #: Strict mode raises InvalidEvent at the call site instead of counting and dropping.
+    strict: bool = env_field("VIGIL_STRICT", False, parse_bool)
+
+    def global_tags(self) -> dict[str, str]:
+        """The tags every SDK event carries: environment, version, host, then VIGIL_TAGS."""
+        tags = {"environment": self.environment, "version": self.version, "host": self.host}
+        out = {k: v for k, v in tags.items() if v}
+        out.update(self.tags)
+        return out
 
     @property
     def embedded_kafka(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.client import Publisher
+from producers.client import Client
+from producers.settings import ProducerSettings
 from sinks import history
 from sinks.store import open_client
 from vigil.config import Config
@@ -26,6 +28,11 @@ from vigil.simulation import Simulation
 
 SPEED = 60  # simulated ms per real ms
 TICK_S = 0.25
+
+
+def _simulator(config: Config) -> ProducerSettings:
+    """The simulator stands for many services: it sends no resource samples of its own."""
+    return dataclasses.replace(config.kafka, resource_interval_s=0)
 
 
 def worker_stats(port: int) -> dict[str, Any] | None:
@@ -91,7 +98,7 @@ async def _feed(
         requests_per_s=max(rate / SPEED * 0.9, 1.0),
     )
     published = 0
-    async with Publisher(config.kafka, bootstrap=bootstrap) as pub:
+    async with Client(_simulator(config), bootstrap=bootstrap) as pub:
         began = time.monotonic()
         next_line = began + 1
         for tick in range(int(duration / TICK_S)):
@@ -179,7 +186,7 @@ def simulate(*, rate: int, duration: float, seed: int) -> int:
         sim = Simulation(
             seed=seed, start_ms=int(time.time() * 1000), requests_per_s=max(rate * 0.9, 1.0)
         )
-        async with Publisher(config.kafka) as pub:
+        async with Client(_simulator(config)) as pub:
             began = time.monotonic()
             tick = 0
             while duration <= 0 or time.monotonic() - began < duration:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from producers.client import Publisher
+from producers.client import Client
 from producers.events import KINDS
 from producers.topics import Topics
 from tests.conftest import open_store
@@ -24,7 +24,7 @@ N_BAD = 500
 
 
 async def _publish(settings, events, bad):
-    async with Publisher(settings) as pub:
+    async with Client(settings) as pub:
         for i, event in enumerate(events):
             assert pub.publish(event)
             if i % 97 == 0 and bad:

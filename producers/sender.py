@@ -1,0 +1,371 @@
+"""The one background sender: queued events -> envelopes per partition -> Kafka.
+
+The host only ever calls :meth:`Sender.put`, which appends to a bounded deque (safe from
+any thread) or, when the deque and the unacknowledged backlog hold ``queue_max_events``,
+drops and counts. Everything else runs in one asyncio task (:meth:`Sender.run`) that
+
+1. connects (topics, then an ``acks="all"`` producer), retrying with backoff while the
+   broker is down: events wait in the queue;
+2. encodes queued events (adding the service and global tags) and groups them per
+   partition into envelopes (max events, max bytes, linger);
+3. sends envelopes without waiting on each acknowledgement; an envelope that fails goes
+   back to a retry list and is sent again after a backoff.
+
+Every network wait is bounded by ``send_timeout_ms``; :meth:`flush` and :meth:`close`
+return within their timeout whatever the broker does. Events still unsent at close are
+counted as ``failed``.
+
+Retried envelopes may arrive after newer ones (as with any Kafka producer that is not
+idempotent): windows are event-time based and absorb that within their grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+from producers.envelopes import HEADERS, EnvelopeBuilder
+from producers.events import (
+    MAX_EVENT_BYTES,
+    WORKFLOW_KINDS,
+    InvalidEvent,
+    check_tags,
+    partition_for,
+    routing_key,
+    validate,
+)
+from producers.settings import ProducerSettings
+from producers.topics import Topics, ensure_topics
+
+log = logging.getLogger("producers")
+
+#: Events encoded per turn of the sender loop before it yields to the host's loop.
+CHUNK = 2_000
+_RETRY_ERRORS = (KafkaError, OSError, TimeoutError)
+
+
+def _json_default(value: Any) -> str:
+    """Whatever orjson cannot encode becomes a short string instead of an error."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{type(value).__name__}: {len(value)}>"
+    return f"<{type(value).__name__}>"
+
+
+class Sender:
+    """Owns the queue, the envelopes and the Kafka producer of one client."""
+
+    def __init__(
+        self,
+        settings: ProducerSettings,
+        bootstrap: str,
+        *,
+        on_invalid: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.topics = Topics.for_namespace(settings.namespace)
+        self.queue: collections.deque[Any] = collections.deque()
+        self.max_events = settings.queue_max_events
+        #: Events taken off the queue and not acknowledged yet (written by the sender only).
+        self.backlog = 0
+        self.dropped = 0
+        self.counts = collections.Counter[str]()
+        self.last_error: str | None = None
+        self.connected = False
+        self._drop_lock = threading.Lock()
+        self._on_invalid = on_invalid
+        self._clock = clock
+        self._service = settings.service
+        self._tags = settings.global_tags()
+        self._builder = EnvelopeBuilder(
+            max_events=settings.envelope_max_events, max_bytes=settings.envelope_max_bytes
+        )
+        self._linger = max(settings.linger_ms, 0) / 1000
+        self._timeout = settings.send_timeout_ms / 1000
+        self._lingering_since: float | None = None
+        self._ready: collections.deque[tuple[int, bytes, int]] = collections.deque()
+        self._retry: collections.deque[tuple[int, bytes, int]] = collections.deque()
+        self._retry_at = 0.0
+        self._backoff = 0.1
+        self._partitions: dict[tuple[Any, ...], int] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._flushing = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- any thread ---------------------------------------------------------------
+    def put(self, item: Any) -> bool:
+        """Queue an event (a dict built by the SDK) or a ``("event"|"line", ...)`` tuple."""
+        if len(self.queue) + self.backlog >= self.max_events:
+            with self._drop_lock:
+                self.dropped += 1
+            return False
+        self.queue.append(item)
+        return True
+
+    @property
+    def queued(self) -> int:
+        return len(self.queue) + self.backlog
+
+    # -- the sender's loop ----------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="vigil-sender")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._producer is None and not await self._connect():
+                await asyncio.sleep(self._next_backoff())
+                continue
+            self._encode(CHUNK)
+            now = loop.time()
+            if self._builder.pending and (self._flushing or self._linger_over(now)):
+                self._close_envelopes()
+            await self._send(now)
+            if self.queue:
+                await asyncio.sleep(0)  # let the host's own tasks run between chunks
+            else:
+                await asyncio.sleep(self._idle_wait(now))
+
+    def _linger_over(self, now: float) -> bool:
+        return self._lingering_since is not None and now - self._lingering_since >= self._linger
+
+    def _idle_wait(self, now: float) -> float:
+        if self._flushing:
+            return 0.001
+        waits = [self._linger if self._linger > 0 else 0.001]
+        if self._lingering_since is not None:
+            waits.append(self._lingering_since + self._linger - now)
+        if self._retry:
+            waits.append(self._retry_at - now)
+        return min(max(w, 0.0005) for w in waits)
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff * random.uniform(0.5, 1.0)  # jitter: producers do not stampede
+        self._backoff = min(self._backoff * 2, 5.0)
+        return delay
+
+    def _note_error(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+
+    async def _connect(self) -> bool:
+        producer = None
+        try:
+            await asyncio.wait_for(
+                ensure_topics(self.bootstrap, self.topics, self.settings.events_partitions),
+                self._timeout,
+            )
+            compression = self.settings.compression
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                acks="all",
+                compression_type=None if compression == "none" else compression,
+                linger_ms=0,
+                max_batch_size=1024 * 1024,
+                max_request_size=8 * 1024 * 1024,
+                request_timeout_ms=self.settings.send_timeout_ms,
+            )
+            await asyncio.wait_for(producer.start(), self._timeout)
+        except _RETRY_ERRORS as exc:
+            self._note_error(exc)
+            self.counts["connect_failures"] += 1
+            if producer is not None:
+                with contextlib.suppress(*_RETRY_ERRORS):
+                    await asyncio.wait_for(producer.stop(), self._timeout)
+            return False
+        self._producer = producer
+        self.connected = True
+        self._backoff = 0.1
+        return True
+
+    def _encode(self, limit: int) -> None:
+        queue, builder, ready = self.queue, self._builder, self._ready
+        for _ in range(min(limit, len(queue))):
+            item = queue.popleft()
+            try:
+                if type(item) is dict:
+                    partition, line = self._encode_event(item)
+                else:
+                    partition, line = self._encode_other(item)
+            except InvalidEvent as exc:
+                self._on_invalid(exc.reason)
+                continue
+            except orjson.JSONEncodeError as exc:
+                self._on_invalid(f"event is not JSON-encodable: {exc}")
+                continue
+            except TypeError:  # an unhashable tag value
+                self._on_invalid("tags must map names to strings")
+                continue
+            if len(line) > MAX_EVENT_BYTES and type(item) is dict:
+                self._on_invalid(f"event is {len(line)} bytes, more than {MAX_EVENT_BYTES}")
+                continue
+            if not builder.pending:
+                self._lingering_since = asyncio.get_running_loop().time()
+            self.backlog += 1
+            envelope = builder.add(partition, line)
+            if envelope is not None:
+                ready.append((partition, envelope, envelope.count(b"\n") + 1))
+
+    def complete(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Add the service and the global tags to an SDK-built event, in place."""
+        if "service" not in event:
+            event["service"] = self._service
+        if self._tags:
+            tags = event.get("tags")
+            event["tags"] = {**self._tags, **tags} if tags else self._tags
+        return event
+
+    def _encode_event(self, event: dict[str, Any]) -> tuple[int, bytes]:
+        self.complete(event)
+        kind = event["kind"]
+        if kind in WORKFLOW_KINDS:
+            cache_key: tuple[Any, ...] = (event["service"], event["name"])
+        else:
+            tags = event.get("tags")
+            cache_key = (
+                kind,
+                event["service"],
+                event["name"],
+                event.get("step"),
+                tuple(tags.items()) if tags else (),
+            )
+        partition = self._partitions.get(cache_key)
+        if partition is None:
+            # A tag set is checked the first time it is seen: the cache remembers it.
+            check_tags(event.get("tags"))
+            if len(self._partitions) > 100_000:
+                self._partitions.clear()
+            partition = partition_for(routing_key(event), self.settings.events_partitions)
+            self._partitions[cache_key] = partition
+        return partition, orjson.dumps(event, default=_json_default)
+
+    def _encode_other(self, item: tuple[Any, ...]) -> tuple[int, bytes]:
+        if item[0] == "line":  # already encoded, sent as is (tests use it for bad input)
+            _, key, line = item
+            return partition_for(key, self.settings.events_partitions), line
+        event = item[1]
+        normalized = validate(event, now_ms=int(self._clock() * 1000))
+        line = orjson.dumps(event)
+        if len(line) > MAX_EVENT_BYTES:
+            raise InvalidEvent(f"event is {len(line)} bytes, more than {MAX_EVENT_BYTES}")
+        return partition_for(routing_key(normalized), self.settings.events_partitions), line
+
+    def _close_envelopes(self) -> None:
+        for partition, envelope in self._builder.drain():
+            self._ready.append((partition, envelope, envelope.count(b"\n") + 1))
+        self._lingering_since = None
+
+    async def _send(self, now: float) -> None:
+        producer = self._producer
+        assert producer is not None
+        if self._retry and now >= self._retry_at:
+            self._ready.extendleft(reversed(self._retry))
+            self._retry.clear()
+        while self._ready:
+            item = self._ready.popleft()
+            try:
+                future = await asyncio.wait_for(
+                    producer.send(self.topics.events, item[1], partition=item[0], headers=HEADERS),
+                    self._timeout,
+                )
+            except _RETRY_ERRORS as exc:
+                self._failed(item, exc)
+                return
+            future.add_done_callback(lambda f, item=item: self._acked(f, item))
+
+    def _acked(self, future: asyncio.Future[Any], item: tuple[int, bytes, int]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is not None:
+            self._failed(item, exc or asyncio.CancelledError())
+            return
+        self.counts["sent"] += item[2]
+        self.counts["envelopes"] += 1
+        self.backlog -= item[2]
+        self._backoff = 0.1
+
+    def _failed(self, item: tuple[int, bytes, int], exc: BaseException) -> None:
+        self._note_error(exc)
+        if isinstance(exc, KafkaError) and not exc.retriable:
+            # Sending it again cannot help (too large, not authorized): count the loss.
+            self.counts["failed"] += item[2]
+            self.backlog -= item[2]
+            log.error("vigil: %d events refused by Kafka: %s", item[2], self.last_error)
+            return
+        self.counts["retried"] += 1
+        self._retry.append(item)
+        # Send nothing new before the retries: they go first once the backoff is over.
+        self._retry.extend(self._ready)
+        self._ready.clear()
+        self._retry_at = asyncio.get_running_loop().time() + self._next_backoff()
+        if isinstance(exc, UnknownTopicOrPartitionError):  # the broker lost its topics
+            self._reconnect_later()
+
+    def _reconnect_later(self) -> None:
+        producer, self._producer = self._producer, None
+        self.connected = False
+        if producer is not None:
+            asyncio.get_running_loop().create_task(self._stop_producer(producer))
+
+    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(*_RETRY_ERRORS):
+            await asyncio.wait_for(producer.stop(), self._timeout)
+
+    # -- flush and close (awaited on the sender's loop) ------------------------------
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued event is acknowledged; False if ``timeout`` ran out."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self._flushing += 1
+        try:
+            while self.queued:
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(0.002)
+            return True
+        finally:
+            self._flushing -= 1
+
+    async def close(self, timeout: float) -> bool:
+        """Flush, then stop the task and the producer; all within ``timeout`` seconds."""
+        started = time.monotonic()
+        # Leave a little of the budget to stop the Kafka producer.
+        flushed = await self.flush(timeout * 0.8)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        unsent = self.queued
+        if unsent:
+            cause = self.last_error
+            self.counts["failed"] += unsent
+            self.last_error = f"closed with {unsent} events unsent; last error: {cause}"
+            log.warning("vigil: %s", self.last_error)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            remaining = max(timeout - (time.monotonic() - started), 0.05)
+            with contextlib.suppress(*_RETRY_ERRORS):
+                await asyncio.wait_for(producer.stop(), remaining)
+        self.connected = False
+        return flushed
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "queued": self.queued,
+            "sent": counts["sent"],
+            "dropped": self.dropped,
+            "failed": counts["failed"],
+            "retried": counts["retried"],
+            "envelopes": counts["envelopes"],
+            "connected": self.connected,
+            "last_error": self.last_error,
+        }

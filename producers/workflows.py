@@ -1,0 +1,363 @@
+"""Workflow instrumentation: the hooks workflow engines call, and context managers.
+
+Engines with their own callbacks call the hooks directly::
+
+    vigil.execution_started("etl", run_id, total_steps=3)
+    vigil.step_started("etl", run_id, "load", index=0)
+    vigil.step_completed("etl", run_id, "load", duration_ms=812.0, ok=True)
+    vigil.recovery_attempted("etl", run_id, strategy="retry", ok=True, step="load")
+    vigil.execution_completed("etl", run_id, ok=True, duration_ms=2400.0)
+
+Plain code uses the context managers, which time everything and report exceptions
+(re-raised unchanged)::
+
+    with vigil.execution("etl", total_steps=2) as run:
+        with run.step("extract"):
+            ...
+        with run.step("load"):
+            ...
+
+Declaring ``total_steps`` lets the worker show progress and an ETA. Executions are
+sampled whole (``VIGIL_SAMPLING=workflow=0.1``): the decision comes from the id.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from producers.events import InvalidEvent, check_text
+from producers.tracing import Span
+
+if TYPE_CHECKING:
+    from producers.signals import Signals
+
+_current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "vigil_execution", default=None
+)
+
+
+def current_execution() -> Execution | None:
+    """The innermost execution context of this thread or task, if any."""
+    return _current.get()
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidEvent(f"duration_ms must be a finite number, got {value!r:.40}")
+    if value < 0:
+        raise InvalidEvent(f"duration_ms must not be negative, got {value}")
+    return float(value)
+
+
+class WorkflowHooks:
+    """Hook calls for workflow engines; mixed into the clients."""
+
+    def _workflow(
+        self: Signals,
+        kind: str,
+        workflow: str,
+        execution_id: Any,
+        ts: int | None,
+        fields: dict[str, Any],
+        attrs: Mapping[str, Any] | None,
+    ) -> bool:
+        try:
+            if execution_id is None:
+                raise InvalidEvent(f"{kind}: execution_id is required")
+            execution_id = str(execution_id)
+            check_text("execution_id", execution_id, required=True)
+            if not self._keep_id("workflow", execution_id):
+                return False
+            event: dict[str, Any] = {
+                "kind": kind,
+                "ts": self._ts(ts),
+                "name": check_text("name", workflow, required=True),
+                "execution_id": execution_id,
+            }
+            for key, value in fields.items():
+                if value is not None:
+                    event[key] = value
+            if "step" in event:
+                check_text("step", event["step"], required=True)
+            if attrs:
+                event["attrs"] = {**event.get("attrs", {}), **self.privacy.sanitize(dict(attrs))}
+            return self._emit(event)
+        except InvalidEvent as exc:
+            return self._dropped(exc.reason)
+        except Exception as exc:
+            return self._internal(exc)
+
+    def execution_started(
+        self: Any,
+        workflow: str,
+        execution_id: Any,
+        *,
+        total_steps: int | None = None,
+        trace_id: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        ts: int | None = None,
+    ) -> bool:
+        extra = {"total_steps": total_steps} if total_steps is not None else None
+        fields = {"trace_id": trace_id, "attrs": extra}
+        return bool(self._workflow("execution.start", workflow, execution_id, ts, fields, attrs))
+
+    def step_started(
+        self: Any,
+        workflow: str,
+        execution_id: Any,
+        step: str,
+        *,
+        index: int | None = None,
+        total_steps: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        ts: int | None = None,
+    ) -> bool:
+        extra = {k: v for k, v in (("index", index), ("total_steps", total_steps)) if v is not None}
+        fields = {"step": step, "attrs": extra or None}
+        return bool(self._workflow("step.start", workflow, execution_id, ts, fields, attrs))
+
+    def step_completed(
+        self: Any,
+        workflow: str,
+        execution_id: Any,
+        step: str,
+        *,
+        duration_ms: float,
+        ok: bool = True,
+        status: str | None = None,
+        error: BaseException | str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        ts: int | None = None,
+    ) -> bool:
+        """The end of a step; an ``error`` is also recorded as an error event."""
+        try:
+            fields: dict[str, Any] = {
+                "step": step,
+                "value": _duration(duration_ms),
+                "ok": bool(ok),
+                "status": status or ("success" if ok else "failed"),
+            }
+        except InvalidEvent as exc:
+            return bool(self._dropped(exc.reason))
+        if error is not None:
+            fields["message"] = self.privacy.text(str(error))[:8192]
+            self.error(
+                error,
+                {"workflow": workflow, "step": step},
+                execution_id=str(execution_id),
+            )
+        return bool(self._workflow("step.end", workflow, execution_id, ts, fields, attrs))
+
+    def recovery_attempted(
+        self: Any,
+        workflow: str,
+        execution_id: Any,
+        *,
+        strategy: str,
+        ok: bool,
+        step: str | None = None,
+        attempt: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        ts: int | None = None,
+    ) -> bool:
+        extra: dict[str, Any] = {"strategy": str(strategy)[:64]}
+        if attempt is not None:
+            extra["attempt"] = attempt
+        fields = {"step": step, "ok": bool(ok), "status": str(strategy)[:32], "attrs": extra}
+        return bool(self._workflow("recovery", workflow, execution_id, ts, fields, attrs))
+
+    def execution_completed(
+        self: Any,
+        workflow: str,
+        execution_id: Any,
+        *,
+        ok: bool,
+        status: str | None = None,
+        duration_ms: float | None = None,
+        steps_done: int | None = None,
+        total_steps: int | None = None,
+        recoveries: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        ts: int | None = None,
+    ) -> bool:
+        totals = (
+            ("steps_done", steps_done),
+            ("total_steps", total_steps),
+            ("recoveries", recoveries),
+        )
+        try:
+            value = _duration(duration_ms) if duration_ms is not None else None
+        except InvalidEvent as exc:
+            return bool(self._dropped(exc.reason))
+        fields = {
+            "value": value,
+            "ok": bool(ok),
+            "status": status or ("success" if ok else "failed"),
+            "attrs": {k: v for k, v in totals if v is not None} or None,
+        }
+        return bool(self._workflow("execution.end", workflow, execution_id, ts, fields, attrs))
+
+    def execution(
+        self: Any,
+        workflow: str,
+        execution_id: Any = None,
+        *,
+        total_steps: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> Execution:
+        """A context manager for one execution; ``execution_id`` defaults to a new uuid."""
+        return Execution(self, workflow, execution_id, total_steps=total_steps, attrs=attrs)
+
+
+class Execution:
+    """One run of a workflow: times it, counts its steps and recoveries, ends it."""
+
+    def __init__(
+        self,
+        client: Any,
+        workflow: str,
+        execution_id: Any = None,
+        *,
+        total_steps: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.workflow = workflow
+        self.execution_id = str(execution_id) if execution_id is not None else uuid.uuid4().hex
+        self.total_steps = total_steps
+        self.attrs = attrs
+        self.steps_done = 0
+        self.recoveries = 0
+        self.status: str | None = None
+        self.failed = False
+        self._reported: BaseException | None = None
+        self._span = Span(client, workflow)
+        self._t0 = 0.0
+        self._token: contextvars.Token[Execution | None] | None = None
+
+    @property
+    def progress(self) -> float | None:
+        """Completed steps over declared steps, when steps were declared."""
+        return self.steps_done / self.total_steps if self.total_steps else None
+
+    def step(self, name: str, *, attrs: Mapping[str, Any] | None = None) -> Step:
+        return Step(self, name, attrs)
+
+    def recovery(
+        self, strategy: str, ok: bool, *, step: str | None = None, attempt: int | None = None
+    ) -> None:
+        """Report one recovery attempt (retry, fallback, rollback, ...) and its outcome."""
+        self.recoveries += 1
+        self.client.recovery_attempted(
+            self.workflow, self.execution_id, strategy=strategy, ok=ok, step=step, attempt=attempt
+        )
+
+    def fail(self, status: str = "failed") -> None:
+        """Mark the execution as failed without raising."""
+        self.failed, self.status = True, status
+
+    def __enter__(self) -> Execution:
+        self._span.__enter__()
+        self._token = _current.set(self)
+        self._t0 = time.perf_counter()
+        self.client.execution_started(
+            self.workflow,
+            self.execution_id,
+            total_steps=self.total_steps,
+            trace_id=self._span.trace_id,
+            attrs=self.attrs,
+        )
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        duration_ms = (time.perf_counter() - self._t0) * 1000
+        ok = exc is None and not self.failed
+        status = self.status or (
+            "success"
+            if ok
+            else "failed"
+            if isinstance(exc, Exception) or exc is None
+            else "cancelled"
+        )
+        if isinstance(exc, Exception) and exc is not self._reported:
+            self.client.error(exc, {"workflow": self.workflow})
+        self.client.execution_completed(
+            self.workflow,
+            self.execution_id,
+            ok=ok,
+            status=status,
+            duration_ms=duration_ms,
+            steps_done=self.steps_done,
+            total_steps=self.total_steps,
+            recoveries=self.recoveries,
+        )
+        if self._token is not None:
+            try:
+                _current.reset(self._token)
+            except ValueError:
+                _current.set(None)
+        self._span.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Execution:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+class Step:
+    """One step of an :class:`Execution`; fails the step (not the run) on an exception."""
+
+    def __init__(self, run: Execution, name: str, attrs: Mapping[str, Any] | None) -> None:
+        self.run = run
+        self.name = name
+        self.attrs = attrs
+        self.status: str | None = None
+        self.failed = False
+        self._t0 = 0.0
+
+    def fail(self, status: str = "failed") -> None:
+        self.failed, self.status = True, status
+
+    def __enter__(self) -> Step:
+        run = self.run
+        run.client.step_started(
+            run.workflow,
+            run.execution_id,
+            self.name,
+            index=run.steps_done,
+            total_steps=run.total_steps,
+            attrs=self.attrs,
+        )
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        run = self.run
+        ok = exc is None and not self.failed
+        error = exc if isinstance(exc, Exception) else None
+        run.client.step_completed(
+            run.workflow,
+            run.execution_id,
+            self.name,
+            duration_ms=(time.perf_counter() - self._t0) * 1000,
+            ok=ok,
+            status=self.status
+            or ("success" if ok else "failed" if error or not exc else "cancelled"),
+            error=error,
+        )
+        if error is not None:
+            run._reported = error
+        if ok:
+            run.steps_done += 1
+
+    async def __aenter__(self) -> Step:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
