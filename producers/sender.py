@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError
 
 from producers.envelopes import HEADERS, EnvelopeBuilder
 from producers.events import (
@@ -280,21 +280,23 @@ class Sender:
                     self._timeout,
                 )
             except _RETRY_ERRORS as exc:
-                self._failed(item, exc)
+                self._failed(item, exc, producer)
                 return
-            future.add_done_callback(lambda f, item=item: self._acked(f, item))
+            future.add_done_callback(lambda f, i=item, p=producer: self._acked(f, i, p))
 
-    def _acked(self, future: asyncio.Future[Any], item: tuple[int, bytes, int]) -> None:
+    def _acked(
+        self, future: asyncio.Future[Any], item: tuple[int, bytes, int], producer: Any
+    ) -> None:
         exc = None if future.cancelled() else future.exception()
         if future.cancelled() or exc is not None:
-            self._failed(item, exc or asyncio.CancelledError())
+            self._failed(item, exc or asyncio.CancelledError(), producer)
             return
         self.counts["sent"] += item[2]
         self.counts["envelopes"] += 1
         self.backlog -= item[2]
         self._backoff = 0.1
 
-    def _failed(self, item: tuple[int, bytes, int], exc: BaseException) -> None:
+    def _failed(self, item: tuple[int, bytes, int], exc: BaseException, producer: Any) -> None:
         self._note_error(exc)
         if isinstance(exc, KafkaError) and not exc.retriable:
             # Sending it again cannot help (too large, not authorized): count the loss.
@@ -302,19 +304,17 @@ class Sender:
             self.backlog -= item[2]
             log.error("vigil: %d events refused by Kafka: %s", item[2], self.last_error)
             return
-        self.counts["retried"] += 1
+        self.counts["retried"] += item[2]
         self._retry.append(item)
         # Send nothing new before the retries: they go first once the backoff is over.
         self._retry.extend(self._ready)
         self._ready.clear()
         self._retry_at = asyncio.get_running_loop().time() + self._next_backoff()
-        if isinstance(exc, UnknownTopicOrPartitionError):  # the broker lost its topics
-            self._reconnect_later()
-
-    def _reconnect_later(self) -> None:
-        producer, self._producer = self._producer, None
-        self.connected = False
-        if producer is not None:
+        if producer is self._producer:
+            # Start afresh: a broker that came back may have lost its topics (the
+            # embedded one keeps nothing), and a new connection re-creates them.
+            self._producer = None
+            self.connected = False
             asyncio.get_running_loop().create_task(self._stop_producer(producer))
 
     async def _stop_producer(self, producer: AIOKafkaProducer) -> None:

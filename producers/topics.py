@@ -44,8 +44,8 @@ class Topics:
 async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) -> None:
     """Create the topics that do not exist yet (idempotent, safe to race)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(topics.events, events_partitions, 1),

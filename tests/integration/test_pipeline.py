@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from producers.client import Client
 from producers.events import KINDS
 from producers.topics import Topics
 from tests.conftest import open_store
 from tests.malformed import malformed
+from tests.topics import read_records
 from vigil.simulation import Simulation
 
 pytestmark = pytest.mark.integration
@@ -36,24 +36,6 @@ async def _publish(settings, events, bad):
             pub.publish_line("bad-tail", line)
         assert await pub.flush(60)
         return pub.stats()
-
-
-async def _read_deadletters(bootstrap: str, topic: str, expected: int):
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    out = []
-    try:
-        deadline = time.monotonic() + 30
-        while len(out) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                out.extend(records)
-        # Anything beyond `expected` would be a duplicate: give it a moment to show up.
-        extra = await consumer.getmany(timeout_ms=1500)
-        out.extend(r for records in extra.values() for r in records)
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def test_events_flow_into_clickhouse_and_bad_ones_into_the_deadletter_topic(
@@ -83,7 +65,7 @@ async def test_events_flow_into_clickhouse_and_bad_ones_into_the_deadletter_topi
     assert worker.stop() == 0
 
     topics = Topics.for_namespace(kafka_settings.namespace)
-    dead = await _read_deadletters(kafka_settings.kafka_bootstrap, topics.deadletter, N_BAD)
+    dead = await read_records(kafka_settings.kafka_bootstrap, topics.deadletter, N_BAD)
     assert len(dead) == N_BAD
     seen = collections.Counter(r.value for r in dead)
     assert set(seen) == set(reasons_by_line) and max(seen.values()) == 1

@@ -1,0 +1,49 @@
+"""Reading a topic back, as any consumer of Vigil's topics would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from producers.envelopes import split
+
+
+async def read_records(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout: float = 30,
+    weight: Callable[[Any], int] = lambda record: 1,
+) -> list[Any]:
+    """Every record of ``topic``: reads until the records' ``weight`` adds up to
+    ``expected``, then 1.5 s longer so that duplicates beyond it would show up too."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[Any] = []
+    seen = 0
+    try:
+        deadline = time.monotonic() + timeout
+        while seen < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+                seen += sum(weight(r) for r in records)
+        extra = await consumer.getmany(timeout_ms=1500)
+        out.extend(r for records in extra.values() for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def read_events(
+    bootstrap: str, topic: str, expected: int, timeout: float = 30
+) -> list[tuple[int, dict[str, Any]]]:
+    """``(partition, event)`` for every event in the envelopes of an events topic."""
+    records = await read_records(
+        bootstrap, topic, expected, timeout, weight=lambda r: len(split(r.value))
+    )
+    return [(r.partition, orjson.loads(line)) for r in records for line in split(r.value)]
