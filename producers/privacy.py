@@ -3,16 +3,19 @@
 User ids (and, in mode ``all``, session ids) are replaced by a keyed BLAKE2b hash: the
 same id always gives the same hash under one key, so unique users can be counted, but
 nobody without the key can test a guess. Parameters captured from calls are sanitized:
-keys that look like secrets are redacted, long values truncated, and anything that is
-not JSON-safe becomes a short descriptive string.
+keys that look like secrets are redacted, keys that hold user or session ids are hashed
+as ids are, long values are truncated, and anything that is not JSON-safe becomes a
+short descriptive string.
 
 >>> p = Privacy("users", "k3y")
 >>> p.user("alice") == p.user("alice") != "alice"
 True
 >>> p.session("s-1")
 's-1'
->>> p.sanitize({"user": "bob", "password": "hunter2", "blob": b"xx", "n": float("nan")})
-{'user': 'bob', 'password': '[redacted]', 'blob': '<bytes: 2>', 'n': 'nan'}
+>>> p.sanitize({"page": 2, "password": "hunter2", "blob": b"xx", "n": float("nan")})
+{'page': 2, 'password': '[redacted]', 'blob': '<bytes: 2>', 'n': 'nan'}
+>>> p.sanitize({"user_id": "alice"}) == {"user_id": p.user("alice")}
+True
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 REDACTED = "[redacted]"
+#: Keys whose values are user or session ids: hashed like :meth:`Privacy.user` does.
+USER_KEY = re.compile(r"^(user|user[-_]?id|userid|uid|email|username)$", re.IGNORECASE)
+SESSION_KEY = re.compile(r"^(session|session[-_]?id|sid)$", re.IGNORECASE)
 
 
 class Privacy:
@@ -101,7 +107,14 @@ class Privacy:
                     out["..."] = f"{len(value) - i} more"
                     break
                 name = str(key)[:64]
-                out[name] = REDACTED if SECRET_KEY.search(name) else self.sanitize(item, depth + 1)
+                if SECRET_KEY.search(name):
+                    out[name] = REDACTED
+                elif USER_KEY.match(name) and isinstance(item, str | int):
+                    out[name] = self.user(item)
+                elif SESSION_KEY.match(name) and isinstance(item, str | int):
+                    out[name] = self.session(item)
+                else:
+                    out[name] = self.sanitize(item, depth + 1)
             return out
         if isinstance(value, list | tuple | set | frozenset):
             items = list(value)

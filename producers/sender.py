@@ -53,6 +53,8 @@ log = logging.getLogger("producers")
 #: Events encoded per turn of the sender loop before it yields to the host's loop.
 CHUNK = 2_000
 _RETRY_ERRORS = (KafkaError, OSError, TimeoutError)
+#: attrs may have non-string keys ({1: "a"}): they become strings, as json.dumps does.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def _json_default(value: Any) -> str:
@@ -248,7 +250,7 @@ class Sender:
                 self._partitions.clear()
             partition = partition_for(routing_key(event), self.settings.events_partitions)
             self._partitions[cache_key] = partition
-        return partition, orjson.dumps(event, default=_json_default)
+        return partition, orjson.dumps(event, default=_json_default, option=_JSON_OPTIONS)
 
     def _encode_other(self, item: tuple[Any, ...]) -> tuple[int, bytes]:
         if item[0] == "line":  # already encoded, sent as is (tests use it for bad input)

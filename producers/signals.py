@@ -33,6 +33,9 @@ from producers.workflows import current_execution
 log = logging.getLogger("producers")
 
 _COUNTER = {"counter": True}
+#: Kinds sampled event by event; metrics are sampled before they are built, workflow
+#: events by execution and spans by trace.
+_SAMPLED_BY_EVENT = frozenset({"log", "error"})
 #: Distinct causes of dropped calls that get their own log line.
 MAX_LOGGED_CAUSES = 100
 
@@ -241,6 +244,8 @@ class Signals:
     def _emit(self, event: dict[str, Any]) -> bool:
         if not self.enabled:
             self._counts["disabled"] += 1
+            return False
+        if self._rates and event["kind"] in _SAMPLED_BY_EVENT and not self._keep(event["kind"]):
             return False
         if self.strict:
             # The whole schema, on a completed copy: the same check the worker applies.

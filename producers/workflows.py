@@ -296,12 +296,12 @@ class Execution:
             total_steps=self.total_steps,
             recoveries=self.recoveries,
         )
-        if self._token is not None:
+        self._span.__exit__(exc_type, exc, tb)  # while this run is current: the span
+        if self._token is not None:  # carries its execution id
             try:
                 _current.reset(self._token)
             except ValueError:
                 _current.set(None)
-        self._span.__exit__(exc_type, exc, tb)
 
     async def __aenter__(self) -> Execution:
         return self.__enter__()

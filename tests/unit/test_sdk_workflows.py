@@ -1,0 +1,154 @@
+"""Spans and workflow instrumentation: hooks, context managers, nesting, failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from producers import current_execution, current_span
+from producers.events import validate
+from tests.unit.sdk import NOW_MS, kinds, offline, wire
+from vigil.simulation import Simulation
+
+
+def test_spans_nest_into_one_trace_and_time_their_block():
+    vigil = offline()
+    with vigil.span("checkout") as root:
+        with vigil.span("db.query", attrs={"table": "orders"}) as child:
+            assert current_span() is child
+        assert current_span() is root
+    assert current_span() is None
+    inner, outer = wire(vigil)
+    assert inner["name"] == "db.query" and outer["name"] == "checkout"
+    assert inner["trace_id"] == outer["trace_id"] == root.trace_id
+    assert inner["parent_id"] == outer["span_id"] and "parent_id" not in outer
+    assert inner["attrs"] == {"table": "orders"} and inner["ok"] is True
+    assert 0 <= inner["value"] <= outer["value"]
+
+
+def test_a_failing_span_records_the_error_and_reraises_the_same_exception():
+    vigil = offline()
+    boom = ValueError("bad input")
+    with pytest.raises(ValueError) as caught, vigil.span("parse"):
+        raise boom
+    assert caught.value is boom
+    [event] = wire(vigil)
+    assert event["ok"] is False and event["status"] == "error"
+    assert event["message"] == "bad input"
+
+
+async def test_concurrent_tasks_each_get_their_own_trace():
+    vigil = offline()
+
+    async def handle(name: str) -> str:
+        async with vigil.span(name) as span:
+            await asyncio.sleep(0.01)
+            with vigil.span(f"{name}.db"):
+                await asyncio.sleep(0.01)
+            return span.trace_id
+
+    traces = await asyncio.gather(handle("a"), handle("b"))
+    events = await asyncio.to_thread(wire, vigil)
+    by_name = {e["name"]: e for e in events}
+    assert by_name["a.db"]["trace_id"] == by_name["a"]["trace_id"] == traces[0]
+    assert by_name["b.db"]["trace_id"] == by_name["b"]["trace_id"] == traces[1]
+    assert traces[0] != traces[1]
+
+
+def test_a_trace_is_sampled_whole():
+    vigil = offline(sampling=(("span", 0.0),))
+    with vigil.span("root"), vigil.span("child"):
+        pass
+    assert wire(vigil) == [] and vigil.stats()["sampled_out"] == 1
+
+
+def test_an_execution_context_reports_every_hook_with_progress_and_totals():
+    vigil = offline()
+    with vigil.execution("etl", "run-1", total_steps=3, attrs={"source": "s3"}) as run:
+        assert current_execution() is run
+        with run.step("extract"):
+            pass
+        assert run.progress == pytest.approx(1 / 3)
+        with run.step("transform"):
+            run.recovery("retry", ok=True, step="transform", attempt=1)
+        with run.step("load"):
+            vigil.metric("rows", 120.0)
+    events = wire(vigil)
+    assert kinds(events) == [
+        "execution.start",
+        "step.start",
+        "step.end",
+        "step.start",
+        "recovery",
+        "step.end",
+        "step.start",
+        "metric",
+        "step.end",
+        "execution.end",
+        "span",
+    ]
+    start, end = events[0], events[-2]
+    assert start["attrs"] == {"total_steps": 3, "source": "s3"}
+    assert start["trace_id"] == events[-1]["trace_id"]
+    assert [e["attrs"]["index"] for e in events if e["kind"] == "step.start"] == [0, 1, 2]
+    assert end["ok"] is True and end["status"] == "success"
+    assert end["attrs"] == {"steps_done": 3, "total_steps": 3, "recoveries": 1}
+    assert events[4]["attrs"] == {"strategy": "retry", "attempt": 1}
+    assert all(e["execution_id"] == "run-1" for e in events if e["kind"] != "metric")
+    for event in events:
+        validate(event, now_ms=NOW_MS)
+
+
+def test_a_failing_step_fails_the_run_reports_the_error_once_and_reraises():
+    vigil = offline()
+    boom = RuntimeError("disk full")
+    with pytest.raises(RuntimeError) as caught, vigil.execution("etl", "run-2") as run:
+        with run.step("extract"):
+            pass
+        with run.step("load"):
+            raise boom
+    assert caught.value is boom
+    events = wire(vigil)
+    step_end = [e for e in events if e["kind"] == "step.end"][-1]
+    assert step_end["ok"] is False and step_end["status"] == "failed"
+    assert step_end["message"] == "disk full"
+    errors = [e for e in events if e["kind"] == "error"]
+    assert len(errors) == 1 and errors[0]["execution_id"] == "run-2"
+    assert errors[0]["attrs"]["context"] == {"workflow": "etl", "step": "load"}
+    end = next(e for e in events if e["kind"] == "execution.end")
+    assert end["ok"] is False and end["status"] == "failed"
+    assert end["attrs"]["steps_done"] == 1
+
+
+def test_a_cancelled_run_and_a_run_marked_failed_say_so():
+    vigil = offline()
+
+    async def cancelled() -> None:
+        async with vigil.execution("sync", "run-3"):
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled())
+    with vigil.execution("sync", "run-4") as run:
+        run.fail("timeout")
+    ends = [e for e in wire(vigil) if e["kind"] == "execution.end"]
+    assert [(e["ok"], e["status"]) for e in ends] == [(False, "cancelled"), (False, "timeout")]
+
+
+def test_explicit_hooks_give_the_same_event_shapes_as_the_simulated_engines():
+    vigil = offline()
+    vigil.execution_started("etl", "r9", total_steps=2, trace_id="t9")
+    vigil.step_started("etl", "r9", "load", index=0, total_steps=2)
+    vigil.step_completed("etl", "r9", "load", duration_ms=80.0, ok=False, error="timeout")
+    vigil.recovery_attempted("etl", "r9", strategy="retry", ok=True, step="load", attempt=1)
+    vigil.execution_completed(
+        "etl", "r9", ok=True, duration_ms=400.0, steps_done=2, total_steps=2, recoveries=1
+    )
+    ours = {e["kind"]: e for e in wire(vigil)}
+    theirs = {}
+    for e in Simulation(seed=3, start_ms=NOW_MS).advance(600_000):
+        theirs.setdefault(e["kind"], e)
+    for kind in ("execution.start", "step.start", "step.end", "recovery", "execution.end"):
+        assert set(theirs[kind]) <= set(ours[kind]), kind
+        assert set(theirs[kind].get("attrs", {})) == set(ours[kind].get("attrs", {})), kind
