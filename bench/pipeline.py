@@ -8,14 +8,13 @@
 Both rates come from the same run on the same data, so their ratio is meaningful on a
 noisy machine. Prints JSON, then a table.
 
-    python bench/pipeline.py --events 1000000
+    python -m bench.pipeline --events 1000000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from bench.report import emit, progress
 from producers.client import Client
 from producers.envelopes import split
 from producers.settings import ProducerSettings
@@ -34,11 +34,6 @@ from sinks.store import open_client
 from vigil.demo import worker_stats
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
 from vigil.simulation import Simulation
-
-
-def _progress(label: str, done: int, total: int, started: float) -> None:
-    rate = done / max(time.perf_counter() - started, 1e-9)
-    print(f"\r  {label}: {done:>10,}/{total:,} ({rate:,.0f}/s)   ", end="", file=sys.stderr)
 
 
 async def publish(settings: ProducerSettings, n: int) -> dict[str, float]:
@@ -53,7 +48,7 @@ async def publish(settings: ProducerSettings, n: int) -> dict[str, float]:
             while not pub.publish(event):  # the buffer is full: let the sender drain it
                 await asyncio.sleep(0.005)
             if i % 20_000 == 0:
-                _progress("publish", i, n, started)
+                progress("publish", i, n, started)
                 await asyncio.sleep(0)
         await pub.flush(120)
         elapsed = time.perf_counter() - started
@@ -81,7 +76,7 @@ async def baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
                     for line in split(record.value):
                         orjson.loads(line)
                         seen += 1
-            _progress("baseline", seen, n, started)
+            progress("baseline", seen, n, started)
     finally:
         await consumer.stop()
     elapsed = time.perf_counter() - started
@@ -104,7 +99,7 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
             if proc.poll() is not None:
                 raise SystemExit(f"worker exited with {proc.returncode}; see {log_path}")
             s = worker_stats(port) or {}
-            _progress("worker (incl. start-up)", s.get("valid", 0), n, began)
+            progress("worker (incl. start-up)", s.get("valid", 0), n, began)
             if s.get("valid", 0) >= n:
                 break
             time.sleep(0.2)
@@ -176,11 +171,7 @@ def main() -> None:
         "worker_peak_rss_mb": round(worker["peak_rss_mb"], 1),
         "envelopes": produced["envelopes"],
     }
-    print(json.dumps(result))
-    print()
-    print(f"{'measure':<34}{'value':>14}")
-    for key, value in result.items():
-        print(f"{key:<34}{value:>14,}" if isinstance(value, int) else f"{key:<34}{value:>14}")
+    emit(result)
     if stored != n:
         raise SystemExit(f"stored {stored} rows for {n} events")
 

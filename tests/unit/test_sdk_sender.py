@@ -1,0 +1,53 @@
+"""The sender's encoding: envelopes within their limits, routing, oversize events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from producers.envelopes import split
+from producers.events import partition_for, routing_key
+from tests.unit.sdk import offline
+
+
+def _encode_all(vigil) -> list[tuple[int, bytes, int]]:
+    sender = vigil._sender
+
+    async def run() -> None:
+        sender._encode(len(sender.queue))
+        sender._close_envelopes()
+
+    asyncio.run(run())
+    return list(sender._ready)
+
+
+def test_envelopes_respect_both_limits_and_keep_per_partition_order():
+    vigil = offline(envelope_max_events=7, envelope_max_bytes=400, events_partitions=3)
+    for i in range(300):
+        vigil.metric("latency_ms", float(i), {"route": f"/r{i % 5}"}, attrs={"pad": "x" * (i % 40)})
+    envelopes = _encode_all(vigil)
+    seen = []
+    for partition, envelope, count in envelopes:
+        lines = split(envelope)
+        assert len(lines) == count <= 7
+        assert len(envelope) <= 400
+        for line in lines:
+            event = orjson.loads(line)
+            assert partition == partition_for(routing_key(event), 3)
+            seen.append((partition, event["value"]))
+    assert sorted(v for _, v in seen) == [float(i) for i in range(300)]
+    for p in range(3):
+        values = [v for q, v in seen if q == p]
+        assert values == sorted(values), "a partition's events keep their order"
+    assert vigil._sender.backlog == 300 and vigil._sender._builder.pending == 0
+
+
+def test_an_event_over_64_kib_is_dropped_and_counted():
+    vigil = offline()
+    vigil.metric("m", 1.0, attrs={"blob": "x" * 70_000})
+    vigil.metric("m", 2.0)
+    [(_, envelope, count)] = _encode_all(vigil)
+    assert count == 1 and orjson.loads(envelope)["value"] == 2.0
+    stats = vigil.stats()
+    assert stats["invalid"] == 1 and stats["queued"] == 1
