@@ -23,12 +23,15 @@ import asyncio
 import atexit
 import concurrent.futures
 import logging
+import os
 import threading
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Self
 
 from producers.decorators import DecoratorMethods
 from producers.resources import ResourceSampler
+from producers.settings import ProducerSettings, from_env
 from producers.signals import Signals
 from producers.workflows import WorkflowHooks
 
@@ -48,6 +51,12 @@ def installed() -> Signals | None:
 
 
 class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Self:
+        """A client configured by the ``VIGIL_*`` variables (see ProducerSettings)."""
+        settings = from_env(ProducerSettings, os.environ if environ is None else environ)
+        return cls(settings, **kwargs)
+
     def _on_start(self) -> None:
         if _installed is None:
             install(self)
