@@ -24,6 +24,7 @@ from producers.events import (
     check_text,
     validate,
 )
+from producers.guard import guarded
 from producers.privacy import Privacy
 from producers.sender import Sender
 from producers.settings import ProducerSettings, SettingsError
@@ -152,6 +153,7 @@ class Signals:
         """Count ``inc`` occurrences: a metric whose window sum is the count."""
         return self.metric(name, inc, tags, attrs=_COUNTER)
 
+    @guarded
     def error(
         self,
         exc: BaseException | str,
@@ -162,33 +164,29 @@ class Signals:
         execution_id: str | None = None,
     ) -> bool:
         """Record an exception (or an error message) with sanitized ``context``."""
-        try:
-            if isinstance(exc, BaseException):
-                kind_name = name or type(exc).__name__
-                message = self.privacy.text(_message(exc))
-                attrs: dict[str, Any] = {
-                    "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-                    "stack": _stack(exc),
-                }
-            else:
-                kind_name, message, attrs = name or "Error", self.privacy.text(exc), {}
-            if context:
-                attrs["context"] = self.privacy.sanitize(dict(context))
-            event = {"kind": "error", "service": self._service, "ts": self._ts(None)}
-            event["name"] = kind_name[:256]
-            event["message"] = message[:8192]
-            event["attrs"] = attrs
-            if tags:
-                event["tags"] = self._tag_set(tags)
-            self._link(event)
-            if execution_id is not None:
-                event["execution_id"] = check_text("execution_id", execution_id, required=True)
-            return self._emit(event)
-        except InvalidEvent as exc2:
-            return self._dropped(exc2.reason)
-        except Exception as exc2:
-            return self._internal(exc2)
+        if isinstance(exc, BaseException):
+            kind_name = name or type(exc).__name__
+            message = self.privacy.text(_message(exc))
+            attrs: dict[str, Any] = {
+                "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "stack": _stack(exc),
+            }
+        else:
+            kind_name, message, attrs = name or "Error", self.privacy.text(exc), {}
+        if context:
+            attrs["context"] = self.privacy.sanitize(dict(context))
+        event = {"kind": "error", "service": self._service, "ts": self._ts(None)}
+        event["name"] = kind_name[:256]
+        event["message"] = message[:8192]
+        event["attrs"] = attrs
+        if tags:
+            event["tags"] = self._tag_set(tags)
+        self._link(event)
+        if execution_id is not None:
+            event["execution_id"] = check_text("execution_id", execution_id, required=True)
+        return self._emit(event)
 
+    @guarded
     def log(
         self,
         level: str,
@@ -199,23 +197,18 @@ class Signals:
         attrs: Mapping[str, Any] | None = None,
     ) -> bool:
         """A log line; it joins the current span's trace unless ``trace_id`` is given."""
-        try:
-            if level not in LEVELS:
-                raise InvalidEvent(f"log level {level!r:.32} is not one of {sorted(LEVELS)}")
-            event = {"kind": "log", "service": self._service, "ts": self._ts(None)}
-            event["name"], event["level"] = name, level
-            event["message"] = self.privacy.text(message)[:8192]
-            if attrs:
-                event["attrs"] = self._attrs(attrs)
-            check_text("name", name, required=True)
-            self._link(event)
-            if trace_id is not None:
-                event["trace_id"] = check_text("trace_id", trace_id, required=True)
-            return self._emit(event)
-        except InvalidEvent as exc:
-            return self._dropped(exc.reason)
-        except Exception as exc:
-            return self._internal(exc)
+        if level not in LEVELS:
+            raise InvalidEvent(f"log level {level!r:.32} is not one of {sorted(LEVELS)}")
+        event = {"kind": "log", "service": self._service, "ts": self._ts(None)}
+        event["name"], event["level"] = name, level
+        event["message"] = self.privacy.text(message)[:8192]
+        if attrs:
+            event["attrs"] = self._attrs(attrs)
+        check_text("name", name, required=True)
+        self._link(event)
+        if trace_id is not None:
+            event["trace_id"] = check_text("trace_id", trace_id, required=True)
+        return self._emit(event)
 
     def span(
         self,
@@ -228,19 +221,15 @@ class Signals:
         """A context manager that times a block as one span of the current trace."""
         return Span(self, name, attrs=attrs, tags=tags, trace_id=trace_id)
 
+    @guarded
     def publish(self, event: Mapping[str, Any]) -> bool:
         """Queue a ready-made schema v1 event; it is validated before it is sent."""
-        try:
-            if not self.enabled:
-                self._counts["disabled"] += 1
-                return False
-            if self.strict:
-                validate(event, now_ms=self._ts(None))
-            return self._put(("event", dict(event)))
-        except InvalidEvent as exc:
-            return self._dropped(exc.reason)
-        except Exception as exc:
-            return self._internal(exc)
+        if not self.enabled:
+            self._counts["disabled"] += 1
+            return False
+        if self.strict:
+            validate(event, now_ms=self._ts(None))
+        return self._put(("event", dict(event)))
 
     def publish_line(self, key: str, line: bytes) -> bool:
         """Queue already encoded bytes routed by ``key``, sent as they are (no checks)."""
@@ -258,38 +247,34 @@ class Signals:
             validate(self._sender.complete(dict(event)), now_ms=self._ts(None))
         return self._put(event)
 
+    @guarded
     def _emit_span(self, span: Span, duration_ms: float, error: BaseException | None) -> None:
-        try:
-            if not span.sampled:
-                return
-            event: dict[str, Any] = {
-                "kind": "span",
-                "service": self._service,
-                "ts": span.started_ms,
-                "name": span.name,
-                "trace_id": span.trace_id,
-                "span_id": span.span_id,
-                "value": duration_ms,
-                "ok": error is None,
-                "status": "ok" if error is None else "error",
-            }
-            if span.parent_id:
-                event["parent_id"] = span.parent_id
-            if error is not None:
-                event["message"] = self.privacy.text(_message(error))[:8192]
-            if span.attrs:
-                event["attrs"] = self._attrs(span.attrs)
-            if span.tags:
-                event["tags"] = self._tag_set(span.tags)
-            check_text("name", span.name, required=True)
-            execution = current_execution()
-            if execution is not None:
-                event["execution_id"] = execution.execution_id
-            self._emit(event)
-        except InvalidEvent as exc:
-            self._dropped(exc.reason)
-        except Exception as exc:
-            self._internal(exc)
+        if not span.sampled:
+            return
+        event: dict[str, Any] = {
+            "kind": "span",
+            "service": self._service,
+            "ts": span.started_ms,
+            "name": span.name,
+            "trace_id": span.trace_id,
+            "span_id": span.span_id,
+            "value": duration_ms,
+            "ok": error is None,
+            "status": "ok" if error is None else "error",
+        }
+        if span.parent_id:
+            event["parent_id"] = span.parent_id
+        if error is not None:
+            event["message"] = self.privacy.text(_message(error))[:8192]
+        if span.attrs:
+            event["attrs"] = self._attrs(span.attrs)
+        if span.tags:
+            event["tags"] = self._tag_set(span.tags)
+        check_text("name", span.name, required=True)
+        execution = current_execution()
+        if execution is not None:
+            event["execution_id"] = execution.execution_id
+        self._emit(event)
 
     def _ts(self, ts: int | None) -> int:
         if ts is None:

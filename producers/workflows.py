@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from producers.events import InvalidEvent, check_text
+from producers.guard import guarded
 from producers.tracing import Span
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def _duration(value: Any) -> float:
 class WorkflowHooks:
     """Hook calls for workflow engines; mixed into the clients."""
 
+    @guarded
     def _workflow(
         self: Signals,
         kind: str,
@@ -66,32 +68,27 @@ class WorkflowHooks:
         fields: dict[str, Any],
         attrs: Mapping[str, Any] | None,
     ) -> bool:
-        try:
-            if execution_id is None:
-                raise InvalidEvent(f"{kind}: execution_id is required")
-            execution_id = str(execution_id)
-            check_text("execution_id", execution_id, required=True)
-            if not self._keep_id("workflow", execution_id):
-                return False
-            event: dict[str, Any] = {
-                "kind": kind,
-                "service": self._service,
-                "ts": self._ts(ts),
-                "name": check_text("name", workflow, required=True),
-                "execution_id": execution_id,
-            }
-            for key, value in fields.items():
-                if value is not None:
-                    event[key] = value
-            if "step" in event:
-                check_text("step", event["step"], required=True)
-            if attrs:
-                event["attrs"] = {**event.get("attrs", {}), **self.privacy.sanitize(dict(attrs))}
-            return self._emit(event)
-        except InvalidEvent as exc:
-            return self._dropped(exc.reason)
-        except Exception as exc:
-            return self._internal(exc)
+        if execution_id is None:
+            raise InvalidEvent(f"{kind}: execution_id is required")
+        execution_id = str(execution_id)
+        check_text("execution_id", execution_id, required=True)
+        if not self._keep_id("workflow", execution_id):
+            return False
+        event: dict[str, Any] = {
+            "kind": kind,
+            "service": self._service,
+            "ts": self._ts(ts),
+            "name": check_text("name", workflow, required=True),
+            "execution_id": execution_id,
+        }
+        for key, value in fields.items():
+            if value is not None:
+                event[key] = value
+        if "step" in event:
+            check_text("step", event["step"], required=True)
+        if attrs:
+            event["attrs"] = {**event.get("attrs", {}), **self.privacy.sanitize(dict(attrs))}
+        return self._emit(event)
 
     def execution_started(
         self: Any,
@@ -122,6 +119,7 @@ class WorkflowHooks:
         fields = {"step": step, "attrs": extra or None}
         return bool(self._workflow("step.start", workflow, execution_id, ts, fields, attrs))
 
+    @guarded
     def step_completed(
         self: Any,
         workflow: str,
@@ -136,15 +134,12 @@ class WorkflowHooks:
         ts: int | None = None,
     ) -> bool:
         """The end of a step; an ``error`` is also recorded as an error event."""
-        try:
-            fields: dict[str, Any] = {
-                "step": step,
-                "value": _duration(duration_ms),
-                "ok": bool(ok),
-                "status": status or ("success" if ok else "failed"),
-            }
-        except InvalidEvent as exc:
-            return bool(self._dropped(exc.reason))
+        fields: dict[str, Any] = {
+            "step": step,
+            "value": _duration(duration_ms),
+            "ok": bool(ok),
+            "status": status or ("success" if ok else "failed"),
+        }
         if error is not None:
             fields["message"] = self.privacy.text(str(error))[:8192]
             self.error(
@@ -172,6 +167,7 @@ class WorkflowHooks:
         fields = {"step": step, "ok": bool(ok), "status": str(strategy)[:32], "attrs": extra}
         return bool(self._workflow("recovery", workflow, execution_id, ts, fields, attrs))
 
+    @guarded
     def execution_completed(
         self: Any,
         workflow: str,
@@ -191,12 +187,8 @@ class WorkflowHooks:
             ("total_steps", total_steps),
             ("recoveries", recoveries),
         )
-        try:
-            value = _duration(duration_ms) if duration_ms is not None else None
-        except InvalidEvent as exc:
-            return bool(self._dropped(exc.reason))
         fields = {
-            "value": value,
+            "value": _duration(duration_ms) if duration_ms is not None else None,
             "ok": bool(ok),
             "status": status or ("success" if ok else "failed"),
             "attrs": {k: v for k, v in totals if v is not None} or None,
