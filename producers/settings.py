@@ -115,7 +115,7 @@ class ProducerSettings:
     namespace: str = env_field("VIGIL_NAMESPACE", "vigil")
     events_partitions: int = env_field("VIGIL_EVENTS_PARTITIONS", 4, _positive_int)
     #: An envelope (one Kafka message) carries at most this many events ...
-    envelope_max_events: int = env_field("VIGIL_ENVELOPE_MAX_EVENTS", 500, _positive_int)
+    envelope_max_events: int = env_field("VIGIL_ENVELOPE_MAX_EVENTS", 1000, _positive_int)
     #: ... and at most this many bytes.
     envelope_max_bytes: int = env_field("VIGIL_ENVELOPE_MAX_BYTES", 512 * 1024, _positive_int)
     #: How long a partly filled envelope waits for more events before it is sent.

@@ -81,7 +81,7 @@ async def test_the_sync_client_delivers_100k_events_from_a_plain_thread(kafka_se
     def host() -> dict:
         with SyncClient(settings) as vigil:
             for i in _metrics(vigil, N):
-                if i % 5000 == 0:
+                if i % 1000 == 0:
                     time.sleep(0.001)  # a host that ever waits on anything lets it send
             n_workflow = _workflows(vigil, 300)
             assert vigil.flush(60)
