@@ -196,3 +196,39 @@ def test_sync_close_and_flush_return_within_their_timeout_with_the_broker_down()
     assert elapsed < 1.75, f"flush and close took {elapsed:.2f}s"
     assert vigil.stats()["failed"] == 100
     assert not any(t.name == "vigil-sender" for t in threading.enumerate())
+
+
+async def test_decorated_functions_behave_unchanged_and_their_events_arrive(kafka_settings):
+    async with Client(kafka_settings) as vigil:
+
+        @vigil.track_usage("export", user_arg="user")
+        @vigil.monitor_performance()
+        @vigil.track_errors()
+        def export(rows: int, *, user: str) -> int:
+            """Export rows."""
+            if rows < 0:
+                raise ValueError(rows)
+            return rows * 2
+
+        @vigil.track_workflow("sync-accounts", execution_id_arg="run_id")
+        async def sync_accounts(run_id: str) -> str:
+            await asyncio.sleep(0)
+            return run_id.upper()
+
+        assert export.__name__ == "export" and export.__doc__ == "Export rows."
+        assert [export(i, user="ann") for i in range(50)] == [i * 2 for i in range(50)]
+        with pytest.raises(ValueError) as caught:
+            export(-1, user="ann")
+        assert caught.value.args == (-1,)
+        assert await sync_accounts("r-1") == "R-1"
+        assert await vigil.flush(30)
+    topic = Topics.for_namespace(kafka_settings.namespace).events
+    expected = 51 * 2 + 1 + 3  # usage + duration per call, one error, start/end/span
+    events = await read_events(kafka_settings.kafka_bootstrap, topic, expected)
+    names = collections.Counter((e["kind"], e["name"]) for _, e in events)
+    assert names[("metric", "feature_used")] == names[("metric", "duration_ms")] == 51
+    assert names[("error", "ValueError")] == 1
+    assert names[("execution.end", "sync-accounts")] == 1
+    assert len(events) == expected
+    users = {e["attrs"]["user"] for _, e in events if e["name"] == "feature_used"}
+    assert len(users) == 1 and users != {"ann"}
