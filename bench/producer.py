@@ -94,11 +94,29 @@ async def caller_cost(settings: ProducerSettings, calls: int) -> dict[str, Any]:
     return out
 
 
+class _Timed:
+    """Wall clock and process CPU from construction until :meth:`result`."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.cpu = time.process_time()
+        self.started = time.perf_counter()
+
+    def result(self, stats: dict[str, Any]) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started
+        cpu = time.process_time() - self.cpu
+        assert stats["sent"] == self.n and stats["dropped"] == 0, stats
+        return {
+            "events_per_s": self.n / elapsed,
+            "envelopes": stats["envelopes"],
+            "cpu_us_per_event": cpu / self.n * 1e6,
+        }
+
+
 async def send_async(settings: ProducerSettings, n: int) -> dict[str, Any]:
     async with Client(settings) as vigil:
         high = settings.queue_max_events * 3 // 4
-        cpu = time.process_time()
-        started = time.perf_counter()
+        timed = _Timed(n)
         for i in range(n):
             vigil.metric("latency_ms", float(i), {"route": ROUTES[i & 15]})
             if i % 1000 == 999:
@@ -106,37 +124,24 @@ async def send_async(settings: ProducerSettings, n: int) -> dict[str, Any]:
                 while vigil._sender.queued > high:  # a host outrunning the broker backs off
                     await asyncio.sleep(0.001)
             if i % 50_000 == 0:
-                progress("async client", i, n, started)
+                progress("async client", i, n, timed.started)
         assert await vigil.flush(120)
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        stats = vigil.stats()
-    assert stats["sent"] == n and stats["dropped"] == 0, stats
-    return {
-        "events_per_s": n / elapsed,
-        "envelopes": stats["envelopes"],
-        "cpu_us_per_event": cpu / n * 1e6,
-    }
+        return timed.result(vigil.stats())
 
 
 def send_sync(settings: ProducerSettings, n: int) -> dict[str, Any]:
     with SyncClient(settings) as vigil:
         high = settings.queue_max_events * 3 // 4
-        cpu = time.process_time()
-        started = time.perf_counter()
+        timed = _Timed(n)
         for i in range(n):
             vigil.metric("latency_ms", float(i), {"route": ROUTES[i & 15]})
-            if i % 1000 == 999:
+            if i % 1000 == 999 and vigil._sender.queued > high:
                 while vigil._sender.queued > high:
                     time.sleep(0.001)
             if i % 50_000 == 0:
-                progress("sync client", i, n, started)
+                progress("sync client", i, n, timed.started)
         assert vigil.flush(120)
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu
-        stats = vigil.stats()
-    assert stats["sent"] == n and stats["dropped"] == 0, stats
-    return {"events_per_s": n / elapsed, "cpu_us_per_event": cpu / n * 1e6}
+        return timed.result(vigil.stats())
 
 
 async def send_bare(settings: ProducerSettings, n: int, per_envelope: int) -> dict[str, Any]:

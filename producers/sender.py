@@ -57,6 +57,18 @@ _RETRY_ERRORS = (KafkaError, OSError, TimeoutError)
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
+_CODEC_PACKAGES = {"gzip": "(built in)", "snappy": "cramjam", "lz4": "lz4", "zstd": "zstandard"}
+
+
+def _codec(name: str) -> str | None:
+    """``name`` if aiokafka can compress with it here, else None (no compression)."""
+    if name == "none":
+        return None
+    from aiokafka import codec
+
+    return name if getattr(codec, f"has_{name}")() else None
+
+
 def _json_default(value: Any) -> str:
     """Whatever orjson cannot encode becomes a short string instead of an error."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -94,6 +106,13 @@ class Sender:
         self._builder = EnvelopeBuilder(
             max_events=settings.envelope_max_events, max_bytes=settings.envelope_max_bytes
         )
+        self._compression = _codec(settings.compression)
+        if settings.compression != "none" and self._compression is None:
+            self.last_error = (
+                f"VIGIL_KAFKA_COMPRESSION={settings.compression} needs its Python library "
+                f"(pip install {_CODEC_PACKAGES[settings.compression]}); sending uncompressed"
+            )
+            log.error("vigil: %s", self.last_error)
         self._linger = max(settings.linger_ms, 0) / 1000
         self._timeout = settings.send_timeout_ms / 1000
         self._lingering_since: float | None = None
@@ -168,11 +187,10 @@ class Sender:
                 ensure_topics(self.bootstrap, self.topics, self.settings.events_partitions),
                 self._timeout,
             )
-            compression = self.settings.compression
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 acks="all",
-                compression_type=None if compression == "none" else compression,
+                compression_type=self._compression,
                 linger_ms=0,
                 max_batch_size=1024 * 1024,
                 max_request_size=8 * 1024 * 1024,

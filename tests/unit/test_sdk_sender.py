@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from producers.envelopes import split
 from producers.events import partition_for, routing_key
@@ -51,3 +52,15 @@ def test_an_event_over_64_kib_is_dropped_and_counted():
     assert count == 1 and orjson.loads(envelope)["value"] == 2.0
     stats = vigil.stats()
     assert stats["invalid"] == 1 and stats["queued"] == 1
+
+
+def test_a_compression_without_its_library_falls_back_to_none_and_says_so():
+    from aiokafka import codec
+
+    missing = next((c for c in ("lz4", "zstd", "snappy") if not getattr(codec, f"has_{c}")()), None)
+    if missing is None:
+        pytest.skip("every compression library is installed here")
+    vigil = offline(compression=missing)
+    assert vigil._sender._compression is None
+    assert f"VIGIL_KAFKA_COMPRESSION={missing} needs" in vigil.stats()["last_error"]
+    assert offline(compression="gzip")._sender._compression == "gzip"
