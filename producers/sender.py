@@ -144,20 +144,29 @@ class Sender:
         self._task = asyncio.get_running_loop().create_task(self.run(), name="vigil-sender")
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            if self._producer is None and not await self._connect():
+            try:
+                await self._turn()
+            except Exception as exc:  # a bug here must not stop delivery for good
+                self._note_error(exc)
+                self.counts["sender_errors"] += 1
+                if self.counts["sender_errors"] == 1:
+                    log.exception("vigil: the sender failed; it goes on after a pause")
                 await asyncio.sleep(self._next_backoff())
-                continue
-            self._encode(CHUNK)
-            now = loop.time()
-            if self._builder.pending and (self._flushing or self._linger_over(now)):
-                self._close_envelopes()
-            await self._send(now)
-            if self.queue:
-                await asyncio.sleep(0)  # let the host's own tasks run between chunks
-            else:
-                await asyncio.sleep(self._idle_wait(now))
+
+    async def _turn(self) -> None:
+        if self._producer is None and not await self._connect():
+            await asyncio.sleep(self._next_backoff())
+            return
+        self._encode(CHUNK)
+        now = asyncio.get_running_loop().time()
+        if self._builder.pending and (self._flushing or self._linger_over(now)):
+            self._close_envelopes()
+        await self._send(now)
+        if self.queue:
+            await asyncio.sleep(0)  # let the host's own tasks run between chunks
+        else:
+            await asyncio.sleep(self._idle_wait(now))
 
     def _linger_over(self, now: float) -> bool:
         return self._lingering_since is not None and now - self._lingering_since >= self._linger
