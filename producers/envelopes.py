@@ -9,7 +9,7 @@ one. Lines keep their own bytes, so a rejected event is dead-lettered exactly as
 >>> b.add(0, b'{"a":1}') is None
 True
 >>> b.add(0, b'{"a":2}')
-b'{"a":1}\\n{"a":2}'
+(b'{"a":1}\\n{"a":2}', 2)
 >>> split(b'{"a":1}\\n{"a":2}\\n')
 [b'{"a":1}', b'{"a":2}']
 """
@@ -46,12 +46,13 @@ class EnvelopeBuilder:
         """Events in open envelopes."""
         return sum(self.counts.values())
 
-    def add(self, partition: int, line: bytes) -> bytes | None:
-        """Buffer ``line``; return the partition's envelope when it is full."""
+    def add(self, partition: int, line: bytes) -> tuple[bytes, int] | None:
+        """Buffer ``line``; when the partition's envelope is full, return it and the
+        number of events in it (counted as added: a line may itself hold a newline)."""
         buffer = self.buffers.get(partition)
-        envelope = None
+        closed = None
         if buffer is not None and len(buffer) + len(line) + 1 > self.max_bytes:
-            envelope = self._close(partition)
+            closed = self._close(partition)
             buffer = None
         if buffer is None:
             self.buffers[partition] = bytearray(line)
@@ -60,14 +61,13 @@ class EnvelopeBuilder:
             buffer += b"\n"
             buffer += line
             self.counts[partition] += 1
-        if envelope is None and self.counts[partition] >= self.max_events:
-            envelope = self._close(partition)
-        return envelope
+        if closed is None and self.counts[partition] >= self.max_events:
+            closed = self._close(partition)
+        return closed
 
-    def _close(self, partition: int) -> bytes:
-        del self.counts[partition]
-        return bytes(self.buffers.pop(partition))
+    def _close(self, partition: int) -> tuple[bytes, int]:
+        return bytes(self.buffers.pop(partition)), self.counts.pop(partition)
 
-    def drain(self) -> list[tuple[int, bytes]]:
-        """Close every open envelope."""
-        return [(p, self._close(p)) for p in list(self.buffers)]
+    def drain(self) -> list[tuple[int, bytes, int]]:
+        """Close every open envelope: ``(partition, envelope, events)``."""
+        return [(p, *self._close(p)) for p in list(self.buffers)]

@@ -88,6 +88,17 @@ class Privacy:
             return f"{text[: self.max_chars]}...[+{len(text) - self.max_chars}]"
         return text
 
+    def message(self, error: BaseException | str) -> str:
+        """The message of an exception (or a message), bounded like :meth:`text`; an
+        exception whose ``__str__`` fails is described by its type."""
+        if isinstance(error, str):
+            return self.text(error)
+        try:
+            text = str(error)
+        except Exception:  # a broken __str__ on a host exception
+            text = f"<{type(error).__name__}>"
+        return self.text(text)
+
     def sanitize(self, value: Any, depth: int = 0) -> Any:
         """A JSON-safe copy of ``value`` with secrets redacted and sizes bounded."""
         if value is None or isinstance(value, bool):

@@ -280,9 +280,9 @@ class Sender:
                 buffer += line
                 counts[partition] += 1
                 continue
-            envelope = add(partition, line)
-            if envelope is not None:
-                ready.append((partition, envelope, envelope.count(b"\n") + 1))
+            closed = add(partition, line)
+            if closed is not None:
+                ready.append((partition, *closed))
 
     def _rejected(self, reason: str) -> None:
         self.backlog -= 1
@@ -318,8 +318,7 @@ class Sender:
         return partition_for(routing_key(normalized), self.settings.events_partitions), line
 
     def _close_envelopes(self) -> None:
-        for partition, envelope in self._builder.drain():
-            self._ready.append((partition, envelope, envelope.count(b"\n") + 1))
+        self._ready.extend(self._builder.drain())
         self._lingering_since = None
 
     async def _send(self, now: float) -> None:

@@ -166,13 +166,13 @@ class Signals:
         """Record an exception (or an error message) with sanitized ``context``."""
         if isinstance(exc, BaseException):
             kind_name = name or type(exc).__name__
-            message = self.privacy.text(_message(exc))
+            message = self.privacy.message(exc)
             attrs: dict[str, Any] = {
                 "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
                 "stack": _stack(exc),
             }
         else:
-            kind_name, message, attrs = name or "Error", self.privacy.text(exc), {}
+            kind_name, message, attrs = name or "Error", self.privacy.message(exc), {}
         if context:
             attrs["context"] = self.privacy.sanitize(dict(context))
         event = {"kind": "error", "service": self._service, "ts": self._ts(None)}
@@ -265,7 +265,7 @@ class Signals:
         if span.parent_id:
             event["parent_id"] = span.parent_id
         if error is not None:
-            event["message"] = self.privacy.text(_message(error))[:8192]
+            event["message"] = self.privacy.message(error)
         if span.attrs:
             event["attrs"] = self._attrs(span.attrs)
         if span.tags:
@@ -340,13 +340,6 @@ class Signals:
             self._causes.add(cause)
             log.error("vigil: an SDK call failed and was skipped", exc_info=exc)
         return False
-
-
-def _message(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # a broken __str__ on a host exception
-        return f"<{type(exc).__name__}>"
 
 
 def _stack(exc: BaseException, limit: int = 8) -> list[str]:

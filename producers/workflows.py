@@ -141,7 +141,7 @@ class WorkflowHooks:
             "status": status or ("success" if ok else "failed"),
         }
         if error is not None:
-            fields["message"] = self.privacy.text(str(error))[:8192]
+            fields["message"] = self.privacy.message(error)
             self.error(
                 error,
                 {"workflow": workflow, "step": step},

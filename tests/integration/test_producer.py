@@ -232,3 +232,11 @@ async def test_decorated_functions_behave_unchanged_and_their_events_arrive(kafk
     assert len(events) == expected
     users = {e["attrs"]["user"] for _, e in events if e["name"] == "feature_used"}
     assert len(users) == 1 and users != {"ann"}
+
+
+async def test_a_raw_line_holding_a_newline_is_accounted_as_one_event(kafka_settings):
+    async with Client(kafka_settings) as vigil:
+        assert vigil.publish_line("raw", b'{"a": 1}\n{"b": 2}')
+        assert await vigil.flush(10)
+        stats = vigil.stats()
+    assert stats["queued"] == 0 and stats["sent"] == 1 and stats["failed"] == 0

@@ -152,3 +152,14 @@ def test_explicit_hooks_give_the_same_event_shapes_as_the_simulated_engines():
     for kind in ("execution.start", "step.start", "step.end", "recovery", "execution.end"):
         assert set(theirs[kind]) <= set(ours[kind]), kind
         assert set(theirs[kind].get("attrs", {})) == set(ours[kind].get("attrs", {})), kind
+
+
+def test_a_step_error_whose_str_fails_still_ends_the_step():
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    vigil = offline()
+    vigil.step_completed("etl", "r1", "load", duration_ms=5.0, ok=False, error=Weird())
+    step_end = next(e for e in wire(vigil) if e["kind"] == "step.end")
+    assert step_end["message"] == "<Weird>" and vigil.stats()["internal_errors"] == 0
