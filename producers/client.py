@@ -65,14 +65,19 @@ class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
         if _installed is self:
             install(None)
 
-    def _sampler(self) -> ResourceSampler | None:
-        if self.settings.resource_interval_s <= 0 or not self.enabled:
+    def _begin(self) -> asyncio.Task[None] | None:
+        """On the sender's loop: start the sender, and the resource sampler if it is on."""
+        self._sender.start()
+        if self.settings.resource_interval_s <= 0:
             return None
         try:
-            return ResourceSampler()
+            sampler = ResourceSampler()
         except Exception as exc:  # a sandbox may refuse /proc: run without samples
             self._internal(exc)
             return None
+        return asyncio.get_running_loop().create_task(
+            sampler.run(self, self.settings.resource_interval_s)
+        )
 
 
 class Client(_Lifecycle):
@@ -83,12 +88,7 @@ class Client(_Lifecycle):
     async def start(self) -> Client:
         """Start the sender task on the running loop; returns at once, broker or not."""
         if self.enabled:
-            self._sender.start()
-            sampler = self._sampler()
-            if sampler is not None:
-                self._sampler_task = asyncio.get_running_loop().create_task(
-                    sampler.run(self, self.settings.resource_interval_s)
-                )
+            self._sampler_task = self._begin()
         self._on_start()
         return self
 
@@ -154,12 +154,7 @@ class SyncClient(_Lifecycle):
 
     def _sender_loop_start(self) -> None:
         async def begin() -> None:
-            self._sender.start()
-            sampler = self._sampler()
-            if sampler is not None:
-                asyncio.get_running_loop().create_task(
-                    sampler.run(self, self.settings.resource_interval_s)
-                )
+            self._begin()  # the loop's end cancels what it started
 
         assert self._loop is not None
         self._loop.run_until_complete(begin())

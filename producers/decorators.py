@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import time
 import tracemalloc
 from collections.abc import Callable, Mapping
@@ -117,10 +118,6 @@ def _arguments(func: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     return bound
 
 
-def _ok(exc: BaseException | None) -> bool:
-    return exc is None
-
-
 def track_usage(
     feature: str | None = None,
     *,
@@ -150,20 +147,26 @@ def track_usage(
             return attrs
 
         def after(client: Any, attrs: Any, exc: BaseException | None) -> None:
-            client.metric("feature_used", 1.0, tags, attrs=attrs, ok=_ok(exc))
+            client.metric("feature_used", 1.0, tags, attrs=attrs, ok=exc is None)
 
         return _wrap(func, resolve, before, after)
 
     return decorate
 
 
+@functools.cache
+def _process(pid: int) -> Any:
+    """One psutil handle per process (by pid: a forked child must not read its parent)."""
+    import psutil
+
+    return psutil.Process(pid)
+
+
 def _memory() -> int:
     """Bytes in use: traced Python memory when tracemalloc runs, else the process RSS."""
     if tracemalloc.is_tracing():
         return tracemalloc.get_traced_memory()[0]
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
+    return int(_process(os.getpid()).memory_info().rss)
 
 
 def monitor_performance(
@@ -184,7 +187,7 @@ def monitor_performance(
 
         def after(client: Any, state: Any, exc: BaseException | None) -> None:
             duration_ms = (time.perf_counter() - state[1]) * 1000
-            client.metric("duration_ms", duration_ms, series, ok=_ok(exc))
+            client.metric("duration_ms", duration_ms, series, ok=exc is None)
             if memory:
                 client.metric("memory_delta_bytes", float(_memory() - state[0]), series)
 

@@ -28,8 +28,9 @@ class EnvelopeBuilder:
     """Per-partition buffers of encoded events that close into envelopes when full.
 
     Lines are copied into one bytearray per partition as they come: keeping thousands
-    of small ``bytes`` alive until an envelope closes cost the SDK about 1 µs per event
-    in allocator work (measured), copying them costs a few nanoseconds.
+    of small ``bytes`` alive until an envelope closed cost the SDK's encoding about
+    0.7 µs per event in allocator work (measured: 2.8 -> 2.1 µs), copying costs a few
+    nanoseconds.
     """
 
     def __init__(self, *, max_events: int, max_bytes: int) -> None:

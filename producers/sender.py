@@ -6,7 +6,7 @@ drops and counts. Everything else runs in one asyncio task (:meth:`Sender.run`) 
 
 1. connects (topics, then an ``acks="all"`` producer), retrying with backoff while the
    broker is down: events wait in the queue;
-2. encodes queued events (adding the service and global tags) and groups them per
+2. encodes queued events (adding the global tags) and groups them per
    partition into envelopes (max events, max bytes, linger);
 3. sends envelopes without waiting on each acknowledgement; an envelope that fails goes
    back to a retry list and is sent again after a backoff.
@@ -101,7 +101,6 @@ class Sender:
         self._drop_lock = threading.Lock()
         self._on_invalid = on_invalid
         self._clock = clock
-        self._service = settings.service
         self._tags = settings.global_tags()
         self._builder = EnvelopeBuilder(
             max_events=settings.envelope_max_events, max_bytes=settings.envelope_max_bytes
@@ -221,8 +220,9 @@ class Sender:
     def _encode(self, limit: int) -> None:
         """Move up to ``limit`` events from the queue into envelopes.
 
-        The hot loop of the SDK: SDK-built events (dicts) are completed, routed through
-        a cache keyed by series and encoded inline; other items take the slow path.
+        The hot loop of the SDK: SDK-built events (dicts, which carry their service) get
+        the global tags, a partition from a cache keyed by series, and are encoded
+        inline; other items take the slow path.
         """
         queue = self.queue
         n = min(limit, len(queue))
@@ -298,9 +298,7 @@ class Sender:
         return partition
 
     def complete(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Add the service and the global tags to an SDK-built event, in place."""
-        if "service" not in event:
-            event["service"] = self._service
+        """Add the global tags to an SDK-built event, in place, as :meth:`_encode` does."""
         if self._tags:
             tags = event.get("tags")
             event["tags"] = {**self._tags, **tags} if tags else self._tags

@@ -56,7 +56,7 @@ class Signals:
         self.settings = settings = settings or ProducerSettings()
         self.strict = settings.strict if strict is None else strict
         self.enabled = settings.enabled
-        #: Every event the SDK builds carries it; the sender relies on that.
+        #: Every event the SDK builds carries it; the sender relies on that (no lookup).
         self._service = settings.service
         self.privacy = Privacy(settings.privacy_mode, settings.privacy_secret)
         self._clock = clock
@@ -177,7 +177,7 @@ class Signals:
             attrs["context"] = self.privacy.sanitize(dict(context))
         event = {"kind": "error", "service": self._service, "ts": self._ts(None)}
         event["name"] = kind_name[:256]
-        event["message"] = message[:8192]
+        event["message"] = message
         event["attrs"] = attrs
         if tags:
             event["tags"] = self._tag_set(tags)
@@ -201,7 +201,7 @@ class Signals:
             raise InvalidEvent(f"log level {level!r:.32} is not one of {sorted(LEVELS)}")
         event = {"kind": "log", "service": self._service, "ts": self._ts(None)}
         event["name"], event["level"] = name, level
-        event["message"] = self.privacy.text(message)[:8192]
+        event["message"] = self.privacy.text(message)
         if attrs:
             event["attrs"] = self._attrs(attrs)
         check_text("name", name, required=True)

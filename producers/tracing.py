@@ -36,7 +36,30 @@ def new_id(n_bytes: int) -> str:
     return os.urandom(n_bytes).hex()
 
 
-class Span:
+def restore(var: contextvars.ContextVar[Any], token: contextvars.Token[Any] | None) -> None:
+    """Undo ``var.set()``; a block exited in another context than it was entered in
+    (a generator, a callback) just clears the variable."""
+    if token is None:
+        return
+    try:
+        var.reset(token)
+    except ValueError:
+        var.set(None)
+
+
+class AlsoAsync:
+    """``async with`` for a context manager whose enter and exit never await."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()  # type: ignore[attr-defined]
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+
+
+class Span(AlsoAsync):
     __slots__ = (
         "_t0",
         "_token",
@@ -92,16 +115,6 @@ class Span:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000
-        if self._token is not None:
-            try:
-                _current.reset(self._token)
-            except ValueError:  # exited in another context than it was entered in
-                _current.set(None)
+        restore(_current, self._token)
         error = exc if isinstance(exc, Exception) else None
         self.client._emit_span(self, duration_ms, error)
-
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)

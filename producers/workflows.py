@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from producers.events import InvalidEvent, check_text
 from producers.guard import guarded
-from producers.tracing import Span
+from producers.tracing import AlsoAsync, Span, restore
 
 if TYPE_CHECKING:
     from producers.signals import Signals
@@ -102,7 +102,7 @@ class WorkflowHooks:
     ) -> bool:
         extra = {"total_steps": total_steps} if total_steps is not None else None
         fields = {"trace_id": trace_id, "attrs": extra}
-        return bool(self._workflow("execution.start", workflow, execution_id, ts, fields, attrs))
+        return self._workflow("execution.start", workflow, execution_id, ts, fields, attrs)
 
     def step_started(
         self: Any,
@@ -117,7 +117,7 @@ class WorkflowHooks:
     ) -> bool:
         extra = {k: v for k, v in (("index", index), ("total_steps", total_steps)) if v is not None}
         fields = {"step": step, "attrs": extra or None}
-        return bool(self._workflow("step.start", workflow, execution_id, ts, fields, attrs))
+        return self._workflow("step.start", workflow, execution_id, ts, fields, attrs)
 
     @guarded
     def step_completed(
@@ -147,7 +147,7 @@ class WorkflowHooks:
                 {"workflow": workflow, "step": step},
                 execution_id=str(execution_id),
             )
-        return bool(self._workflow("step.end", workflow, execution_id, ts, fields, attrs))
+        return self._workflow("step.end", workflow, execution_id, ts, fields, attrs)
 
     def recovery_attempted(
         self: Any,
@@ -165,7 +165,7 @@ class WorkflowHooks:
         if attempt is not None:
             extra["attempt"] = attempt
         fields = {"step": step, "ok": bool(ok), "status": str(strategy)[:32], "attrs": extra}
-        return bool(self._workflow("recovery", workflow, execution_id, ts, fields, attrs))
+        return self._workflow("recovery", workflow, execution_id, ts, fields, attrs)
 
     @guarded
     def execution_completed(
@@ -193,7 +193,7 @@ class WorkflowHooks:
             "status": status or ("success" if ok else "failed"),
             "attrs": {k: v for k, v in totals if v is not None} or None,
         }
-        return bool(self._workflow("execution.end", workflow, execution_id, ts, fields, attrs))
+        return self._workflow("execution.end", workflow, execution_id, ts, fields, attrs)
 
     def execution(
         self: Any,
@@ -207,7 +207,28 @@ class WorkflowHooks:
         return Execution(self, workflow, execution_id, total_steps=total_steps, attrs=attrs)
 
 
-class Execution:
+class _Block(AlsoAsync):
+    """What a run and a step share: an outcome that an exception or ``fail()`` sets."""
+
+    status: str | None = None
+    failed = False
+
+    def fail(self, status: str = "failed") -> None:
+        """Mark it as failed without raising."""
+        self.failed, self.status = True, status
+
+    def outcome(self, exc: BaseException | None) -> tuple[bool, str]:
+        """``(ok, status)``: an explicit status wins; an exception that is not an
+        Exception (cancellation, Ctrl-C) reads as cancelled."""
+        ok = exc is None and not self.failed
+        if self.status:
+            return ok, self.status
+        if ok:
+            return ok, "success"
+        return ok, "failed" if exc is None or isinstance(exc, Exception) else "cancelled"
+
+
+class Execution(_Block):
     """One run of a workflow: times it, counts its steps and recoveries, ends it."""
 
     def __init__(
@@ -226,8 +247,6 @@ class Execution:
         self.attrs = attrs
         self.steps_done = 0
         self.recoveries = 0
-        self.status: str | None = None
-        self.failed = False
         self._reported: BaseException | None = None
         self._span = Span(client, workflow)
         self._t0 = 0.0
@@ -250,10 +269,6 @@ class Execution:
             self.workflow, self.execution_id, strategy=strategy, ok=ok, step=step, attempt=attempt
         )
 
-    def fail(self, status: str = "failed") -> None:
-        """Mark the execution as failed without raising."""
-        self.failed, self.status = True, status
-
     def __enter__(self) -> Execution:
         self._span.__enter__()
         self._token = _current.set(self)
@@ -269,14 +284,7 @@ class Execution:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000
-        ok = exc is None and not self.failed
-        status = self.status or (
-            "success"
-            if ok
-            else "failed"
-            if isinstance(exc, Exception) or exc is None
-            else "cancelled"
-        )
+        ok, status = self.outcome(exc)
         if isinstance(exc, Exception) and exc is not self._reported:
             self.client.error(exc, {"workflow": self.workflow})
         self.client.execution_completed(
@@ -289,33 +297,19 @@ class Execution:
             total_steps=self.total_steps,
             recoveries=self.recoveries,
         )
-        self._span.__exit__(exc_type, exc, tb)  # while this run is current: the span
-        if self._token is not None:  # carries its execution id
-            try:
-                _current.reset(self._token)
-            except ValueError:
-                _current.set(None)
-
-    async def __aenter__(self) -> Execution:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
+        # While this run is still current, so that its span carries the execution id.
+        self._span.__exit__(exc_type, exc, tb)
+        restore(_current, self._token)
 
 
-class Step:
+class Step(_Block):
     """One step of an :class:`Execution`; fails the step (not the run) on an exception."""
 
     def __init__(self, run: Execution, name: str, attrs: Mapping[str, Any] | None) -> None:
         self.run = run
         self.name = name
         self.attrs = attrs
-        self.status: str | None = None
-        self.failed = False
         self._t0 = 0.0
-
-    def fail(self, status: str = "failed") -> None:
-        self.failed, self.status = True, status
 
     def __enter__(self) -> Step:
         run = self.run
@@ -332,7 +326,7 @@ class Step:
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         run = self.run
-        ok = exc is None and not self.failed
+        ok, status = self.outcome(exc)
         error = exc if isinstance(exc, Exception) else None
         run.client.step_completed(
             run.workflow,
@@ -340,17 +334,10 @@ class Step:
             self.name,
             duration_ms=(time.perf_counter() - self._t0) * 1000,
             ok=ok,
-            status=self.status
-            or ("success" if ok else "failed" if error or not exc else "cancelled"),
+            status=status,
             error=error,
         )
         if error is not None:
             run._reported = error
         if ok:
             run.steps_done += 1
-
-    async def __aenter__(self) -> Step:
-        return self.__enter__()
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        self.__exit__(exc_type, exc, tb)
