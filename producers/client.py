@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -115,6 +116,18 @@ class Client(_Lifecycle):
         await self.close()
 
 
+def _after_fork_in_child(ref: weakref.ref[SyncClient]) -> bool:
+    """Restart the client behind ``ref`` in each forked child, as long as it lives."""
+
+    def hook() -> None:
+        client = ref()
+        if client is not None:
+            client._restart_in_child()
+
+    os.register_at_fork(after_in_child=hook)  # hooks cannot be removed: it holds a weakref
+    return True
+
+
 class SyncClient(_Lifecycle):
     """The client for code without a loop: the sender runs on a daemon thread's loop."""
 
@@ -123,6 +136,7 @@ class SyncClient(_Lifecycle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._fork_hook: Any = None
 
     def start(self) -> SyncClient:
         if self._thread is not None or not self.enabled:
@@ -137,7 +151,21 @@ class SyncClient(_Lifecycle):
         started.wait(5.0)
         atexit.register(self._at_exit)
         self._on_start()
+        if self._fork_hook is None:
+            self._fork_hook = _after_fork_in_child(weakref.ref(self))
         return self
+
+    def _restart_in_child(self) -> None:
+        """After ``os.fork()``: the child has no sender thread; it gets its own."""
+        if self._thread is None or self._closed:
+            return
+        self._sender.forget_after_fork()
+        self._thread = self._loop = None
+        atexit.unregister(self._at_exit)  # inherited from the parent; start() adds it back
+        try:
+            self.start()
+        except Exception as exc:  # the child must start even if its analytics cannot
+            self._internal(exc)
 
     def _main(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)

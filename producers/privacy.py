@@ -47,6 +47,7 @@ class Privacy:
         secret: str,
         *,
         max_chars: int = 256,
+        max_message_chars: int = 4096,
         max_items: int = 32,
         max_depth: int = 4,
     ) -> None:
@@ -55,6 +56,8 @@ class Privacy:
         self.stable = bool(secret)
         self._key = hashlib.blake2b(secret.encode() or os.urandom(32), digest_size=32).digest()
         self.max_chars = max_chars
+        #: Log and error messages: long enough for a SQL error, within the schema's 8192.
+        self.max_message_chars = max_message_chars
         self.max_items = max_items
         self.max_depth = max_depth
         self._hashes: dict[str, str] = {}
@@ -81,23 +84,24 @@ class Privacy:
             return None
         return self.hash_id(value) if self.mode == "all" else self.text(value)
 
-    def text(self, value: object) -> str:
-        """``value`` as a string of at most ``max_chars`` characters."""
+    def text(self, value: object, limit: int | None = None) -> str:
+        """``value`` as a string of at most ``limit`` (default ``max_chars``) characters."""
+        limit = self.max_chars if limit is None else limit
         text = value if isinstance(value, str) else _describe(value)
-        if len(text) > self.max_chars:
-            return f"{text[: self.max_chars]}...[+{len(text) - self.max_chars}]"
+        if len(text) > limit:
+            return f"{text[:limit]}...[+{len(text) - limit}]"
         return text
 
     def message(self, error: BaseException | str) -> str:
-        """The message of an exception (or a message), bounded like :meth:`text`; an
+        """The message of an exception (or a message), bounded to ``max_message_chars``; an
         exception whose ``__str__`` fails is described by its type."""
         if isinstance(error, str):
-            return self.text(error)
+            return self.text(error, self.max_message_chars)
         try:
             text = str(error)
         except Exception:  # a broken __str__ on a host exception
             text = f"<{type(error).__name__}>"
-        return self.text(text)
+        return self.text(text, self.max_message_chars)
 
     def sanitize(self, value: Any, depth: int = 0) -> Any:
         """A JSON-safe copy of ``value`` with secrets redacted and sizes bounded."""

@@ -124,6 +124,28 @@ class Sender:
         self._flushing = 0
         self._task: asyncio.Task[None] | None = None
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's queue, envelopes, producer and counts.
+
+        The parent sends what it queued; the child starting from them would send it a
+        second time, through sockets and a loop that belong to the parent.
+        """
+        self.queue.clear()
+        self.backlog = self.dropped = 0
+        self.counts.clear()
+        self.connected = False
+        self._drop_lock = threading.Lock()  # another thread may have held it at fork time
+        self._builder = EnvelopeBuilder(
+            max_events=self._builder.max_events, max_bytes=self._builder.max_bytes
+        )
+        self._lingering_since = None
+        self._ready.clear()
+        self._retry.clear()
+        self._backoff = 0.1
+        self._producer = None
+        self._flushing = 0
+        self._task = None
+
     # -- any thread ---------------------------------------------------------------
     def put(self, item: Any) -> bool:
         """Queue an event (a dict built by the SDK) or a ``("event"|"line", ...)`` tuple."""
@@ -242,14 +264,16 @@ class Sender:
             try:
                 if type(item) is dict:  # built by the SDK, with this client's service
                     tags = item.get("tags")
-                    if global_tags:
-                        item["tags"] = tags = {**global_tags, **tags} if tags else global_tags
                     kind = item["kind"]
+                    # Keyed by the event's own tags: the global ones are the same for all.
                     if kind in WORKFLOW_KINDS:
                         key: tuple[Any, ...] = (item["name"],)
+                    elif tags:
+                        key = (kind, item["name"], item.get("step"), *tags.items())
                     else:
-                        items = tuple(tags.items()) if tags else ()
-                        key = (kind, item["name"], item.get("step"), items)
+                        key = (kind, item["name"], item.get("step"))
+                    if global_tags:
+                        item["tags"] = {**global_tags, **tags} if tags else global_tags
                     partition = partitions.get(key)
                     if partition is None:
                         partition = self._route(item, key)

@@ -201,7 +201,7 @@ class Signals:
             raise InvalidEvent(f"log level {level!r:.32} is not one of {sorted(LEVELS)}")
         event = {"kind": "log", "service": self._service, "ts": self._ts(None)}
         event["name"], event["level"] = name, level
-        event["message"] = self.privacy.text(message)
+        event["message"] = self.privacy.message(message)
         if attrs:
             event["attrs"] = self._attrs(attrs)
         check_text("name", name, required=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import os
 import threading
 import time
 
@@ -240,3 +241,37 @@ async def test_a_raw_line_holding_a_newline_is_accounted_as_one_event(kafka_sett
         assert await vigil.flush(10)
         stats = vigil.stats()
     assert stats["queued"] == 0 and stats["sent"] == 1 and stats["failed"] == 0
+
+
+def test_a_forked_child_sends_its_own_events_and_not_its_parents(kafka_settings):
+    """A SyncClient survives os.fork(): the child restarts the sender thread and drops
+    the parent's queue, so nothing is lost or sent twice."""
+    settings = dataclasses.replace(kafka_settings, service="forking", linger_ms=10_000)
+    topic = Topics.for_namespace(settings.namespace).events
+    with SyncClient(settings) as vigil:
+        for i in range(500):  # parent events, still queued at fork time (long linger)
+            vigil.metric("parent", float(i))
+        pid = os.fork()
+        if pid == 0:  # the child: send, flush, report by exit status
+            code = 1
+            try:
+                ok = vigil._thread is not None and vigil._thread.is_alive()
+                for i in range(300):
+                    vigil.metric("child", float(i))
+                stats_before = vigil.stats()
+                ok = ok and vigil.flush(30) and stats_before["queued"] == 300
+                ok = ok and vigil.stats()["sent"] == 300
+                code = 0 if ok else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert vigil.flush(30)
+        assert vigil.stats()["sent"] == 500
+    events = asyncio.run(read_events(settings.kafka_bootstrap, topic, 800))
+    assert len(events) == 800
+    values = collections.defaultdict(list)
+    for _, event in events:
+        values[event["name"]].append(event["value"])
+    assert sorted(values["parent"]) == [float(i) for i in range(500)]
+    assert sorted(values["child"]) == [float(i) for i in range(300)]

@@ -190,6 +190,16 @@ def test_an_exception_with_a_broken_str_is_still_recorded():
     assert wire(vigil)[0]["message"] == "<Weird>"
 
 
+def test_long_messages_keep_4096_characters_and_say_how_much_was_cut():
+    vigil = offline()
+    sql_error = "syntax error near " + "x" * 5000
+    assert vigil.log("error", sql_error)
+    assert vigil.error(ValueError(sql_error))
+    for event in wire(vigil):
+        assert event["message"] == sql_error[:4096] + f"...[+{len(sql_error) - 4096}]"
+        validate(event, now_ms=NOW_MS)  # within the schema's bound
+
+
 def test_attrs_that_json_cannot_encode_become_descriptions():
     vigil = offline()
     assert vigil.metric("m", 1.0, attrs={"obj": object(), "raw": b"abc", "n": {1: 2}})
