@@ -7,6 +7,10 @@
 |                           |                | ``vigil-reason``, ``vigil-source-topic``,          |
 |                           |                | ``vigil-source-partition``, ``vigil-source-offset``|
 |                           |                | and ``vigil-source-index`` say why and whence      |
+| ``<ns>.windows.v1``       | none           | closed windows as JSON lines (``windows`` rows), on|
+|                           |                | the partition of their series; at least once: a    |
+|                           |                | replay after a crash may repeat a window, and      |
+|                           |                | ``(series, window, window_end)`` identifies it     |
 | ``<ns>.alerts.v1``        | fingerprint    | one alert transition as JSON                       |
 
 The events topic is partitioned by routing key (see :func:`producers.events.routing_key`);
@@ -30,6 +34,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 class Topics:
     events: str
     deadletter: str
+    windows: str
     alerts: str
 
     @classmethod
@@ -37,6 +42,7 @@ class Topics:
         return cls(
             events=f"{namespace}.events.v1",
             deadletter=f"{namespace}.deadletter.v1",
+            windows=f"{namespace}.windows.v1",
             alerts=f"{namespace}.alerts.v1",
         )
 
@@ -50,6 +56,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) 
         wanted = [
             NewTopic(topics.events, events_partitions, 1),
             NewTopic(topics.deadletter, 1, 1),
+            NewTopic(topics.windows, events_partitions, 1),
             NewTopic(topics.alerts, 1, 1),
         ]
         missing = [t for t in wanted if t.name not in existing]

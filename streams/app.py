@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 
 from producers.settings import ProducerSettings
 from producers.topics import Topics, cluster_id, ensure_topics
 from streams.processing import BatchResult, Processor, Sink
+from streams.records import WindowRecord
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,12 @@ def create_app(
         topics.events, value_type=bytes, value_serializer="raw", partitions=kafka.events_partitions
     )
     deadletter = app.topic(topics.deadletter, value_type=bytes, value_serializer="raw")
+    windows_topic = app.topic(
+        topics.windows,
+        value_type=bytes,
+        value_serializer="raw",
+        partitions=kafka.events_partitions,
+    )
     state_table = app.Table(
         "window-state",
         partitions=kafka.events_partitions,
@@ -93,6 +101,8 @@ def create_app(
     stats = WorkerStats()
     runtime: dict[str, Any] = {}
     ready_lock = asyncio.Lock()
+    # The agent and the idle timer both change window state: one at a time.
+    state_lock = asyncio.Lock()
 
     async def ready() -> Processor:
         async with ready_lock:
@@ -101,8 +111,9 @@ def create_app(
                 await sink.start()  # type: ignore[attr-defined]
                 source = f"{await cluster_id(bootstrap)}/{topics.events}"
                 runtime["processor"] = Processor(
-                    width_ms=settings.window_seconds * 1000,
+                    windows=settings.windows,
                     grace_ms=settings.grace_seconds * 1000,
+                    idle_ms=int(settings.idle_seconds * 1000),
                     source=source,
                 )
             return runtime["processor"]
@@ -129,26 +140,43 @@ def create_app(
             if stats.first_batch_at is None:
                 stats.first_batch_at = time.time()
             messages = [(e.message.partition, e.message.offset, e.value) for e in batch]
-            await load_partitions(processor, {m[0] for m in messages})
-            now = time.time()
-            result = processor.process(messages, now_ms=int(now * 1000))
-            await sink.write(result)
-            for rej in result.rejected:
-                await deadletter.send(
-                    value=rej.line,
-                    headers={
-                        "vigil-reason": rej.reason.encode(),
-                        "vigil-source-topic": topics.events.encode(),
-                        "vigil-source-partition": str(rej.partition).encode(),
-                        "vigil-source-offset": str(rej.offset).encode(),
-                        "vigil-source-index": str(rej.index).encode(),
-                    },
-                )
-            for p in result.touched:
-                snapshot = processor.states[p].snapshot()
-                state_table.data[_state_key(p)] = snapshot
-                state_table.send_changelog(p, _state_key(p), snapshot)
-            stats.add(result, at=time.time())
+            async with state_lock:
+                await load_partitions(processor, {m[0] for m in messages})
+                result = processor.process(messages, now_ms=int(time.time() * 1000))
+                await finish(processor, result)
+
+    @app.timer(interval=1.0)
+    async def close_idle() -> None:
+        """Windows of partitions without traffic close by the wall clock."""
+        processor = runtime.get("processor")
+        if processor is None:
+            return
+        async with state_lock:
+            result = processor.tick(now_ms=int(time.time() * 1000))
+            if result.touched:
+                await finish(processor, result)
+
+    async def finish(processor: Processor, result: BatchResult) -> None:
+        """Store, publish and checkpoint what a batch (or a tick) produced."""
+        await sink.write(result)
+        for rej in result.rejected:
+            await deadletter.send(
+                value=rej.line,
+                headers={
+                    "vigil-reason": rej.reason.encode(),
+                    "vigil-source-topic": topics.events.encode(),
+                    "vigil-source-partition": str(rej.partition).encode(),
+                    "vigil-source-offset": str(rej.offset).encode(),
+                    "vigil-source-index": str(rej.index).encode(),
+                },
+            )
+        for partition, envelope in window_envelopes(result.closed):
+            await windows_topic.send(value=envelope, partition=partition)
+        for p in result.touched:
+            snapshot = processor.states[p].snapshot()
+            state_table.data[_state_key(p)] = snapshot
+            state_table.send_changelog(p, _state_key(p), snapshot)
+        stats.add(result, at=time.time())
 
     @app.page("/stats")
     async def stats_view(web: Any, request: Any) -> Any:
@@ -166,6 +194,27 @@ def create_app(
         return web.json(body)
 
     return app
+
+
+def window_envelopes(
+    closed: list[WindowRecord], max_bytes: int = 512 * 1024
+) -> list[tuple[int, bytes]]:
+    """Closed windows as JSON-line envelopes on the partition of their series."""
+    lines: dict[int, list[bytes]] = collections.defaultdict(list)
+    for record in closed:
+        lines[record.partition].append(orjson.dumps(record.row()))
+    out = []
+    for partition, rows in lines.items():
+        chunk: list[bytes] = []
+        size = 0
+        for row in rows:
+            if chunk and size + len(row) + 1 > max_bytes:
+                out.append((partition, b"\n".join(chunk)))
+                chunk, size = [], 0
+            chunk.append(row)
+            size += len(row) + 1
+        out.append((partition, b"\n".join(chunk)))
+    return out
 
 
 def _state_key(partition: int) -> bytes:

@@ -16,6 +16,7 @@ skipped:
 from __future__ import annotations
 
 import collections
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,12 +25,14 @@ import orjson
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, InvalidEvent, validate
 from streams.records import Rejected, WindowRecord
-from streams.windows import TumblingWindows
+from streams.windows import WindowConfigError, Windows, WindowSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class PartitionState:
-    windows: TumblingWindows
+    windows: Windows
     offset: int = -1
 
     def snapshot(self) -> bytes:
@@ -57,31 +60,38 @@ class BatchResult:
 
 
 class Processor:
-    def __init__(self, *, width_ms: int, grace_ms: int, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        windows: tuple[WindowSpec, ...],
+        grace_ms: int,
+        source: str,
+        idle_ms: int = 5_000,
+    ) -> None:
         #: Identifies the Kafka log the offsets belong to (cluster id / topic), so that a
         #: fresh embedded broker, whose offsets restart at 0, is not mistaken for a replay.
         self.source = source
-        self.width_ms = width_ms
+        self.specs = windows
         self.grace_ms = grace_ms
+        self.idle_ms = idle_ms
         self.states: dict[int, PartitionState] = {}
         self.stored: dict[int, int] = {}
 
     # -- partition lifecycle -----------------------------------------------------------
     def load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
         """Take over ``partition`` from its saved state and the store's position."""
+        options = {"grace_ms": self.grace_ms, "partition": partition, "idle_ms": self.idle_ms}
+        state = PartitionState(Windows(self.specs, **options))
         if snapshot:
             data = orjson.loads(snapshot)
-            windows = TumblingWindows.restore(
-                data["windows"],
-                width_ms=self.width_ms,
-                grace_ms=self.grace_ms,
-                partition=partition,
-            )
-            self.states[partition] = PartitionState(windows, data["offset"])
-        else:
-            self.states[partition] = PartitionState(
-                TumblingWindows(width_ms=self.width_ms, grace_ms=self.grace_ms, partition=partition)
-            )
+            try:
+                windows = Windows.restore(data["windows"], self.specs, **options)
+            except WindowConfigError as exc:
+                # The window list changed incompatibly: the open windows cannot be kept.
+                log.warning("partition %d: saved windows dropped: %s", partition, exc)
+            else:
+                state = PartitionState(windows, data["offset"])
+        self.states[partition] = state
         self.stored[partition] = stored_offset
 
     def drop(self, partition: int) -> None:
@@ -145,11 +155,24 @@ class Processor:
                 state.offset = offset
                 out.touched.add(partition)
         for partition in out.touched:
-            out.closed.extend(self.states[partition].windows.close_ready())
+            windows = self.states[partition].windows
+            windows.arrived(now_ms)
+            out.closed.extend(windows.close_ready())
         for partition, raw in out.raw.items():
             self.stored[partition] = raw.last
         counts["rejected"] += len(out.rejected)
         counts["messages"] += len(messages)
+        return out
+
+    def tick(self, *, now_ms: int) -> BatchResult:
+        """Advance idle partitions with the wall clock; the windows that this closes."""
+        out = BatchResult(source=self.source)
+        for partition, state in self.states.items():
+            state.windows.tick(now_ms)
+            closed = state.windows.close_ready()
+            if closed:
+                out.closed.extend(closed)
+                out.touched.add(partition)
         return out
 
 

@@ -1,55 +1,111 @@
 """Records that the stream stage writes: their schema lives here (no Faust import).
 
-A :class:`WindowRecord` is one closed tumbling window of one series. Its ``row()`` is
-what the ``windows`` table stores.
+A :class:`WindowRecord` is one closed window of one series. Its ``row()`` is what the
+``windows`` table stores and what the windows topic carries.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class WindowRecord:
+    """One closed window of one series: ``[start_ms, end_ms)``, advancing by ``hop_ms``."""
+
     series: str
     kind: str
     service: str
     name: str
     start_ms: int
     end_ms: int
+    hop_ms: int
+    label: str  # "1m", "5m/1m"
     partition: int
     count: int
     errors: int
     values: int
     sum: float
-    min: float
-    max: float
+    mean: float | None
+    min: float | None
+    max: float | None
+    stddev: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    #: The quantile sketch as ``[zeros, min, max, [k, n, ...], [k, n, ...]]`` (mergeable).
+    sketch: list[Any] | None
+
+    @classmethod
+    def of(
+        cls,
+        series: str,
+        agg: Any,
+        start_ms: int,
+        end_ms: int,
+        hop_ms: int,
+        label: str,
+        partition: int,
+    ) -> WindowRecord:
+        """The record of a :class:`streams.windows.SeriesAggregate`."""
+        figures = agg.summary()
+        del figures["error_rate"]
+        return cls(
+            series=series,
+            kind=agg.kind,
+            service=agg.service,
+            name=agg.name,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            hop_ms=hop_ms,
+            label=label,
+            partition=partition,
+            sketch=agg.sketch.to_list() if agg.sketch is not None else None,
+            **figures,
+        )
 
     @property
-    def mean(self) -> float | None:
-        return self.sum / self.values if self.values else None
+    def error_rate(self) -> float:
+        return self.errors / self.count if self.count else 0.0
 
     def row(self) -> dict[str, Any]:
-        """A JSONEachRow row; times as seconds (ClickHouse reads them into DateTime64(3))."""
-        has_values = self.values > 0
+        """The ``windows`` table row, also the JSON on the windows topic.
+
+        Times are seconds (ClickHouse reads them into DateTime64(3)); the sketch is two
+        maps of bucket -> count, which ``sumMap`` merges in SQL.
+        """
+        zeros, pos, neg = 0, {}, {}
+        if self.sketch is not None:
+            zeros, _, _, flat_pos, flat_neg = self.sketch
+            pos = {str(k): n for k, n in zip(flat_pos[::2], flat_pos[1::2], strict=True)}
+            neg = {str(k): n for k, n in zip(flat_neg[::2], flat_neg[1::2], strict=True)}
         return {
             "series": self.series,
             "kind": self.kind,
             "service": self.service,
             "name": self.name,
+            "window": self.label,
             "window_start": self.start_ms / 1000,
             "window_end": self.end_ms / 1000,
             "width_s": (self.end_ms - self.start_ms) // 1000,
+            "hop_s": self.hop_ms // 1000,
             "partition": self.partition,
             "count": self.count,
             "errors": self.errors,
+            "error_rate": self.error_rate,
             "values": self.values,
             "sum": self.sum,
             "mean": self.mean,
-            "min": self.min if has_values and math.isfinite(self.min) else None,
-            "max": self.max if has_values and math.isfinite(self.max) else None,
+            "min": self.min,
+            "max": self.max,
+            "stddev": self.stddev,
+            "p50": self.p50,
+            "p95": self.p95,
+            "p99": self.p99,
+            "sketch_zeros": zeros,
+            "sketch_pos": pos,
+            "sketch_neg": neg,
         }
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from producers.settings import env_field
+from streams.windows import WindowSpec, parse_windows
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    window_seconds: int = env_field("VIGIL_WINDOW_SECONDS", 60, int)
+    #: Tumbling widths and ``width/hop`` hopping windows, e.g. ``1m,5m,1h,5m/1m``.
+    windows: tuple[WindowSpec, ...] = env_field("VIGIL_WINDOWS", parse_windows("1m"), parse_windows)
     grace_seconds: int = env_field("VIGIL_GRACE_SECONDS", 30, int)
+    #: A partition without events this long lets its watermark follow the wall clock.
+    idle_seconds: float = env_field("VIGIL_IDLE_SECONDS", 5.0, float)
     #: A batch is at most this many envelopes (Kafka messages) ...
     batch_max_messages: int = env_field("VIGIL_BATCH_MAX_MESSAGES", 20, int)
     #: ... or what arrived within this many seconds.

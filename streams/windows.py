@@ -1,19 +1,24 @@
-"""Event-time tumbling windows for the series of one partition.
+"""Event-time windows for the series of one partition: tumbling and hopping, from panes.
 
-A window ``[start, start + width)`` closes when the partition's watermark (the highest
-event time seen minus ``grace``) reaches its end; it is emitted once and forgotten. An
-event whose window has already closed is *late*: counted per series, never merged.
+Every configured window (``1m``, ``5m``, ``1h``, hopping ``5m/1m``) is built from *panes*:
+tumbling windows as wide as the greatest common divisor of all widths and hops. An event
+updates one pane; a pane closes when the partition's watermark (highest event time seen
+minus ``grace``) reaches its end, and is then merged into every configured window that
+covers it. A window is emitted once, when the watermark reaches its end.
 
-State is plain memory, saved as JSON-safe data with :meth:`snapshot` (see FIELD_NOTES:
-a table write per event costs 100x more than the aggregation itself).
+An event whose pane has closed is *late*: counted per series and never merged (the raw
+store keeps it, flagged). A partition that receives nothing lets its watermark follow the
+wall clock (:meth:`Windows.tick`), so the windows of quiet series still close.
 
->>> w = TumblingWindows(width_ms=60_000, grace_ms=10_000, partition=0)
+State is plain memory; :meth:`Windows.snapshot` gives it as JSON-safe data.
+
+>>> w = Windows(parse_windows("1m,5m/1m"), grace_ms=10_000, partition=0)
 >>> w.add("metric|api|lat", "metric", "api", "lat", ts=1_000, value=2.0, ok=None)
 True
 >>> w.add("metric|api|lat", "metric", "api", "lat", ts=75_000, value=4.0, ok=None)
 True
->>> [(r.start_ms, r.count, r.mean) for r in w.close_ready()]
-[(0, 1, 2.0)]
+>>> [(r.label, r.start_ms, r.end_ms, r.count) for r in w.close_ready()]
+[('1m', 0, 60000, 1), ('5m/1m', -240000, 60000, 1)]
 >>> w.add("metric|api|lat", "metric", "api", "lat", ts=5_000, value=1.0, ok=None)
 False
 """
@@ -21,32 +26,103 @@ False
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Any
 
+from streams.aggregates import Aggregate
 from streams.records import WindowRecord
 
+_UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^(\d+)([smhd])$")
 
-class _Agg:
-    __slots__ = ("count", "errors", "kind", "max", "min", "name", "service", "sum", "values")
+
+class WindowConfigError(ValueError):
+    """A window list that cannot be used; the message says which entry and why."""
+
+
+@dataclass(frozen=True, order=True)
+class WindowSpec:
+    width_ms: int
+    hop_ms: int
+
+    @property
+    def label(self) -> str:
+        width = _format(self.width_ms)
+        return width if self.hop_ms == self.width_ms else f"{width}/{_format(self.hop_ms)}"
+
+
+def _format(ms: int) -> str:
+    for unit, size in reversed(_UNITS.items()):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _duration(text: str, entry: str) -> int:
+    match = _DURATION.match(text.strip())
+    if not match or int(match[1]) == 0:
+        raise WindowConfigError(
+            f"window {entry!r}: {text!r} is not a duration like 30s, 1m, 5m, 1h or 1d"
+        )
+    return int(match[1]) * _UNITS[match[2]]
+
+
+def parse_windows(text: str) -> tuple[WindowSpec, ...]:
+    """``"1m,5m,1h,5m/1m"``: tumbling widths, and ``width/hop`` for hopping windows.
+
+    >>> [s.label for s in parse_windows("5m/1m, 1m")]
+    ['1m', '5m/1m']
+    """
+    specs = set()
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        width_text, _, hop_text = entry.partition("/")
+        width = _duration(width_text, entry)
+        hop = _duration(hop_text, entry) if hop_text else width
+        if hop > width or width % hop:
+            raise WindowConfigError(f"window {entry!r}: the hop must divide the width (e.g. 5m/1m)")
+        specs.add(WindowSpec(width, hop))
+    if not specs:
+        raise WindowConfigError("no window configured: give at least one, e.g. 1m")
+    return tuple(sorted(specs, key=lambda s: (s.width_ms, -s.hop_ms)))
+
+
+class SeriesAggregate(Aggregate):
+    """An aggregate that knows which series it describes."""
+
+    __slots__ = ("kind", "name", "service")
 
     def __init__(self, kind: str, service: str, name: str) -> None:
+        super().__init__()
         self.kind, self.service, self.name = kind, service, name
-        self.count = 0
-        self.errors = 0
-        self.values = 0
-        self.sum = 0.0
-        self.min = math.inf
-        self.max = -math.inf
 
 
-class TumblingWindows:
-    def __init__(self, *, width_ms: int, grace_ms: int, partition: int) -> None:
-        self.width_ms = width_ms
+class Windows:
+    def __init__(
+        self,
+        specs: tuple[WindowSpec, ...],
+        *,
+        grace_ms: int,
+        partition: int,
+        idle_ms: int = 5_000,
+    ) -> None:
+        self.specs = specs
         self.grace_ms = grace_ms
         self.partition = partition
+        #: After this long without an event, the watermark follows the wall clock.
+        self.idle_ms = idle_ms
+        self.pane_ms = math.gcd(*(v for s in specs for v in (s.width_ms, s.hop_ms)))
+        pane = WindowSpec(self.pane_ms, self.pane_ms)
+        self._pane_spec = pane if pane in specs else None
+        self._composed = [s for s in specs if s != pane]
         self.max_ts: int | None = None
-        # window end -> series -> aggregate: closing walks ends in order.
-        self._open: dict[int, dict[str, _Agg]] = {}
+        #: (wall time, max_ts) when the last event arrived; None until one does.
+        self._arrival: tuple[int, int] | None = None
+        # pane end -> series -> aggregate; composed window (end, spec) -> series -> partial.
+        self._panes: dict[int, dict[str, SeriesAggregate]] = {}
+        self._partials: dict[tuple[int, WindowSpec], dict[str, SeriesAggregate]] = {}
         self.late: dict[str, int] = {}
 
     @property
@@ -64,100 +140,144 @@ class TumblingWindows:
         value: float | None,
         ok: bool | None,
     ) -> bool:
-        """Aggregate one event; False (and counted as late) when its window has closed."""
-        end = ts - ts % self.width_ms + self.width_ms
-        watermark = self.watermark
-        if watermark is not None and end <= watermark:
+        """Aggregate one event; False (and counted as late) when its pane has closed."""
+        end = ts - ts % self.pane_ms + self.pane_ms
+        max_ts = self.max_ts
+        if max_ts is not None and end <= max_ts - self.grace_ms:
             self.late[series] = self.late.get(series, 0) + 1
             return False
-        if self.max_ts is None or ts > self.max_ts:
+        if max_ts is None or ts > max_ts:
             self.max_ts = ts
-        bucket = self._open.get(end)
+        bucket = self._panes.get(end)
         if bucket is None:
-            bucket = self._open[end] = {}
+            bucket = self._panes[end] = {}
         agg = bucket.get(series)
         if agg is None:
-            agg = bucket[series] = _Agg(kind, service, name)
-        agg.count += 1
-        if ok is False:
-            agg.errors += 1
-        if value is not None:
-            agg.values += 1
-            agg.sum += value
-            if value < agg.min:
-                agg.min = value
-            if value > agg.max:
-                agg.max = value
+            agg = bucket[series] = SeriesAggregate(kind, service, name)
+        agg.add(value, ok)
         return True
+
+    def arrived(self, now_ms: int) -> None:
+        """Note that events arrived at wall time ``now_ms`` (resets the idle clock)."""
+        if self.max_ts is not None:
+            self._arrival = (now_ms, self.max_ts)
+
+    def tick(self, now_ms: int) -> None:
+        """Let an idle partition's event time advance with the wall clock.
+
+        After ``idle_ms`` without events, event time is taken to have moved on as much as
+        the wall clock has since the last event, never past ``now_ms`` itself.
+        """
+        if self.max_ts is None:
+            return
+        if self._arrival is None:  # restored from a snapshot: the idle clock starts now
+            self._arrival = (now_ms, self.max_ts)
+            return
+        at, max_ts = self._arrival
+        idle = now_ms - at
+        if idle >= self.idle_ms:
+            self.max_ts = max(self.max_ts, min(max_ts + idle, now_ms))
 
     def close_ready(self) -> list[WindowRecord]:
         """Close and return every window whose end the watermark has reached."""
         watermark = self.watermark
         if watermark is None:
             return []
-        ready = sorted(end for end in self._open if end <= watermark)
-        return [rec for end in ready for rec in self._records(end, self._open.pop(end))]
+        out: list[WindowRecord] = []
+        for end in sorted(e for e in self._panes if e <= watermark):
+            bucket = self._panes.pop(end)
+            if self._pane_spec is not None:
+                out.extend(self._records(self._pane_spec, end, bucket))
+            for spec in self._composed:
+                self._fold(spec, end, bucket)
+        for key in sorted(k for k in self._partials if k[0] <= watermark):
+            out.extend(self._records(key[1], key[0], self._partials.pop(key)))
+        return out
 
-    def _records(self, end: int, bucket: dict[str, _Agg]) -> list[WindowRecord]:
-        start = end - self.width_ms
+    def _fold(self, spec: WindowSpec, pane_end: int, bucket: dict[str, SeriesAggregate]) -> None:
+        """Merge a closed pane into every window of ``spec`` that covers it."""
+        pane_start = pane_end - self.pane_ms
+        end = -(-pane_end // spec.hop_ms) * spec.hop_ms  # the first window end >= pane end
+        while end - spec.width_ms <= pane_start:
+            partial = self._partials.get((end, spec))
+            if partial is None:
+                partial = self._partials[(end, spec)] = {}
+            for series, agg in bucket.items():
+                into = partial.get(series)
+                if into is None:
+                    into = partial[series] = SeriesAggregate(agg.kind, agg.service, agg.name)
+                into.merge(agg)
+            end += spec.hop_ms
+
+    def _records(
+        self, spec: WindowSpec, end: int, bucket: dict[str, SeriesAggregate]
+    ) -> list[WindowRecord]:
+        start, label, partition = end - spec.width_ms, spec.label, self.partition
         return [
-            WindowRecord(
-                series=series,
-                kind=a.kind,
-                service=a.service,
-                name=a.name,
-                start_ms=start,
-                end_ms=end,
-                partition=self.partition,
-                count=a.count,
-                errors=a.errors,
-                values=a.values,
-                sum=a.sum,
-                min=a.min,
-                max=a.max,
-            )
+            WindowRecord.of(series, a, start, end, spec.hop_ms, label, partition)
             for series, a in bucket.items()
         ]
 
     @property
     def open_windows(self) -> int:
-        return sum(len(b) for b in self._open.values())
+        return sum(len(b) for b in self._panes.values()) + sum(
+            len(b) for b in self._partials.values()
+        )
+
+    def open_series(self, series: str) -> list[dict[str, Any]]:
+        """The open panes and windows of one series, with their figures so far."""
+        out = []
+        for end, bucket in sorted(self._panes.items()):
+            if series in bucket:
+                out.append(self._view("pane", end - self.pane_ms, end, bucket[series]))
+        for (end, spec), bucket in sorted(self._partials.items()):
+            if series in bucket:
+                out.append(self._view(spec.label, end - spec.width_ms, end, bucket[series]))
+        return out
+
+    @staticmethod
+    def _view(label: str, start: int, end: int, agg: Aggregate) -> dict[str, Any]:
+        return {"window": label, "start_ms": start, "end_ms": end, **agg.summary()}
 
     # -- persistence (JSON-safe) ------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {
+            "pane_ms": self.pane_ms,
             "max_ts": self.max_ts,
             "late": self.late,
-            "open": [
-                [
-                    end,
-                    s,
-                    a.kind,
-                    a.service,
-                    a.name,
-                    a.count,
-                    a.errors,
-                    a.values,
-                    a.sum,
-                    a.min if a.values else None,
-                    a.max if a.values else None,
-                ]
-                for end, bucket in self._open.items()
+            "panes": [
+                [end, s, a.kind, a.service, a.name, a.to_list()]
+                for end, bucket in self._panes.items()
+                for s, a in bucket.items()
+            ],
+            "partials": [
+                [end, spec.width_ms, spec.hop_ms, s, a.kind, a.service, a.name, a.to_list()]
+                for (end, spec), bucket in self._partials.items()
                 for s, a in bucket.items()
             ],
         }
 
     @classmethod
-    def restore(
-        cls, data: dict[str, Any], *, width_ms: int, grace_ms: int, partition: int
-    ) -> TumblingWindows:
-        w = cls(width_ms=width_ms, grace_ms=grace_ms, partition=partition)
-        w.max_ts = data.get("max_ts")
-        w.late = dict(data.get("late", {}))
-        for end, s, kind, service, name, count, errors, values, total, lo, hi in data["open"]:
-            agg = _Agg(kind, service, name)
-            agg.count, agg.errors, agg.values, agg.sum = count, errors, values, total
-            agg.min = lo if lo is not None else math.inf
-            agg.max = hi if hi is not None else -math.inf
-            w._open.setdefault(end, {})[s] = agg
+    def restore(cls, data: dict[str, Any], specs: tuple[WindowSpec, ...], **kwargs: Any) -> Windows:
+        """Windows from :meth:`snapshot`; a snapshot taken with other panes is refused."""
+        w = cls(specs, **kwargs)
+        if data.get("pane_ms") != w.pane_ms:
+            raise WindowConfigError(
+                f"saved windows use {data.get('pane_ms')} ms panes, the configured windows "
+                f"need {w.pane_ms} ms"
+            )
+        w.max_ts = data["max_ts"]
+        w.late = dict(data["late"])
+        for end, s, kind, service, name, agg in data["panes"]:
+            w._panes.setdefault(end, {})[s] = _restored(kind, service, name, agg)
+        for end, width, hop, s, kind, service, name, agg in data["partials"]:
+            spec = WindowSpec(width, hop)
+            if spec in w._composed:  # a window no longer configured is not emitted
+                w._partials.setdefault((end, spec), {})[s] = _restored(kind, service, name, agg)
         return w
+
+
+def _restored(kind: str, service: str, name: str, data: list[Any]) -> SeriesAggregate:
+    agg = SeriesAggregate(kind, service, name)
+    agg.load(data)
+    return agg

@@ -117,9 +117,10 @@ def test_partition_matches_kafkas_default_partitioner():
 
 def test_every_malformed_fixture_line_is_rejected_by_the_processor_with_its_reason():
     from streams.processing import Processor
+    from streams.windows import parse_windows
 
     bad = malformed(40)
-    p = Processor(width_ms=60_000, grace_ms=0, source="c/t")
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t")
     p.load(0, None, -1)
     out = p.process([(0, i, line) for i, (line, _) in enumerate(bad)], now_ms=NOW)
     assert out.raw == {0: out.raw[0]} and out.raw[0].rows == []

@@ -1,6 +1,7 @@
 import orjson
 
 from streams.processing import Processor
+from streams.windows import parse_windows
 
 NOW = 1_700_000_000_000
 
@@ -14,7 +15,7 @@ def _metric(ts, value=1.0, name="m"):
 
 
 def _processor():
-    p = Processor(width_ms=60_000, grace_ms=0, source="c1/t")
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
     p.load(0, None, -1)
     return p
 
@@ -52,7 +53,7 @@ def test_restored_state_skips_what_it_already_applied_but_raw_follows_the_store(
     p = _processor()
     p.process([(0, 0, _env(_metric(NOW))), (0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
     snapshot = p.states[0].snapshot()
-    q = Processor(width_ms=60_000, grace_ms=0, source="c1/t")
+    q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
     q.load(0, snapshot, stored_offset=0)  # the store holds offset 0 only
     out = q.process([(0, 0, _env(_metric(NOW))), (0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
     assert (out.raw[0].first, len(out.raw[0].rows)) == (1, 1)

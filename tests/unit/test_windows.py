@@ -1,12 +1,21 @@
+"""Event-time windows: assignment, watermark and grace, late events, panes, idle close."""
+
+from __future__ import annotations
+
+import collections
+import random
 import statistics
 
-from streams.windows import TumblingWindows
+import pytest
+
+from streams.aggregates import Aggregate
+from streams.windows import WindowConfigError, Windows, WindowSpec, parse_windows
 
 MIN = 60_000
 
 
-def _w(grace=10_000):
-    return TumblingWindows(width_ms=MIN, grace_ms=grace, partition=2)
+def _w(grace=10_000, windows="1m", idle_ms=5_000):
+    return Windows(parse_windows(windows), grace_ms=grace, partition=2, idle_ms=idle_ms)
 
 
 def _add(w, ts, value=1.0, ok=None, series="s"):
@@ -51,24 +60,144 @@ def test_out_of_order_within_grace_is_merged():
     assert rec.count == 2
 
 
-def test_aggregates_match_exact_statistics():
+def test_a_window_reports_exact_statistics_and_its_position():
     w = _w(grace=0)
     values = [3.0, 1.5, 9.0, 4.25, 7.0]
     for i, v in enumerate(values):
         _add(w, 1000 * i, value=v, ok=(i % 2 == 0))
     _add(w, MIN, value=None)
     rec = w.close_ready()[0]
-    assert (rec.count, rec.errors, rec.min, rec.max) == (5, 2, 1.5, 9.0)
-    assert rec.mean == statistics.fmean(values)
-    assert rec.row()["width_s"] == 60 and rec.row()["partition"] == 2
+    assert (rec.count, rec.errors, rec.min, rec.max, rec.label) == (5, 2, 1.5, 9.0, "1m")
+    assert rec.mean == pytest.approx(statistics.fmean(values))
+    assert rec.stddev == pytest.approx(statistics.pstdev(values))
+    assert rec.p50 == pytest.approx(4.25, rel=0.01)
+    row = rec.row()
+    assert (row["width_s"], row["hop_s"], row["partition"], row["error_rate"]) == (60, 60, 2, 0.4)
+    assert sum(row["sketch_pos"].values()) == 5
 
 
-def test_snapshot_restore_round_trip_gives_the_same_windows():
-    a = _w()
+def test_parse_windows_accepts_tumbling_and_hopping_lists():
+    specs = parse_windows("1h, 1m,5m/1m,5m, 1m")
+    assert [s.label for s in specs] == ["1m", "5m", "5m/1m", "1h"]
+    assert WindowSpec(300_000, 60_000) in specs
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "no window"),
+        ("1x", "not a duration"),
+        ("0m", "not a duration"),
+        ("5m/2m", "divide"),
+        ("1m/5m", "divide"),
+    ],
+)
+def test_a_bad_window_list_says_what_is_wrong(text, why):
+    with pytest.raises(WindowConfigError, match=why):
+        parse_windows(text)
+
+
+def _recount(events, spec):
+    """Every window of ``spec`` that holds at least one event, counted from scratch."""
+    out = collections.defaultdict(list)
+    for series, ts, value in events:
+        first_end = (ts // spec.hop_ms + 1) * spec.hop_ms
+        end = first_end
+        while end - spec.width_ms <= ts:
+            out[(series, end - spec.width_ms, end)].append(value)
+            end += spec.hop_ms
+    return out
+
+
+def test_tumbling_and_hopping_windows_from_panes_equal_a_recount():
+    rng = random.Random(11)
+    w = _w(grace=20_000, windows="1m,5m,5m/1m,15m/5m")
+    events = []
+    ts = 0
+    for _ in range(6000):
+        ts += rng.randrange(0, 400)
+        event_ts = max(ts - rng.randrange(0, 15_000), 0)  # out of order, within grace
+        series = f"s{rng.randrange(4)}"
+        value = rng.lognormvariate(1, 1)
+        assert _add(w, event_ts, value=value, series=series)
+        events.append((series, event_ts, value))
+    closed = w.close_ready()
+    _add(w, 10 * 24 * 3600 * 1000, series="end")  # far ahead: everything closes
+    closed += [r for r in w.close_ready() if r.series != "end"]
+    for spec in parse_windows("1m,5m,5m/1m,15m/5m"):
+        expected = _recount(events, spec)
+        got = {(r.series, r.start_ms, r.end_ms): r for r in closed if r.label == spec.label}
+        assert set(got) == set(expected), spec.label
+        for key, values in expected.items():
+            rec = got[key]
+            one_pass = Aggregate()
+            for v in values:
+                one_pass.add(v, None)
+            assert (rec.count, rec.min, rec.max) == (len(values), min(values), max(values))
+            assert [rec.p50, rec.p95, rec.p99] == one_pass.sketch.quantiles((0.5, 0.95, 0.99))
+            assert rec.mean == pytest.approx(statistics.fmean(values), rel=1e-9)
+            assert rec.stddev == pytest.approx(statistics.pstdev(values), rel=1e-6, abs=1e-9)
+            assert rec.hop_ms == spec.hop_ms
+
+
+def test_an_idle_partition_closes_its_windows_by_the_wall_clock():
+    w = _w(grace=30_000, idle_ms=5_000)
+    start = 10 * MIN
+    _add(w, start + 1_000)
+    w.arrived(now_ms=start + 2_000)
+    w.tick(now_ms=start + 4_000)  # not idle long enough
+    assert w.max_ts == start + 1_000
+    w.tick(now_ms=start + 60_000)
+    assert w.close_ready() == []  # event time moved 58 s: watermark 29 s short of the end
+    w.tick(now_ms=start + 92_000)
+    [rec] = w.close_ready()
+    assert (rec.start_ms, rec.count) == (start, 1)
+
+
+def test_the_idle_advance_never_passes_the_wall_clock():
+    w = _w(grace=0, idle_ms=1_000)
+    future = 50 * MIN
+    _add(w, future)
+    w.arrived(now_ms=10 * MIN)  # an event stamped 40 minutes ahead of the wall clock
+    w.tick(now_ms=20 * MIN)
+    assert w.max_ts == future
+    old = _w(grace=0, idle_ms=1_000)  # replaying old data: event time follows the idle time
+    _add(old, MIN)
+    old.arrived(now_ms=100 * MIN)
+    old.tick(now_ms=100 * MIN + 30_000)
+    assert old.max_ts == MIN + 30_000
+
+
+def test_a_snapshot_restores_panes_partials_and_late_counts():
+    a = _w(windows="1m,5m/1m")
     for i in range(500):
         _add(a, i * 700, value=float(i % 13), ok=i % 7 != 0, series=f"s{i % 3}")
-    b = TumblingWindows.restore(a.snapshot(), width_ms=MIN, grace_ms=10_000, partition=2)
+    a.close_ready()
+    _add(a, 0, series="s9")  # late
+    b = Windows.restore(a.snapshot(), parse_windows("1m,5m/1m"), grace_ms=10_000, partition=2)
     for w in (a, b):
-        _add(w, 10 * MIN)
+        _add(w, 30 * MIN)
     assert a.close_ready() == b.close_ready()
-    assert a.late == b.late
+    assert a.late == b.late == {"s9": 1}
+
+
+def test_a_snapshot_with_other_panes_is_refused_and_dropped_windows_are_not_emitted():
+    a = _w(windows="1m,5m/1m")
+    _add(a, 1000)
+    with pytest.raises(WindowConfigError, match="panes"):
+        Windows.restore(a.snapshot(), parse_windows("5m"), grace_ms=10_000, partition=2)
+    b = Windows.restore(a.snapshot(), parse_windows("1m"), grace_ms=10_000, partition=2)
+    _add(b, 30 * MIN)
+    assert {r.label for r in b.close_ready()} == {"1m"}
+
+
+def test_open_series_shows_the_figures_so_far():
+    w = _w(windows="1m,5m")
+    for v in (1.0, 3.0):
+        _add(w, 1000, value=v)
+    _add(w, MIN + 45_000, value=9.0)  # watermark 95 s: the first pane closes into 5m
+    w.close_ready()
+    views = w.open_series("s")
+    assert [(v["window"], v["count"]) for v in views] == [("pane", 1), ("5m", 2)]
+    assert views[1]["mean"] == 2.0
+    assert w.open_series("nothing") == []

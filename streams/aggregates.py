@@ -1,0 +1,127 @@
+"""What a window knows about one series: counts, stable moments and a quantile sketch.
+
+Everything here merges: a window built from panes, or from the partitions of several
+workers, equals the window built in one pass (exactly for counts, min, max and the
+sketch; to floating-point rounding for the sum, mean and standard deviation). The
+moments use Welford's update and Chan's merge, which stay accurate on values with a
+large common offset where ``sum(x*x)/n - mean**2`` cancels to noise.
+
+>>> a, b = Aggregate(), Aggregate()
+>>> for v in (1e9 + 1, 1e9 + 2):
+...     a.add(v, ok=True)
+>>> b.add(1e9 + 3, ok=False)
+>>> a.merge(b)
+>>> (a.count, a.errors, a.mean, round(a.stddev, 6))
+(3, 1, 1000000002.0, 0.816497)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from streams.sketch import QuantileSketch
+
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+class Aggregate:
+    __slots__ = ("count", "errors", "m2", "mean", "sketch", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0  # events
+        self.errors = 0  # events with ok=False
+        self.sum = 0.0
+        self.mean = 0.0
+        self.m2 = 0.0  # sum of squared deviations from the mean
+        self.sketch: QuantileSketch | None = None  # values, once there is one
+
+    @property
+    def values(self) -> int:
+        """How many events carried a value."""
+        return self.sketch.count if self.sketch is not None else 0
+
+    def add(self, value: float | None, ok: bool | None) -> None:
+        self.count += 1
+        if ok is False:
+            self.errors += 1
+        if value is None:
+            return
+        sketch = self.sketch
+        if sketch is None:
+            sketch = self.sketch = QuantileSketch()
+        sketch.add(value)
+        self.sum += value
+        delta = value - self.mean
+        self.mean += delta / sketch.count
+        self.m2 += delta * (value - self.mean)
+
+    def merge(self, other: Aggregate) -> None:
+        """Add ``other`` into this aggregate (``other`` is unchanged)."""
+        self.count += other.count
+        self.errors += other.errors
+        if other.sketch is None:
+            return
+        n_a, n_b = self.values, other.values
+        if n_a == 0:  # taken as they are: a copy is exact
+            self.mean, self.m2, self.sum = other.mean, other.m2, self.sum + other.sum
+        else:
+            n = n_a + n_b
+            delta = other.mean - self.mean
+            self.mean += delta * n_b / n
+            self.m2 += other.m2 + delta * delta * n_a * n_b / n
+            self.sum += other.sum
+        if self.sketch is None:
+            self.sketch = QuantileSketch()
+        self.sketch.merge(other.sketch)
+
+    def copy(self) -> Aggregate:
+        out = Aggregate()
+        out.merge(self)
+        return out
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.count if self.count else 0.0
+
+    @property
+    def stddev(self) -> float | None:
+        """Population standard deviation of the values; None without values."""
+        n = self.values
+        return math.sqrt(max(self.m2, 0.0) / n) if n else None
+
+    def summary(self) -> dict[str, Any]:
+        """The figures a window reports for this series."""
+        sketch = self.sketch
+        has = sketch is not None and sketch.count > 0
+        p50, p95, p99 = sketch.quantiles(QUANTILES) if has else (None, None, None)
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "values": self.values,
+            "sum": self.sum,
+            "mean": self.mean if has else None,
+            "min": sketch.min if has else None,
+            "max": sketch.max if has else None,
+            "stddev": self.stddev,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+        }
+
+    # -- JSON-safe form --------------------------------------------------------------
+    def to_list(self) -> list[Any]:
+        sketch = self.sketch.to_list() if self.sketch is not None else None
+        return [self.count, self.errors, self.sum, self.mean, self.m2, sketch]
+
+    def load(self, data: list[Any]) -> None:
+        """Set this (empty) aggregate from :meth:`to_list`'s form."""
+        self.count, self.errors, self.sum, self.mean, self.m2, sketch = data
+        self.sketch = QuantileSketch.from_list(sketch) if sketch is not None else None
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> Aggregate:
+        a = cls()
+        a.load(data)
+        return a

@@ -1,0 +1,145 @@
+"""The quantile sketch and the window aggregate: accuracy, merging, stability."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from fractions import Fraction
+
+import pytest
+
+from streams.aggregates import Aggregate
+from streams.sketch import MAX_BUCKETS, RELATIVE_ACCURACY, QuantileSketch
+
+QS = (0.5, 0.95, 0.99)
+
+
+def _exact(values: list[float], q: float) -> float:
+    """The sketch's rank rule, on the sorted values: index floor(q * (n - 1))."""
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+def _datasets() -> dict[str, list[float]]:
+    rng = random.Random(7)
+    return {
+        "lognormal": [rng.lognormvariate(3.0, 1.2) for _ in range(50_000)],
+        "bimodal": [
+            rng.gauss(20.0, 2.0) if rng.random() < 0.7 else rng.gauss(900.0, 50.0)
+            for _ in range(50_000)
+        ],
+        "constant": [42.5] * 10_000,
+        "signed": [rng.gauss(0.0, 100.0) for _ in range(20_000)] + [0.0] * 500,
+    }
+
+
+@pytest.mark.parametrize("name", ["lognormal", "bimodal", "constant", "signed"])
+def test_quantiles_are_within_one_percent_of_exact(name):
+    values = _datasets()[name]
+    sketch = QuantileSketch()
+    for v in values:
+        sketch.add(v)
+    for q in QS:
+        exact, estimate = _exact(values, q), sketch.quantile(q)
+        assert abs(estimate - exact) <= RELATIVE_ACCURACY * abs(exact) + 1e-12, (q, exact)
+    assert sketch.quantile(0.0) == min(values) and sketch.quantile(1.0) == max(values)
+
+
+def test_constant_data_comes_back_exact():
+    sketch = QuantileSketch()
+    for _ in range(100):
+        sketch.add(0.123)
+    assert sketch.quantiles(QS) == [0.123, 0.123, 0.123]
+
+
+def _bins(s: QuantileSketch):
+    return (s.count, s.zeros, s.min, s.max, sorted(s.positive.items()), sorted(s.negative.items()))
+
+
+def test_merging_parts_in_any_order_equals_one_pass():
+    values = _datasets()["signed"]
+    whole = QuantileSketch()
+    for v in values:
+        whole.add(v)
+    parts = [QuantileSketch() for _ in range(7)]
+    rng = random.Random(1)
+    for v in values:
+        parts[rng.randrange(7)].add(v)
+    rng.shuffle(parts)
+    merged = QuantileSketch()
+    for p in parts:
+        merged.merge(p)
+    assert _bins(merged) == _bins(whole)
+
+
+def test_a_sketch_round_trips_through_its_json_form():
+    sketch = QuantileSketch()
+    for v in _datasets()["signed"][:3000]:
+        sketch.add(v)
+    assert _bins(QuantileSketch.from_list(sketch.to_list())) == _bins(sketch)
+    assert QuantileSketch.from_list(QuantileSketch().to_list()).quantile(0.5) is None
+
+
+def test_a_store_with_too_many_buckets_collapses_its_lowest_and_keeps_its_count():
+    sketch = QuantileSketch()
+    values = [1.0203**i for i in range(3 * MAX_BUCKETS)]  # about one bucket per value
+    for v in values:
+        sketch.add(v)
+    assert len(sketch.positive) <= MAX_BUCKETS and sketch.count == len(values)
+    # High quantiles live in buckets that were never collapsed: still within 1%.
+    assert abs(sketch.quantile(0.99) - _exact(values, 0.99)) <= 0.01 * _exact(values, 0.99)
+
+
+def test_a_quantile_outside_zero_one_is_refused():
+    sketch = QuantileSketch()
+    sketch.add(1.0)
+    with pytest.raises(ValueError, match="within"):
+        sketch.quantile(1.5)
+
+
+def test_stddev_stays_exact_on_values_with_a_large_common_offset():
+    rng = random.Random(3)
+    values = [1e9 + rng.random() for _ in range(100_000)]
+    agg = Aggregate()
+    for v in values:
+        agg.add(v, ok=None)
+    exact = [Fraction(v) for v in values]
+    mean = sum(exact) / len(exact)
+    pstdev = math.sqrt(float(sum((v - mean) ** 2 for v in exact) / len(exact)))
+    assert agg.stddev == pytest.approx(pstdev, rel=1e-6)
+    naive = sum(v * v for v in values) / len(values) - (sum(values) / len(values)) ** 2
+    assert abs(math.sqrt(max(naive, 0.0)) - pstdev) > 0.01, "the naive formula would fail here"
+
+
+def test_merging_aggregates_equals_one_pass():
+    rng = random.Random(5)
+    events = [(rng.lognormvariate(2, 1), rng.random() > 0.1) for _ in range(10_000)]
+    events += [(None, False)] * 50  # events without a value still count, and err
+    whole = Aggregate()
+    for v, ok in events:
+        whole.add(v, ok)
+    parts = [Aggregate() for _ in range(5)]
+    for i, (v, ok) in enumerate(events):
+        parts[i % 5].add(v, ok)
+    merged = Aggregate()
+    for p in parts:
+        merged.merge(p)
+    a, b = merged.summary(), whole.summary()
+    for key in ("count", "errors", "values", "min", "max", "p50", "p95", "p99"):
+        assert a[key] == b[key], key
+    for key in ("sum", "mean", "stddev", "error_rate"):
+        assert a[key] == pytest.approx(b[key], rel=1e-12), key
+    values = [v for v, _ in events if v is not None]
+    assert b["mean"] == pytest.approx(statistics.fmean(values), rel=1e-12)
+    assert b["stddev"] == pytest.approx(statistics.pstdev(values), rel=1e-9)
+
+
+def test_an_aggregate_without_values_reports_counts_only():
+    agg = Aggregate()
+    agg.add(None, ok=False)
+    agg.add(None, ok=True)
+    s = agg.summary()
+    assert (s["count"], s["errors"], s["error_rate"], s["values"]) == (2, 1, 0.5, 0)
+    assert s["mean"] is s["stddev"] is s["p50"] is s["min"] is None
+    assert Aggregate.from_list(agg.to_list()).summary() == s
