@@ -8,6 +8,8 @@
 - An insert that fails is retried with backoff until it is acknowledged: the agent
   waits, Kafka offsets are not committed, and consumption stops (backpressure) instead
   of buffering without bound.
+- Window state checkpoints go into ``worker_state``, once the batch's rows, windows and
+  dead letters are stored (the app calls :meth:`checkpoint` last).
 - All client calls run on one dedicated thread: chDB and the HTTP client block.
 """
 
@@ -62,6 +64,16 @@ class ClickHouseSink:
         )
         return {int(p): int(o) for p, o in result.result_rows}
 
+    async def load_states(self, source: str) -> dict[int, bytes]:
+        result = await self._call(
+            self.client.query,
+            f"SELECT partition, argMax(state, offset) FROM {self.settings.database}.worker_state "
+            "WHERE source = {source:String} GROUP BY partition",
+            parameters={"source": source},
+            column_formats={"state": "bytes"},
+        )
+        return {int(p): _bytes(s) for p, s in result.result_rows}
+
     async def write(self, result: BatchResult) -> None:
         db = self.settings.database
         for raw in result.raw.values():
@@ -75,20 +87,39 @@ class ClickHouseSink:
             await self._insert(f"{db}.windows", payload, token)
             self.counts["windows"] += len(result.closed)
 
+    async def checkpoint(self, result: BatchResult) -> None:
+        if result.states:
+            db = self.settings.database
+            rows = [
+                [result.source, p, offset, state] for p, (offset, state) in result.states.items()
+            ]
+            await self._retrying(
+                "worker_state",
+                self.client.insert,
+                f"{db}.worker_state",
+                rows,
+                column_names=["source", "partition", "offset", "state"],
+            )
+            self.counts["checkpoints"] += len(rows)
+
     async def _insert(self, table: str, payload: bytes, token: str) -> None:
         settings = {"insert_deduplication_token": token, "input_format_skip_unknown_fields": 1}
+        await self._retrying(
+            table,
+            self.client.raw_insert,
+            table,
+            None,
+            payload,
+            settings=settings,
+            fmt="JSONEachRow",
+        )
+
+    async def _retrying(self, table: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         backoff = 0.2
         while True:
             started = time.perf_counter()
             try:
-                await self._call(
-                    self.client.raw_insert,
-                    table,
-                    None,
-                    payload,
-                    settings=settings,
-                    fmt="JSONEachRow",
-                )
+                await self._call(fn, *args, **kwargs)
             except Exception as exc:  # every driver error: retrying is the only safe move
                 self.counts["insert_retries"] += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -101,3 +132,7 @@ class ClickHouseSink:
             self.last_insert_ms = (time.perf_counter() - started) * 1000
             self.counts["inserts"] += 1
             return
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

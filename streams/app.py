@@ -1,10 +1,16 @@
 """The Faust app: a thin shell around :class:`streams.processing.Processor`.
 
 One agent (concurrency 1: FIELD_NOTES, Faust may commit past in-flight messages
-otherwise) takes batches of envelopes, runs the pure processor, waits for the sink to
-acknowledge, dead-letters rejects, and saves each touched partition's window state to a
-changelogged table in one write. Offsets are acknowledged only after all of that, so a
-crash replays the batch, and the processor skips what was already applied.
+otherwise) takes batches of envelopes and runs the pure processor. Then, in order: the
+sink stores raw rows and closed windows; rejects go to the dead-letter topic and closed
+windows to the windows topic, both awaited until delivered; the sink stores a checkpoint
+of each touched partition's window state with the offset it covers. Kafka offsets are
+acknowledged only after all of that, so a crash replays the batch, and the processor
+skips what the checkpoint already holds.
+
+Checkpoints live in the store, not in a Faust table: a table's changelog recovery never
+finished on the embedded broker after a SIGKILL (it waited for changelog offsets that
+never came), and the store already holds the rows the checkpoint must agree with.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ class WorkerStats:
         #: Wall-clock times of the first batch received and the last one finished.
         self.first_batch_at: float | None = None
         self.last_batch_at: float | None = None
+        #: Per partition, the highest offset whose output is stored and checkpointed.
+        self.applied: dict[int, int] = {}
+        #: Event partitions this worker is assigned.
+        self.assigned: set[int] = set()
 
     def add(self, result: BatchResult, *, at: float) -> None:
         self.counts.update(result.counts)
@@ -91,13 +101,6 @@ def create_app(
         value_serializer="raw",
         partitions=kafka.events_partitions,
     )
-    state_table = app.Table(
-        "window-state",
-        partitions=kafka.events_partitions,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
-    )
     stats = WorkerStats()
     runtime: dict[str, Any] = {}
     ready_lock = asyncio.Lock()
@@ -123,15 +126,23 @@ def create_app(
         if not missing:
             return
         stored = await sink.stored_offsets(processor.source)
+        saved = await sink.load_states(processor.source)
         for p in missing:
-            processor.load(p, state_table.data.get(_state_key(p)), stored.get(p, -1))
+            processor.load(p, saved.get(p), stored.get(p, -1))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         processor = runtime.get("processor")
         for tp in revoked:
-            if processor is not None and tp.topic == topics.events:
-                processor.drop(tp.partition)
+            if tp.topic == topics.events:
+                stats.assigned.discard(tp.partition)
+                stats.applied.pop(tp.partition, None)
+                if processor is not None:
+                    processor.drop(tp.partition)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        stats.assigned |= {tp.partition for tp in assigned if tp.topic == topics.events}
 
     @app.agent(events, concurrency=1)
     async def process(stream: Any) -> None:
@@ -159,23 +170,26 @@ def create_app(
     async def finish(processor: Processor, result: BatchResult) -> None:
         """Store, publish and checkpoint what a batch (or a tick) produced."""
         await sink.write(result)
+        sent = []
         for rej in result.rejected:
-            await deadletter.send(
-                value=rej.line,
-                headers={
-                    "vigil-reason": rej.reason.encode(),
-                    "vigil-source-topic": topics.events.encode(),
-                    "vigil-source-partition": str(rej.partition).encode(),
-                    "vigil-source-offset": str(rej.offset).encode(),
-                    "vigil-source-index": str(rej.index).encode(),
-                },
+            sent.append(
+                await deadletter.send(
+                    value=rej.line,
+                    headers={
+                        "vigil-reason": rej.reason.encode(),
+                        "vigil-source-topic": topics.events.encode(),
+                        "vigil-source-partition": str(rej.partition).encode(),
+                        "vigil-source-offset": str(rej.offset).encode(),
+                        "vigil-source-index": str(rej.index).encode(),
+                    },
+                )
             )
         for partition, envelope in window_envelopes(result.closed):
-            await windows_topic.send(value=envelope, partition=partition)
-        for p in result.touched:
-            snapshot = processor.states[p].snapshot()
-            state_table.data[_state_key(p)] = snapshot
-            state_table.send_changelog(p, _state_key(p), snapshot)
+            sent.append(await windows_topic.send(value=envelope, partition=partition))
+        await asyncio.gather(*sent)  # delivered (acks=all) before the checkpoint
+        await sink.checkpoint(result)
+        for p, (offset, _) in result.states.items():
+            stats.applied[p] = offset
         stats.add(result, at=time.time())
 
     @app.page("/stats")
@@ -188,6 +202,9 @@ def create_app(
         body["first_batch_at"] = stats.first_batch_at
         body["last_batch_at"] = stats.last_batch_at
         body["partitions"] = sorted(processor.states) if processor else []
+        # Per partition, the highest offset whose output is stored and checkpointed.
+        body["offsets"] = {str(p): offset for p, offset in stats.applied.items()}
+        body["assigned"] = sorted(stats.assigned)
         body["open_windows"] = (
             sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
         )
@@ -215,7 +232,3 @@ def window_envelopes(
             size += len(row) + 1
         out.append((partition, b"\n".join(chunk)))
     return out
-
-
-def _state_key(partition: int) -> bytes:
-    return f"p{partition}".encode()

@@ -56,6 +56,8 @@ class BatchResult:
     rejected: list[Rejected] = field(default_factory=list)
     closed: list[WindowRecord] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
+    #: Checkpoints of the touched partitions: partition -> (offset, state snapshot).
+    states: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
@@ -158,6 +160,7 @@ class Processor:
             windows = self.states[partition].windows
             windows.arrived(now_ms)
             out.closed.extend(windows.close_ready())
+        self._checkpoint(out)
         for partition, raw in out.raw.items():
             self.stored[partition] = raw.last
         counts["rejected"] += len(out.rejected)
@@ -173,7 +176,13 @@ class Processor:
             if closed:
                 out.closed.extend(closed)
                 out.touched.add(partition)
+        self._checkpoint(out)
         return out
+
+    def _checkpoint(self, out: BatchResult) -> None:
+        for partition in out.touched:
+            state = self.states[partition]
+            out.states[partition] = (state.offset, state.snapshot())
 
 
 def _raw_row(ev: dict[str, Any], source: str, partition: int, offset: int, index: int) -> bytes:
@@ -193,6 +202,14 @@ class Sink(Protocol):
         """The highest offset stored per partition of ``source``."""
         ...
 
+    async def load_states(self, source: str) -> dict[int, bytes]:
+        """The newest checkpoint (``BatchResult.states``) per partition of ``source``."""
+        ...
+
     async def write(self, result: BatchResult) -> None:
-        """Store ``result``; returns only once it is acknowledged (retrying meanwhile)."""
+        """Store raw rows and windows; returns once acknowledged (retrying meanwhile)."""
+        ...
+
+    async def checkpoint(self, result: BatchResult) -> None:
+        """Store ``result.states``, after everything else the batch produced."""
         ...

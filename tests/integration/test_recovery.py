@@ -1,0 +1,138 @@
+"""Replay safety and scale: a SIGKILLed worker, and two workers sharing four partitions,
+give the same windows as one uninterrupted worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from producers.client import Client
+from tests.conftest import open_store
+from vigil.simulation import Simulation
+
+pytestmark = pytest.mark.integration
+
+N = 40_000
+WINDOWS = {"VIGIL_WINDOWS": "1m,5m/1m", "VIGIL_GRACE_SECONDS": "5"}
+# Only windows that the events themselves close are compared: the last ones close by the
+# wall clock, at moments that differ from run to run.
+WINDOW_QUERY = """
+    SELECT series, window, toUnixTimestamp64Milli(window_start), count, errors, values,
+           round(sum, 6), min, max, p50, p95, p99, sketch_zeros, sketch_pos, sketch_neg
+    FROM (SELECT * FROM vigil.windows FINAL) AS w
+    INNER JOIN (
+        SELECT partition, max(ts) - INTERVAL 5 SECOND AS watermark
+        FROM vigil.events GROUP BY partition
+    ) AS m ON m.partition = w.partition
+    WHERE w.window_end <= m.watermark
+"""
+
+
+def _events() -> list[dict]:
+    sim = Simulation(seed=23, start_ms=int(time.time() * 1000) - 30 * 60_000)
+    out = []
+    for event in sim.advance(30 * 60_000):
+        out.append(event)
+        if len(out) == N:
+            break
+    assert len(out) == N
+    return out
+
+
+async def _publish(settings, events) -> int:
+    """Publish ``events``; returns how many envelopes (Kafka messages) carried them."""
+    async with Client(settings) as pub:
+        for event in events:
+            assert pub.publish(event)
+        assert await pub.flush(60)
+        stats = pub.stats()
+    assert stats["sent"] == len(events)
+    return stats["envelopes"]
+
+
+def _applied(stats: dict) -> int:
+    """Messages applied so far: offsets start at 0 on a fresh topic and have no gaps."""
+    return sum(offset + 1 for offset in stats.get("offsets", {}).values())
+
+
+def _windows(data_dir: Path) -> tuple[list[tuple], tuple[int, int]]:
+    with open_store(data_dir) as ch:
+        rows = sorted(ch.query(WINDOW_QUERY).result_rows)
+        raw = ch.query("SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events")
+        return rows, raw.result_rows[0]
+
+
+async def _reference(kafka_settings, start_worker, namespace: str, events, tmp_path):
+    """One uninterrupted worker over ``events``: its windows."""
+    settings = dataclasses.replace(kafka_settings, namespace=namespace)
+    envelopes = await _publish(settings, events)
+    data = tmp_path / f"{namespace}-data"
+    worker = start_worker(VIGIL_NAMESPACE=namespace, VIGIL_DATA_DIR=str(data), **WINDOWS)
+    worker.wait_until(lambda s: _applied(s) >= envelopes, timeout=120)
+    assert worker.stop() == 0
+    rows, raw = _windows(data)
+    assert raw == (N, N)
+    assert len(rows) > 200
+    return rows
+
+
+async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
+    kafka_settings, start_worker, namespace, tmp_path
+):
+    events = _events()
+    expected = await _reference(kafka_settings, start_worker, f"{namespace}-ref", events, tmp_path)
+
+    settings = dataclasses.replace(kafka_settings, namespace=f"{namespace}-kill")
+    envelopes = await _publish(settings, events)
+    data = tmp_path / "kill-data"
+    env = {"VIGIL_NAMESPACE": settings.namespace, "VIGIL_DATA_DIR": str(data), **WINDOWS}
+    first = start_worker(**env)
+    killed_at = first.wait_until(lambda s: envelopes // 3 <= _applied(s), timeout=120)
+    assert _applied(killed_at) < envelopes, "the kill must come mid-stream"
+    os.kill(first.proc.pid, signal.SIGKILL)  # mid-stream: no commit, no goodbye
+    first.proc.wait()
+    second = start_worker(**env)
+    final = second.wait_until(lambda s: _applied(s) >= envelopes, timeout=180)
+    assert second.stop() == 0
+    rows, raw = _windows(data)
+    assert raw == (N, N), "every raw event stored exactly once"
+    assert 0 < final["valid"] < N, "the second worker resumed, it did not start over"
+    assert rows == expected
+
+
+async def test_two_workers_on_four_partitions_give_the_same_totals_as_one(
+    kafka_settings, start_worker, namespace, tmp_path
+):
+    events = _events()
+    expected = await _reference(kafka_settings, start_worker, f"{namespace}-one", events, tmp_path)
+
+    settings = dataclasses.replace(kafka_settings, namespace=f"{namespace}-two")
+    dirs = [tmp_path / "two-a", tmp_path / "two-b"]  # embedded chDB: one store per process
+    workers = [
+        start_worker(VIGIL_NAMESPACE=settings.namespace, VIGIL_DATA_DIR=str(d), **WINDOWS)
+        for d in dirs
+    ]
+    # Both in the group before any event: no partition changes hands mid-stream.
+    for w in workers:
+        w.wait_until(lambda s: len(s.get("assigned", [])) > 0, timeout=60)
+    envelopes = await _publish(settings, events)
+    deadline = time.monotonic() + 180
+    while sum(_applied(w.stats() or {}) for w in workers) < envelopes:
+        assert time.monotonic() < deadline, [w.stats() for w in workers]
+        time.sleep(0.3)
+    shares = [w.stats()["offsets"] for w in workers]
+    for w in workers:
+        assert w.stop() == 0
+    assert all(shares) and not set(shares[0]) & set(shares[1]), shares
+    rows, raws = [], []
+    for d in dirs:
+        part_rows, raw = _windows(d)
+        rows += part_rows
+        raws.append(raw[0])
+    assert sum(raws) == N
+    assert sorted(rows) == expected
