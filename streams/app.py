@@ -27,6 +27,7 @@ import orjson
 
 from producers.settings import ProducerSettings
 from producers.topics import Topics, cluster_id, ensure_topics
+from streams import api
 from streams.processing import BatchResult, Processor, Sink
 from streams.records import WindowRecord
 from streams.settings import WorkerSettings
@@ -117,6 +118,7 @@ def create_app(
                     windows=settings.windows,
                     grace_ms=settings.grace_seconds * 1000,
                     idle_ms=int(settings.idle_seconds * 1000),
+                    horizon_ms=int(settings.workflow_horizon_hours * 3600 * 1000),
                     source=source,
                 )
             return runtime["processor"]
@@ -191,6 +193,27 @@ def create_app(
         for p, (offset, _) in result.states.items():
             stats.applied[p] = offset
         stats.add(result, at=time.time())
+
+    def answer(web: Any, build: Any) -> Any:
+        try:
+            return web.json(build())
+        except api.ApiError as exc:
+            return web.json({"error": exc.reason}, status=exc.status)
+
+    @app.page("/series/windows")
+    async def series_view(web: Any, request: Any) -> Any:
+        series = request.query.get("series")
+        return answer(web, lambda: api.series_windows(runtime.get("processor"), series))
+
+    @app.page("/executions/{execution_id}")
+    async def execution_view(web: Any, request: Any, execution_id: str) -> Any:
+        now_ms = int(time.time() * 1000)
+        processor = runtime.get("processor")
+        return answer(web, lambda: api.execution(processor, execution_id, now_ms=now_ms))
+
+    @app.page("/workflows/{name}")
+    async def workflow_view(web: Any, request: Any, name: str) -> Any:
+        return answer(web, lambda: api.workflow(runtime.get("processor"), name))
 
     @app.page("/stats")
     async def stats_view(web: Any, request: Any) -> Any:

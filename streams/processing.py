@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import orjson
 
 from producers.envelopes import split
-from producers.events import MAX_EVENT_BYTES, InvalidEvent, validate
+from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, validate
+from streams.executions import Executions
 from streams.records import Rejected, WindowRecord
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
@@ -33,10 +34,17 @@ log = logging.getLogger(__name__)
 @dataclass
 class PartitionState:
     windows: Windows
+    executions: Executions
     offset: int = -1
 
     def snapshot(self) -> bytes:
-        return orjson.dumps({"offset": self.offset, "windows": self.windows.snapshot()})
+        return orjson.dumps(
+            {
+                "offset": self.offset,
+                "windows": self.windows.snapshot(),
+                "executions": self.executions.snapshot(),
+            }
+        )
 
 
 @dataclass
@@ -69,6 +77,7 @@ class Processor:
         grace_ms: int,
         source: str,
         idle_ms: int = 5_000,
+        horizon_ms: int = 24 * 3600 * 1000,
     ) -> None:
         #: Identifies the Kafka log the offsets belong to (cluster id / topic), so that a
         #: fresh embedded broker, whose offsets restart at 0, is not mistaken for a replay.
@@ -76,6 +85,7 @@ class Processor:
         self.specs = windows
         self.grace_ms = grace_ms
         self.idle_ms = idle_ms
+        self.horizon_ms = horizon_ms
         self.states: dict[int, PartitionState] = {}
         self.stored: dict[int, int] = {}
 
@@ -83,16 +93,18 @@ class Processor:
     def load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
         """Take over ``partition`` from its saved state and the store's position."""
         options = {"grace_ms": self.grace_ms, "partition": partition, "idle_ms": self.idle_ms}
-        state = PartitionState(Windows(self.specs, **options))
+        horizon = {"horizon_ms": self.horizon_ms}
+        state = PartitionState(Windows(self.specs, **options), Executions(**horizon))
         if snapshot:
             data = orjson.loads(snapshot)
+            executions = Executions.restore(data["executions"], **horizon)
             try:
                 windows = Windows.restore(data["windows"], self.specs, **options)
             except WindowConfigError as exc:
                 # The window list changed incompatibly: the open windows cannot be kept.
                 log.warning("partition %d: saved windows dropped: %s", partition, exc)
             else:
-                state = PartitionState(windows, data["offset"])
+                state = PartitionState(windows, executions, data["offset"])
         self.states[partition] = state
         self.stored[partition] = stored_offset
 
@@ -139,6 +151,8 @@ class Processor:
                     continue
                 late = False
                 if want_state:
+                    if ev["kind"] in WORKFLOW_KINDS:
+                        state.executions.add(ev)
                     late = not windows.add(
                         ev["series"],
                         ev["kind"],

@@ -15,6 +15,8 @@ class WorkerSettings:
     grace_seconds: int = env_field("VIGIL_GRACE_SECONDS", 30, int)
     #: A partition without events this long lets its watermark follow the wall clock.
     idle_seconds: float = env_field("VIGIL_IDLE_SECONDS", 5.0, float)
+    #: Workflow statistics (runs, durations, step shares) cover this much event time.
+    workflow_horizon_hours: float = env_field("VIGIL_WORKFLOW_HORIZON_HOURS", 24.0, float)
     #: A batch is at most this many envelopes (Kafka messages) ...
     batch_max_messages: int = env_field("VIGIL_BATCH_MAX_MESSAGES", 20, int)
     #: ... or what arrived within this many seconds.

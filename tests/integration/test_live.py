@@ -1,0 +1,106 @@
+"""The worker's live read API over HTTP, fed through the embedded broker."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from producers.client import Client
+
+pytestmark = pytest.mark.integration
+
+STEPS = [("extract", 4_000), ("transform", 9_000), ("load", 3_000)]
+
+
+def _get(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def _wait_for(port: int, path: str, predicate, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        status, body = _get(port, path)
+        last = (status, body)
+        if status == 200 and predicate(body):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"{path}: last answer {last}")
+
+
+def _ev(kind, ts, eid, **fields):
+    return {
+        "kind": kind,
+        "ts": ts,
+        "service": "pipeline",
+        "name": "etl",
+        "execution_id": eid,
+        **fields,
+    }
+
+
+async def test_live_progress_and_eta_of_an_execution_move_as_its_steps_complete(
+    kafka_settings, start_worker
+):
+    worker = start_worker(VIGIL_WINDOWS="1m")
+    worker.wait_until(lambda s: True)  # serving
+    port = worker.port
+    now = int(time.time() * 1000)
+    async with Client(kafka_settings) as vigil:
+        # History: three finished runs teach the worker how long each step takes.
+        t = now - 10 * 60_000
+        for r in range(3):
+            eid = f"old-{r}"
+            vigil.publish(_ev("execution.start", t, eid, attrs={"total_steps": 3}))
+            start = t
+            for i, (step, ms) in enumerate(STEPS):
+                vigil.publish(_ev("step.start", t, eid, step=step, attrs={"index": i}))
+                t += ms
+                vigil.publish(_ev("step.end", t, eid, step=step, value=float(ms), ok=True))
+            vigil.publish(_ev("execution.end", t, eid, value=float(t - start), ok=True))
+            t += 1_000
+        # The live run: its first step has started.
+        vigil.publish(_ev("execution.start", now, "live", attrs={"total_steps": 3}))
+        vigil.publish(_ev("step.start", now, "live", step="extract", attrs={"index": 0}))
+        assert await vigil.flush(30)
+        first = _wait_for(port, "/executions/live", lambda b: b["current_step"] == "extract")
+        assert first["progress_pct"] == 0.0 and first["status"] == "running"
+        assert 12_000 <= first["eta_ms"] <= 16_000
+
+        vigil.publish(_ev("step.end", now + 4_000, "live", step="extract", value=4_000.0, ok=True))
+        vigil.publish(_ev("step.start", now + 4_000, "live", step="transform", attrs={"index": 1}))
+        assert await vigil.flush(30)
+        second = _wait_for(port, "/executions/live", lambda b: b["current_step"] == "transform")
+        assert second["progress_pct"] == pytest.approx(33.3)
+        assert second["eta_ms"] < first["eta_ms"]
+
+        vigil.publish(_ev("step.end", now + 13_000, "live", step="transform", value=9e3, ok=True))
+        vigil.publish(_ev("step.start", now + 13_000, "live", step="load", attrs={"index": 2}))
+        vigil.publish(_ev("step.end", now + 16_000, "live", step="load", value=3e3, ok=True))
+        vigil.publish(
+            _ev("execution.end", now + 16_000, "live", value=16e3, ok=True, status="success")
+        )
+        assert await vigil.flush(30)
+    done = _wait_for(port, "/executions/live", lambda b: b["status"] == "success")
+    assert (done["progress_pct"], done["eta_ms"]) == (100.0, 0.0)
+
+    stats = _wait_for(port, "/workflows/etl", lambda b: b["runs"] == 4)
+    assert stats["success_rate"] == 1.0 and stats["bottleneck"] == "transform"
+    assert [s["step"] for s in stats["steps"]] == ["extract", "transform", "load"]
+
+    status, body = _get(port, "/executions/" + urllib.parse.quote("no-such-run"))
+    assert status == 404 and "not known" in body["error"]
+    status, body = _get(port, "/series/windows")
+    assert status == 400 and "required" in body["error"]
+    series = urllib.parse.quote("execution.start|pipeline|etl")
+    status, body = _get(port, f"/series/windows?series={series}")
+    assert status == 200 and body["windows"][0]["count"] >= 1

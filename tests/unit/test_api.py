@@ -1,0 +1,70 @@
+"""The live read API's answers and errors, on a real processor (no web server)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams import api
+from streams.processing import Processor
+from streams.windows import parse_windows
+
+NOW = 1_800_000_000_000
+
+
+def _processor(*events):
+    p = Processor(windows=parse_windows("1m,5m"), grace_ms=0, source="c/t")
+    p.load(0, None, -1)
+    p.process([(0, 0, b"\n".join(orjson.dumps(e) for e in events))], now_ms=NOW)
+    return p
+
+
+def _wf(kind, ts, **fields):
+    return {
+        "kind": kind,
+        "ts": ts,
+        "service": "pipeline",
+        "name": "etl",
+        "execution_id": "r1",
+        **fields,
+    }
+
+
+def test_series_windows_give_the_open_windows_with_their_figures():
+    p = _processor(
+        *(
+            {"kind": "metric", "ts": NOW + i, "service": "api", "name": "lat", "value": float(i)}
+            for i in range(10)
+        )
+    )
+    body = api.series_windows(p, "metric|api|lat")
+    assert body["partition"] == 0 and body["late"] == 0
+    assert [(w["window"], w["count"], w["max"]) for w in body["windows"]] == [("pane", 10, 9.0)]
+
+
+def test_executions_and_workflows_are_answered_from_the_partition_state():
+    p = _processor(
+        _wf("execution.start", NOW, attrs={"total_steps": 2}),
+        _wf("step.start", NOW, step="a", attrs={"index": 0}),
+        _wf("step.end", NOW + 10, step="a", value=10.0, ok=True),
+    )
+    run = api.execution(p, "r1", now_ms=NOW + 20)
+    assert (run["status"], run["progress_pct"], run["elapsed_ms"]) == ("running", 50.0, 20)
+    assert api.workflow(p, "etl")["running"] == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "reason"),
+    [
+        (lambda p: api.series_windows(p, None), 400, "required"),
+        (lambda p: api.series_windows(p, "x" * 2000), 400, "longer"),
+        (lambda p: api.series_windows(p, "metric|api|nope"), 404, "no open window"),
+        (lambda p: api.execution(p, "nope", now_ms=NOW), 404, "not known"),
+        (lambda p: api.workflow(p, " "), 400, "required"),
+        (lambda p: api.workflow(None, "etl"), 404, "not known"),
+    ],
+)
+def test_bad_parameters_give_400_and_unknown_things_404_with_a_reason(call, status, reason):
+    with pytest.raises(api.ApiError) as err:
+        call(_processor())
+    assert err.value.status == status and reason in err.value.reason
