@@ -1,6 +1,8 @@
 """End-to-end throughput: producer -> Kafka -> worker -> ClickHouse, against a baseline.
 
-1. publish N simulated events through ``producers.Client`` (a backlog on the topic);
+1. publish N events through ``producers.Client`` (a backlog on the topic): metric
+   samples spread over ``--series`` distinct series across ten minutes of event time,
+   plus one simulated workflow engine's events (every tenth event) for live tracking;
 2. baseline: a bare aiokafka consumer reads the same topic and orjson-decodes every event;
 3. a ``vigil worker`` drains the backlog into chDB; the clock runs from its first processed
    batch to the last (its start-up time is reported apart).
@@ -8,7 +10,11 @@
 Both rates come from the same run on the same data, so their ratio is meaningful on a
 noisy machine. Prints JSON, then a table.
 
-    python -m bench.pipeline --events 1000000
+Windows ``1m,5m,5m/1m`` with sketches, and live execution tracking, are on. Run it for
+1,000 and for 100,000 series:
+
+    python -m bench.pipeline --events 1000000 --series 1000
+    python -m bench.pipeline --events 1000000 --series 100000
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import sys
 import tempfile
 import time
@@ -35,13 +42,36 @@ from vigil.demo import worker_stats
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
 from vigil.simulation import Simulation
 
+SPAN_MS = 10 * 60_000
 
-async def publish(settings: ProducerSettings, n: int) -> dict[str, float]:
-    sim = Simulation(seed=1, start_ms=int(time.time() * 1000) - 6 * 3600_000, requests_per_s=400)
-    events = []
-    while len(events) < n:
-        events.extend(sim.advance(60_000))
-    events = events[:n]
+
+def make_events(n: int, series: int) -> list[dict]:
+    """``n`` events: metric samples over ``series`` series, every tenth a workflow event."""
+    start = int(time.time() * 1000) - 6 * 3600_000
+    sim = Simulation(seed=1, start_ms=start, requests_per_s=1)
+    workflow = [e for e in sim.advance(SPAN_MS) if e["kind"] != "metric"]
+    rng = random.Random(1)
+    events: list[dict] = []
+    for i in range(n):
+        if i % 10 == 0 and workflow:
+            events.append(workflow[(i // 10) % len(workflow)])
+            continue
+        events.append(
+            {
+                "kind": "metric",
+                "ts": start + i * SPAN_MS // n,
+                "service": "api",
+                "name": "latency_ms",
+                "value": rng.lognormvariate(3, 1),
+                "ok": rng.random() > 0.02,
+                "tags": {"host": f"h{i % series}"},
+            }
+        )
+    return events
+
+
+async def publish(settings: ProducerSettings, events: list[dict]) -> dict[str, float]:
+    n = len(events)
     async with Client(settings) as pub:
         started = time.perf_counter()
         for i, event in enumerate(events):
@@ -125,8 +155,10 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--series", type=int, default=1_000, help="distinct metric series")
     args = parser.parse_args()
     n = args.events
+    events = make_events(n, args.series)
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     namespace = f"bench{os.getpid()}"
     external = os.environ.get("VIGIL_KAFKA_BOOTSTRAP", "")
@@ -139,7 +171,8 @@ def main() -> None:
             queue_max_events=200_000,
             resource_interval_s=0,
         )
-        produced = asyncio.run(publish(settings, n))
+        produced = asyncio.run(publish(settings, events))
+        del events
         topic = Topics.for_namespace(namespace).events
         base = asyncio.run(baseline(bootstrap, topic, n))
         env = dict(
@@ -147,6 +180,7 @@ def main() -> None:
             VIGIL_KAFKA_BOOTSTRAP=bootstrap,
             VIGIL_NAMESPACE=namespace,
             VIGIL_DATA_DIR=str(workdir / "data"),
+            VIGIL_WINDOWS="1m,5m,5m/1m",
         )
         worker = run_worker(env, n, workdir / "worker.log")
         store = StoreSettings(
@@ -162,6 +196,7 @@ def main() -> None:
             broker.stop()
     result = {
         "events": n,
+        "series": args.series,
         "stored_rows": int(stored),
         "producer_events_per_s": round(produced["events_per_s"]),
         "baseline_consumer_events_per_s": round(base["events_per_s"]),

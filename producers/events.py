@@ -72,16 +72,18 @@ _TEXT_LIMITS = {
 _FIELDS = frozenset(
     {"v", "kind", "ts", "service", "name", "value", "ok", "attrs", "tags", *_TEXT_LIMITS}
 )
-_REQUIRED_BY_KIND: dict[str, tuple[str, ...]] = {
-    "execution.start": ("execution_id",),
-    "execution.end": ("execution_id",),
-    "step.start": ("execution_id", "step"),
-    "step.end": ("execution_id", "step"),
-    "recovery": ("execution_id",),
-    "metric": ("value",),
-    "span": ("trace_id", "span_id"),
-    "log": ("message",),
-    "error": (),
+_OPTIONAL_TEXT = frozenset({"status", "level", "message", *_ID_FIELDS})
+_NO_OPTIONAL_TEXT = dict.fromkeys(sorted(_OPTIONAL_TEXT))
+_REQUIRED_BY_KIND: dict[str, frozenset[str]] = {
+    "execution.start": frozenset({"execution_id"}),
+    "execution.end": frozenset({"execution_id"}),
+    "step.start": frozenset({"execution_id", "step"}),
+    "step.end": frozenset({"execution_id", "step"}),
+    "recovery": frozenset({"execution_id"}),
+    "metric": frozenset({"value"}),
+    "span": frozenset({"trace_id", "span_id"}),
+    "log": frozenset({"message"}),
+    "error": frozenset(),
 }
 
 
@@ -179,9 +181,11 @@ def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
         "ok": ok,
         "tags": check_tags(event.get("tags")),
         "attrs": attrs if attrs is not None else {},
+        **_NO_OPTIONAL_TEXT,
     }
     required = _REQUIRED_BY_KIND[kind]
-    for key in ("status", "level", "message", *_ID_FIELDS):
+    # Only the text fields present (a hot path: most events carry one or two of them).
+    for key in _OPTIONAL_TEXT.intersection(event) | required.intersection(_OPTIONAL_TEXT):
         out[key] = _text(event, key, required=key in required)
     if "value" in required and value is None:
         raise InvalidEvent(f"a {kind} event needs a 'value'")
@@ -193,12 +197,18 @@ def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
 
 def series_key(event: dict[str, Any]) -> str:
     """``kind|service|name[|step=...][|tag=value,...]``: the unit of windows and detection."""
-    key = f"{event['kind']}|{event['service']}|{event['name']}"
-    if event.get("step"):
-        key += f"|step={event['step']}"
     tags = event.get("tags")
+    parts = (event["kind"], event["service"], event["name"], event.get("step"))
+    return _series_key(*parts, *tags.items()) if tags else _series_key(*parts)
+
+
+@functools.lru_cache(maxsize=262_144)  # the worker computes it for every event
+def _series_key(kind: str, service: str, name: str, step: str | None, *tags: Any) -> str:
+    key = f"{kind}|{service}|{name}"
+    if step:
+        key += f"|step={step}"
     if tags:
-        key += "|" + ",".join(f"{k}={tags[k]}" for k in sorted(tags))
+        key += "|" + ",".join(f"{k}={v}" for k, v in sorted(tags))
     return key
 
 
