@@ -11,10 +11,10 @@ import urllib.request
 import pytest
 
 from producers.client import Client
+from tests.workflows import event as _ev
+from tests.workflows import execution
 
 pytestmark = pytest.mark.integration
-
-STEPS = [("extract", 4_000), ("transform", 9_000), ("load", 3_000)]
 
 
 def _get(port: int, path: str) -> tuple[int, dict]:
@@ -37,17 +37,6 @@ def _wait_for(port: int, path: str, predicate, timeout: float = 30.0) -> dict:
     raise AssertionError(f"{path}: last answer {last}")
 
 
-def _ev(kind, ts, eid, **fields):
-    return {
-        "kind": kind,
-        "ts": ts,
-        "service": "pipeline",
-        "name": "etl",
-        "execution_id": eid,
-        **fields,
-    }
-
-
 async def test_live_progress_and_eta_of_an_execution_move_as_its_steps_complete(
     kafka_settings, start_worker
 ):
@@ -59,15 +48,10 @@ async def test_live_progress_and_eta_of_an_execution_move_as_its_steps_complete(
         # History: three finished runs teach the worker how long each step takes.
         t = now - 10 * 60_000
         for r in range(3):
-            eid = f"old-{r}"
-            vigil.publish(_ev("execution.start", t, eid, attrs={"total_steps": 3}))
-            start = t
-            for i, (step, ms) in enumerate(STEPS):
-                vigil.publish(_ev("step.start", t, eid, step=step, attrs={"index": i}))
-                t += ms
-                vigil.publish(_ev("step.end", t, eid, step=step, value=float(ms), ok=True))
-            vigil.publish(_ev("execution.end", t, eid, value=float(t - start), ok=True))
-            t += 1_000
+            events, end = execution(f"old-{r}", t)
+            for ev in events:
+                vigil.publish(ev)
+            t = end + 1_000
         # The live run: its first step has started.
         vigil.publish(_ev("execution.start", now, "live", attrs={"total_steps": 3}))
         vigil.publish(_ev("step.start", now, "live", step="extract", attrs={"index": 0}))

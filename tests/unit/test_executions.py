@@ -5,48 +5,16 @@ from __future__ import annotations
 import pytest
 
 from streams.executions import Executions
-
-STEPS = [("extract", 4_000), ("transform", 9_000), ("load", 3_000)]
-
-
-def _ev(kind, ts, eid, **fields):
-    return {
-        "kind": kind,
-        "ts": ts,
-        "service": "pipeline",
-        "name": "etl",
-        "execution_id": eid,
-        **fields,
-    }
+from tests.workflows import event as _ev
+from tests.workflows import execution
 
 
-def _run(ex, eid, start, *, fail_step=None, recover=True):
-    """A whole execution of etl; returns its end time."""
-    ex.add(_ev("execution.start", start, eid, attrs={"total_steps": 3}))
-    t = start
-    for i, (step, ms) in enumerate(STEPS):
-        ex.add(_ev("step.start", t, eid, step=step, attrs={"index": i}))
-        if step == fail_step:
-            ex.add(_ev("step.end", t + 100, eid, step=step, value=100.0, ok=False))
-            ex.add(_ev("recovery", t + 101, eid, step=step, ok=recover))
-            if not recover:
-                ex.add(
-                    _ev(
-                        "execution.end",
-                        t + 102,
-                        eid,
-                        value=float(t + 102 - start),
-                        ok=False,
-                        status="failed",
-                    )
-                )
-                return t + 102
-            t += 102
-            ex.add(_ev("step.start", t, eid, step=step, attrs={"index": i}))
-        t += ms
-        ex.add(_ev("step.end", t, eid, step=step, value=float(ms), ok=True))
-    ex.add(_ev("execution.end", t, eid, value=float(t - start), ok=True, status="success"))
-    return t
+def _run(ex, eid, start, **kwargs):
+    """A whole execution of etl, applied to ``ex``; returns its end time."""
+    events, end = execution(eid, start, **kwargs)
+    for ev in events:
+        ex.add(ev)
+    return end
 
 
 def test_progress_and_eta_move_as_the_steps_complete():
