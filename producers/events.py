@@ -138,6 +138,107 @@ def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
     The result has every schema field (``None`` where absent) plus ``series``.
     Raises :class:`InvalidEvent` with the first broken rule.
     """
+    # The worker validates every event: a well-formed one takes the fast path; anything
+    # unusual goes through the full rules below, which also name what is wrong.
+    out = _valid_fast(event, now_ms)
+    return out if out is not None else _validate(event, now_ms=now_ms)
+
+
+_OPTIONAL_LIMITS = tuple((k, _TEXT_LIMITS[k]) for k in sorted(_OPTIONAL_TEXT))
+_MAX_EXACT_INT = 2**53
+_CHECKED_TAGS: set[tuple[Any, ...]] = set()
+
+
+def _valid_fast(event: Any, now_ms: int) -> dict[str, Any] | None:
+    """:func:`validate`'s result for a plainly valid event, else None (never raises)."""
+    if type(event) is not dict or not _FIELDS.issuperset(event):
+        return None
+    seen = 4  # kind, ts, service and name: all required
+    if "v" in event:
+        if event["v"] != SCHEMA_VERSION or type(event["v"]) is not int:
+            return None
+        seen += 1
+    kind = event.get("kind")
+    if type(kind) is not str or kind not in KINDS:
+        return None
+    ts = event.get("ts")
+    if type(ts) is not int or ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
+        return None
+    value = event.get("value")
+    if value is not None:
+        seen += 1
+        if type(value) is int and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
+            value = float(value)
+        elif type(value) is not float or not math.isfinite(value):
+            return None
+    elif kind == "metric":
+        return None
+    ok = event.get("ok")
+    if ok is not None:
+        seen += 1
+        if type(ok) is not bool:
+            return None
+    attrs = event.get("attrs")
+    if attrs is None:
+        attrs = {}
+    elif type(attrs) is not dict:
+        return None
+    else:
+        seen += 1
+    service, name = event.get("service"), event.get("name")
+    if type(service) is not str or not 0 < len(service) <= 128:
+        return None
+    if type(name) is not str or not 0 < len(name) <= 256:
+        return None
+    tags = event.get("tags")
+    items: tuple[Any, ...] = ()
+    if tags is None:
+        tags = {}
+    else:
+        seen += 1
+        if type(tags) is not dict:
+            return None
+        if tags:
+            items = tuple(tags.items())
+            if items not in _CHECKED_TAGS:  # a tag set is checked once, not per event
+                try:
+                    check_tags(tags)
+                except InvalidEvent:
+                    return None
+                if len(_CHECKED_TAGS) >= 100_000:
+                    _CHECKED_TAGS.clear()
+                _CHECKED_TAGS.add(items)
+    out: dict[str, Any] = {
+        "kind": kind,
+        "ts": ts,
+        "service": service,
+        "name": name,
+        "value": value,
+        "ok": ok,
+        "tags": tags,
+        "attrs": attrs,
+        **_NO_OPTIONAL_TEXT,
+    }
+    required = _REQUIRED_BY_KIND[kind]
+    if len(event) > seen:  # some optional text fields are present
+        for key, limit in _OPTIONAL_LIMITS:
+            text = event.get(key)
+            if text is None:
+                continue
+            if type(text) is not str or len(text) > limit or (not text and key in required):
+                return None
+            out[key] = text
+    for key in required:
+        if out.get(key) is None:
+            return None
+    level = out["level"]
+    if level is not None and level not in LEVELS:
+        return None
+    out["series"] = _series_key(kind, service, name, out["step"], *items)
+    return out
+
+
+def _validate(event: Any, *, now_ms: int) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise InvalidEvent(f"an event must be a JSON object, got {type(event).__name__}")
     unknown = event.keys() - _FIELDS

@@ -1,5 +1,6 @@
 import math
 
+import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -127,3 +128,40 @@ def test_every_malformed_fixture_line_is_rejected_by_the_processor_with_its_reas
     assert [r.line for r in out.rejected] == [line for line, _ in bad]
     for rejected, (_, reason) in zip(out.rejected, bad, strict=True):
         assert reason in rejected.reason
+
+
+def test_the_fast_path_agrees_with_the_full_rules_on_good_and_bad_events():
+    from producers.events import _valid_fast, _validate
+
+    good = list(Simulation(seed=3, start_ms=NOW - 600_000).advance(600_000))
+    bad = [orjson.loads(line) for line, _ in malformed(200) if _json(line)]
+    odd = [
+        {**BASE, "v": True},
+        {**BASE, "value": 2**60},
+        {**BASE, "value": 3},
+        {**BASE, "tags": {"a": "1", "b": "2"}},
+        {**BASE, "tags": {"b": "2", "a": "1"}},
+        {**BASE, "level": "nope"},
+        {**BASE, "kind": "log", "message": ""},
+    ]
+    assert len(good) > 1000 and len(bad) > 50
+    fast_hits = 0
+    for event in good + bad + odd:
+        fast = _valid_fast(event, NOW)
+        try:
+            full = _validate(event, now_ms=NOW)
+        except InvalidEvent:
+            assert fast is None, event
+            continue
+        if fast is not None:
+            fast_hits += 1
+            assert fast == full, event
+    assert fast_hits >= len(good), "every simulated event takes the fast path"
+
+
+def _json(line):
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
