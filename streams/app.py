@@ -1,12 +1,13 @@
 """The Faust app: a thin shell around :class:`streams.processing.Processor`.
 
 One agent (concurrency 1: FIELD_NOTES, Faust may commit past in-flight messages
-otherwise) takes batches of envelopes and runs the pure processor. Then, in order: the
-sink stores raw rows and closed windows; rejects go to the dead-letter topic and closed
-windows to the windows topic, both awaited until delivered; the sink stores a checkpoint
-of each touched partition's window state with the offset it covers. Kafka offsets are
-acknowledged only after all of that, so a crash replays the batch, and the processor
-skips what the checkpoint already holds.
+otherwise) takes batches of envelopes and runs the pure processor. A writer task then
+handles each processed batch in order, while the agent processes the next one: the sink
+stores raw rows and closed windows; rejects go to the dead-letter topic and closed windows
+to the windows topic, both awaited until delivered; the sink stores a checkpoint of each
+touched partition's state with the offset it covers; only then are the batch's messages
+acknowledged (each message is held with an extra reference until that point), so a
+crash replays them and the processor skips what the checkpoint already holds.
 
 Checkpoints live in the store, not in a Faust table: a table's changelog recovery never
 finished on the embedded broker after a SIGKILL (it waited for changelog offsets that
@@ -132,8 +133,34 @@ def create_app(
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
 
+    # Batches processed and waiting to be stored, in order. One waits while the one before
+    # is written: processing the next batch overlaps the store's insert (another thread).
+    pending: asyncio.Queue[tuple[BatchResult, list[Any], Any]] = asyncio.Queue(maxsize=1)
+
+    async def store_in_order() -> None:
+        """Store each processed batch, then acknowledge its messages (the commit point)."""
+        processor = runtime["processor"]
+        while True:
+            result, batch, stream = await pending.get()
+            try:
+                await finish(processor, result)
+                for event in batch:
+                    await stream.ack(event)  # the hold taken in `process` is released
+            finally:
+                pending.task_done()
+
+    def writer() -> asyncio.Task[None]:
+        task = runtime.get("writer")
+        if task is None:
+            task = runtime["writer"] = asyncio.get_running_loop().create_task(store_in_order())
+        elif task.done():
+            task.result()  # the writer failed: raise its error here, in the agent
+        return task
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        if runtime.get("writer") is not None and not runtime["writer"].done():
+            await pending.join()  # what was processed is stored before a partition leaves
         processor = runtime.get("processor")
         for tp in revoked:
             if tp.topic == topics.events:
@@ -152,11 +179,15 @@ def create_app(
         async for batch in stream.take_events(settings.batch_max_messages, settings.batch_seconds):
             if stats.first_batch_at is None:
                 stats.first_batch_at = time.time()
+            writer()
+            for event in batch:
+                # Held until stored: take_events' own ack then does not let Faust commit.
+                event.message.incref()
             messages = [(e.message.partition, e.message.offset, e.value) for e in batch]
             async with state_lock:
                 await load_partitions(processor, {m[0] for m in messages})
                 result = processor.process(messages, now_ms=int(time.time() * 1000))
-                await finish(processor, result)
+            await pending.put((result, list(batch), stream))
 
     @app.timer(interval=1.0)
     async def close_idle() -> None:
@@ -166,8 +197,9 @@ def create_app(
             return
         async with state_lock:
             result = processor.tick(now_ms=int(time.time() * 1000))
-            if result.touched:
-                await finish(processor, result)
+        if result.touched:
+            writer()
+            await pending.put((result, [], None))
 
     async def finish(processor: Processor, result: BatchResult) -> None:
         """Store, publish and checkpoint what a batch (or a tick) produced."""

@@ -103,6 +103,14 @@ async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
     assert raw == (N, N), "every raw event stored exactly once"
     assert 0 < final["valid"] < N, "the second worker resumed, it did not start over"
     assert rows == expected
+    # Offsets were committed as batches were stored: a third start has next to nothing
+    # to replay (without commits it would replay every message).
+    third = start_worker(**env)
+    third.wait_until(lambda s: len(s.get("assigned", [])) == 4, timeout=60)
+    time.sleep(3)
+    replayed = third.stats().get("replayed_messages", 0)
+    assert third.stop() == 0
+    assert replayed < envelopes // 4, (replayed, envelopes)
 
 
 async def test_two_workers_on_four_partitions_give_the_same_totals_as_one(
