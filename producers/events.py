@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+import orjson
 from aiokafka.partitioner import murmur2
 
 SCHEMA_VERSION = 1
@@ -327,3 +329,84 @@ def routing_key(event: dict[str, Any]) -> str:
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so any Kafka client agrees on the partition."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+# -- the worker's decoder -------------------------------------------------------------
+def _text_type(field: str, *, min_length: int = 0) -> Any:
+    return Annotated[str, msgspec.Meta(min_length=min_length, max_length=_TEXT_LIMITS[field])]
+
+
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A decoded schema v1 event, as the worker holds it (``None``: absent)."""
+
+    kind: Literal[tuple(sorted(KINDS))]  # type: ignore[valid-type]
+    ts: int
+    service: _text_type("service", min_length=1)  # type: ignore[valid-type]
+    name: _text_type("name", min_length=1)  # type: ignore[valid-type]
+    v: Literal[1] = 1
+    value: float | None = None
+    ok: bool | None = None
+    status: _text_type("status") | None = None  # type: ignore[valid-type]
+    execution_id: _text_type("execution_id") | None = None  # type: ignore[valid-type]
+    step: _text_type("step") | None = None  # type: ignore[valid-type]
+    trace_id: _text_type("trace_id") | None = None  # type: ignore[valid-type]
+    span_id: _text_type("span_id") | None = None  # type: ignore[valid-type]
+    parent_id: _text_type("parent_id") | None = None  # type: ignore[valid-type]
+    level: Literal[tuple(sorted(LEVELS))] | None = None  # type: ignore[valid-type]
+    message: _text_type("message") | None = None  # type: ignore[valid-type]
+    tags: dict[str, str] | None = None
+    attrs: dict[str, Any] | None = None
+
+
+_DECODER = msgspec.json.Decoder(Event)
+_EVENT_FIELDS = Event.__struct_fields__
+
+
+def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
+    """One JSON line as a checked :class:`Event` and its series key.
+
+    The same rules as :func:`validate`: one C pass checks types and sizes, a few lines
+    here the rest; whatever that path refuses goes through :func:`validate`, which
+    accepts the odd valid event (``"v": true``) and names what is wrong with a bad one
+    (raising :class:`InvalidEvent`).
+    """
+    try:
+        ev = _DECODER.decode(line)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _decode_slow(line, now_ms)
+    ts = ev.ts
+    if ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
+        return _decode_slow(line, now_ms)
+    value = ev.value
+    if value is None:
+        if ev.kind == "metric":
+            return _decode_slow(line, now_ms)
+    elif not math.isfinite(value):
+        return _decode_slow(line, now_ms)
+    for key in _REQUIRED_BY_KIND[ev.kind]:
+        required = getattr(ev, key)
+        if required is None or required == "":
+            return _decode_slow(line, now_ms)
+    tags = ev.tags
+    if tags:
+        items = tuple(tags.items())
+        if items not in _CHECKED_TAGS:
+            try:
+                check_tags(tags)
+            except InvalidEvent:
+                return _decode_slow(line, now_ms)
+            if len(_CHECKED_TAGS) >= 100_000:
+                _CHECKED_TAGS.clear()
+            _CHECKED_TAGS.add(items)
+        return ev, _series_key(ev.kind, ev.service, ev.name, ev.step, *items)
+    return ev, _series_key(ev.kind, ev.service, ev.name, ev.step)
+
+
+def _decode_slow(line: bytes, now_ms: int) -> tuple[Event, str]:
+    try:
+        decoded = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    out = validate(decoded, now_ms=now_ms)
+    fields = {k: out[k] for k in _EVENT_FIELDS if out.get(k) is not None and k != "v"}
+    return Event(**fields), out["series"]

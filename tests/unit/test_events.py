@@ -165,3 +165,38 @@ def _json(line):
     except orjson.JSONDecodeError:
         return False
     return True
+
+
+def test_the_workers_decoder_agrees_with_validate_on_every_line():
+    from producers.events import Event, decode
+
+    good = [orjson.dumps(e) for e in Simulation(seed=4, start_ms=NOW - 600_000).advance(600_000)]
+    bad = [line for line, _ in malformed(300)]
+    odd = [
+        orjson.dumps(e)
+        for e in (
+            {**BASE, "v": True},
+            {**BASE, "value": 2**60},
+            {**BASE, "value": 0},
+            {**BASE, "tags": {"b": "2", "a": "1"}},
+            {**BASE, "tags": {"a|b": "1"}},
+            {**BASE, "kind": "log", "message": ""},
+            {**BASE, "kind": "step.end", "execution_id": "e", "step": ""},
+            {**BASE, "ts": NOW + 25 * 3600 * 1000},
+        )
+    ]
+    for line in good + bad + odd:
+        try:
+            expected = validate(orjson.loads(line), now_ms=NOW)
+        except (InvalidEvent, orjson.JSONDecodeError) as exc:
+            with pytest.raises(InvalidEvent) as err:
+                decode(line, now_ms=NOW)
+            if isinstance(exc, InvalidEvent):
+                assert err.value.reason == exc.reason
+            continue
+        event, series = decode(line, now_ms=NOW)
+        assert series == expected["series"]
+        for field in Event.__struct_fields__:
+            if field != "v":
+                got, want = getattr(event, field), expected[field]
+                assert (got or None) == (want or None), (field, line)
