@@ -23,8 +23,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import orjson
-
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from streams.processing import BatchResult
@@ -82,7 +80,7 @@ class ClickHouseSink:
                 await self._insert(f"{db}.events", b"\n".join(raw.rows), token)
                 self.counts["raw_rows"] += len(raw.rows)
         if result.closed:
-            payload = b"\n".join(orjson.dumps(rec.row()) for rec in result.closed)
+            payload = b"\n".join([rec.line() for rec in result.closed])
             token = "w:" + hashlib.blake2b(payload, digest_size=16).hexdigest()
             await self._insert(f"{db}.windows", payload, token)
             self.counts["windows"] += len(result.closed)

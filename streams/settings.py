@@ -15,6 +15,9 @@ class WorkerSettings:
     grace_seconds: int = env_field("VIGIL_GRACE_SECONDS", 30, int)
     #: A partition without events this long lets its watermark follow the wall clock.
     idle_seconds: float = env_field("VIGIL_IDLE_SECONDS", 5.0, float)
+    #: Window state is checkpointed this often (0: after every batch); the messages since
+    #: the last checkpoint are committed with the next one, and replayed after a crash.
+    checkpoint_seconds: float = env_field("VIGIL_CHECKPOINT_SECONDS", 5.0, float)
     #: Workflow statistics (runs, durations, step shares) cover this much event time.
     workflow_horizon_hours: float = env_field("VIGIL_WORKFLOW_HORIZON_HOURS", 24.0, float)
     #: A batch is at most this many envelopes (Kafka messages) ...

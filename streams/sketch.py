@@ -7,6 +7,10 @@ store; values whose magnitude is below ``MIN_MAGNITUDE`` count as zero. Merging 
 counts, so merging sketches of parts gives exactly the sketch of the whole, in any order
 (Masson, Rim and Lee, "DDSketch", VLDB 2019).
 
+A sketch holding at most ``EXACT_MAX`` values keeps the values themselves (a compact
+array: a quiet series' window costs little memory and reports exact quantiles); past that
+it moves them into buckets. Both forms merge, and merging still equals one pass.
+
 The rank rule is the lower one: ``quantile(q)`` estimates the value at index
 ``floor(q * (n - 1))`` of the sorted values, and is clamped to the exact min and max
 (so constant data comes back exact); ranks 0 and n - 1 give the min and max themselves.
@@ -25,6 +29,7 @@ True
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 #: Relative accuracy: every estimate is within 1% of the value at its rank.
@@ -32,6 +37,8 @@ RELATIVE_ACCURACY = 0.01
 MIN_MAGNITUDE = 1e-9
 #: A store holding more buckets collapses its lowest ones (magnitudes near zero first).
 MAX_BUCKETS = 2048
+#: Up to this many values are kept as they are (exact quantiles, less memory).
+EXACT_MAX = 32
 
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _INV_LOG_GAMMA = 1.0 / math.log(_GAMMA)
@@ -47,11 +54,13 @@ def bucket_value(key: int) -> float:
 
 
 class QuantileSketch:
-    __slots__ = ("count", "max", "min", "negative", "positive", "zeros")
+    __slots__ = ("count", "exact", "max", "min", "negative", "positive", "zeros")
 
     def __init__(self) -> None:
-        self.positive: dict[int, int] = {}
-        self.negative: dict[int, int] = {}  # keyed by the bucket of -x
+        #: The values themselves while there are at most EXACT_MAX; None once bucketed.
+        self.exact: array[float] | None = array("d")
+        self.positive: dict[int, int] = _NO_BUCKETS
+        self.negative: dict[int, int] = _NO_BUCKETS  # keyed by the bucket of -x
         self.zeros = 0
         self.count = 0
         self.min = math.inf
@@ -64,26 +73,51 @@ class QuantileSketch:
             self.min = value
         if value > self.max:
             self.max = value
+        exact = self.exact
+        if exact is not None:
+            exact.append(value)
+            if len(exact) > EXACT_MAX:
+                self._bucket_all()
+            return
+        self._bucket(value)
+
+    def _bucket(self, value: float, n: int = 1) -> None:
         if value > MIN_MAGNITUDE:
             store, magnitude = self.positive, value
         elif value < -MIN_MAGNITUDE:
             store, magnitude = self.negative, -value
         else:
-            self.zeros += 1
+            self.zeros += n
             return
         key = math.ceil(math.log(magnitude) * _INV_LOG_GAMMA)
-        store[key] = store.get(key, 0) + 1
+        store[key] = store.get(key, 0) + n
         if len(store) > MAX_BUCKETS:
             _collapse(store)
 
+    def _bucket_all(self) -> None:
+        """Move the exact values into buckets, for good."""
+        values, self.exact = self.exact or (), None
+        self.positive, self.negative = {}, {}
+        for value in values:
+            self._bucket(value)
+
     def merge(self, other: QuantileSketch) -> None:
-        """Add ``other``'s counts to this sketch (``other`` is unchanged)."""
+        """Add ``other``'s values to this sketch (``other`` is unchanged)."""
         if not other.count:
             return
         self.count += other.count
-        self.zeros += other.zeros
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
+        if self.exact is not None:
+            if other.exact is not None and len(self.exact) + len(other.exact) <= EXACT_MAX:
+                self.exact.extend(other.exact)
+                return
+            self._bucket_all()
+        if other.exact is not None:
+            for value in other.exact:
+                self._bucket(value)
+            return
+        self.zeros += other.zeros
         for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
@@ -97,6 +131,8 @@ class QuantileSketch:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within [0, 1], got {q}")
         rank = math.floor(q * (self.count - 1))
+        if self.exact is not None:
+            return sorted(self.exact)[rank]
         if rank == 0 or rank == self.count - 1:  # the extremes are known exactly
             return self.min if rank == 0 else self.max
         seen = 0
@@ -115,12 +151,25 @@ class QuantileSketch:
         return self.max
 
     def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
+        if self.exact is not None and self.count:
+            ordered = sorted(self.exact)
+            return [ordered[math.floor(q * (self.count - 1))] for q in qs]
         return [self.quantile(q) for q in qs]
 
     def _clamp(self, value: float) -> float:
         return min(max(value, self.min), self.max)
 
-    # -- JSON-safe form: [zeros, min, max, [k, n, k, n, ...], [k, n, ...]] ---------------
+    def buckets(self) -> tuple[int, dict[int, int], dict[int, int]]:
+        """``(zeros, positive, negative)`` bucket counts, exact values bucketed too."""
+        if self.exact is None:
+            return self.zeros, self.positive, self.negative
+        bucketed = QuantileSketch()
+        bucketed._bucket_all()
+        for value in self.exact:
+            bucketed._bucket(value)
+        return bucketed.zeros, bucketed.positive, bucketed.negative
+
+    # -- JSON-safe form: [zeros, min, max, [k, n, ...], [k, n, ...], exact values or null] --
     def to_list(self) -> list[Any]:
         return [
             self.zeros,
@@ -128,18 +177,29 @@ class QuantileSketch:
             self.max if self.count else None,
             [x for item in self.positive.items() for x in item],
             [x for item in self.negative.items() for x in item],
+            self.exact.tolist() if self.exact is not None else None,
         ]
 
     @classmethod
     def from_list(cls, data: list[Any]) -> QuantileSketch:
         s = cls()
-        s.zeros, lo, hi, pos, neg = data
-        s.positive = dict(zip(pos[::2], pos[1::2], strict=True))
-        s.negative = dict(zip(neg[::2], neg[1::2], strict=True))
-        s.count = s.zeros + sum(s.positive.values()) + sum(s.negative.values())
+        zeros, lo, hi, pos, neg, exact = data
+        if exact is not None:
+            s.exact = array("d", exact)
+            s.count = len(exact)
+        else:
+            s.exact = None
+            s.zeros = zeros
+            s.positive = dict(zip(pos[::2], pos[1::2], strict=True))
+            s.negative = dict(zip(neg[::2], neg[1::2], strict=True))
+            s.count = zeros + sum(s.positive.values()) + sum(s.negative.values())
         if s.count:
             s.min, s.max = lo, hi
         return s
+
+
+#: The shared empty store of a sketch that still holds exact values (never written).
+_NO_BUCKETS: dict[int, int] = {}
 
 
 def _collapse(store: dict[int, int]) -> None:

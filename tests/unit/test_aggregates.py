@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from streams.aggregates import Aggregate
-from streams.sketch import MAX_BUCKETS, RELATIVE_ACCURACY, QuantileSketch
+from streams.sketch import EXACT_MAX, MAX_BUCKETS, RELATIVE_ACCURACY, QuantileSketch
 
 QS = (0.5, 0.95, 0.99)
 
@@ -143,3 +143,32 @@ def test_an_aggregate_without_values_reports_counts_only():
     assert (s["count"], s["errors"], s["error_rate"], s["values"]) == (2, 1, 0.5, 0)
     assert s["mean"] is s["stddev"] is s["p50"] is s["min"] is None
     assert Aggregate.from_list(agg.to_list()).summary() == s
+
+
+def test_a_few_values_are_kept_exact_and_give_exact_quantiles():
+    sketch = QuantileSketch()
+    values = [5.0, -1.0, 0.0, 2.5, 9.75]
+    for v in values:
+        sketch.add(v)
+    assert sketch.exact is not None
+    assert sketch.quantiles(QS) == [_exact(values, q) for q in QS]
+    back = QuantileSketch.from_list(sketch.to_list())
+    assert back.quantiles(QS) == sketch.quantiles(QS) and back.count == 5
+    zeros, pos, neg = sketch.buckets()
+    assert zeros == 1 and sum(pos.values()) == 3 and sum(neg.values()) == 1
+
+
+@pytest.mark.parametrize("sizes", [(10, 10), (20, 20), (5, 400), (400, 5), (EXACT_MAX, 1)])
+def test_merging_exact_and_bucketed_sketches_equals_one_pass(sizes):
+    rng = random.Random(sum(sizes))
+    parts = [[rng.lognormvariate(1, 2) for _ in range(n)] for n in sizes]
+    whole = QuantileSketch()
+    for v in parts[0] + parts[1]:
+        whole.add(v)
+    a, b = QuantileSketch(), QuantileSketch()
+    for sketch, values in ((a, parts[0]), (b, parts[1])):
+        for v in values:
+            sketch.add(v)
+    a.merge(b)
+    assert a.buckets() == whole.buckets() and a.count == whole.count
+    assert a.quantiles(QS) == whole.quantiles(QS)

@@ -66,3 +66,16 @@ def test_late_events_are_flagged_in_raw_rows():
     rows = [orjson.loads(r) for r in out.raw[0].rows]
     assert [r.get("late", False) for r in rows] == [False, True]  # the column defaults to false
     assert out.counts["late"] == 1
+
+
+def test_a_checkpoint_covers_every_partition_changed_since_the_last_one():
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    for partition in (0, 1):
+        p.load(partition, None, -1)
+    first = p.process([(0, 0, _env(_metric(NOW)))], now_ms=NOW, checkpoint=False)
+    assert not first.checkpoint and first.states == {}
+    second = p.process([(1, 0, _env(_metric(NOW)))], now_ms=NOW, checkpoint=True)
+    assert second.checkpoint and set(second.states) == {0, 1}
+    assert second.states[0][0] == 0 and p.dirty == set()
+    idle = p.tick(now_ms=NOW, checkpoint=True)  # nothing changed: an empty checkpoint
+    assert idle.checkpoint and idle.states == {}
