@@ -52,6 +52,18 @@ log = logging.getLogger("producers")
 
 #: Events encoded per turn of the sender loop before it yields to the host's loop.
 CHUNK = 2_000
+
+
+class _Metric:
+    """Marks a queued metric sample: ``(METRIC, name, tag items, ts, value, ok)``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "METRIC"
+
+
+METRIC = _Metric()
 _RETRY_ERRORS = (KafkaError, OSError, TimeoutError)
 #: attrs may have non-string keys ({1: "a"}): they become strings, as json.dumps does.
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -120,6 +132,8 @@ class Sender:
         self._retry_at = 0.0
         self._backoff = 0.1
         self._partitions: dict[tuple[Any, ...], int] = {}
+        #: (metric name, tag items) -> (partition, the encoded event up to its ts).
+        self._metrics: dict[tuple[Any, ...], tuple[int, bytes]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._flushing = 0
         self._task: asyncio.Task[None] | None = None
@@ -259,10 +273,26 @@ class Sender:
         last, max_bytes = builder.max_events - 1, builder.max_bytes
         partitions, global_tags = self._partitions, self._tags
         dumps, default, options = orjson.dumps, _json_default, _JSON_OPTIONS
+        metrics = self._metrics
         for _ in range(n):
             item = popleft()
             try:
-                if type(item) is dict:  # built by the SDK, with this client's service
+                if type(item) is tuple and item[0] is METRIC:  # prefix of its series + ts, value
+                    _, name, items, ts, value, ok = item
+                    cached = metrics.get((name, items))
+                    if cached is None:
+                        cached = self._metric_prefix(name, items)
+                    partition = cached[0]
+                    if ok is None:
+                        line = b'%s%d,"value":%r}' % (cached[1], ts, value)
+                    else:
+                        line = b'%s%d,"value":%r,"ok":%s}' % (
+                            cached[1],
+                            ts,
+                            value,
+                            b"true" if ok else b"false",
+                        )
+                elif type(item) is dict:  # built by the SDK, with this client's service
                     tags = item.get("tags")
                     kind = item["kind"]
                     # Keyed by the event's own tags: the global ones are the same for all.
@@ -307,6 +337,21 @@ class Sender:
             closed = add(partition, line)
             if closed is not None:
                 ready.append((partition, *closed))
+
+    def _metric_prefix(self, name: str, items: tuple[Any, ...]) -> tuple[int, bytes]:
+        """A metric series seen for the first time: its tags are checked, the global tags
+        merged, and the event encoded up to ``"ts":``, which every sample appends to."""
+        merged = check_tags({**self._tags, **dict(items)})  # global tags count too
+        event: dict[str, Any] = {"kind": "metric", "service": self.settings.service, "name": name}
+        if merged:
+            event["tags"] = merged
+        partition = partition_for(routing_key(event), self.settings.events_partitions)
+        # A new bytes object: orjson's own result would keep a 4 KiB buffer per series.
+        prefix = orjson.dumps(event)[:-1] + b',"ts":'
+        if len(self._metrics) >= 100_000:
+            self._metrics.clear()
+        self._metrics[(name, items)] = cached = (partition, prefix)
+        return cached
 
     def _rejected(self, reason: str) -> None:
         self.backlog -= 1

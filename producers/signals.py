@@ -26,7 +26,7 @@ from producers.events import (
 )
 from producers.guard import guarded
 from producers.privacy import Privacy
-from producers.sender import Sender
+from producers.sender import METRIC, Sender
 from producers.settings import ProducerSettings, SettingsError
 from producers.tracing import Span, current_span
 from producers.workflows import current_execution
@@ -126,6 +126,22 @@ class Signals:
                 raise InvalidEvent(f"metric {name!r:.64}: value must be finite, got {value}")
             if type(name) is not str or not 0 < len(name) <= 256:
                 raise InvalidEvent("metric name must be a non-empty string (<= 256 chars)")
+            if not (attrs or self.strict):
+                # The hottest call of the SDK: a sample of a series the sender encodes from
+                # a cached per-series prefix (see Sender._encode); tags are frozen now.
+                if tags and type(tags) is not dict:
+                    tags = self._tag_set(tags)
+                items = tuple(tags.items()) if tags else ()
+                return self._put(
+                    (
+                        METRIC,
+                        name,
+                        items,
+                        int(self._clock() * 1000) if ts is None else self._ts(ts),
+                        value,
+                        None if ok is None else bool(ok),
+                    )
+                )
             event: dict[str, Any] = {
                 "kind": "metric",
                 "service": self._service,
@@ -142,7 +158,6 @@ class Signals:
                 event["attrs"] = self._attrs(attrs)
             if ok is not None:
                 event["ok"] = bool(ok)
-            # The hottest call of the SDK: straight to the queue unless strict.
             return self._emit(event) if self.strict else self._put(event)
         except InvalidEvent as exc:
             return self._dropped(exc.reason)

@@ -237,3 +237,18 @@ async def test_the_resource_sampler_records_cpu_and_memory_at_its_interval():
     assert names["cpu_percent"] >= 3 and names["memory_mb"] == names["cpu_percent"]
     assert all(0 <= e["value"] <= 100 for e in events if e["name"].endswith("percent"))
     assert all(e["value"] > 1 for e in events if e["name"] == "memory_mb")
+
+
+def test_metric_samples_encode_any_finite_value_and_the_tags_of_the_moment():
+    vigil = offline(environment="prod")
+    values = [12.5, 1e16, -0.0, 5e-324, 1.7976931348623157e308, 3, -7]
+    tags = {"route": "/a"}
+    for i, v in enumerate(values):
+        assert vigil.metric("m", v, tags, ok=i % 2 == 0 if i < 3 else None)
+    tags["route"] = "/changed"  # after the calls: the samples keep what they had
+    events = wire(vigil)
+    assert [e["value"] for e in events] == [float(v) for v in values]
+    assert [e.get("ok") for e in events] == [True, False, True, None, None, None, None]
+    for event in events:
+        assert event["tags"] == {"environment": "prod", "route": "/a"}
+        assert validate(event, now_ms=NOW_MS)["series"] == "metric|api|m|environment=prod,route=/a"
