@@ -140,104 +140,25 @@ def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
     The result has every schema field (``None`` where absent) plus ``series``.
     Raises :class:`InvalidEvent` with the first broken rule.
     """
-    # The worker validates every event: a well-formed one takes the fast path; anything
+    # A well-formed event takes the fast path (the same as :func:`decode`'s); anything
     # unusual goes through the full rules below, which also name what is wrong.
-    out = _valid_fast(event, now_ms)
-    return out if out is not None else _validate(event, now_ms=now_ms)
+    if type(event) is dict:
+        try:
+            ev = msgspec.convert(event, Event)
+        except msgspec.ValidationError:
+            return _validate(event, now_ms=now_ms)
+        series = _checked(ev, now_ms)
+        if series is not None:
+            out = msgspec.structs.asdict(ev)
+            del out["v"]
+            out["tags"] = ev.tags or {}
+            out["attrs"] = ev.attrs or {}
+            out["series"] = series
+            return out
+    return _validate(event, now_ms=now_ms)
 
 
-_OPTIONAL_LIMITS = tuple((k, _TEXT_LIMITS[k]) for k in sorted(_OPTIONAL_TEXT))
-_MAX_EXACT_INT = 2**53
 _CHECKED_TAGS: set[tuple[Any, ...]] = set()
-
-
-def _valid_fast(event: Any, now_ms: int) -> dict[str, Any] | None:
-    """:func:`validate`'s result for a plainly valid event, else None (never raises)."""
-    if type(event) is not dict or not _FIELDS.issuperset(event):
-        return None
-    seen = 4  # kind, ts, service and name: all required
-    if "v" in event:
-        if event["v"] != SCHEMA_VERSION or type(event["v"]) is not int:
-            return None
-        seen += 1
-    kind = event.get("kind")
-    if type(kind) is not str or kind not in KINDS:
-        return None
-    ts = event.get("ts")
-    if type(ts) is not int or ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
-        return None
-    value = event.get("value")
-    if value is not None:
-        seen += 1
-        if type(value) is int and -_MAX_EXACT_INT <= value <= _MAX_EXACT_INT:
-            value = float(value)
-        elif type(value) is not float or not math.isfinite(value):
-            return None
-    elif kind == "metric":
-        return None
-    ok = event.get("ok")
-    if ok is not None:
-        seen += 1
-        if type(ok) is not bool:
-            return None
-    attrs = event.get("attrs")
-    if attrs is None:
-        attrs = {}
-    elif type(attrs) is not dict:
-        return None
-    else:
-        seen += 1
-    service, name = event.get("service"), event.get("name")
-    if type(service) is not str or not 0 < len(service) <= 128:
-        return None
-    if type(name) is not str or not 0 < len(name) <= 256:
-        return None
-    tags = event.get("tags")
-    items: tuple[Any, ...] = ()
-    if tags is None:
-        tags = {}
-    else:
-        seen += 1
-        if type(tags) is not dict:
-            return None
-        if tags:
-            items = tuple(tags.items())
-            if items not in _CHECKED_TAGS:  # a tag set is checked once, not per event
-                try:
-                    check_tags(tags)
-                except InvalidEvent:
-                    return None
-                if len(_CHECKED_TAGS) >= 100_000:
-                    _CHECKED_TAGS.clear()
-                _CHECKED_TAGS.add(items)
-    out: dict[str, Any] = {
-        "kind": kind,
-        "ts": ts,
-        "service": service,
-        "name": name,
-        "value": value,
-        "ok": ok,
-        "tags": tags,
-        "attrs": attrs,
-        **_NO_OPTIONAL_TEXT,
-    }
-    required = _REQUIRED_BY_KIND[kind]
-    if len(event) > seen:  # some optional text fields are present
-        for key, limit in _OPTIONAL_LIMITS:
-            text = event.get(key)
-            if text is None:
-                continue
-            if type(text) is not str or len(text) > limit or (not text and key in required):
-                return None
-            out[key] = text
-    for key in required:
-        if out.get(key) is None:
-            return None
-    level = out["level"]
-    if level is not None and level not in LEVELS:
-        return None
-    out["series"] = _series_key(kind, service, name, out["step"], *items)
-    return out
 
 
 def _validate(event: Any, *, now_ms: int) -> dict[str, Any]:
@@ -374,32 +295,41 @@ def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
         ev = _DECODER.decode(line)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return _decode_slow(line, now_ms)
+    series = _checked(ev, now_ms)
+    if series is None:
+        return _decode_slow(line, now_ms)
+    return ev, series
+
+
+def _checked(ev: Event, now_ms: int) -> str | None:
+    """The rules a msgspec type cannot say, on an event it accepted: its series key, or
+    None when the full rules must decide."""
     ts = ev.ts
     if ts < MIN_TS_MS or ts > now_ms + MAX_FUTURE_MS:
-        return _decode_slow(line, now_ms)
+        return None
     value = ev.value
     if value is None:
         if ev.kind == "metric":
-            return _decode_slow(line, now_ms)
+            return None
     elif not math.isfinite(value):
-        return _decode_slow(line, now_ms)
+        return None
     for key in _REQUIRED_BY_KIND[ev.kind]:
         required = getattr(ev, key)
         if required is None or required == "":
-            return _decode_slow(line, now_ms)
+            return None
     tags = ev.tags
-    if tags:
-        items = tuple(tags.items())
-        if items not in _CHECKED_TAGS:
-            try:
-                check_tags(tags)
-            except InvalidEvent:
-                return _decode_slow(line, now_ms)
-            if len(_CHECKED_TAGS) >= 100_000:
-                _CHECKED_TAGS.clear()
-            _CHECKED_TAGS.add(items)
-        return ev, _series_key(ev.kind, ev.service, ev.name, ev.step, *items)
-    return ev, _series_key(ev.kind, ev.service, ev.name, ev.step)
+    if not tags:
+        return _series_key(ev.kind, ev.service, ev.name, ev.step)
+    items = tuple(tags.items())
+    if items not in _CHECKED_TAGS:  # a tag set is checked once, not per event
+        try:
+            check_tags(tags)
+        except InvalidEvent:
+            return None
+        if len(_CHECKED_TAGS) >= 100_000:
+            _CHECKED_TAGS.clear()
+        _CHECKED_TAGS.add(items)
+    return _series_key(ev.kind, ev.service, ev.name, ev.step, *items)
 
 
 def _decode_slow(line: bytes, now_ms: int) -> tuple[Event, str]:
