@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     broker.add_argument("--port", type=int, default=0)
     summary = sub.add_parser("summary", help="print the history summary from ClickHouse")
     summary.add_argument("--since-hours", type=float, default=24.0)
+    backtest = sub.add_parser(
+        "backtest", help="score a timestamp,value CSV (or a corpus) as the live detector would"
+    )
+    backtest.add_argument("input", nargs="?", help="a CSV with columns timestamp,value")
+    backtest.add_argument("--corpus", help="a folder: every CSV under it, same relative paths")
+    backtest.add_argument("-o", "--output", required=True, help="output CSV (or folder)")
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -46,10 +52,36 @@ def main(argv: list[str] | None = None) -> int:
                 b.proc.wait()
             except KeyboardInterrupt:
                 pass
+    elif args.command == "backtest":
+        return _backtest(args, parser)
     elif args.command == "summary":
         from vigil import demo
 
         return demo.print_summary_from_env(since_hours=args.since_hours)
+    return 0
+
+
+def _backtest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+    from pathlib import Path
+
+    from streams import backtest
+
+    if bool(args.input) == bool(args.corpus):
+        parser.error("backtest takes one INPUT.csv or --corpus DIR")
+    started = time.perf_counter()
+    try:
+        if args.corpus:
+            done = backtest.run_corpus(Path(args.corpus), Path(args.output))
+            rows = sum(done.values())
+            print(f"{len(done)} files", end=", ", file=sys.stderr)
+        else:
+            rows = backtest.run_file(Path(args.input), Path(args.output))
+    except (OSError, ValueError) as exc:
+        print(f"vigil backtest: {exc}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - started
+    print(f"{rows} rows in {elapsed:.1f} s ({rows / elapsed:,.0f} rows/s)", file=sys.stderr)
     return 0
 
 
