@@ -125,7 +125,6 @@ def _after_fork_in_child(ref: weakref.ref[SyncClient]) -> bool:
             client._restart_in_child()
 
     os.register_at_fork(after_in_child=hook)  # hooks cannot be removed: it holds a weakref
-    return True
 
 
 class SyncClient(_Lifecycle):
@@ -136,7 +135,7 @@ class SyncClient(_Lifecycle):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._fork_hook: Any = None
+        self._fork_hooked = False
 
     def start(self) -> SyncClient:
         if self._thread is not None or not self.enabled:
@@ -151,8 +150,9 @@ class SyncClient(_Lifecycle):
         started.wait(5.0)
         atexit.register(self._at_exit)
         self._on_start()
-        if self._fork_hook is None:
-            self._fork_hook = _after_fork_in_child(weakref.ref(self))
+        if not self._fork_hooked:
+            _after_fork_in_child(weakref.ref(self))
+            self._fork_hooked = True
         return self
 
     def _restart_in_child(self) -> None:

@@ -158,9 +158,6 @@ def validate(event: Any, *, now_ms: int) -> dict[str, Any]:
     return _validate(event, now_ms=now_ms)
 
 
-_CHECKED_TAGS: set[tuple[Any, ...]] = set()
-
-
 def _validate(event: Any, *, now_ms: int) -> dict[str, Any]:
     if not isinstance(event, dict):
         raise InvalidEvent(f"an event must be a JSON object, got {type(event).__name__}")
@@ -287,9 +284,9 @@ def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
     """One JSON line as a checked :class:`Event` and its series key.
 
     The same rules as :func:`validate`: one C pass checks types and sizes, a few lines
-    here the rest; whatever that path refuses goes through :func:`validate`, which
-    accepts the odd valid event (``"v": true``) and names what is wrong with a bad one
-    (raising :class:`InvalidEvent`).
+    here the rest; whatever that path refuses goes through the full rules, which accept
+    the odd valid event (``"v": true``) and name what is wrong with a bad one (raising
+    :class:`InvalidEvent`).
     """
     try:
         ev = _DECODER.decode(line)
@@ -299,6 +296,10 @@ def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
     if series is None:
         return _decode_slow(line, now_ms)
     return ev, series
+
+
+#: Tag sets that passed :func:`check_tags` (as item tuples), so each is checked once.
+_CHECKED_TAGS: set[tuple[Any, ...]] = set()
 
 
 def _checked(ev: Event, now_ms: int) -> str | None:
@@ -337,6 +338,6 @@ def _decode_slow(line: bytes, now_ms: int) -> tuple[Event, str]:
         decoded = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
-    out = validate(decoded, now_ms=now_ms)
+    out = _validate(decoded, now_ms=now_ms)  # the fast path has already said no
     fields = {k: out[k] for k in _EVENT_FIELDS if out.get(k) is not None and k != "v"}
     return Event(**fields), out["series"]

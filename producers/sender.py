@@ -256,9 +256,10 @@ class Sender:
     def _encode(self, limit: int) -> None:
         """Move up to ``limit`` events from the queue into envelopes.
 
-        The hot loop of the SDK: SDK-built events (dicts, which carry their service) get
-        the global tags, a partition from a cache keyed by series, and are encoded
-        inline; other items take the slow path.
+        The hot loop of the SDK: a metric sample is its series' cached prefix plus ts,
+        value and ok; other SDK-built events (dicts, which carry their service) get the
+        global tags, a partition from a cache keyed by series, and are encoded inline;
+        published events and raw lines take the slow path.
         """
         queue = self.queue
         n = min(limit, len(queue))

@@ -126,33 +126,23 @@ class Signals:
                 raise InvalidEvent(f"metric {name!r:.64}: value must be finite, got {value}")
             if type(name) is not str or not 0 < len(name) <= 256:
                 raise InvalidEvent("metric name must be a non-empty string (<= 256 chars)")
+            ts = int(self._clock() * 1000) if ts is None else self._ts(ts)
+            if tags and type(tags) is not dict:
+                tags = self._tag_set(tags)
+            # Tag names and values are checked by the sender, once per distinct set.
             if not (attrs or self.strict):
                 # The hottest call of the SDK: a sample of a series the sender encodes from
                 # a cached per-series prefix (see Sender._encode); tags are frozen now.
-                if tags and type(tags) is not dict:
-                    tags = self._tag_set(tags)
                 items = tuple(tags.items()) if tags else ()
-                return self._put(
-                    (
-                        METRIC,
-                        name,
-                        items,
-                        int(self._clock() * 1000) if ts is None else self._ts(ts),
-                        value,
-                        None if ok is None else bool(ok),
-                    )
-                )
+                return self._put((METRIC, name, items, ts, value, None if ok is None else bool(ok)))
             event: dict[str, Any] = {
                 "kind": "metric",
                 "service": self._service,
-                "ts": int(self._clock() * 1000) if ts is None else self._ts(ts),
+                "ts": ts,
                 "name": name,
                 "value": value,
             }
             if tags:
-                # Tag names and values are checked by the sender, once per distinct set.
-                if type(tags) is not dict:
-                    tags = self._tag_set(tags)
                 event["tags"] = tags.copy()
             if attrs:
                 event["attrs"] = self._attrs(attrs)

@@ -62,12 +62,14 @@ class ClickHouseSink:
         )
         return {int(p): int(o) for p, o in result.result_rows}
 
-    async def load_states(self, source: str) -> dict[int, bytes]:
+    async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
+        # Only the partitions taken over: a checkpoint can be megabytes.
         result = await self._call(
             self.client.query,
             f"SELECT partition, argMax(state, offset) FROM {self.settings.database}.worker_state "
-            "WHERE source = {source:String} GROUP BY partition",
-            parameters={"source": source},
+            "WHERE source = {source:String} AND partition IN {partitions:Array(UInt16)} "
+            "GROUP BY partition",
+            parameters={"source": source, "partitions": sorted(partitions)},
             column_formats={"state": "bytes"},
         )
         return {int(p): _bytes(s) for p, s in result.result_rows}
@@ -80,7 +82,7 @@ class ClickHouseSink:
                 await self._insert(f"{db}.events", b"\n".join(raw.rows), token)
                 self.counts["raw_rows"] += len(raw.rows)
         if result.closed:
-            payload = b"\n".join([rec.line() for rec in result.closed])
+            payload = b"\n".join(result.window_lines)
             token = "w:" + hashlib.blake2b(payload, digest_size=16).hexdigest()
             await self._insert(f"{db}.windows", payload, token)
             self.counts["windows"] += len(result.closed)

@@ -33,7 +33,7 @@ Time is passed in; nothing here reads a clock.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 STATUSES = ("inactive", "pending", "firing", "resolved")
@@ -90,7 +90,6 @@ class Transition:
     started_at: int
     value: float | None
     flapping: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def step(
