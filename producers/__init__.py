@@ -2,9 +2,10 @@
 
 >>> import producers
 >>> sorted(n for n in producers.__all__ if n[0].isupper())
-['Client', 'InvalidEvent', 'ProducerSettings', 'SyncClient']
+['Alert', 'Client', 'InvalidEvent', 'ProducerSettings', 'SyncClient']
 """
 
+from producers.alerts import Alert, subscribe_alerts
 from producers.client import Client, SyncClient, install, installed
 from producers.decorators import monitor_performance, track_errors, track_usage, track_workflow
 from producers.events import InvalidEvent
@@ -13,6 +14,7 @@ from producers.tracing import current_span
 from producers.workflows import current_execution
 
 __all__ = [
+    "Alert",
     "Client",
     "InvalidEvent",
     "ProducerSettings",
@@ -22,6 +24,7 @@ __all__ = [
     "install",
     "installed",
     "monitor_performance",
+    "subscribe_alerts",
     "track_errors",
     "track_usage",
     "track_workflow",

@@ -11,7 +11,11 @@
 |                           |                | the partition of their series; at least once: a    |
 |                           |                | replay after a crash may repeat a window, and      |
 |                           |                | ``(series, window, window_end)`` identifies it     |
-| ``<ns>.alerts.v1``        | fingerprint    | one alert transition as JSON                       |
+| ``<ns>.alerts.v1``        | fingerprint    | one alert transition as JSON (README: "Alerts"), on|
+|                           |                | the partition of its series; ``(partition, seq)``  |
+|                           |                | numbers them, replays publish none twice           |
+| ``<ns>.control.v1``       | none           | silences and acknowledgements as JSON, read whole  |
+|                           |                | by every worker (1 partition)                      |
 
 The events topic is partitioned by routing key (see :func:`producers.events.routing_key`);
 the number of partitions bounds how many workers share the load.
@@ -36,6 +40,7 @@ class Topics:
     deadletter: str
     windows: str
     alerts: str
+    control: str
 
     @classmethod
     def for_namespace(cls, namespace: str) -> Topics:
@@ -44,6 +49,7 @@ class Topics:
             deadletter=f"{namespace}.deadletter.v1",
             windows=f"{namespace}.windows.v1",
             alerts=f"{namespace}.alerts.v1",
+            control=f"{namespace}.control.v1",
         )
 
 
@@ -57,7 +63,8 @@ async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) 
             NewTopic(topics.events, events_partitions, 1),
             NewTopic(topics.deadletter, 1, 1),
             NewTopic(topics.windows, events_partitions, 1),
-            NewTopic(topics.alerts, 1, 1),
+            NewTopic(topics.alerts, events_partitions, 1),
+            NewTopic(topics.control, 1, 1),
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:

@@ -3,8 +3,8 @@
 - Raw rows go in one insert per partition, with a deduplication token made of the Kafka
   offset range they cover; the processor skips offsets already stored, so a replay
   inserts nothing twice even when it batches differently.
-- Windows carry a token made of their content: a window closed again after a replay is
-  the same bytes, and ClickHouse drops the second copy.
+- Windows and alert transitions carry a token made of their content: a window closed
+  again after a replay is the same bytes, and ClickHouse drops the second copy.
 - An insert that fails is retried with backoff until it is acknowledged: the agent
   waits, Kafka offsets are not committed, and consumption stops (backpressure) instead
   of buffering without bound.
@@ -23,11 +23,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import msgspec
+
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from streams.processing import BatchResult
 
 log = logging.getLogger(__name__)
+_ENCODE = msgspec.json.Encoder().encode
 
 
 class ClickHouseSink:
@@ -86,6 +89,11 @@ class ClickHouseSink:
             token = "w:" + hashlib.blake2b(payload, digest_size=16).hexdigest()
             await self._insert(f"{db}.windows", payload, token)
             self.counts["windows"] += len(result.closed)
+        if result.alerts:
+            payload = b"\n".join(_ENCODE(a.row()) for a in result.alerts)
+            token = "a:" + hashlib.blake2b(payload, digest_size=16).hexdigest()
+            await self._insert(f"{db}.alerts", payload, token)
+            self.counts["alerts"] += len(result.alerts)
 
     async def checkpoint(self, result: BatchResult) -> None:
         if result.states:

@@ -20,18 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import faust
+import msgspec
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from producers.alerts import Alert, last_published
 from producers.envelopes import EnvelopeBuilder
 from producers.settings import ProducerSettings
 from producers.topics import Topics, cluster_id, ensure_topics
-from streams import api
+from streams import api, control
+from streams.channels import Dispatcher
 from streams.processing import BatchResult, Processor, Sink
+from streams.rules import RuleSet
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -73,7 +81,9 @@ def create_app(
     *,
     bootstrap: str,
     data_dir: Path,
+    rules: RuleSet | None = None,
 ) -> faust.App:
+    rules = rules or RuleSet()
     topics = Topics.for_namespace(kafka.namespace)
     app = faust.App(
         f"{kafka.namespace}-worker",
@@ -107,7 +117,21 @@ def create_app(
         value_serializer="raw",
         partitions=kafka.events_partitions,
     )
+    alerts_topic = app.topic(
+        topics.alerts,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=kafka.events_partitions,
+    )
+    control_topic = app.topic(topics.control, value_type=bytes, value_serializer="raw")
     stats = WorkerStats()
+    commands = control.Control()
+    dispatcher = Dispatcher(rules.channels)
+    #: Per partition, the highest alert ``seq`` on the alerts topic: a replay after a
+    #: crash makes those transitions again, and they are not published twice.
+    published: dict[int, int] = {}
     runtime: dict[str, Any] = {}
     ready_lock = asyncio.Lock()
     # The agent and the idle timer both change window state: one at a time.
@@ -118,6 +142,7 @@ def create_app(
             if "processor" not in runtime:
                 await ensure_topics(bootstrap, topics, kafka.events_partitions)
                 await sink.start()  # type: ignore[attr-defined]
+                await dispatcher.start()
                 source = f"{await cluster_id(bootstrap)}/{topics.events}"
                 runtime["processor"] = Processor(
                     windows=settings.windows,
@@ -125,6 +150,7 @@ def create_app(
                     idle_ms=int(settings.idle_seconds * 1000),
                     horizon_ms=int(settings.workflow_horizon_hours * 3600 * 1000),
                     source=source,
+                    rules=rules,
                 )
             return runtime["processor"]
 
@@ -134,8 +160,15 @@ def create_app(
             return
         stored = await sink.stored_offsets(processor.source)
         saved = await sink.load_states(processor.source, missing)
+        tails = await last_published(bootstrap, topics.alerts, missing)
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
+            published[p] = max((_seq(line, p) for line in tails.get(p, [])), default=0)
+        for fingerprint, ack in commands.acks.items():  # those made while elsewhere
+            for p in missing:
+                processor.states[p].evaluation.acknowledge(
+                    fingerprint, ack["started_at"], ack["by"], ack["at"]
+                )
 
     # Batches processed and waiting to be stored, in order. One waits while the one before
     # is written: processing the next batch overlaps the store's insert (another thread).
@@ -222,6 +255,8 @@ def create_app(
 
     async def finish(processor: Processor, result: BatchResult) -> None:
         """Store, publish and checkpoint what a batch (or a tick) produced."""
+        if result.alerts:
+            result.alerts = unpublished(result)
         await sink.write(result)
         sent = []
         for rej in result.rejected:
@@ -239,11 +274,70 @@ def create_app(
             )
         for partition, envelope in window_envelopes(result):
             sent.append(await windows_topic.send(value=envelope, partition=partition))
+        alert_lines = [a.line() for a in result.alerts]
+        for alert, line in zip(result.alerts, alert_lines, strict=True):
+            sent.append(
+                await alerts_topic.send(
+                    key=alert.fingerprint.encode(), value=line, partition=alert.partition
+                )
+            )
         await asyncio.gather(*sent)  # delivered (acks=all) before the checkpoint
+        for alert in result.alerts:
+            published[alert.partition] = max(published.get(alert.partition, 0), alert.seq)
+        dispatcher.dispatch(result.alerts, alert_lines)
         await sink.checkpoint(result)
         for p, (offset, _) in result.states.items():
             stats.applied[p] = offset
         stats.add(result, at=time.time())
+
+    def unpublished(result: BatchResult) -> list[Any]:
+        """The transitions not on the alerts topic yet, flagged when a silence covers them."""
+        out = []
+        for alert in result.alerts:
+            if alert.seq <= published.get(alert.partition, 0):
+                stats.counts["alerts_replayed"] += 1
+                continue
+            if commands.silenced(alert.labels, alert.evaluated_at):
+                alert = dataclasses.replace(alert, silenced=True)
+            out.append(alert)
+        stats.counts["alerts"] += len(out)
+        return out
+
+    async def command(body: dict[str, Any]) -> None:
+        """Publish a control command and apply it here at once (read your writes)."""
+        await (await control_topic.send(value=orjson.dumps(body)))
+        apply_command(body)
+
+    def apply_command(body: dict[str, Any]) -> None:
+        commands.apply(body)
+        processor = runtime.get("processor")
+        if body.get("type") == "ack" and processor is not None:
+            for p, state in processor.states.items():
+                if state.evaluation.acknowledge(
+                    body["fingerprint"], body["started_at"], body["by"], body["at"]
+                ):
+                    processor.dirty.add(p)
+
+    @app.task
+    async def follow_control() -> None:
+        """Every command on the control topic, from the beginning, as it comes."""
+        await ready()
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topics.control, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for message in batch.get(tp, []):
+                    try:
+                        apply_command(orjson.loads(message.value))
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                        stats.counts["control_rejected"] += 1
+                        log.warning("control command at offset %d skipped: %r", message.offset, exc)
+        finally:
+            await consumer.stop()
 
     def answer(web: Any, build: Any) -> Any:
         try:
@@ -266,6 +360,67 @@ def create_app(
     async def workflow_view(web: Any, request: Any, name: str) -> Any:
         return answer(web, lambda: api.workflow(runtime.get("processor"), name))
 
+    def all_alerts() -> list[dict[str, Any]]:
+        processor = runtime.get("processor")
+        states = processor.states if processor is not None else {}
+        return [a for _, st in sorted(states.items()) for a in st.evaluation.alerts()]
+
+    async def request_json(request: Any) -> Any:
+        try:
+            return await request.json()
+        except ValueError:
+            raise api.ApiError(400, "the body is not JSON") from None
+
+    @app.page("/alerts")
+    async def alerts_view(web: Any, request: Any) -> Any:
+        now_ms = int(time.time() * 1000)
+        listed = [{**a, "silenced": commands.silenced(a["labels"], now_ms)} for a in all_alerts()]
+        return web.json({"alerts": listed})
+
+    @app.page("/alerts/{fingerprint}/ack")
+    class AckView(faust.web.View):
+        async def post(self, request: Any, fingerprint: str) -> Any:
+            try:
+                found = [a for a in all_alerts() if a["fingerprint"] == fingerprint]
+                if not found:
+                    raise api.ApiError(404, f"no pending or firing alert {fingerprint!r} here")
+                now_ms = int(time.time() * 1000)
+                body = await request_json(request)
+                try:
+                    cmd = control.ack_command(fingerprint, found[0], body, now_ms=now_ms)
+                except control.CommandError as exc:
+                    status = 409 if "only a firing" in str(exc) else 400
+                    raise api.ApiError(status, str(exc)) from None
+                await command(cmd)
+                return self.json({"acknowledged": fingerprint, "by": cmd["by"]})
+            except api.ApiError as exc:
+                return self.json({"error": exc.reason}, status=exc.status)
+
+    @app.page("/silences")
+    class SilencesView(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            return self.json({"silences": commands.listing(int(time.time() * 1000))})
+
+        async def post(self, request: Any) -> Any:
+            try:
+                body = await request_json(request)
+                now_ms = int(time.time() * 1000)
+                cmd = control.silence_command(body, now_ms=now_ms, silence_id=uuid.uuid4().hex)
+            except control.CommandError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            except api.ApiError as exc:
+                return self.json({"error": exc.reason}, status=exc.status)
+            await command(cmd)
+            return self.json({"id": cmd["id"], "ends_at": cmd["ends_at"]}, status=201)
+
+    @app.page("/silences/{silence_id}")
+    class SilenceView(faust.web.View):
+        async def delete(self, request: Any, silence_id: str) -> Any:
+            if silence_id not in commands.silences:
+                return self.json({"error": f"no silence {silence_id!r}"}, status=404)
+            await command(control.expire_command(silence_id, now_ms=int(time.time() * 1000)))
+            return self.json({"expired": silence_id})
+
     @app.page("/stats")
     async def stats_view(web: Any, request: Any) -> Any:
         processor = runtime.get("processor")
@@ -282,9 +437,20 @@ def create_app(
         body["open_windows"] = (
             sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
         )
+        body["channels"] = dispatcher.stats()
+        body["firing"] = sum(a["status"] == "firing" for a in all_alerts())
+        body["published_seq"] = {str(p): seq for p, seq in published.items()}
         return web.json(body)
 
     return app
+
+
+def _seq(line: bytes, partition: int) -> int:
+    try:
+        alert = Alert.decode(line)
+    except msgspec.DecodeError:
+        return 0
+    return alert.seq if alert.partition == partition else 0
 
 
 def window_envelopes(result: BatchResult, max_bytes: int = 512 * 1024) -> list[tuple[int, bytes]]:

@@ -18,16 +18,10 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from streams.alerting import AlertState, Observation, Policy, step
-from streams.detection import AnomalyLikelihood, Detector, GaussianDetector
-
-THRESHOLD = 0.9999
-#: A firing alert stays up while scores stay high, and resolves once they fall back.
-POLICY = Policy(for_ms=0, keep_firing_for_ms=0, max_flaps=3, flap_hold_ms=0)
-
-
-def default_detector() -> Detector:
-    return AnomalyLikelihood(GaussianDetector(window_size=500, grace_period=30))
+from streams.alerting import AlertState, Observation, step
+from streams.detection import Detector, default_detector
+from streams.rules import DETECTOR_POLICY as POLICY
+from streams.rules import DETECTOR_THRESHOLD as THRESHOLD
 
 
 def _ms(timestamp: str) -> int:

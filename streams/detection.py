@@ -185,6 +185,11 @@ _KINDS: dict[str, Any] = {
 }
 
 
+def default_detector() -> Detector:
+    """The detector of ``[[detector]]`` rules and of ``vigil backtest``."""
+    return AnomalyLikelihood(GaussianDetector(window_size=500, grace_period=30))
+
+
 def restore(data: dict[str, Any]) -> Detector:
     """A detector from its :meth:`to_json` form."""
     kind = data.get("kind")

@@ -27,8 +27,10 @@ import orjson
 
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, Event, InvalidEvent, decode
+from streams.evaluation import Evaluation
 from streams.executions import Executions
-from streams.records import Rejected, WindowRecord
+from streams.records import AlertRecord, Rejected, WindowRecord
+from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ _ENCODE = msgspec.json.Encoder().encode
 class PartitionState:
     windows: Windows
     executions: Executions
+    evaluation: Evaluation
     offset: int = -1
 
     def snapshot(self) -> bytes:
@@ -47,8 +50,18 @@ class PartitionState:
                 "offset": self.offset,
                 "windows": self.windows.snapshot(),
                 "executions": self.executions.snapshot(),
+                "alerts": self.evaluation.snapshot(),
             }
         )
+
+    def evaluate(self, closed: list[WindowRecord], now_ms: int) -> list[AlertRecord]:
+        """The alert transitions of this partition's newly closed windows."""
+        evaluation = self.evaluation
+        out = []
+        for record in closed:
+            out.extend(evaluation.window(record, now_ms=now_ms))
+        out.extend(evaluation.advance(self.windows.watermark, now_ms=now_ms))
+        return out
 
 
 @dataclass
@@ -67,6 +80,8 @@ class BatchResult:
     raw: dict[int, RawBatch] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
     closed: list[WindowRecord] = field(default_factory=list)
+    #: Alert transitions, per partition in the order made (``seq``).
+    alerts: list[AlertRecord] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
     #: True when this result carries a checkpoint: every partition changed since the
     #: previous one, partition -> (offset, state snapshot) in ``states``.
@@ -89,6 +104,7 @@ class Processor:
         source: str,
         idle_ms: int = 5_000,
         horizon_ms: int = 24 * 3600 * 1000,
+        rules: RuleSet | None = None,
     ) -> None:
         #: Identifies the Kafka log the offsets belong to (cluster id / topic), so that a
         #: fresh embedded broker, whose offsets restart at 0, is not mistaken for a replay.
@@ -97,6 +113,7 @@ class Processor:
         self.grace_ms = grace_ms
         self.idle_ms = idle_ms
         self.horizon_ms = horizon_ms
+        self.rules = rules or RuleSet()
         self.states: dict[int, PartitionState] = {}
         #: Partitions whose state changed since the last checkpoint.
         self.dirty: set[int] = set()
@@ -109,17 +126,23 @@ class Processor:
         """Take over ``partition`` from its saved state and the store's position."""
         options = {"grace_ms": self.grace_ms, "partition": partition, "idle_ms": self.idle_ms}
         horizon = {"horizon_ms": self.horizon_ms}
-        state = PartitionState(Windows(self.specs, **options), Executions(**horizon))
+        state = PartitionState(
+            Windows(self.specs, **options), Executions(**horizon), Evaluation(self.rules, partition)
+        )
         if snapshot:
             data = orjson.loads(snapshot)
             executions = Executions.restore(data["executions"], **horizon)
+            evaluation = state.evaluation
+            if "alerts" in data:
+                evaluation = Evaluation.restore(data["alerts"], self.rules, partition)
             try:
                 windows = Windows.restore(data["windows"], self.specs, **options)
             except WindowConfigError as exc:
                 # The window list changed incompatibly: the open windows cannot be kept.
                 log.warning("partition %d: saved windows dropped: %s", partition, exc)
+                state.evaluation.seq = evaluation.seq  # transitions stay numbered on
             else:
-                state = PartitionState(windows, executions, data["offset"])
+                state = PartitionState(windows, executions, evaluation, data["offset"])
         self.states[partition] = state
         self.stored[partition] = stored_offset
 
@@ -139,6 +162,7 @@ class Processor:
         ``checkpoint``, the result carries a checkpoint of what changed since the last."""
         out = BatchResult(source=self.source)
         counts = out.counts
+        sampling = self.rules.samples
         for partition, offset, value in messages:
             state = self.states[partition]
             want_raw = offset > self.stored[partition]
@@ -173,15 +197,24 @@ class Processor:
                     )
                     counts["late"] += late
                     counts["valid"] += 1
+                    if sampling and ev.value is not None and not late:
+                        out.alerts.extend(
+                            state.evaluation.sample(
+                                series, ev.kind, ev.service, ev.name,
+                                ts=ev.ts, value=ev.value, now_ms=now_ms,
+                            )
+                        )  # fmt: skip
                 if raw is not None:
                     raw.rows.append(self._raw_row(ev, series, partition, offset, index, late))
             if want_state:
                 state.offset = offset
                 out.touched.add(partition)
-        for partition in out.touched:
-            windows = self.states[partition].windows
-            windows.arrived(now_ms)
-            out.closed.extend(windows.close_ready())
+        for partition in sorted(out.touched):
+            state = self.states[partition]
+            state.windows.arrived(now_ms)
+            closed = state.windows.close_ready()
+            out.closed.extend(closed)
+            out.alerts.extend(state.evaluate(closed, now_ms))
         self.dirty |= out.touched
         if checkpoint:
             self._checkpoint(out)
@@ -222,8 +255,10 @@ class Processor:
         for partition, state in self.states.items():
             state.windows.tick(now_ms)
             closed = state.windows.close_ready()
-            if closed:
+            alerts = state.evaluate(closed, now_ms)
+            if closed or alerts:
                 out.closed.extend(closed)
+                out.alerts.extend(alerts)
                 out.touched.add(partition)
         self.dirty |= out.touched
         if checkpoint:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from producers.settings import env_field
+from streams import rules as rules_file
 from streams.windows import WindowSpec, parse_windows
 
 
@@ -24,6 +26,21 @@ class WorkerSettings:
     batch_max_messages: int = env_field("VIGIL_BATCH_MAX_MESSAGES", 20, int)
     #: ... or what arrived within this many seconds.
     batch_seconds: float = env_field("VIGIL_BATCH_SECONDS", 0.5, float)
+    #: The alert rules file; "default" for the shipped rules, "none" for no alerting.
+    rules: str = env_field("VIGIL_RULES", "default")
     web_host: str = env_field("VIGIL_WEB_HOST", "127.0.0.1")
     web_port: int = env_field("VIGIL_WEB_PORT", 6066, int)
     log_level: str = env_field("VIGIL_LOG_LEVEL", "warning")
+
+    def load_rules(self) -> rules_file.RuleSet:
+        """The rule set ``VIGIL_RULES`` names, checked against ``VIGIL_WINDOWS``; raises
+        :class:`streams.rules.RuleFileError` with every mistake."""
+        if self.rules == "none":
+            return rules_file.RuleSet()
+        default = self.rules == "default"
+        return rules_file.load(
+            rules_file.DEFAULT_RULES if default else Path(self.rules),
+            windows=[s.label for s in self.windows],
+            hops={s.label: s.hop_ms for s in self.windows},
+            skip_unconfigured=default,  # the user did not ask for those rules: no error
+        )

@@ -59,13 +59,23 @@ def _format(ms: int) -> str:
     return f"{ms}ms"
 
 
-def _duration(text: str, entry: str) -> int:
-    match = _DURATION.match(text.strip())
-    if not match or int(match[1]) == 0:
-        raise WindowConfigError(
-            f"window {entry!r}: {text!r} is not a duration like 30s, 1m, 5m, 1h or 1d"
-        )
+def parse_duration(text: str, *, zero: bool = False) -> int:
+    """Milliseconds of ``30s``, ``1m``, ``5m``, ``1h`` or ``1d`` (``0s`` with ``zero``).
+
+    >>> parse_duration("5m")
+    300000
+    """
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not match or (int(match[1]) == 0 and not zero):
+        raise ValueError(f"{text!r} is not a duration like 30s, 1m, 5m, 1h or 1d")
     return int(match[1]) * _UNITS[match[2]]
+
+
+def _duration(text: str, entry: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise WindowConfigError(f"window {entry!r}: {exc}") from None
 
 
 def parse_windows(text: str) -> tuple[WindowSpec, ...]:

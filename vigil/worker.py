@@ -11,6 +11,7 @@ import faust
 
 from sinks.writer import ClickHouseSink
 from streams.app import create_app
+from streams.rules import RuleFileError
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker
 
@@ -18,6 +19,17 @@ from vigil.embedded import EmbeddedBroker
 def run(environ: dict[str, str] | None = None) -> None:
     """Run until SIGTERM/SIGINT; starts an embedded broker when none is configured."""
     config = Config.from_env(os.environ if environ is None else environ)
+    try:
+        rules = config.worker.load_rules()
+    except RuleFileError as exc:
+        print(f"vigil: the alert rules cannot be used:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if rules.skipped:
+        print(
+            f"vigil: default rules left out (their window is not in VIGIL_WINDOWS): "
+            f"{', '.join(rules.skipped)}",
+            file=sys.stderr,
+        )
     broker = None
     bootstrap = config.kafka.kafka_bootstrap
     if config.kafka.embedded_kafka:
@@ -27,7 +39,12 @@ def run(environ: dict[str, str] | None = None) -> None:
     config.store.data_dir.mkdir(parents=True, exist_ok=True)
     sink = ClickHouseSink(config.store)
     app = create_app(
-        config.worker, config.kafka, sink, bootstrap=bootstrap, data_dir=config.store.data_dir
+        config.worker,
+        config.kafka,
+        sink,
+        bootstrap=bootstrap,
+        data_dir=config.store.data_dir,
+        rules=rules,
     )
     worker = faust.Worker(app, loglevel=config.worker.log_level, quiet=True, redirect_stdouts=False)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)

@@ -1,0 +1,182 @@
+"""Reading the alerts topic: ``async for alert in subscribe_alerts(...)``.
+
+Each message is one alert transition as JSON (the README's "Alerts" section documents
+every field). Delivery is at least once: the subscriber drops a transition it has
+already yielded (by ``id``), so a consumer sees each one once per run.
+
+>>> alert = Alert.decode(b'{"v":1,"id":"ab-1","fingerprint":"ab","rule":"slow",'
+...     b'"type":"threshold","series":"metric|api|lat","kind":"metric","service":"api",'
+...     b'"name":"lat","state":"firing","previous":"pending","at":60000,"started_at":0,'
+...     b'"value":900.0,"op":">","threshold":500.0,"score":null,"window":"1m",'
+...     b'"severity":"warning","labels":{},"annotations":{},"channels":null,'
+...     b'"flapping":false,"silenced":false,"partition":0,"seq":1,"evaluated_at":61000}')
+>>> (alert.rule, alert.state, alert.value)
+('slow', 'firing', 900.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from producers.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """One alert transition, as the alerts topic carries it (version 1)."""
+
+    v: int
+    id: str
+    fingerprint: str
+    rule: str
+    type: str
+    series: str
+    kind: str
+    service: str
+    name: str
+    state: str
+    previous: str
+    at: int
+    started_at: int
+    value: float | None
+    op: str
+    threshold: float
+    score: float | None
+    window: str | None
+    severity: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    channels: list[str] | None
+    flapping: bool
+    silenced: bool
+    partition: int
+    seq: int
+    evaluated_at: int
+
+    @classmethod
+    def decode(cls, data: bytes) -> Alert:
+        return _DECODER.decode(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self)
+
+
+_DECODER = msgspec.json.Decoder(Alert)
+
+
+async def read_from(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, idle_ms: int = 500
+) -> AsyncIterator[Any]:
+    """Every message from the consumer's positions up to the end, then stop.
+
+    The end is where a fetch stays empty for ``idle_ms``: the embedded broker's end
+    offsets can under-report (FIELD_NOTES), so they are only a lower bound here.
+    """
+    while True:
+        batch = await consumer.getmany(*partitions, timeout_ms=idle_ms)
+        if not batch:
+            return
+        for messages in batch.values():
+            for message in messages:
+                yield message
+
+
+async def last_published(
+    bootstrap: str, topic: str, partitions: set[int], *, back: int = 50
+) -> dict[int, list[bytes]]:
+    """The newest messages (at least the last ``back``) of each of ``partitions``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, max(0, ends[tp] - back))
+        out: dict[int, collections.deque[bytes]] = {
+            p: collections.deque(maxlen=back) for p in partitions
+        }
+        async for message in read_from(consumer, tps):
+            out[message.partition].append(message.value)
+        return {p: list(values) for p, values in out.items()}
+    finally:
+        await consumer.stop()
+
+
+async def subscribe_alerts(
+    bootstrap: str,
+    *,
+    namespace: str = "vigil",
+    group: str | None = None,
+    from_beginning: bool = False,
+    include_silenced: bool = False,
+    remember: int = 10_000,
+) -> AsyncIterator[Alert]:
+    """Alert transitions as they are published.
+
+    - ``group``: a consumer group, so that a restarted subscriber resumes where it
+      stopped (offsets are committed after each alert is yielded and handled); without
+      one, every partition is read from the end (or from the beginning).
+    - Silenced transitions are skipped unless ``include_silenced``.
+    - A message that is not a valid alert is logged and skipped.
+    """
+    topic = Topics.for_namespace(namespace).alerts
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if from_beginning or group else "latest",
+    )
+    await consumer.start()
+    seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+    try:
+        if group is not None:
+            consumer.subscribe([topic])
+        else:
+            tps = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+            consumer.assign(tps)
+            if from_beginning:
+                await consumer.seek_to_beginning(*tps)
+            else:  # the end, wherever the broker says it is: skip what is there already
+                ends = await consumer.end_offsets(tps)
+                for tp in tps:
+                    consumer.seek(tp, ends[tp])
+                async for _ in read_from(consumer, tps, idle_ms=300):
+                    pass
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for messages in batch.values():
+                for message in messages:
+                    try:
+                        alert = Alert.decode(message.value)
+                    except msgspec.DecodeError as exc:
+                        log.warning("vigil: skipped a message that is not an alert: %s", exc)
+                        continue
+                    if alert.id in seen or (alert.silenced and not include_silenced):
+                        continue
+                    seen[alert.id] = None
+                    if len(seen) > remember:
+                        seen.popitem(last=False)
+                    yield alert
+            if group is not None and batch:
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(50):
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return set(found)
+        await consumer.topics()  # refreshes metadata: the topic may be a moment old
+        await asyncio.sleep(0.1)
+    raise LookupError(f"topic {topic} does not exist: is a Vigil worker running?")
