@@ -264,10 +264,9 @@ def parse(
                 continue
             try:
                 rule = _rule(kind, body, check, windows, hops, channels)
+                if rule.name in names:
+                    check.fail("name", f"the name {rule.name!r} is used twice; names must be unique")
             except _Invalid:
-                continue
-            if rule.name in names:
-                check.fail("name", f"the name {rule.name!r} is used twice; names must be unique")
                 continue
             names.add(rule.name)
             rules.append(rule)
