@@ -193,7 +193,7 @@ def create_app(
 
     def checkpoint_due() -> bool:
         now = time.monotonic()
-        if now - runtime.get("checkpointed", 0.0) < settings.checkpoint_seconds:
+        if now - runtime.setdefault("checkpointed", now) < settings.checkpoint_seconds:
             return False
         runtime["checkpointed"] = now
         return True
@@ -238,6 +238,7 @@ def create_app(
                 result = processor.process(
                     messages, now_ms=int(time.time() * 1000), checkpoint=checkpoint_due()
                 )
+                reapply_acks(processor, result)
             await pending.put((result, list(batch), stream))
 
     @app.timer(interval=1.0)
@@ -249,6 +250,7 @@ def create_app(
         async with state_lock:
             due = checkpoint_due()  # also when nothing changed: held messages get acked
             result = processor.tick(now_ms=int(time.time() * 1000), checkpoint=due)
+            reapply_acks(processor, result)
         if result.touched or result.checkpoint:
             writer()
             await pending.put((result, [], None))
@@ -317,6 +319,18 @@ def create_app(
                     body["fingerprint"], body["started_at"], body["by"], body["at"]
                 ):
                     processor.dirty.add(p)
+
+    def reapply_acks(processor: Processor, result: BatchResult) -> None:
+        """An alert that fires again in a replay, in the episode someone acknowledged
+        before the crash, is acknowledged again."""
+        for alert in result.alerts:
+            ack = commands.acks.get(alert.fingerprint)
+            if alert.state == "firing" and ack and ack["started_at"] == alert.started_at:
+                evaluation = processor.states[alert.partition].evaluation
+                if evaluation.acknowledge(
+                    alert.fingerprint, alert.started_at, ack["by"], ack["at"]
+                ):
+                    processor.dirty.add(alert.partition)
 
     @app.task
     async def follow_control() -> None:

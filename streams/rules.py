@@ -265,7 +265,9 @@ def parse(
             try:
                 rule = _rule(kind, body, check, windows, hops, channels)
                 if rule.name in names:
-                    check.fail("name", f"the name {rule.name!r} is used twice; names must be unique")
+                    check.fail(
+                        "name", f"the name {rule.name!r} is used twice; names must be unique"
+                    )
             except _Invalid:
                 continue
             names.add(rule.name)

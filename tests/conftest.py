@@ -111,3 +111,32 @@ def open_store(data_dir: Path) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def kcat(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    """Debian's kcat (a Kafka client Vigil did not write): from PATH, or fetched from the
+    Debian archive with apt-get download and unpacked (no root needed)."""
+    import shutil
+    import subprocess
+
+    found = shutil.which("kcat")
+    if found:
+        return found, dict(os.environ)
+    root = Path(os.environ.get("VIGIL_TOOLS_DIR", Path.home() / ".cache" / "vigil-tools"))
+    binary = root / "usr" / "bin" / "kcat"
+    libs = root / "usr" / "lib" / "x86_64-linux-gnu"
+    if not binary.exists():
+        debs = tmp_path_factory.mktemp("debs")
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            subprocess.run(
+                ["apt-get", "download", "kcat", "librdkafka1", "libyajl2"],
+                cwd=debs, check=True, capture_output=True, timeout=300,
+            )  # fmt: skip
+            for deb in debs.glob("*.deb"):
+                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            pytest.fail(f"kcat is needed (Debian package 'kcat') and could not be fetched: {exc}")
+    env = dict(os.environ, LD_LIBRARY_PATH=str(libs))
+    return str(binary), env

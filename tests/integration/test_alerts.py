@@ -1,0 +1,242 @@
+"""Alerting end to end: a latency regime shift in a workflow fires an alert on the alerts
+topic, in ClickHouse and at a webhook, then resolves; a SIGKILL in between duplicates no
+transition; the raw messages are the documented JSON. (kcat, Debian's client, cannot talk
+to the embedded broker yet: see the xfail below.)"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import random
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from producers.alerts import Alert, subscribe_alerts
+from producers.client import Client
+from tests.conftest import open_store
+from vigil.embedded import free_port
+
+pytestmark = pytest.mark.integration
+
+MIN = 60_000
+RULES = """
+[channel.hook]
+url = "http://127.0.0.1:{port}/hook"
+timeout = "2s"
+retries = 3
+
+[[rule]]
+name = "slow_transform"
+match = {{ kind = "step.end", name = "etl", step = "transform" }}
+signal = "p95"
+window = "1m"
+op = ">"
+threshold = 20000
+recovery = 15000
+min_count = 5
+for = "2m"
+severity = "critical"
+labels = {{ team = "data" }}
+annotations = {{ summary = "etl/transform p95 is {{value:.0f}} ms" }}
+"""
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """A webhook receiver that records every body it is sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def _step_ends(base: int, minutes: range, slow: range, seed: int) -> list[dict]:
+    """20 runs a minute of etl's transform step: ~9 s, ~40 s during ``slow``."""
+    rng = random.Random(seed)
+    out = []
+    for m in minutes:
+        for i in range(20):
+            ms = (40_000 if m in slow else 9_000) * rng.uniform(0.9, 1.1)
+            out.append(
+                {"kind": "step.end", "ts": base + m * MIN + i * 2_900, "service": "pipeline",
+                 "name": "etl", "execution_id": f"e{m}-{i}", "step": "transform",
+                 "value": round(ms, 1), "ok": True}
+            )  # fmt: skip
+    return out
+
+
+async def _publish(settings, events) -> None:
+    async with Client(settings) as pub:
+        for event in events:
+            assert pub.publish(event)
+        assert await pub.flush(60)
+
+
+async def _collect(
+    bootstrap: str, namespace: str, until, timeout: float = 90, **options: bool
+) -> list[Alert]:
+    """Every alert on the topic from the beginning, until ``until(alerts)`` holds."""
+    seen: list[Alert] = []
+
+    async def run() -> None:
+        async for alert in subscribe_alerts(
+            bootstrap, namespace=namespace, from_beginning=True, **options
+        ):
+            seen.append(alert)
+            if until(seen):
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return seen
+
+
+def _http(port: int, path: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+async def test_a_latency_shift_fires_and_resolves_once_across_a_sigkill(
+    kafka_settings, start_worker, broker, namespace, tmp_path
+):
+    receiver = Receiver()
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.format(port=receiver.server_address[1]))
+    env = {"VIGIL_RULES": str(rules), "VIGIL_GRACE_SECONDS": "5", "VIGIL_WINDOWS": "1m"}
+    base = (int(time.time() * 1000) - 90 * MIN) // MIN * MIN
+    slow = range(20, 30)
+    await _publish(kafka_settings, _step_ends(base, range(0, 30), slow, seed=1))
+
+    # A long checkpoint interval: the kill comes after the alerts are published and before
+    # their state is checkpointed, so the restarted worker makes them again.
+    worker = start_worker(VIGIL_CHECKPOINT_SECONDS="60", **env)
+    firing = await _collect(broker.bootstrap, namespace, lambda s: s[-1].state == "firing")
+    assert [a.state for a in firing] == ["pending", "firing"]
+    fp = firing[-1].fingerprint
+    (listed,) = _http(worker.port, "/alerts")["alerts"]
+    assert (listed["fingerprint"], listed["status"]) == (fp, "firing")
+    acked = _http(worker.port, f"/alerts/{fp}/ack", {"by": "ana"})
+    assert acked == {"acknowledged": fp, "by": "ana"}
+    worker.proc.send_signal(signal.SIGKILL)
+    worker.proc.wait(10)
+
+    worker = start_worker(**env)
+    # The replay makes both transitions again: neither is published twice; the
+    # acknowledgement is read back from the control topic and still shows.
+    worker.wait_until(lambda s: s.get("firing") == 1 and s.get("alerts_replayed", 0) >= 2)
+    assert _http(worker.port, "/alerts")["alerts"][0]["acked_by"] == "ana"
+    await _publish(kafka_settings, _step_ends(base, range(30, 45), slow, seed=2))
+    alerts = await _collect(broker.bootstrap, namespace, lambda s: s[-1].state == "resolved")
+    # The first worker delivered two, this one the third.
+    worker.wait_until(lambda s: s["channels"]["hook"].get("delivered") == 1)
+    assert worker.stop() == 0
+
+    # On the topic: each transition once, numbered without gaps.
+    assert [(a.state, a.seq) for a in alerts] == [("pending", 1), ("firing", 2), ("resolved", 3)]
+    pending, fired, resolved = alerts
+    assert {a.fingerprint for a in alerts} == {fp}
+    assert (pending.at, fired.at, resolved.at) == (
+        base + 21 * MIN,
+        base + 23 * MIN,
+        base + 31 * MIN,
+    )
+    assert fired.started_at == pending.at and fired.value > 20_000 and resolved.value < 15_000
+    assert fired.labels["team"] == "data" and fired.severity == "critical"
+    assert fired.annotations["summary"] == f"etl/transform p95 is {fired.value:.0f} ms"
+
+    # At the webhook: the same transitions, once each.
+    assert [b["id"] for b in receiver.bodies] == [a.id for a in alerts]
+    receiver.shutdown()
+
+    # In ClickHouse: the same, once each.
+    with open_store(Path(worker.env["VIGIL_DATA_DIR"])) as ch:
+        rows = ch.query(
+            "SELECT id, state, toUnixTimestamp64Milli(at), value "
+            "FROM vigil.alerts FINAL ORDER BY seq"
+        ).result_rows
+    assert rows == [(a.id, a.state, a.at, a.value) for a in alerts]
+
+    # Read raw, without Vigil's subscriber: the documented JSON, every field of
+    # producers.Alert and no other, keyed by fingerprint.
+    raw = await _raw_messages(broker.bootstrap, f"{namespace}.alerts.v1")
+    assert [key for key, _ in raw] == [fp.encode()] * len(alerts)
+    parsed = [json.loads(value) for _, value in raw]
+    fields = {f.name for f in msgspec.structs.fields(Alert)}
+    assert all(set(p) == fields for p in parsed)
+    assert sorted(parsed, key=lambda p: p["seq"]) == [a.to_dict() for a in alerts]
+
+
+async def _raw_messages(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        out = []
+        while batch := await consumer.getmany(timeout_ms=2000):
+            out += [(m.key, m.value) for ms in batch.values() for m in ms]
+        return out
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Debian bookworm's kcat 1.7.1 (librdkafka 2.0.2) cannot parse the embedded "
+    "broker's ApiVersions v3 response (PROTOUFLOW at 274/279) and never gets metadata; "
+    "this fails loudly (XPASS) once a kcat or Tansu release fixes it",
+)
+def test_kcat_reads_topics_of_the_embedded_broker(broker, kcat):
+    binary, env = kcat
+    done = subprocess.run(
+        [binary, "-b", broker.bootstrap, "-L", "-m", "10"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+async def test_a_silenced_transition_is_stored_and_published_flagged_but_not_delivered(
+    kafka_settings, start_worker, broker, namespace, tmp_path
+):
+    receiver = Receiver()
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.format(port=receiver.server_address[1]).replace('"2m"', '"0s"'))
+    worker = start_worker(VIGIL_RULES=str(rules), VIGIL_GRACE_SECONDS="5")
+    worker.wait_until(lambda s: "channels" in s)
+    silence = _http(worker.port, "/silences", {"matchers": {"team": "data"}, "duration": "1h"})
+    (listed,) = _http(worker.port, "/silences")["silences"]
+    assert listed["id"] == silence["id"] and listed["active"]
+    base = (int(time.time() * 1000) - 60 * MIN) // MIN * MIN
+    await _publish(kafka_settings, _step_ends(base, range(0, 10), range(3, 6), seed=3))
+    alerts = await _collect(
+        broker.bootstrap, namespace, lambda s: s[-1].state == "resolved", include_silenced=True
+    )
+    assert [(a.state, a.silenced) for a in alerts] == [("firing", True), ("resolved", True)]
+    time.sleep(1)
+    assert receiver.bodies == []  # silenced: not delivered
+    assert worker.stats()["alerts"] == 2
+    assert worker.stop() == 0
+    receiver.shutdown()
+    with open_store(Path(worker.env["VIGIL_DATA_DIR"])) as ch:
+        rows = ch.query("SELECT state, silenced FROM vigil.alerts FINAL ORDER BY seq").result_rows
+    assert rows == [("firing", True), ("resolved", True)]
