@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     backtest.add_argument("input", nargs="?", help="a CSV with columns timestamp,value")
     backtest.add_argument("--corpus", help="a folder: every CSV under it, same relative paths")
     backtest.add_argument("-o", "--output", required=True, help="output CSV (or folder)")
+    alerts = sub.add_parser("alerts", help="alert transitions from the alerts topic")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    tail = alerts_sub.add_parser("tail", help="print transitions as they are published")
+    tail.add_argument("--from-beginning", action="store_true", help="from the oldest kept")
+    tail.add_argument("--include-silenced", action="store_true")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 pass
     elif args.command == "backtest":
         return _backtest(args, parser)
+    elif args.command == "alerts":
+        return _tail(args)
     elif args.command == "summary":
         from vigil import demo
 
@@ -82,6 +90,51 @@ def _backtest(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return 2
     elapsed = time.perf_counter() - started
     print(f"{rows} rows in {elapsed:.1f} s ({rows / elapsed:,.0f} rows/s)", file=sys.stderr)
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    """``vigil alerts tail``: VIGIL_KAFKA_BOOTSTRAP and VIGIL_NAMESPACE say where."""
+    import asyncio
+    import datetime as dt
+    import os
+
+    import orjson
+
+    from producers.alerts import subscribe_alerts
+    from producers.settings import ProducerSettings, from_env
+
+    settings = from_env(ProducerSettings, os.environ)
+    if not settings.kafka_bootstrap:
+        print("vigil alerts tail: set VIGIL_KAFKA_BOOTSTRAP (host:port)", file=sys.stderr)
+        return 2
+    marks = {"pending": "…", "firing": "!", "resolved": "✓"}
+
+    async def run() -> None:
+        async for alert in subscribe_alerts(
+            settings.kafka_bootstrap,
+            namespace=settings.namespace,
+            from_beginning=args.from_beginning,
+            include_silenced=args.include_silenced,
+        ):
+            if args.json:
+                print(orjson.dumps(alert.to_dict()).decode(), flush=True)
+                continue
+            at = dt.datetime.fromtimestamp(alert.at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            summary = alert.annotations.get("summary") or f"{alert.series} = {alert.value}"
+            print(
+                f"{at} {marks.get(alert.state, '?')} {alert.state:<8} {alert.severity:<8} "
+                f"{alert.rule}: {summary}" + (" (silenced)" if alert.silenced else ""),
+                flush=True,
+            )
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except LookupError as exc:
+        print(f"vigil alerts tail: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
