@@ -149,26 +149,18 @@ class Evaluation:
             value = None if rule.type == "absence" else signal_value(record, rule.signal)
             if record.count < rule.min_count:
                 value = None
-            score = None
             if rule.type == "absence":
                 slot = slot or self._slot(key, meta)
                 slot.data_end = end
-                obs = Observation(False, 0.0)
-            elif rule.type == "detector":
-                slot = slot or self._detector_slot(key, meta)
-                if slot is None:
-                    continue
-                score = self._score(slot, value)
-                obs = Observation(score >= rule.threshold, value)
+                observed: tuple[Slot, Observation, float | None] | None = (
+                    slot, Observation(False, 0.0), None,
+                )  # fmt: skip
             else:
-                firing = slot is not None and slot.state.status == "firing"
-                active = rule.active(value, firing=firing)
-                if slot is None and not active:
-                    continue  # nothing to remember
-                slot = slot or self._slot(key, meta)
-                obs = Observation(active, value)
-            slot.last_end = end
-            self._step(rule, key, slot, obs, end, score, out)
+                observed = self._observe(rule, key, slot, meta, value)
+            if observed is not None:
+                slot, obs, score = observed
+                slot.last_end = end
+                self._step(rule, key, slot, obs, end, score, out)
         return out
 
     def sample(
@@ -182,23 +174,33 @@ class Evaluation:
             if rule.window is not None:
                 continue
             key = (rule.name, series)
-            slot = self.slots.get(key)
-            score = None
-            if rule.type == "detector":
-                slot = slot or self._detector_slot(key, meta)
-                if slot is None:
-                    continue
-                score = self._score(slot, value)
-                obs = Observation(score >= rule.threshold, value)
-            else:
-                firing = slot is not None and slot.state.status == "firing"
-                active = rule.active(value, firing=firing)
-                if slot is None and not active:
-                    continue
-                slot = slot or self._slot(key, meta)
-                obs = Observation(active, value)
-            self._step(rule, key, slot, obs, ts, score, out)
+            observed = self._observe(rule, key, self.slots.get(key), meta, value)
+            if observed is not None:
+                slot, obs, score = observed
+                self._step(rule, key, slot, obs, ts, score, out)
         return out
+
+    def _observe(
+        self,
+        rule: Rule,
+        key: tuple[str, str],
+        slot: Slot | None,
+        meta: tuple[str, str, str],
+        value: float | None,
+    ) -> tuple[Slot, Observation, float | None] | None:
+        """The observation of a threshold rule or detector, and the slot that keeps it;
+        None when there is nothing to remember (or no room for another model)."""
+        if rule.type == "detector":
+            slot = slot or self._detector_slot(key, meta)
+            if slot is None:
+                return None
+            score = self._score(slot, value)
+            return slot, Observation(score >= rule.threshold, value), score
+        firing = slot is not None and slot.state.status == "firing"
+        active = rule.active(value, firing=firing)
+        if slot is None and not active:
+            return None  # never held here: costs nothing
+        return slot or self._slot(key, meta), Observation(active, value), None
 
     def advance(self, watermark: int | None, *, now_ms: int) -> list[AlertRecord]:
         """Every window that closed up to ``watermark`` without data for a live slot's

@@ -237,3 +237,17 @@ def test_the_processor_checkpoints_alert_state_and_a_replay_repeats_the_same_ale
     assert [(a.seq, a.state, a.at) for a in head + replay] == [
         (a.seq, a.state, a.at) for a in whole
     ]
+
+
+def test_the_topic_json_is_exactly_what_the_sdk_decodes():
+    """streams.records.AlertRecord writes it, producers.alerts.Alert reads it (the SDK
+    cannot import the stream stage): their fields must stay the same."""
+    import msgspec
+
+    from producers.alerts import Alert
+
+    e = Evaluation(ruleset(SLOW), partition=0)
+    alert = feed(e, [window(i, mean=900) for i in range(1, 4)])[-1]
+    decoded = Alert.decode(alert.line())
+    assert decoded.to_dict() == alert.message()
+    assert set(alert.message()) == {f.name for f in msgspec.structs.fields(Alert)}
