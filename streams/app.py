@@ -11,6 +11,13 @@ until that point), so a crash replays them and the processor skips what the chec
 already holds. At 100,000 series a checkpoint is megabytes: writing one per batch
 (``VIGIL_CHECKPOINT_SECONDS=0``) rewrites that much for every batch.
 
+Alert transitions (streams.evaluation, in the partition state) are stored in the same
+batch, then published to the alerts topic on their series' partition, before the
+checkpoint; a worker taking over a partition reads the tail of that alerts partition and
+publishes only transitions numbered past it, so a replay repeats none. Webhooks get them
+from per-receiver queues (streams.channels); silences and acknowledgements come from the
+control topic, which every worker reads whole.
+
 Checkpoints live in the store, not in a Faust table: a table's changelog recovery never
 finished on the embedded broker after a SIGKILL (it waited for changelog offsets that
 never came), and the store already holds the rows the checkpoint must agree with.
