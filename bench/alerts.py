@@ -121,6 +121,8 @@ async def measure(bootstrap: str, series: int, seconds: float, workdir: Path) ->
     proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=workdir / "w.log")
     try:
         while (worker_stats(port) or {}).get("assigned") in (None, []):
+            if proc.poll() is not None:
+                raise SystemExit(f"the worker exited: see {workdir / 'w.log'}")
             await asyncio.sleep(0.5)
         settings = ProducerSettings(kafka_bootstrap=bootstrap, namespace=namespace, linger_ms=5)
         seen: list[tuple[float, float]] = []

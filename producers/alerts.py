@@ -31,12 +31,19 @@ log = logging.getLogger(__name__)
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
-    """One alert transition, as the alerts topic carries it (version 1)."""
+    """One alert transition, as the alerts topic carries it (version 1).
 
-    v: int
+    The stream stage makes these (streams.evaluation) and the SDK reads them: the one
+    definition of the message lives here, where both can import it.
+    ``(partition, seq)`` numbers the transitions of one partition in the order they were
+    made; ``fingerprint`` names the alert (its rule and series); ``id`` is both.
+    """
+
+    v: int = 1
     id: str
     fingerprint: str
     rule: str
+    #: "threshold", "absence" or "detector".
     type: str
     series: str
     kind: str
@@ -44,6 +51,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     state: str
     previous: str
+    #: Event time of the evaluation (the window's end, or the sample's time), ms.
     at: int
     started_at: int
     value: float | None
@@ -56,20 +64,26 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     annotations: dict[str, str]
     channels: list[str] | None
     flapping: bool
-    silenced: bool
+    silenced: bool = False
     partition: int
     seq: int
+    #: Wall-clock time the worker made the transition, ms.
     evaluated_at: int
 
     @classmethod
     def decode(cls, data: bytes) -> Alert:
         return _DECODER.decode(data)
 
+    def line(self) -> bytes:
+        """The JSON message."""
+        return _ENCODER.encode(self)
+
     def to_dict(self) -> dict[str, Any]:
         return msgspec.structs.asdict(self)
 
 
 _DECODER = msgspec.json.Decoder(Alert)
+_ENCODER = msgspec.json.Encoder()
 
 
 async def read_from(

@@ -33,6 +33,7 @@ Time is passed in; nothing here reads a clock.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,5 +170,5 @@ class Silence:
         return all(labels.get(k) == v for k, v in self.matchers)
 
 
-def silenced(silences: list[Silence], labels: dict[str, str], at: int) -> bool:
+def silenced(silences: Iterable[Silence], labels: dict[str, str], at: int) -> bool:
     return any(s.matches(labels, at) for s in silences)

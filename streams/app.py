@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import logging
 import time
 import uuid
@@ -171,11 +170,10 @@ def create_app(
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
             published[p] = max((_seq(line, p) for line in tails.get(p, [])), default=0)
-        for fingerprint, ack in commands.acks.items():  # those made while elsewhere
-            for p in missing:
-                processor.states[p].evaluation.acknowledge(
-                    fingerprint, ack["started_at"], ack["by"], ack["at"]
-                )
+            for alert in processor.states[p].evaluation.alerts():  # acked while elsewhere
+                ack = commands.acks.get(alert["fingerprint"])
+                if ack is not None:
+                    acknowledge(processor, (p,), alert["fingerprint"], ack)
 
     # Batches processed and waiting to be stored, in order. One waits while the one before
     # is written: processing the next batch overlaps the store's insert (another thread).
@@ -307,7 +305,7 @@ def create_app(
                 stats.counts["alerts_replayed"] += 1
                 continue
             if commands.silenced(alert.labels, alert.evaluated_at):
-                alert = dataclasses.replace(alert, silenced=True)
+                alert = msgspec.structs.replace(alert, silenced=True)
             out.append(alert)
         stats.counts["alerts"] += len(out)
         return out
@@ -321,23 +319,25 @@ def create_app(
         commands.apply(body)
         processor = runtime.get("processor")
         if body.get("type") == "ack" and processor is not None:
-            for p, state in processor.states.items():
-                if state.evaluation.acknowledge(
-                    body["fingerprint"], body["started_at"], body["by"], body["at"]
-                ):
-                    processor.dirty.add(p)
+            acknowledge(processor, list(processor.states), body["fingerprint"], body)
 
     def reapply_acks(processor: Processor, result: BatchResult) -> None:
         """An alert that fires again in a replay, in the episode someone acknowledged
         before the crash, is acknowledged again."""
         for alert in result.alerts:
             ack = commands.acks.get(alert.fingerprint)
-            if alert.state == "firing" and ack and ack["started_at"] == alert.started_at:
-                evaluation = processor.states[alert.partition].evaluation
-                if evaluation.acknowledge(
-                    alert.fingerprint, alert.started_at, ack["by"], ack["at"]
-                ):
-                    processor.dirty.add(alert.partition)
+            if alert.state == "firing" and ack is not None:
+                acknowledge(processor, (alert.partition,), alert.fingerprint, ack)
+
+    def acknowledge(
+        processor: Processor, partitions: Any, fingerprint: str, ack: dict[str, Any]
+    ) -> None:
+        """Apply an acknowledgement (``started_at``, ``by``, ``at``) to the alert if one of
+        ``partitions`` holds it firing in that episode; that partition is checkpointed."""
+        for p in partitions:
+            evaluation = processor.states[p].evaluation
+            if evaluation.acknowledge(fingerprint, ack["started_at"], ack["by"], ack["at"]):
+                processor.dirty.add(p)
 
     @app.task
     async def follow_control() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from streams.records import AlertRecord
+from producers.alerts import Alert
 from streams.rules import Channel
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Dispatcher:
             receiver = self.receivers[name] = Receiver(channel, self._session)
             receiver.start()
 
-    def dispatch(self, alerts: list[AlertRecord], lines: list[bytes]) -> None:
+    def dispatch(self, alerts: list[Alert], lines: list[bytes]) -> None:
         for alert, line in zip(alerts, lines, strict=True):
             if alert.silenced:
                 continue

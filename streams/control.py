@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.alerting import Silence
+from streams.alerting import Silence, silenced
 from streams.windows import parse_duration
 
 MAX_TEXT = 1024
@@ -72,7 +72,7 @@ class Control:
                 del self.acks[next(iter(self.acks))]
 
     def silenced(self, labels: dict[str, str], at: int) -> bool:
-        return any(s.matches(labels, at) for s in self.silences.values())
+        return silenced(self.silences.values(), labels, at)
 
     def listing(self, now_ms: int) -> list[dict[str, Any]]:
         """Silences, newest first, with whether each is in force now."""

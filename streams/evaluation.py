@@ -40,10 +40,11 @@ import collections
 import hashlib
 from typing import Any
 
+from producers.alerts import Alert
 from streams.alerting import AlertState, Observation, acknowledge, step
 from streams.detection import Detector, default_detector
 from streams.detection import restore as restore_detector
-from streams.records import AlertRecord, WindowRecord
+from streams.records import WindowRecord
 from streams.rules import Rule, RuleSet
 
 #: An absence rule forgets a series silent this long (event time), without a transition.
@@ -131,10 +132,10 @@ class Evaluation:
         return found
 
     # -- observations --------------------------------------------------------------------
-    def window(self, record: WindowRecord, *, now_ms: int) -> list[AlertRecord]:
+    def window(self, record: WindowRecord, *, now_ms: int) -> list[Alert]:
         """Evaluate the rules that watch this closed window's series and width."""
         self._now = now_ms
-        out: list[AlertRecord] = []
+        out: list[Alert] = []
         meta = (record.kind, record.service, record.name)
         for rule in self._rules_for(record.series, *meta):
             if rule.window != record.label:
@@ -165,10 +166,10 @@ class Evaluation:
 
     def sample(
         self, series: str, kind: str, service: str, name: str, *, ts: int, value: float, now_ms: int
-    ) -> list[AlertRecord]:
+    ) -> list[Alert]:
         """Evaluate the rules that watch raw samples of this series."""
         self._now = now_ms
-        out: list[AlertRecord] = []
+        out: list[Alert] = []
         meta = (kind, service, name)
         for rule in self._rules_for(series, *meta):
             if rule.window is not None:
@@ -202,12 +203,12 @@ class Evaluation:
             return None  # never held here: costs nothing
         return slot or self._slot(key, meta), Observation(active, value), None
 
-    def advance(self, watermark: int | None, *, now_ms: int) -> list[AlertRecord]:
+    def advance(self, watermark: int | None, *, now_ms: int) -> list[Alert]:
         """Every window that closed up to ``watermark`` without data for a live slot's
         series is an observation: clear for threshold rules and detectors, active for
         absence rules. Slots with nothing left to remember are dropped."""
         self._now = now_ms
-        out: list[AlertRecord] = []
+        out: list[Alert] = []
         if watermark is None:
             return out
         for key in list(self._live):
@@ -227,7 +228,7 @@ class Evaluation:
         return out
 
     def _missing(
-        self, rule: Rule, key: tuple[str, str], slot: Slot, upto: int, out: list[AlertRecord]
+        self, rule: Rule, key: tuple[str, str], slot: Slot, upto: int, out: list[Alert]
     ) -> None:
         """Step through the windows ending after ``slot.last_end`` and up to ``upto`` that
         the series did not have, until the outcome cannot change any more."""
@@ -288,7 +289,7 @@ class Evaluation:
         obs: Observation,
         at: int,
         score: float | None,
-        out: list[AlertRecord],
+        out: list[Alert],
     ) -> None:
         state, transition = step(slot.state, obs, at, rule.policy)
         slot.state = state
@@ -299,6 +300,7 @@ class Evaluation:
         self.seq += 1
         kind, service, name = slot.meta
         series = key[1]
+        fp = fingerprint(rule.name, series)
         labels = dict(rule.labels)
         fields = {
             "rule": rule.name,
@@ -316,8 +318,9 @@ class Evaluation:
             "labels": labels,
         }
         out.append(
-            AlertRecord(
-                fingerprint=fingerprint(rule.name, series),
+            Alert(
+                id=f"{fp}-{self.seq}",
+                fingerprint=fp,
                 partition=self.partition,
                 seq=self.seq,
                 rule=rule.name,
@@ -400,7 +403,9 @@ class Evaluation:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], rules: RuleSet, partition: int, **kwargs: Any) -> Any:
+    def restore(
+        cls, data: dict[str, Any], rules: RuleSet, partition: int, **kwargs: Any
+    ) -> Evaluation:
         """From :meth:`snapshot`; slots of rules no longer configured are dropped."""
         e = cls(rules, partition, **kwargs)
         e.seq = data["seq"]

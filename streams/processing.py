@@ -25,11 +25,12 @@ from typing import Protocol
 import msgspec
 import orjson
 
+from producers.alerts import Alert
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, Event, InvalidEvent, decode
 from streams.evaluation import Evaluation
 from streams.executions import Executions
-from streams.records import AlertRecord, Rejected, WindowRecord
+from streams.records import Rejected, WindowRecord
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
@@ -54,7 +55,7 @@ class PartitionState:
             }
         )
 
-    def evaluate(self, closed: list[WindowRecord], now_ms: int) -> list[AlertRecord]:
+    def evaluate(self, closed: list[WindowRecord], now_ms: int) -> list[Alert]:
         """The alert transitions of this partition's newly closed windows."""
         evaluation = self.evaluation
         out = []
@@ -81,7 +82,7 @@ class BatchResult:
     rejected: list[Rejected] = field(default_factory=list)
     closed: list[WindowRecord] = field(default_factory=list)
     #: Alert transitions, per partition in the order made (``seq``).
-    alerts: list[AlertRecord] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
     #: True when this result carries a checkpoint: every partition changed since the
     #: previous one, partition -> (offset, state snapshot) in ``states``.

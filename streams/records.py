@@ -1,7 +1,8 @@
 """Records that the stream stage writes: their schema lives here (no Faust import).
 
 A :class:`WindowRecord` is one closed window of one series. Its ``row()`` is what the
-``windows`` table stores and what the windows topic carries.
+``windows`` table stores and what the windows topic carries. Alert transitions are
+:class:`producers.alerts.Alert`: the SDK decodes them, and may not import this package.
 """
 
 from __future__ import annotations
@@ -127,90 +128,3 @@ class Rejected:
     index: int
     line: bytes
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    """One alert transition: what the alerts topic carries and the ``alerts`` table stores.
-
-    ``(partition, seq)`` numbers the transitions of one partition in the order they were
-    made; replays make the same ones again, and the worker publishes only those past the
-    last one on the topic. ``fingerprint`` names the alert (its rule and series).
-    """
-
-    fingerprint: str
-    partition: int
-    seq: int
-    rule: str
-    #: "threshold", "absence" or "detector".
-    type: str
-    series: str
-    kind: str
-    service: str
-    name: str
-    state: str
-    previous: str
-    #: Event time of the evaluation (the window's end, or the sample's time), ms.
-    at: int
-    started_at: int
-    value: float | None
-    op: str
-    threshold: float
-    score: float | None
-    window: str | None
-    severity: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    channels: list[str] | None
-    flapping: bool
-    #: Wall-clock time the worker made the transition, ms.
-    evaluated_at: int
-    silenced: bool = False
-
-    @property
-    def id(self) -> str:
-        return f"{self.fingerprint}-{self.seq}"
-
-    def message(self) -> dict[str, Any]:
-        """The JSON of the alerts topic (version 1), documented in the README."""
-        return {
-            "v": 1,
-            "id": self.id,
-            "fingerprint": self.fingerprint,
-            "rule": self.rule,
-            "type": self.type,
-            "series": self.series,
-            "kind": self.kind,
-            "service": self.service,
-            "name": self.name,
-            "state": self.state,
-            "previous": self.previous,
-            "at": self.at,
-            "started_at": self.started_at,
-            "value": self.value,
-            "op": self.op,
-            "threshold": self.threshold,
-            "score": self.score,
-            "window": self.window,
-            "severity": self.severity,
-            "labels": self.labels,
-            "annotations": self.annotations,
-            "channels": self.channels,
-            "flapping": self.flapping,
-            "silenced": self.silenced,
-            "partition": self.partition,
-            "seq": self.seq,
-            "evaluated_at": self.evaluated_at,
-        }
-
-    def line(self) -> bytes:
-        return _ENCODE(self.message())
-
-    def row(self) -> dict[str, Any]:
-        """The ``alerts`` table row: times in seconds (DateTime64(3))."""
-        row = self.message()
-        del row["v"], row["channels"]
-        row["at"] = self.at / 1000
-        row["started_at"] = self.started_at / 1000
-        row["evaluated_at"] = self.evaluated_at / 1000
-        return row

@@ -50,7 +50,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from streams.alerting import Policy
 from streams.windows import parse_duration
@@ -297,7 +297,7 @@ class _Checker:
     errors: list[str]
     key_lines: dict[str, int] = field(default_factory=dict)
 
-    def fail(self, key: str | None, reason: str) -> None:
+    def fail(self, key: str | None, reason: str) -> NoReturn:
         line = self.key_lines.get(key, self.line) if key else self.line
         self.errors.append(f"{self.path}:{line}: {self.label}: {reason}")
         raise _Invalid
@@ -450,7 +450,6 @@ def _duration(text: Any, key: str | None, check: _Checker) -> int:
         return parse_duration(text, zero=True)
     except ValueError as exc:
         check.fail(key, f"{key or 'timeout'}: {exc}")
-        raise  # unreachable: fail raises
 
 
 def _number(value: Any, key: str, check: _Checker) -> float:

@@ -67,7 +67,7 @@ def test_a_threshold_rule_goes_pending_then_fires_after_its_for_then_resolves():
     assert [a.seq for a in alerts] == [1, 2, 3] and firing.id == f"{firing.fingerprint}-2"
     assert firing.annotations == {"summary": "api p95 700 over 500"}
     assert firing.labels == {"alertname": "slow", "service": "api", "series": SERIES}
-    assert firing.message()["value"] == 700.0
+    assert firing.to_dict()["value"] == 700.0
 
 
 def test_a_pending_alert_that_clears_before_its_for_makes_no_more_transitions():
@@ -162,7 +162,7 @@ def test_state_restored_from_a_snapshot_makes_the_same_transitions():
     snapshot = orjson.loads(orjson.dumps(first.snapshot()))  # JSON-safe
     again = Evaluation.restore(snapshot, ruleset(DETECTOR + SLOW), 0)
     tail = feed(again, records[260:])
-    strip = lambda alerts: [{**a.message(), "evaluated_at": 0} for a in alerts]  # noqa: E731
+    strip = lambda alerts: [{**a.to_dict(), "evaluated_at": 0} for a in alerts]  # noqa: E731
     assert strip(head + tail) == strip(expected) and expected
 
 
@@ -240,8 +240,7 @@ def test_the_processor_checkpoints_alert_state_and_a_replay_repeats_the_same_ale
 
 
 def test_the_topic_json_is_exactly_what_the_sdk_decodes():
-    """streams.records.AlertRecord writes it, producers.alerts.Alert reads it (the SDK
-    cannot import the stream stage): their fields must stay the same."""
+    """The stream makes producers.alerts.Alert and the SDK decodes the same bytes back."""
     import msgspec
 
     from producers.alerts import Alert
@@ -249,5 +248,5 @@ def test_the_topic_json_is_exactly_what_the_sdk_decodes():
     e = Evaluation(ruleset(SLOW), partition=0)
     alert = feed(e, [window(i, mean=900) for i in range(1, 4)])[-1]
     decoded = Alert.decode(alert.line())
-    assert decoded.to_dict() == alert.message()
-    assert set(alert.message()) == {f.name for f in msgspec.structs.fields(Alert)}
+    assert decoded.to_dict() == alert.to_dict()
+    assert set(alert.to_dict()) == {f.name for f in msgspec.structs.fields(Alert)}
