@@ -6,7 +6,7 @@
 2. The processor (decode, windows ``1m,5m,5m/1m`` with sketches, live tracking, raw rows)
    over envelopes of 1,000 events, for 1,000 and for 100,000 series: microseconds per
    event and the growth of the process RSS while it runs.
-3. A detector (``AnomalyLikelihood`` over ``GaussianDetector``): rows per second.
+3. The default detector (``streams.detection.default_detector``): rows per second.
 
     python -m bench.worker_core --events 300000
 """
@@ -24,7 +24,7 @@ import orjson
 from bench.pipeline import make_events
 from bench.report import emit, progress
 from producers.events import _validate, decode
-from streams.detection import AnomalyLikelihood, GaussianDetector
+from streams.detection import default_detector
 from streams.processing import Processor
 from streams.windows import parse_windows
 
@@ -74,11 +74,11 @@ def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
 def detecting(rows: int) -> dict[str, float]:
     rng = random.Random(1)
     values = [rng.gauss(0, 1) for _ in range(rows)]
-    detector = AnomalyLikelihood(GaussianDetector())
+    detector = default_detector()
     started = time.perf_counter()
-    for x in values:
-        detector.score_one(x)
-        detector.learn_one(x)
+    for i, x in enumerate(values):
+        detector.score_one(x, i * 60_000)
+        detector.learn_one(x, i * 60_000)
     return {"detector_rows_per_s": round(rows / (time.perf_counter() - started))}
 
 

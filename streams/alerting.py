@@ -101,6 +101,8 @@ def step(
     status = state.status
     if status in ("inactive", "resolved"):
         if not obs.active:
+            if fired == state.fired_at:  # the common case: nothing to forget, no copy
+                return state, None
             return dataclasses.replace(state, fired_at=fired), None
         if policy.for_ms == 0:
             return _fire(state, obs, at, started=at, fired=fired)

@@ -38,11 +38,10 @@ def run(
     detector = detector or default_detector()
     state = AlertState()
     for timestamp, value in rows:
-        score = detector.score_one(value)
-        detector.learn_one(value)
-        state, transition = step(
-            state, Observation(score >= THRESHOLD, value), _ms(timestamp), POLICY
-        )
+        at = _ms(timestamp)
+        score = detector.score_one(value, at)
+        detector.learn_one(value, at)
+        state, transition = step(state, Observation(score >= THRESHOLD, value), at, POLICY)
         fired = transition is not None and transition.to == "firing"
         yield timestamp, value, score, int(fired)
 

@@ -157,7 +157,7 @@ class Evaluation:
                     slot, Observation(False, 0.0), None,
                 )  # fmt: skip
             else:
-                observed = self._observe(rule, key, slot, meta, value)
+                observed = self._observe(rule, key, slot, meta, value, end)
             if observed is not None:
                 slot, obs, score = observed
                 slot.last_end = end
@@ -175,7 +175,7 @@ class Evaluation:
             if rule.window is not None:
                 continue
             key = (rule.name, series)
-            observed = self._observe(rule, key, self.slots.get(key), meta, value)
+            observed = self._observe(rule, key, self.slots.get(key), meta, value, ts)
             if observed is not None:
                 slot, obs, score = observed
                 self._step(rule, key, slot, obs, ts, score, out)
@@ -188,6 +188,7 @@ class Evaluation:
         slot: Slot | None,
         meta: tuple[str, str, str],
         value: float | None,
+        at: int,
     ) -> tuple[Slot, Observation, float | None] | None:
         """The observation of a threshold rule or detector, and the slot that keeps it;
         None when there is nothing to remember (or no room for another model)."""
@@ -195,7 +196,7 @@ class Evaluation:
             slot = slot or self._detector_slot(key, meta)
             if slot is None:
                 return None
-            score = self._score(slot, value)
+            score = self._score(slot, value, at)
             return slot, Observation(score >= rule.threshold, value), score
         firing = slot is not None and slot.state.status == "firing"
         active = rule.active(value, firing=firing)
@@ -273,12 +274,12 @@ class Evaluation:
             self._detected -= 1
 
     @staticmethod
-    def _score(slot: Slot, value: float | None) -> float:
+    def _score(slot: Slot, value: float | None, at: int) -> float:
         detector = slot.detector
         if value is None or detector is None:
             return 0.0
-        score = detector.score_one(value)
-        detector.learn_one(value)
+        score = detector.score_one(value, at)
+        detector.learn_one(value, at)
         return score
 
     def _step(

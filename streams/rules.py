@@ -98,9 +98,9 @@ TEMPLATE_FIELDS = [
 ]
 #: A calibrated detector score at or above this is unusual enough to alert on.
 DETECTOR_THRESHOLD = 0.9999
-#: Detectors fire while scores stay high and resolve once they fall back (the same
-#: policy as ``vigil backtest``).
-DETECTOR_POLICY = Policy(for_ms=0, keep_firing_for_ms=0, max_flaps=3, flap_hold_ms=0)
+#: Detectors fire at once and resolve an hour after their score fell back, so that one
+#: incident whose score wavers is one alert (the same policy as ``vigil backtest``).
+DETECTOR_POLICY = Policy(for_ms=0, keep_firing_for_ms=3_600_000, max_flaps=3, flap_hold_ms=0)
 
 _KEYS = {
     "rule": {"name", "match", "signal", "window", "op", "threshold", "recovery", "min_count",
@@ -342,6 +342,8 @@ def _rule(
         hop = _duration(window.split("/")[-1], "window", check)
     for_ms = _duration(body.get("for", "0s"), "for", check)
     keep = _duration(body.get("keep_firing_for", "0s"), "keep_firing_for", check)
+    if kind == "detector" and "keep_firing_for" not in body:
+        keep = DETECTOR_POLICY.keep_firing_for_ms
     min_count = body.get("min_count", 1)
     if not isinstance(min_count, int) or min_count < 1:
         check.fail("min_count", f"min_count must be a whole number >= 1, got {min_count!r}")
