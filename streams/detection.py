@@ -6,8 +6,8 @@ and ``learn_one(x, at)``, where ``at`` is the value's event time in ms (None whe
 none; only seasonal detectors use it). ``to_json()`` / ``restore(data)`` carry the state
 as plain data (never pickled). A value that is not finite is scored 0 and not learned.
 
-- :class:`GaussianDetector`: River's ``GaussianScorer`` over a rolling window: how far a
-  value lies from the recent level.
+- :class:`GaussianDetector`: how far a value lies from the recent level: a Gaussian over
+  the last values, kept as a few River ``stats.Var`` blocks (:class:`RollingMoments`).
 - :class:`SeasonalDetector`: how far a value lies from what this series usually does at
   this hour of the day (a mean and spread per hour, exponentially weighted).
 - :class:`MaxDetector`: the highest score of several detectors, each learning every value.
@@ -17,7 +17,7 @@ as plain data (never pickled). A value that is not finite is scored 0 and not le
   that one threshold fits every series.
 
 :func:`default_detector` is the likelihood of the higher of the seasonal and the recent-level
-scores. It scored 64.7 (standard profile) on the 35 NAB files of ``bench/nab.py``; see the
+scores. It scored 66.3 (standard profile) on the 35 NAB files of ``bench/nab.py``; see the
 README for how it was chosen and what it scores on each half of the files.
 
 >>> d = AnomalyLikelihood(GaussianDetector(window_size=100, grace_period=10))
@@ -36,7 +36,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from river import anomaly
+from river import stats
 
 HOUR_MS = 3_600_000
 
@@ -56,13 +56,84 @@ def _tail(z: float) -> float:
     return abs(math.erf(z / math.sqrt(2)))
 
 
+def _learnable(x: float) -> bool:
+    """Finite and small enough that squares of differences stay finite: a value beyond
+    1e100 is scored (as far out) but never learned, so it cannot poison a model."""
+    return math.isfinite(x) and abs(x) < 1e100
+
+
 def _spread_floor(mu: float) -> float:
     # A flat stretch has no spread: without a floor, any wiggle after it would score 1.
     return 1e-3 * abs(mu) + 1e-9
 
 
+class RollingMoments:
+    """Mean and variance of roughly the last ``size`` values, in ``blocks`` pieces.
+
+    River's rolling statistics keep every value of the window to revert it later: 500
+    floats of state per series. Here the window is ``blocks`` River ``stats.Var`` summaries
+    of ``size / blocks`` values each (count, mean, variance), merged with Chan's formula,
+    so the state is three numbers a block; the window covers ``size`` to
+    ``size + size / blocks`` values.
+    """
+
+    def __init__(self, size: int, blocks: int = 20) -> None:
+        self.size = size
+        self.block = max(1, size // blocks)
+        self.blocks = max(1, size // self.block)
+        self._done: collections.deque[stats.Var] = collections.deque()
+        self._current = stats.Var(ddof=0)
+        self._total = stats.Var(ddof=0)
+
+    @property
+    def n(self) -> int:
+        return int(self._total.n)
+
+    @property
+    def mean(self) -> float:
+        return self._total.mean.get()
+
+    @property
+    def var(self) -> float:
+        """The sample variance (ddof 1, as River's ``GaussianScorer``)."""
+        n = self._total.n
+        return max(self._total.get() * n / (n - 1), 0.0) if n > 1 else 0.0
+
+    def update(self, x: float) -> None:
+        self._current.update(x)
+        self._total.update(x)
+        if self._current.n >= self.block:
+            self._done.append(self._current)
+            self._current = stats.Var(ddof=0)
+            if len(self._done) >= self.blocks:
+                self._done.popleft()
+                self._total = self._sum()  # re-summed, not subtracted: no drift
+
+    def _sum(self) -> stats.Var:
+        total = stats.Var(ddof=0)
+        for part in (*self._done, self._current):
+            if part.n:
+                total += part
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        # The running total too: re-summing the parts would differ in the last bits.
+        parts = [*self._done, self._current, self._total]
+        return {"size": self.size, "parts": [[p.n, p.mean.get(), p.get()] for p in parts]}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], blocks: int = 20) -> RollingMoments:
+        m = cls(data["size"], blocks)
+        parts = [stats.Var._from_state(n, mu, var, ddof=0) for n, mu, var in data["parts"]]
+        *done, m._current, m._total = parts
+        m._done.extend(done)
+        return m
+
+
 class GaussianDetector:
-    """How far ``x`` lies in the tails of a Gaussian fitted to the last values."""
+    """How far ``x`` lies in the tails of a Gaussian fitted to the last ``window_size``
+    values (as River's ``GaussianScorer``, with a compact window: :class:`RollingMoments`).
+    """
 
     kind = "gaussian"
 
@@ -71,39 +142,33 @@ class GaussianDetector:
             raise ValueError("window_size must be >= 2 and grace_period >= 1")
         self.window_size = window_size
         self.grace_period = grace_period
-        self._model = anomaly.GaussianScorer(window_size=window_size, grace_period=grace_period)
-        self._window: collections.deque[float] = collections.deque(maxlen=window_size)
+        self._moments = RollingMoments(window_size)
 
     def score_one(self, x: float, at: int | None = None) -> float:
         """River's own scorer gives 1.0 to every value of a constant series (zero spread),
         hence the floored spread here."""
-        gaussian = self._model.gaussian
-        if not math.isfinite(x) or gaussian.n_samples < self.grace_period:
+        m = self._moments
+        if not math.isfinite(x) or m.n < self.grace_period:
             return 0.0
-        mu, var = gaussian.mu, gaussian._var.get()
-        # A rolling variance can end a hair below zero after a constant stretch (River then
-        # returns a complex sigma): clamp it.
-        sigma = math.sqrt(var) if var > 0 else 0.0
-        return _tail((x - mu) / max(sigma, _spread_floor(mu)))
+        mu = m.mean
+        return _tail((x - mu) / max(math.sqrt(m.var), _spread_floor(mu)))
 
     def learn_one(self, x: float, at: int | None = None) -> None:
-        if math.isfinite(x):
-            self._model.learn_one(None, x)
-            self._window.append(x)
+        if _learnable(x):
+            self._moments.update(x)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "window_size": self.window_size,
             "grace_period": self.grace_period,
-            "window": list(self._window),
+            "moments": self._moments.to_json(),
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> GaussianDetector:
         d = cls(window_size=data["window_size"], grace_period=data["grace_period"])
-        for x in data["window"]:
-            d.learn_one(x)
+        d._moments = RollingMoments.restore(data["moments"])
         return d
 
 
@@ -156,7 +221,7 @@ class SeasonalDetector:
         return _tail((x - mu) / max(math.sqrt(self._var[b]), _spread_floor(mu)))
 
     def learn_one(self, x: float, at: int | None = None) -> None:
-        if not math.isfinite(x):
+        if not _learnable(x):
             return
         b = self._slot(at)
         n = self._n[b]
@@ -242,9 +307,8 @@ class AnomalyLikelihood:
         self.short = short
         self.grace = grace
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
-        self._raw: collections.deque[float] = collections.deque(maxlen=history)
+        self._history = RollingMoments(history)
         self._recent: collections.deque[float] = collections.deque(maxlen=short)
-        self._sum = self._sumsq = 0.0
         #: (x, at, surprise, short mean) of the value scored and not learned yet.
         self._last: tuple[float, int | None, float, float] | None = None
 
@@ -252,13 +316,10 @@ class AnomalyLikelihood:
         surprise = _surprise(self.detector.score_one(x, at))
         current = self._short_mean(surprise)
         self._last = (x, at, surprise, current)
-        n = len(self._raw)
-        if n < self.grace or n == 0:
+        history = self._history
+        if history.n < max(self.grace, 2):
             return 0.0
-        # Running sums: surprises are bounded (0..12), so they lose nothing that matters.
-        mean = self._sum / n
-        var = self._sumsq / n - mean * mean
-        z = (current - mean) / math.sqrt(max(var, 1e-6))
+        z = (current - history.mean) / math.sqrt(max(history.var, 1e-6))
         return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z): high when z is large
 
     def _short_mean(self, surprise: float) -> float:
@@ -277,18 +338,9 @@ class AnomalyLikelihood:
                 surprise = _surprise(self.detector.score_one(x, at))
                 current = self._short_mean(surprise)
             self._recent.append(surprise)
-            self._push(current)
+            self._history.update(current)
         self._last = None
         self.detector.learn_one(x, at)
-
-    def _push(self, value: float) -> None:
-        if len(self._raw) == self._raw.maxlen:
-            old = self._raw[0]
-            self._sum -= old
-            self._sumsq -= old * old
-        self._raw.append(value)
-        self._sum += value
-        self._sumsq += value * value
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -296,7 +348,7 @@ class AnomalyLikelihood:
             "history": self.history,
             "short": self.short,
             "grace": self.grace,
-            "raw": list(self._raw),
+            "history_moments": self._history.to_json(),
             "recent": list(self._recent),
             "detector": self.detector.to_json(),
         }
@@ -309,8 +361,7 @@ class AnomalyLikelihood:
             short=data["short"],
             grace=data["grace"],
         )
-        for value in data["raw"]:
-            d._push(value)
+        d._history = RollingMoments.restore(data["history_moments"])
         d._recent.extend(data["recent"])
         return d
 

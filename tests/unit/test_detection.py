@@ -140,3 +140,27 @@ def test_the_default_detector_alerts_on_a_level_shift_within_a_few_steps():
 def test_an_unknown_kind_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match="gaussian"):
         detection.restore({"kind": "nope"})
+
+
+def test_rolling_moments_match_the_exact_statistics_of_their_window():
+    rng = random.Random(9)
+    values = [rng.gauss(1e6, 50) for _ in range(2_345)]
+    m = detection.RollingMoments(500)
+    for x in values:
+        m.update(x)
+    window = values[-m.n :]
+    mean = sum(window) / len(window)
+    var = sum((x - mean) ** 2 for x in window) / (len(window) - 1)
+    assert 475 <= m.n <= 500  # whole blocks of 25, the newest partly filled
+    assert m.mean == pytest.approx(mean, rel=1e-12) and m.var == pytest.approx(var, rel=1e-9)
+
+
+def test_a_model_state_stays_small_whatever_the_history():
+    d = default_detector()
+    rng = random.Random(2)
+    for i in range(20_000):
+        x = rng.gauss(100, 5)
+        d.score_one(x, i * STEP_MS)
+        d.learn_one(x, i * STEP_MS)
+    # Three numbers per block, hour and window, not every value: 30 KB before.
+    assert len(orjson.dumps(d.to_json())) < 5_000
