@@ -41,6 +41,7 @@ streams.rules.RuleFileError: bad.toml:5: rule 'x': op '=>' is not one of > >= < 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import math
 import operator
@@ -104,9 +105,9 @@ DETECTOR_POLICY = Policy(for_ms=0, keep_firing_for_ms=3_600_000, max_flaps=3, fl
 
 _KEYS = {
     "rule": {"name", "match", "signal", "window", "op", "threshold", "recovery", "min_count",
-             "for", "keep_firing_for", "severity", "labels", "annotations", "channels"},
+             "for", "keep_firing_for", "flap", "severity", "labels", "annotations", "channels"},
     "detector": {"name", "match", "signal", "window", "threshold", "min_count", "for",
-                 "keep_firing_for", "severity", "labels", "annotations", "channels"},
+                 "keep_firing_for", "flap", "severity", "labels", "annotations", "channels"},
     "channel": {"url", "timeout", "retries", "queue", "headers"},
 }  # fmt: skip
 _MATCH_KEYS = {"kind", "service", "name", "step", "tags"}
@@ -378,6 +379,7 @@ def _rule(
             ):
                 check.fail("recovery", f"recovery {recovery} is on the wrong side of {threshold}")
         policy = Policy(for_ms=for_ms, keep_firing_for_ms=keep)
+    policy = _flap(body.get("flap"), policy, check)
     severity = body.get("severity", "warning")
     if severity not in SEVERITIES:
         check.fail("severity", f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
@@ -445,6 +447,27 @@ def _channel(name: str, body: Any, check: _Checker) -> Channel:
         check.fail(None, f"queue must be a whole number >= 1, got {queue!r}")
     headers = _strings(body.get("headers", {}), None, check)
     return Channel(name, url, timeout, retries, queue, headers)
+
+
+def _flap(flap: Any, policy: Policy, check: _Checker) -> Policy:
+    """``flap = { max = 3, window = "1h", hold = "15m" }``: an alert that fired ``max``
+    times within ``window`` resolves only after ``hold`` clear."""
+    if flap is None:
+        return policy
+    if not isinstance(flap, dict) or not set(flap) <= {"max", "window", "hold"}:
+        check.fail("flap", 'flap must be a table of max, window and hold, e.g. '
+                   '{ max = 3, window = "1h", hold = "15m" }')  # fmt: skip
+    most = flap.get("max", policy.max_flaps)
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        check.fail("flap", f"flap max must be a whole number >= 1, got {most!r}")
+    window = _duration(flap["window"], "flap", check) if "window" in flap else None
+    hold = _duration(flap["hold"], "flap", check) if "hold" in flap else None
+    return dataclasses.replace(
+        policy,
+        max_flaps=most,
+        flap_window_ms=policy.flap_window_ms if window is None else window,
+        flap_hold_ms=policy.flap_hold_ms if hold is None else hold,
+    )
 
 
 def _duration(text: Any, key: str | None, check: _Checker) -> int:

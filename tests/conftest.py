@@ -113,30 +113,63 @@ def open_store(data_dir: Path) -> Iterator[Any]:
         client.close()
 
 
-@pytest.fixture(scope="session")
-def kcat(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
-    """Debian's kcat (a Kafka client Vigil did not write): from PATH, or fetched from the
-    Debian archive with apt-get download and unpacked (no root needed)."""
-    import shutil
+#: Debian trixie's kcat: bookworm's (librdkafka 2.0.2) cannot parse the embedded broker's
+#: ApiVersions v3 response (PROTOUFLOW at 274/279); trixie's librdkafka 2.8.0 can.
+KCAT_SOURCE = (
+    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+    "http://deb.debian.org/debian trixie main"
+)
+KCAT_PACKAGES = ("kcat", "librdkafka1", "libyajl2", "libc6")
+
+
+def _fetch_kcat(root: Path) -> None:
+    """Download trixie's kcat with its librdkafka and glibc (2.38; bookworm has 2.36) from
+    the Debian archive through a private apt configuration, and unpack them under
+    ``root`` (nothing is installed on the system)."""
     import subprocess
 
-    found = shutil.which("kcat")
-    if found:
-        return found, dict(os.environ)
-    root = Path(os.environ.get("VIGIL_TOOLS_DIR", Path.home() / ".cache" / "vigil-tools"))
-    binary = root / "usr" / "bin" / "kcat"
+    apt = root / "apt"
+    for d in ("lists/partial", "cache/archives/partial", "debs"):
+        (apt / d).mkdir(parents=True, exist_ok=True)
+    (apt / "sources.list").write_text(KCAT_SOURCE + "\n")
+    options = [
+        f"-oDir::Etc::SourceList={apt / 'sources.list'}",
+        "-oDir::Etc::SourceParts=/dev/null",
+        f"-oDir::State::Lists={apt / 'lists'}",
+        f"-oDir::Cache={apt / 'cache'}",
+        "-oAPT::Sandbox::User=root",
+    ]
+    run = dict(check=True, capture_output=True, timeout=300)
+    subprocess.run(["apt-get", *options, "update"], **run)  # type: ignore[call-overload]
+    subprocess.run(  # type: ignore[call-overload]
+        ["apt-get", *options, "download", *KCAT_PACKAGES], cwd=apt / "debs", **run
+    )
+    for deb in (apt / "debs").glob("*.deb"):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], **run)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def kcat() -> list[str]:
+    """The command line that runs Debian's kcat (a Kafka client Vigil did not write):
+    ``VIGIL_KCAT`` if set, else trixie's package, fetched once into ``VIGIL_TOOLS_DIR``
+    and run through its own dynamic loader."""
+    import subprocess
+
+    if os.environ.get("VIGIL_KCAT"):
+        return os.environ["VIGIL_KCAT"].split()
+    tools = Path(os.environ.get("VIGIL_TOOLS_DIR", Path.home() / ".cache" / "vigil-tools"))
+    root = tools / "kcat-trixie"
     libs = root / "usr" / "lib" / "x86_64-linux-gnu"
-    if not binary.exists():
-        debs = tmp_path_factory.mktemp("debs")
-        root.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(root / "usr" / "lib64" / "ld-linux-x86-64.so.2"),
+        "--library-path",
+        f"{libs}:/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu",
+        str(root / "usr" / "bin" / "kcat"),
+    ]
+    if not (root / "usr" / "bin" / "kcat").exists():
         try:
-            subprocess.run(
-                ["apt-get", "download", "kcat", "librdkafka1", "libyajl2"],
-                cwd=debs, check=True, capture_output=True, timeout=300,
-            )  # fmt: skip
-            for deb in debs.glob("*.deb"):
-                subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True, timeout=60)
+            _fetch_kcat(root)
         except (OSError, subprocess.SubprocessError) as exc:
-            pytest.fail(f"kcat is needed (Debian package 'kcat') and could not be fetched: {exc}")
-    env = dict(os.environ, LD_LIBRARY_PATH=str(libs))
-    return str(binary), env
+            detail = getattr(exc, "stderr", b"") or b""
+            pytest.fail(f"Debian's kcat could not be fetched: {exc} {detail[-500:]!r}")
+    return command

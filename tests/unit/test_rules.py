@@ -123,6 +123,9 @@ BASE = 'signal = "p95"\nwindow = "1m"\nop = ">"\nthreshold = 1\n'
         (BASE + 'colour = "red"', "colour", "unknown key 'colour'"),
         (BASE + 'annotations = { s = "{nope}" }', "annotations", "uses {nope}"),
         (BASE + 'channels = ["pager"]', "channels", "channel 'pager' is not defined"),
+        (BASE + "flap = { max = 0 }", "flap", "flap max must be a whole number"),
+        (BASE + 'flap = { hold = "soon" }', "flap", "is not a duration"),
+        (BASE + "flap = { often = 2 }", "flap", "flap must be a table of max, window and hold"),
         ('signal = "absent"\nwindow = "1m"\nfor = "30s"', "for", "at least its window"),
         ('signal = "value"\nwindow = "1m"\nop = ">"\nthreshold = 1', "window", "takes no window"),
         ('match = { host = "a" }\n' + BASE, "match", "match key 'host'"),
@@ -200,3 +203,15 @@ def test_the_worker_refuses_to_start_with_a_bad_rules_file(tmp_path):
     )
     assert done.returncode == 2
     assert f"{path}:5: rule 'x': op '~' is not one of" in done.stderr
+
+
+def test_flap_damping_is_set_per_rule_and_keeps_the_defaults_it_does_not_name():
+    plain, damped, calm = rules(
+        '[[rule]]\nname = "a"\n' + BASE + "\n"
+        '[[rule]]\nname = "b"\n' + BASE + '\nflap = { max = 2, hold = "30m" }\n'
+        '[[detector]]\nname = "c"\nsignal = "p95"\nwindow = "1m"\nflap = { window = "2h" }\n'
+    ).rules
+    assert (plain.policy.max_flaps, plain.policy.flap_hold_ms) == (3, 900_000)
+    assert (damped.policy.max_flaps, damped.policy.flap_window_ms) == (2, 3_600_000)
+    assert damped.policy.flap_hold_ms == 1_800_000
+    assert (calm.policy.flap_window_ms, calm.policy.flap_hold_ms) == (7_200_000, 0)
