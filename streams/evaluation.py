@@ -49,6 +49,9 @@ from streams.rules import Rule, RuleSet
 
 #: An absence rule forgets a series silent this long (event time), without a transition.
 FORGET_ABSENT_MS = 7 * 24 * 3600 * 1000
+#: A rule on raw samples counts a series whose samples stopped this long ago (event time)
+#: as clear, as Prometheus's lookback delta does: its alert resolves instead of firing on.
+SAMPLE_STALE_MS = 5 * 60_000
 _MATCH_CACHE = 200_000
 
 
@@ -178,6 +181,7 @@ class Evaluation:
             observed = self._observe(rule, key, self.slots.get(key), meta, value, ts)
             if observed is not None:
                 slot, obs, score = observed
+                slot.data_end = max(ts, slot.data_end or ts)
                 self._step(rule, key, slot, obs, ts, score, out)
         return out
 
@@ -215,7 +219,10 @@ class Evaluation:
         for key in list(self._live):
             slot = self.slots[key]
             rule = self._by_name[key[0]]
-            self._missing(rule, key, slot, watermark, out)
+            if rule.window is None:
+                self._stale(rule, key, slot, watermark, out)
+            else:
+                self._missing(rule, key, slot, watermark, out)
             state = slot.state
             if rule.type == "absence":
                 if slot.data_end is not None and watermark - slot.data_end > FORGET_ABSENT_MS:
@@ -253,6 +260,27 @@ class Evaluation:
             end += hop
         if end <= upto:
             slot.last_end = upto - upto % hop  # nothing changes: the last closed window end
+
+    def _stale(
+        self, rule: Rule, key: tuple[str, str], slot: Slot, upto: int, out: list[Alert]
+    ) -> None:
+        """A pending or firing sample rule whose series sent nothing for
+        ``SAMPLE_STALE_MS`` up to ``upto`` observes clear then, and again once its hold
+        (``keep_firing_for``, flap damping) is over; the times depend only on the data."""
+        if slot.data_end is None:
+            return
+        at = slot.data_end + SAMPLE_STALE_MS
+        while at <= upto and slot.state.status in ("pending", "firing"):
+            self._step(rule, key, slot, Observation(False, None), at, None, out)
+            policy, state = rule.policy, slot.state
+            if state.status != "firing" or state.last_active_at is None:
+                return
+            keep = policy.keep_firing_for_ms
+            holds = (keep, max(keep, policy.flap_hold_ms))  # flapping or not
+            later = [state.last_active_at + h for h in holds if state.last_active_at + h > at]
+            if not later:
+                return
+            at = min(later)
 
     # -- slots and transitions ---------------------------------------------------------------
     def _slot(self, key: tuple[str, str], meta: tuple[str, str, str]) -> Slot:

@@ -250,3 +250,27 @@ def test_the_topic_json_is_exactly_what_the_sdk_decodes():
     decoded = Alert.decode(alert.line())
     assert decoded.to_dict() == alert.to_dict()
     assert set(alert.to_dict()) == {f.name for f in msgspec.structs.fields(Alert)}
+
+
+def test_a_sample_rule_resolves_once_its_series_goes_quiet():
+    rules = ruleset('[[rule]]\nname = "hot"\nmatch = { name = "temp" }\nsignal = "value"\n'
+                    'op = ">"\nthreshold = 90\nkeep_firing_for = "10m"\n')  # fmt: skip
+    e = Evaluation(rules, partition=0)
+
+    def sample(ts: int, value: float) -> list:
+        return e.sample("metric|dc|temp", "metric", "dc", "temp", ts=ts, value=value, now_ms=0)
+
+    assert [a.state for a in sample(0, 95) + sample(MIN, 97)] == ["firing"]
+    assert e.advance(5 * MIN, now_ms=0) == []  # quiet 4 minutes: still firing
+    # Stale 5m after the last sample (6m), then held 10m after it was last active (11m).
+    assert e.advance(10 * MIN, now_ms=0) == []
+    (resolved,) = e.advance(60 * MIN, now_ms=0)
+    assert (resolved.state, resolved.at) == ("resolved", 11 * MIN)
+    assert e.advance(120 * MIN, now_ms=0) == [] and not e.slots
+    # A replay from a snapshot taken while firing resolves at the same time.
+    again = Evaluation(rules, partition=0)
+    for ts, v in [(0, 95), (MIN, 97)]:
+        again.sample("metric|dc|temp", "metric", "dc", "temp", ts=ts, value=v, now_ms=0)
+    restored = Evaluation.restore(orjson.loads(orjson.dumps(again.snapshot())), rules, 0)
+    (replayed,) = restored.advance(60 * MIN, now_ms=0)
+    assert (replayed.state, replayed.at, replayed.seq) == ("resolved", 11 * MIN, resolved.seq)
