@@ -217,7 +217,11 @@ async def test_a_silenced_transition_is_stored_and_published_flagged_but_not_del
 ):
     receiver = Receiver()
     rules = tmp_path / "rules.toml"
-    rules.write_text(RULES.format(port=receiver.server_address[1]).replace('"2m"', '"0s"'))
+    # Two rules on the same series: the silence (team=data) covers the first only, so the
+    # webhook getting the second one's transitions shows delivery works in this very run.
+    twin = RULES.split("[[rule]]")[1].replace('"slow_transform"', '"slow_transform_ops"')
+    text = RULES + "\n[[rule]]" + twin.replace('team = "data"', 'team = "ops"')
+    rules.write_text(text.format(port=receiver.server_address[1]).replace('"2m"', '"0s"'))
     worker = start_worker(VIGIL_RULES=str(rules), VIGIL_GRACE_SECONDS="5")
     worker.wait_until(lambda s: "channels" in s)
     silence = _http(worker.port, "/silences", {"matchers": {"team": "data"}, "duration": "1h"})
@@ -226,14 +230,32 @@ async def test_a_silenced_transition_is_stored_and_published_flagged_but_not_del
     base = (int(time.time() * 1000) - 60 * MIN) // MIN * MIN
     await _publish(kafka_settings, _step_ends(base, range(0, 10), range(3, 6), seed=3))
     alerts = await _collect(
-        broker.bootstrap, namespace, lambda s: s[-1].state == "resolved", include_silenced=True
+        broker.bootstrap,
+        namespace,
+        lambda s: sum(a.state == "resolved" for a in s) == 2,
+        include_silenced=True,
     )
-    assert [(a.state, a.silenced) for a in alerts] == [("firing", True), ("resolved", True)]
-    time.sleep(1)
-    assert receiver.bodies == []  # silenced: not delivered
-    assert worker.stats()["alerts"] == 2
+    by_rule = {
+        rule: [(a.state, a.silenced) for a in alerts if a.rule == rule]
+        for rule in ("slow_transform", "slow_transform_ops")
+    }
+    assert by_rule == {
+        "slow_transform": [("firing", True), ("resolved", True)],
+        "slow_transform_ops": [("firing", False), ("resolved", False)],
+    }
+    worker.wait_until(lambda s: s["channels"]["hook"].get("delivered") == 2)
+    delivered = [(b["rule"], b["state"]) for b in receiver.bodies]
+    assert delivered == [("slow_transform_ops", "firing"), ("slow_transform_ops", "resolved")]
+    assert worker.stats()["alerts"] == 4
     assert worker.stop() == 0
     receiver.shutdown()
     with open_store(Path(worker.env["VIGIL_DATA_DIR"])) as ch:
-        rows = ch.query("SELECT state, silenced FROM vigil.alerts FINAL ORDER BY seq").result_rows
-    assert rows == [("firing", True), ("resolved", True)]
+        rows = ch.query(
+            "SELECT rule, state, silenced FROM vigil.alerts FINAL ORDER BY rule, seq"
+        ).result_rows
+    assert rows == [
+        ("slow_transform", "firing", True),
+        ("slow_transform", "resolved", True),
+        ("slow_transform_ops", "firing", False),
+        ("slow_transform_ops", "resolved", False),
+    ]
