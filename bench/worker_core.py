@@ -6,7 +6,8 @@
 2. The processor (decode, windows ``1m,5m,5m/1m`` with sketches, live tracking, raw rows)
    over envelopes of 1,000 events, for 1,000 and for 100,000 series: microseconds per
    event and the growth of the process RSS while it runs.
-3. The default detector (``streams.detection.default_detector``): rows per second.
+3. The default detector (``streams.detection.default_detector``): rows per second, and
+   the size of one model's JSON state after those rows.
 
     python -m bench.worker_core --events 300000
 """
@@ -79,7 +80,11 @@ def detecting(rows: int) -> dict[str, float]:
     for i, x in enumerate(values):
         detector.score_one(x, i * 60_000)
         detector.learn_one(x, i * 60_000)
-    return {"detector_rows_per_s": round(rows / (time.perf_counter() - started))}
+    elapsed = time.perf_counter() - started
+    return {
+        "detector_rows_per_s": round(rows / elapsed),
+        "detector_state_bytes": len(orjson.dumps(detector.to_json())),
+    }
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ parameter, 404 for something this worker does not hold; its message says why).
 | ``/series/windows?series=K``  | the open windows of series ``K`` with their figures    |
 | ``/executions/{id}``          | one execution: status, progress, elapsed, ETA          |
 | ``/workflows/{name}``         | a workflow over the horizon: runs, durations, steps    |
+| ``/alerts``                   | pending and firing alerts (:func:`alerts`)             |
 
 A worker answers for the partitions it holds; with several workers, ask each (a 404
 says the series or execution is not here).
@@ -69,6 +70,11 @@ def workflow(processor: Processor | None, name: str) -> dict[str, Any]:
         if view is not None:
             return {"partition": partition, **view}
     raise ApiError(404, f"workflow {wanted!r} is not known to this worker")
+
+
+def alerts(processor: Processor | None) -> list[dict[str, Any]]:
+    """The pending and firing alerts of every partition held here, by partition."""
+    return [a for _, state in sorted(_states(processor).items()) for a in state.evaluation.alerts()]
 
 
 def _states(processor: Processor | None) -> dict[int, Any]:

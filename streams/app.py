@@ -382,9 +382,7 @@ def create_app(
         return answer(web, lambda: api.workflow(runtime.get("processor"), name))
 
     def all_alerts() -> list[dict[str, Any]]:
-        processor = runtime.get("processor")
-        states = processor.states if processor is not None else {}
-        return [a for _, st in sorted(states.items()) for a in st.evaluation.alerts()]
+        return api.alerts(runtime.get("processor"))
 
     async def request_json(request: Any) -> Any:
         try:
@@ -409,9 +407,10 @@ def create_app(
                 body = await request_json(request)
                 try:
                     cmd = control.ack_command(fingerprint, found[0], body, now_ms=now_ms)
+                except control.NotFiring as exc:
+                    raise api.ApiError(409, str(exc)) from None
                 except control.CommandError as exc:
-                    status = 409 if "only a firing" in str(exc) else 400
-                    raise api.ApiError(status, str(exc)) from None
+                    raise api.ApiError(400, str(exc)) from None
                 await command(cmd)
                 return self.json({"acknowledged": fingerprint, "by": cmd["by"]})
             except api.ApiError as exc:

@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from streams.alerting import AlertState, Observation, step
+from streams.alerting import AlertState, Observation, Policy, step
 from streams.detection import Detector, default_detector
 from streams.rules import DETECTOR_POLICY as POLICY
 from streams.rules import DETECTOR_THRESHOLD as THRESHOLD
@@ -32,16 +32,19 @@ def _ms(timestamp: str) -> int:
 
 
 def run(
-    rows: Iterable[tuple[str, float]], detector: Detector | None = None
+    rows: Iterable[tuple[str, float]],
+    detector: Detector | None = None,
+    policy: Policy = POLICY,
 ) -> Iterator[tuple[str, float, float, int]]:
-    """``(timestamp, value, anomaly_score, alert)`` per row."""
+    """``(timestamp, value, anomaly_score, alert)`` per row (another detector or alert
+    policy only to compare variants: ``bench/nab_variants.py``)."""
     detector = detector or default_detector()
     state = AlertState()
     for timestamp, value in rows:
         at = _ms(timestamp)
         score = detector.score_one(value, at)
         detector.learn_one(value, at)
-        state, transition = step(state, Observation(score >= THRESHOLD, value), at, POLICY)
+        state, transition = step(state, Observation(score >= THRESHOLD, value), at, policy)
         fired = transition is not None and transition.to == "firing"
         yield timestamp, value, score, int(fired)
 

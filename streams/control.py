@@ -23,6 +23,7 @@ them again. :class:`Control` is the state the commands build.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from streams.alerting import Silence, silenced
@@ -37,6 +38,10 @@ MAX_ACKS = 100_000
 
 class CommandError(ValueError):
     """A request that cannot become a command; the message says which field and why."""
+
+
+class NotFiring(CommandError):
+    """An acknowledgement of an alert that is not firing (a conflict, not a bad request)."""
 
 
 class Control:
@@ -59,10 +64,8 @@ class Control:
         elif kind == "expire":
             old = self.silences.get(command["id"])
             if old is not None and old.ends_at > command["at"]:
-                self.silences[command["id"]] = Silence(
-                    old.matchers, old.starts_at, max(command["at"], old.starts_at + 1),
-                    old.created_by, old.comment,
-                )  # fmt: skip
+                ends_at = max(command["at"], old.starts_at + 1)
+                self.silences[command["id"]] = dataclasses.replace(old, ends_at=ends_at)
         elif kind == "ack":
             self.acks.pop(command["fingerprint"], None)
             self.acks[command["fingerprint"]] = {
@@ -152,7 +155,7 @@ def ack_command(
         raise CommandError('send a JSON object, e.g. {"by": "ana"}')
     if alert["status"] != "firing":
         status = alert["status"]
-        raise CommandError(f"only a firing alert can be acknowledged; this one is {status}")
+        raise NotFiring(f"only a firing alert can be acknowledged; this one is {status}")
     return {
         "type": "ack",
         "fingerprint": fingerprint,

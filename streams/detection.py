@@ -68,18 +68,20 @@ def _spread_floor(mu: float) -> float:
 
 
 class RollingMoments:
-    """Mean and variance of roughly the last ``size`` values, in ``blocks`` pieces.
+    """Mean and variance of roughly the last ``size`` values, in ``BLOCKS`` pieces.
 
     River's rolling statistics keep every value of the window to revert it later: 500
     floats of state per series. Here the window is ``blocks`` River ``stats.Var`` summaries
-    of ``size / blocks`` values each (count, mean, variance), merged with Chan's formula,
-    so the state is three numbers a block; the window covers ``size`` to
-    ``size + size / blocks`` values.
+    of ``size / BLOCKS`` values each (count, mean, variance), merged with Chan's formula,
+    so the state is three numbers a block; the window covers ``size - size / BLOCKS`` to
+    ``size`` values.
     """
 
-    def __init__(self, size: int, blocks: int = 20) -> None:
+    BLOCKS = 20
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.block = max(1, size // blocks)
+        self.block = max(1, size // self.BLOCKS)
         self.blocks = max(1, size // self.block)
         self._done: collections.deque[stats.Var] = collections.deque()
         self._current = stats.Var(ddof=0)
@@ -122,8 +124,8 @@ class RollingMoments:
         return {"size": self.size, "parts": [[p.n, p.mean.get(), p.get()] for p in parts]}
 
     @classmethod
-    def restore(cls, data: dict[str, Any], blocks: int = 20) -> RollingMoments:
-        m = cls(data["size"], blocks)
+    def restore(cls, data: dict[str, Any]) -> RollingMoments:
+        m = cls(data["size"])
         parts = [stats.Var._from_state(n, mu, var, ddof=0) for n, mu, var in data["parts"]]
         *done, m._current, m._total = parts
         m._done.extend(done)

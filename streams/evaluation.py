@@ -330,46 +330,44 @@ class Evaluation:
         kind, service, name = slot.meta
         series = key[1]
         fp = fingerprint(rule.name, series)
-        labels = dict(rule.labels)
-        fields = {
+        # What the alert and its annotation templates share (rules.TEMPLATE_FIELDS).
+        shared = {
             "rule": rule.name,
             "series": series,
             "kind": kind,
             "service": service,
             "name": name,
-            "step": series_parts(series, kind, service, name)[0],
-            "window": rule.window or "sample",
             "value": transition.value,
             "threshold": rule.threshold,
             "score": score,
             "op": rule.op,
             "severity": rule.severity,
-            "labels": labels,
         }
+        annotations = {}
+        if rule.annotations:
+            annotations = rule.render(
+                {
+                    **shared,
+                    "step": series_parts(series, kind, service, name)[0],
+                    "window": rule.window or "sample",
+                    "labels": dict(rule.labels),
+                }
+            )
         out.append(
             Alert(
+                **shared,
                 id=f"{fp}-{self.seq}",
                 fingerprint=fp,
                 partition=self.partition,
                 seq=self.seq,
-                rule=rule.name,
                 type=rule.type,
-                series=series,
-                kind=kind,
-                service=service,
-                name=name,
                 state=transition.to,
                 previous=transition.previous,
                 at=at,
                 started_at=transition.started_at,
-                value=transition.value,
-                op=rule.op,
-                threshold=rule.threshold,
-                score=score,
                 window=rule.window,
-                severity=rule.severity,
                 labels=alert_labels(rule, service, series),
-                annotations=rule.render(fields),
+                annotations=annotations,
                 channels=list(rule.channels) if rule.channels is not None else None,
                 flapping=transition.flapping,
                 evaluated_at=self._now,

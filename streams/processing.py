@@ -55,14 +55,16 @@ class PartitionState:
             }
         )
 
-    def evaluate(self, closed: list[WindowRecord], now_ms: int) -> list[Alert]:
-        """The alert transitions of this partition's newly closed windows."""
+    def close(self, now_ms: int) -> tuple[list[WindowRecord], list[Alert]]:
+        """The windows ready to close, and the alert transitions they (and the watermark
+        they leave) make."""
+        closed = self.windows.close_ready()
         evaluation = self.evaluation
-        out = []
+        alerts = []
         for record in closed:
-            out.extend(evaluation.window(record, now_ms=now_ms))
-        out.extend(evaluation.advance(self.windows.watermark, now_ms=now_ms))
-        return out
+            alerts.extend(evaluation.window(record, now_ms=now_ms))
+        alerts.extend(evaluation.advance(self.windows.watermark, now_ms=now_ms))
+        return closed, alerts
 
 
 @dataclass
@@ -213,9 +215,9 @@ class Processor:
         for partition in sorted(out.touched):
             state = self.states[partition]
             state.windows.arrived(now_ms)
-            closed = state.windows.close_ready()
+            closed, alerts = state.close(now_ms)
             out.closed.extend(closed)
-            out.alerts.extend(state.evaluate(closed, now_ms))
+            out.alerts.extend(alerts)
         self.dirty |= out.touched
         if checkpoint:
             self._checkpoint(out)
@@ -255,8 +257,7 @@ class Processor:
         out = BatchResult(source=self.source)
         for partition, state in self.states.items():
             state.windows.tick(now_ms)
-            closed = state.windows.close_ready()
-            alerts = state.evaluate(closed, now_ms)
+            closed, alerts = state.close(now_ms)
             if closed or alerts:
                 out.closed.extend(closed)
                 out.alerts.extend(alerts)
