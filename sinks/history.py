@@ -1,53 +1,450 @@
-"""History queries. Parameters are bound by the client, never formatted into SQL.
+"""History queries, the same through ``vigil history NAME`` and ``GET /history/NAME``.
 
-The database name comes from settings and is checked by the migrations.
+Every query is a function ``fn(store, *, now, **params)`` over a :class:`ReadOnly` store;
+:data:`CATALOG` says which parameters each takes (text, as a command line or a query
+string gives them), and :func:`run` parses them and calls it. Results are JSON-safe.
+
+| name       | answers                                                                   |
+| ---------- | ------------------------------------------------------------------------- |
+| series     | one series over a time range, per step, with an aggregate                 |
+| workflows  | per workflow: runs, success rate, mean/p50/p95 duration, trend vs before  |
+| steps      | the slowest and the most failing steps                                    |
+| errors     | top error types; recovery attempts and their success rate                 |
+| alerts     | alert transitions                                                         |
+| daily      | daily rollups per series or per workflow                                  |
+| logs       | log lines and errors by text, level, service and time                     |
+| trace      | one trace as a span tree, with its log lines                              |
+| usage      | feature usage by feature, by user, and the most common call sequences     |
+| compare    | a series before and after a marker (a deploy): the change, significance   |
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-
-def events_per_kind(client: Any, database: str, *, since: datetime) -> list[tuple[str, int]]:
-    rows = client.query(
-        f"SELECT kind, count() AS n FROM {database}.events "
-        "WHERE ts >= {since:DateTime64(3)} GROUP BY kind ORDER BY n DESC",
-        parameters={"since": since},
-    ).result_rows
-    return [(str(k), int(n)) for k, n in rows]
-
-
-def workflow_stats(client: Any, database: str, *, since: datetime) -> list[dict[str, Any]]:
-    """Per workflow: runs, success rate, mean/p50/p95 duration (ms), recoveries."""
-    rows = client.query(
-        f"""
-        SELECT service, name, count() AS runs, avg(ok) AS success_rate,
-               avg(value) AS mean_ms, quantile(0.5)(value) AS p50_ms,
-               quantile(0.95)(value) AS p95_ms
-        FROM {database}.events
-        WHERE kind = 'execution.end' AND ts >= {{since:DateTime64(3)}}
-        GROUP BY service, name ORDER BY name
-        """,
-        parameters={"since": since},
-    ).result_rows
-    keys = ("service", "workflow", "runs", "success_rate", "mean_ms", "p50_ms", "p95_ms")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+from sinks.queries import (
+    AGGREGATES,
+    LEVELS,
+    MAX_POINTS,
+    HistoryError,
+    ReadOnly,
+    change,
+    clean,
+    like_pattern,
+    limit,
+    parse_duration,
+    parse_time,
+    series_parts,
+    significance,
+    time_range,
+)
 
 
-def metric_quantiles(
-    client: Any, database: str, *, service: str, name: str, since: datetime, bucket_s: int
-) -> list[tuple[datetime, int, float, float]]:
-    """(bucket start, count, p50, p95) of one metric over time."""
-    rows = client.query(
-        f"""
-        SELECT toStartOfInterval(ts, toIntervalSecond({{bucket:UInt32}})) AS t, count(),
-               quantile(0.5)(value), quantile(0.95)(value)
-        FROM {database}.events
-        WHERE kind = 'metric' AND service = {{service:String}} AND name = {{name:String}}
-          AND ts >= {{since:DateTime64(3)}}
-        GROUP BY t ORDER BY t
-        """,
-        parameters={"bucket": bucket_s, "service": service, "name": name, "since": since},
-    ).result_rows
-    return [(t, int(n), float(p50), float(p95)) for t, n, p50, p95 in rows]
+def series(
+    store: ReadOnly, *, now: datetime, series: str, since: str, until: str, step: str, agg: str
+) -> dict[str, Any]:
+    kind, service, name = series_parts(series)
+    start, end = time_range(since, until, now=now)
+    exact = series if series.count("|") > 2 else ""
+    step_s = max(1, int(parse_duration(step)))
+    if agg not in AGGREGATES:
+        raise HistoryError(f"agg {agg!r} is not one of {', '.join(AGGREGATES)}")
+    points = (end - start).total_seconds() / step_s
+    if points > MAX_POINTS:
+        raise HistoryError(f"{points:.0f} steps of {step}: at most {MAX_POINTS}, use a longer step")
+    rows = store.select(
+        "series",
+        {
+            "kind": kind,
+            "service": service,
+            "name": name,
+            "series": exact,
+            "start": start,
+            "end": end,
+            "step_s": step_s,
+            "limit": MAX_POINTS,
+        },
+        agg=AGGREGATES[agg],
+    )
+    return {
+        "series": series,
+        "agg": agg,
+        "step_s": step_s,
+        "from": start,
+        "to": end,
+        "points": rows,
+    }
+
+
+def workflows(
+    store: ReadOnly, *, now: datetime, hours: str, workflow: str, limit_: int
+) -> list[dict[str, Any]]:
+    """The last ``hours`` against the period of the same length before it."""
+    span = timedelta(seconds=parse_duration(hours if hours[-1:].isalpha() else hours + "h"))
+    rows = store.select(
+        "workflows",
+        {
+            "start": now - 2 * span,
+            "mid": now - span,
+            "end": now,
+            "workflow": workflow,
+            "limit": limit_,
+        },
+    )
+    out = []
+    for row in rows:
+        if not row["runs"]:
+            continue  # ran only in the period before
+        previous = {k.removeprefix("prev_"): row.pop(k) for k in list(row) if k.startswith("prev_")}
+        if not previous["runs"]:
+            previous = {k: None for k in previous}
+        row["previous"] = previous
+        row["trend"] = {
+            "runs_pct": _pct(change(row["runs"], previous["runs"])),
+            "success_rate_points": (
+                None
+                if previous["success_rate"] is None
+                else (row["success_rate"] - previous["success_rate"]) * 100
+            ),
+            "mean_ms_pct": _pct(change(row["mean_ms"], previous["mean_ms"])),
+            "p95_ms_pct": _pct(change(row["p95_ms"], previous["p95_ms"])),
+        }
+        out.append(row)
+    return out
+
+
+def steps(
+    store: ReadOnly, *, now: datetime, since: str, until: str, workflow: str, limit_: int
+) -> dict[str, Any]:
+    start, end = time_range(since, until, now=now)
+    rows = store.select(
+        "steps", {"start": start, "end": end, "workflow": workflow, "limit": 100_000}
+    )
+    slowest = sorted(rows, key=lambda r: (-(r["p95_ms"] or 0), r["workflow"], r["step"]))
+    failing = sorted(
+        (r for r in rows if r["failures"]),
+        key=lambda r: (-r["failures"], -r["failure_rate"], r["workflow"], r["step"]),
+    )
+    return {"slowest": slowest[:limit_], "failing": failing[:limit_]}
+
+
+def errors(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
+) -> dict[str, Any]:
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    recoveries = store.select("recoveries", params)
+    attempts = sum(r["attempts"] for r in recoveries)
+    return {
+        "types": store.select("error_types", params),
+        "recoveries": recoveries,
+        "recovery_attempts": attempts,
+        "recovery_success_rate": (
+            sum(r["succeeded"] for r in recoveries) / attempts if attempts else None
+        ),
+    }
+
+
+def alerts(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    since: str,
+    until: str,
+    rule: str,
+    series: str,
+    state: str,
+    limit_: int,
+) -> list[dict[str, Any]]:
+    start, end = time_range(since, until, now=now)
+    if state and state not in ("pending", "firing", "resolved"):
+        raise HistoryError(f"state {state!r} is not pending, firing or resolved")
+    params = {"start": start, "end": end, "rule": rule, "series": series, "state": state}
+    return store.select("alerts", {**params, "limit": limit_})
+
+
+def daily(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    days: str,
+    by: str,
+    kind: str,
+    service: str,
+    name: str,
+    series: str,
+    workflow: str,
+    limit_: int,
+) -> list[dict[str, Any]]:
+    """Rollups of the last ``days`` days (today included), per series or per workflow."""
+    n = int(parse_duration(days if days[-1:].isalpha() else days + "d") // 86400) or 1
+    last = now.date()
+    params = {"first": last - timedelta(days=n - 1), "last": last, "limit": limit_}
+    if by == "workflow":
+        rows = store.select("workflow_daily", {**params, "workflow": workflow})
+        key = "quantiles_ms"
+    elif by == "series":
+        filters = {"kind": kind, "service": service, "name": name, "series": series}
+        rows = store.select("series_daily", {**params, **filters})
+        key = "quantiles"
+    else:
+        raise HistoryError(f"by {by!r} is not series or workflow")
+    for row in rows:
+        quantiles = row.pop(key)
+        suffix = "_ms" if key.endswith("_ms") else ""
+        for label, q in zip(("p50", "p95", "p99"), quantiles, strict=True):
+            row[label + suffix] = q
+    return rows
+
+
+def logs(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    text: str,
+    level: str,
+    service: str,
+    since: str,
+    until: str,
+    limit_: int,
+) -> list[dict[str, Any]]:
+    """Newest first. ``level`` is one level or ``warning+`` (that level and above)."""
+    start, end = time_range(since, until, now=now)
+    levels: list[str] = []
+    if level:
+        base = level.rstrip("+")
+        if base not in LEVELS:
+            raise HistoryError(f"level {level!r} is not one of {', '.join(LEVELS)} (or LEVEL+)")
+        levels = list(LEVELS[LEVELS.index(base) :]) if level.endswith("+") else [base]
+    pattern = like_pattern(text) if text else ""
+    params = {"start": start, "end": end, "service": service, "levels": levels}
+    return store.select("logs", {**params, "pattern": pattern, "limit": limit_})
+
+
+def trace(store: ReadOnly, *, now: datetime, trace_id: str, limit_: int) -> dict[str, Any]:
+    """The spans of ``trace_id`` as a tree (children by start time), with its log lines."""
+    if not trace_id:
+        raise HistoryError("trace_id is required (a log line's trace_id, for example)")
+    spans = store.select("trace_spans", {"trace_id": trace_id, "limit": limit_})
+    lines = store.select("trace_logs", {"trace_id": trace_id, "limit": limit_})
+    by_id = {s["span_id"]: {**s, "logs": [], "children": []} for s in spans}
+    roots = []
+    for node in by_id.values():
+        parent = by_id.get(node["parent_id"])
+        (parent["children"] if parent is not None else roots).append(node)
+    loose = []
+    for line in lines:
+        owner = by_id.get(line["span_id"])
+        (owner["logs"] if owner is not None else loose).append(line)
+    ends = [s["ts"] + timedelta(milliseconds=s["duration_ms"]) for s in spans]
+    return {
+        "trace_id": trace_id,
+        "spans": len(spans),
+        "started_at": min((s["ts"] for s in spans), default=None),
+        "duration_ms": (
+            (max(ends) - min(s["ts"] for s in spans)).total_seconds() * 1000 if spans else None
+        ),
+        "errors": sum(not s["ok"] for s in spans),
+        "roots": roots,
+        "logs": loose,  # log lines whose span is not stored (sampled out or still open)
+    }
+
+
+def usage(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    since: str,
+    until: str,
+    service: str,
+    length: str,
+    limit_: int,
+) -> dict[str, Any]:
+    start, end = time_range(since, until, now=now)
+    n = int(length)
+    if not 2 <= n <= 10:
+        raise HistoryError(f"length must be between 2 and 10, got {n}")
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    return {
+        "features": store.select("usage_features", params),
+        "users": store.select("usage_users", params),
+        "sequences": store.select("usage_sequences", {**params, "length": n}),
+    }
+
+
+def compare(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    series: str,
+    at: str,
+    marker: str,
+    window: str,
+) -> dict[str, Any]:
+    """``series`` in the ``window`` before and after ``at`` (or the latest ``marker``)."""
+    kind, service, name = series_parts(series)
+    if bool(at) == bool(marker):
+        raise HistoryError("give one of at (a time) or marker (the name of a marker log line)")
+    if marker:
+        found = store.select("marker", {"marker": marker, "until": now, "service": ""})[0]
+        if not found["seen"]:
+            raise HistoryError(f"no log line named {marker!r} marks a time")
+        moment = found["at"]
+    else:
+        moment = parse_time(at, now=now)
+    span = timedelta(seconds=parse_duration(window))
+    exact = series if series.count("|") > 2 else ""
+    params = {"kind": kind, "service": service, "name": name, "series": exact}
+    row = store.select(
+        "compare", {**params, "at": moment, "start": moment - span, "end": moment + span}
+    )[0]
+    sides = {
+        side: {k.removeprefix(side + "_"): row[k] for k in row if k.startswith(side + "_")}
+        for side in ("before", "after")
+    }
+    return {
+        "series": series,
+        "at": moment,
+        "window_s": span.total_seconds(),
+        **sides,
+        **significance(row),
+    }
+
+
+def _pct(ratio: float | None) -> float | None:
+    return None if ratio is None else ratio * 100
+
+
+# -- the catalog: parameters as text, for the CLI and HTTP ------------------------------
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: str | None  # None: required
+    help: str
+
+
+@dataclass(frozen=True)
+class Query:
+    fn: Callable[..., Any]
+    params: tuple[Param, ...]
+    help: str
+
+
+_SINCE = Param("since", "24h", "start: a duration ago (24h), ISO 8601 or epoch ms")
+_UNTIL = Param("until", "now", "end (exclusive), same forms as since")
+_LIMIT = Param("limit", "100", "at most this many rows (each list)")
+_SERIES_HELP = (
+    "series key (metric|api|latency_ms|route=/a); kind|service|name alone takes all its series"
+)
+_SERVICE = Param("service", "", "only this service")
+_WORKFLOW = Param("workflow", "", "only this workflow")
+
+CATALOG: dict[str, Query] = {
+    "series": Query(
+        series,
+        (
+            Param("series", None, _SERIES_HELP),
+            _SINCE,
+            _UNTIL,
+            Param("step", "5m", "bucket width"),
+            Param("agg", "avg", "one of " + ", ".join(AGGREGATES)),
+        ),
+        "one series over time",
+    ),
+    "workflows": Query(
+        workflows,
+        (Param("hours", "24", "the period (hours, or 30m, 7d)"), _WORKFLOW, _LIMIT),
+        "workflow statistics with the trend against the period before",
+    ),
+    "steps": Query(steps, (_SINCE, _UNTIL, _WORKFLOW, _LIMIT), "slowest and most failing steps"),
+    "errors": Query(errors, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "error types and recoveries"),
+    "alerts": Query(
+        alerts,
+        (
+            _SINCE,
+            _UNTIL,
+            Param("rule", "", "only this rule"),
+            Param("series", "", "only this series"),
+            Param("state", "", "pending, firing or resolved"),
+            _LIMIT,
+        ),
+        "alert transitions",
+    ),
+    "daily": Query(
+        daily,
+        (
+            Param("days", "7", "the last N days, today included"),
+            Param("by", "series", "series or workflow"),
+            Param("kind", "", "only this kind (by series)"),
+            _SERVICE,
+            Param("name", "", "only this name (by series)"),
+            Param("series", "", "only this series (by series)"),
+            _WORKFLOW,
+            Param("limit", "1000", "at most this many rows"),
+        ),
+        "daily rollups",
+    ),
+    "logs": Query(
+        logs,
+        (
+            Param("text", "", "text found literally in the message (any case)"),
+            Param("level", "", "a level, or LEVEL+ for it and above"),
+            _SERVICE,
+            _SINCE,
+            _UNTIL,
+            _LIMIT,
+        ),
+        "log search",
+    ),
+    "trace": Query(
+        trace,
+        (Param("trace_id", None, "the trace"), Param("limit", "10000", "at most this many spans")),
+        "one trace as a span tree",
+    ),
+    "usage": Query(
+        usage,
+        (_SINCE, _UNTIL, _SERVICE, Param("length", "3", "length of call sequences"), _LIMIT),
+        "feature usage by feature and user, common sequences",
+    ),
+    "compare": Query(
+        compare,
+        (
+            Param("series", None, _SERIES_HELP),
+            Param("at", "", "the moment to compare around (a time)"),
+            Param("marker", "", "or: the latest log line with this name (e.g. deploy)"),
+            Param("window", "1h", "how long before and after"),
+        ),
+        "a series before and after a marker",
+    ),
+}
+
+
+def run(store: ReadOnly, name: str, raw: Mapping[str, str], *, now: datetime) -> Any:
+    """Run query ``name`` with text parameters ``raw``; a JSON-safe result."""
+    query = CATALOG.get(name)
+    if query is None:
+        raise HistoryError(f"no history query {name!r}; there are: {', '.join(CATALOG)}")
+    known = {p.name for p in query.params}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise HistoryError(f"{name} takes no parameter {unknown[0]!r}; it takes {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for param in query.params:
+        value = raw.get(param.name, param.default)
+        if value is None or (param.default is None and not str(value).strip()):
+            raise HistoryError(f"{name} needs the parameter {param.name!r} ({param.help})")
+        if len(str(value)) > 1024:
+            raise HistoryError(f"parameter {param.name!r} is longer than 1024 characters")
+        if param.name == "limit":
+            kwargs["limit_"] = limit(value)
+        else:
+            kwargs[param.name] = str(value)
+    try:
+        return clean(query.fn(store, now=now, **kwargs))
+    except ValueError as exc:
+        if isinstance(exc, HistoryError):
+            raise
+        raise HistoryError(str(exc)) from None

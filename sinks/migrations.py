@@ -1,8 +1,15 @@
 """Ordered, idempotent schema migrations from the ``.sql`` files beside this module.
 
 ``NNN_name.sql`` files apply in order; each applied version is recorded in
-``schema_migrations`` and never applied again. ``{db}`` and ``{retention_days}`` come
-from settings (checked here), never from user input.
+``schema_migrations`` and never applied again. A file holds one or more statements, each
+ending with ``;`` at the end of a line (the last may omit it); every statement is
+idempotent (``IF NOT EXISTS``), so a file that failed half-way can run again.
+``{db}`` and ``{retention_days}`` come from settings (checked here), never from user input.
+
+A materialized view only sees rows inserted after it exists: when a migration creates
+``CREATE MATERIALIZED VIEW ... TO target AS SELECT ...``, the rows already stored are
+backfilled with ``INSERT INTO target SELECT ...`` right after. Migrations run when a
+process opens the store, before it writes, so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -14,6 +21,11 @@ from importlib import resources
 from typing import Any
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
+_VIEW = re.compile(
+    r"CREATE\s+MATERIALIZED\s+VIEW\s+IF\s+NOT\s+EXISTS\s+(\w+)\.(\w+)\s+TO\s+(\w+\.\w+)\s+AS\s+(.*)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 class MigrationError(RuntimeError):
@@ -44,10 +56,35 @@ def load() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def render(migration: Migration, *, database: str, retention_days: int) -> str:
+def render(migration: Migration, *, database: str, retention_days: int) -> list[str]:
+    """The migration's statements, ready to run."""
     if not _IDENT.match(database):
         raise MigrationError(f"database name {database!r} is not a plain identifier")
-    return migration.sql.format(db=database, retention_days=int(retention_days))
+    sql = migration.sql.format(db=database, retention_days=int(retention_days))
+    return [s.strip() for s in _STATEMENT_END.split(sql) if _code(s)]
+
+
+def _code(statement: str) -> bool:
+    return bool(_strip_comments(statement))
+
+
+def _run(client: Any, statement: str) -> None:
+    """Run one statement; a materialized view created now is backfilled."""
+    view = _VIEW.match(_strip_comments(statement))
+    existed = view is not None and bool(
+        client.query(
+            "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {n:String}",
+            parameters={"d": view[1], "n": view[2]},
+        ).result_rows[0][0]
+    )
+    client.command(statement)
+    if view is not None and not existed:
+        client.command(f"INSERT INTO {view[3]} {view[4]}")
+
+
+def _strip_comments(statement: str) -> str:
+    lines = statement.splitlines()
+    return "\n".join(x for x in lines if not x.strip().startswith("--")).strip()
 
 
 def apply(client: Any, *, database: str, retention_days: int) -> list[int]:
@@ -70,7 +107,8 @@ def apply(client: Any, *, database: str, retention_days: int) -> list[int]:
         if migration.version in done:
             continue
         try:
-            client.command(render(migration, database=database, retention_days=retention_days))
+            for statement in render(migration, database=database, retention_days=retention_days):
+                _run(client, statement)
         except Exception as exc:  # the driver raises several types; all mean the same here
             raise MigrationError(
                 f"{migration.version:03d}_{migration.name}.sql failed: {exc}"

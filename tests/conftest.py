@@ -100,6 +100,20 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
         w.stop()
 
 
+@pytest.fixture(scope="module")  # chDB opens one path per process at a time
+def history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """A chDB holding the generated history of ``tests.history_data`` (written through the
+    processor and the real writer), as a read-only store, and the history itself."""
+    from sinks.queries import ReadOnly
+    from tests.history_data import generate, store_history
+
+    data_dir = tmp_path_factory.mktemp("history")
+    history = generate(now_ms=int(time.time() // 60 * 60_000))
+    store_history(history, data_dir)
+    with open_store(data_dir) as client:
+        yield ReadOnly(client, "vigil"), history
+
+
 @contextlib.contextmanager
 def open_store(data_dir: Path) -> Iterator[Any]:
     """The chDB of ``data_dir`` in this process (only while no worker holds it)."""

@@ -21,6 +21,7 @@ from typing import Any
 from producers.client import Client
 from producers.settings import ProducerSettings
 from sinks import history
+from sinks.queries import ReadOnly
 from sinks.store import open_client
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
@@ -141,20 +142,27 @@ def _drain(port: int, worker: Any, published: int, timeout: float = 60) -> None:
 
 
 def print_summary(config: Config, *, since: datetime) -> None:
+    now = datetime.now(UTC)
+    hours = f"{max((now - since).total_seconds(), 60) / 3600:.3f}h"
     client = open_client(config.store)
-    db = config.store.database
     try:
-        kinds = history.events_per_kind(client, db, since=since)
-        flows = history.workflow_stats(client, db, since=since)
-        latency = history.metric_quantiles(
-            client, db, service="api", name="latency_ms", since=since, bucket_s=300
+        store = ReadOnly(client, config.store.database)
+        flows = history.run(store, "workflows", {"hours": hours}, now=now)
+        latency = history.run(
+            store,
+            "series",
+            {
+                "series": "metric|api|latency_ms",
+                "since": since.isoformat(),
+                "step": "5m",
+                "agg": "p95",
+            },
+            now=now,
         )
+        errors = history.run(store, "errors", {"since": since.isoformat(), "limit": "5"}, now=now)
     finally:
         client.close()
     print(f"\nHistory since {since:%Y-%m-%d %H:%M} UTC, read back from ClickHouse")
-    print("\n  events per kind")
-    for kind, n in kinds:
-        print(f"    {kind:<16}{n:>10,}")
     print("\n  workflows          runs  success   mean s    p50 s    p95 s")
     for f in flows:
         print(
@@ -162,10 +170,17 @@ def print_summary(config: Config, *, since: datetime) -> None:
             f"  {f['mean_ms'] / 1000:>7.1f}  {f['p50_ms'] / 1000:>7.1f}"
             f"  {f['p95_ms'] / 1000:>7.1f}"
         )
-    print("\n  api latency_ms per 5 min    count     p50     p95")
-    for t, n, p50, p95 in latency:
-        bar = "#" * int(p95 / 20)
-        print(f"    {t:%H:%M}               {n:>8,}  {p50:>6.0f}  {p95:>6.0f}  {bar}")
+    print("\n  api latency_ms p95 per 5 min    count     p95")
+    for point in latency["points"]:
+        bar = "#" * int((point["value"] or 0) / 20)
+        t, n, p95 = point["t"][11:16], point["count"], point["value"]
+        print(f"    {t}                  {n:>8,}  {p95:>6.0f}  {bar}")
+    print("\n  top errors")
+    for e in errors["types"]:
+        print(f"    {e['count']:>6}  {e['service']}/{e['type']}")
+    rate = errors["recovery_success_rate"]
+    if rate is not None:
+        print(f"  recoveries: {errors['recovery_attempts']} attempts, {rate:.0%} succeeded")
 
 
 def print_summary_from_env(*, since_hours: float) -> int:

@@ -1,3 +1,4 @@
+import orjson
 import pytest
 
 from sinks import migrations
@@ -55,5 +56,99 @@ def test_a_second_process_on_the_same_chdb_path_gets_a_clear_error(tmp_path):
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
         )
         assert "refused:" in out.stdout and "one process" in out.stdout
+    finally:
+        client.close()
+
+
+def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_path):
+    """The writer stores a batch, then stores it again (an insert whose acknowledgement was
+    lost is retried): raw rows, the views' tables and the rollups hold it once."""
+    import asyncio
+    import time
+
+    from sinks.writer import ClickHouseSink
+    from tests.history_data import generate, processed
+
+    h = generate(now_ms=int(time.time() // 60 * 60_000))
+    results = processed(h)
+    tables = ("events", "executions", "spans", "logs", "windows", "alerts")
+
+    async def write(times: int) -> None:
+        sink = ClickHouseSink(StoreSettings(data_dir=tmp_path))
+        await sink.start()
+        try:
+            for _ in range(times):
+                for result in results:
+                    await sink.write(result)
+        finally:
+            await sink.close()
+
+    def counts(client):
+        out = {t: client.query(f"SELECT count() FROM vigil.{t}").result_rows[0][0] for t in tables}
+        out["series_daily"] = client.query(
+            "SELECT sum(count), sum(errors) FROM vigil.series_daily"
+        ).result_rows[0]
+        out["workflow_daily"] = client.query(
+            "SELECT sum(runs), sum(steps), sum(recoveries) FROM vigil.workflow_daily"
+        ).result_rows[0]
+        return out
+
+    asyncio.run(write(1))
+    client = open_client(StoreSettings(data_dir=tmp_path))
+    try:
+        once = counts(client)
+    finally:
+        client.close()
+    asyncio.run(write(2))
+    client = open_client(StoreSettings(data_dir=tmp_path))
+    try:
+        assert counts(client) == once
+    finally:
+        client.close()
+    assert once["events"] == len(h.events) and once["series_daily"][0] == len(h.events)
+    assert once["executions"] == len(h.of("execution.end")) and once["spans"] == 4
+    assert once["alerts"] == len(h.alerts) > 0
+
+
+def test_views_created_by_a_migration_are_backfilled_from_rows_already_stored(
+    tmp_path, monkeypatch
+):
+    import time
+
+    shipped = migrations.load()
+    client = open_client(StoreSettings(data_dir=tmp_path), migrate=False)
+    try:
+        monkeypatch.setattr(migrations, "load", lambda: [m for m in shipped if m.version <= 5])
+        migrations.apply(client, database="vigil", retention_days=90)
+        ts = time.time()
+        line = orjson.dumps(
+            {
+                "kind": "execution.end",
+                "ts": ts,
+                "service": "s",
+                "name": "wf",
+                "execution_id": "e1",
+                "ok": False,
+                "status": "failed",
+                "value": 12.5,
+                "attrs": {"steps_done": 1, "recoveries": 2},
+                "series": "execution.end|s|wf",
+                "source": "a",
+                "partition": 0,
+                "offset": 1,
+                "idx": 0,
+            }
+        )
+        client.raw_insert("vigil.events", None, line, fmt="JSONEachRow")
+        monkeypatch.setattr(migrations, "load", lambda: shipped)
+        assert migrations.apply(client, database="vigil", retention_days=90) == [
+            m.version for m in shipped if m.version > 5
+        ]
+        assert client.query(
+            "SELECT execution_id, ok, duration_ms, steps_done, recoveries FROM vigil.executions"
+        ).result_rows == [("e1", False, 12.5, 1, 2)]
+        assert client.query(
+            "SELECT sum(runs), sum(failures), avgMerge(avg_ms) FROM vigil.workflow_daily"
+        ).result_rows == [(1, 1, 12.5)]
     finally:
         client.close()
