@@ -17,6 +17,10 @@ class StoreSettings:
     data_dir: Path = env_field("VIGIL_DATA_DIR", Path(".vigil"), Path)
     #: Raw events older than this are dropped by ClickHouse (TTL).
     retention_days: int = env_field("VIGIL_RETENTION_DAYS", 90, int)
+    #: History queries (CLI, HTTP, reports) stop with an error past this many seconds...
+    query_timeout_s: float = env_field("VIGIL_QUERY_TIMEOUT_S", 10.0, float)
+    #: ...or when they would return more rows than this.
+    query_max_rows: int = env_field("VIGIL_QUERY_MAX_ROWS", 100_000, int)
 
     @property
     def dsn(self) -> str:

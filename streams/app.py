@@ -18,6 +18,9 @@ publishes only transitions numbered past it, so a replay repeats none. Webhooks 
 from per-receiver queues (streams.channels); silences and acknowledgements come from the
 control topic, which every worker reads whole.
 
+History queries (``/history/NAME``) are answered by the ``history`` object the process
+passes in (``sinks.history.Service``; streams does not import sinks), on its own thread.
+
 Checkpoints live in the store, not in a Faust table: a table's changelog recovery never
 finished on the embedded broker after a SIGKILL (it waited for changelog offsets that
 never came), and the store already holds the rows the checkpoint must agree with.
@@ -88,6 +91,7 @@ def create_app(
     bootstrap: str,
     data_dir: Path,
     rules: RuleSet | None = None,
+    history: Any = None,
 ) -> faust.App:
     rules = rules or RuleSet()
     topics = Topics.for_namespace(kafka.namespace)
@@ -440,6 +444,15 @@ def create_app(
                 return self.json({"error": f"no silence {silence_id!r}"}, status=404)
             await command(control.expire_command(silence_id, now_ms=int(time.time() * 1000)))
             return self.json({"expired": silence_id})
+
+    @app.page("/history/{name}")
+    async def history_view(web: Any, request: Any, name: str) -> Any:
+        """A history query (``sinks.history``): parameters from the query string."""
+        if history is None:
+            return web.json({"error": "this worker serves no history queries"}, status=404)
+        params = {k: request.query.getone(k) for k in request.query}
+        status, body = await history.answer(name, params)
+        return web.json(body, status=status)
 
     @app.page("/stats")
     async def stats_view(web: Any, request: Any) -> Any:

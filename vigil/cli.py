@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--from-beginning", action="store_true", help="from the oldest kept")
     tail.add_argument("--include-silenced", action="store_true")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    _history_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -62,10 +64,71 @@ def main(argv: list[str] | None = None) -> int:
         return _backtest(args, parser)
     elif args.command == "alerts":
         return _tail(args)
+    elif args.command == "history":
+        return _history(args)
     elif args.command == "summary":
         from vigil import demo
 
         return demo.print_summary_from_env(since_hours=args.since_hours)
+    return 0
+
+
+def _history_parser(sub: Any) -> None:
+    from sinks.history import CATALOG
+
+    parser = sub.add_parser(
+        "history",
+        help="query history (the worker's store)",
+        description="Ask the running worker (VIGIL_HISTORY_URL, default its VIGIL_WEB_PORT),"
+        " or open the store itself when no worker answers.",
+    )
+    queries = parser.add_subparsers(dest="query", required=True)
+    for name, query in CATALOG.items():
+        q = queries.add_parser(name, help=query.help, description=query.help)
+        for param in query.params:
+            if param.default is None:
+                q.add_argument(param.name, help=param.help)
+            else:
+                q.add_argument(
+                    f"--{param.name.replace('_', '-')}",
+                    dest=param.name,
+                    default=None,
+                    help=f"{param.help} (default: {param.default or 'none'})",
+                )
+        out = q.add_mutually_exclusive_group()
+        out.add_argument("--json", dest="fmt", action="store_const", const="json")
+        out.add_argument("--csv", dest="fmt", action="store_const", const="csv")
+        q.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
+
+
+def _history(args: argparse.Namespace) -> int:
+    import os
+
+    from producers.settings import from_env
+    from sinks.history import CATALOG
+    from sinks.queries import HistoryError
+    from sinks.settings import StoreSettings
+    from streams.settings import WorkerSettings
+    from vigil import answers
+
+    settings = from_env(StoreSettings, os.environ)
+    worker = from_env(WorkerSettings, os.environ)
+    url = (
+        args.url
+        or os.environ.get("VIGIL_HISTORY_URL")
+        or (f"http://{worker.web_host}:{worker.web_port}")
+    )
+    params = {
+        p.name: getattr(args, p.name)
+        for p in CATALOG[args.query].params
+        if getattr(args, p.name) is not None
+    }
+    try:
+        result, _ = answers.ask(settings, None if url == "none" else url, args.query, params)
+    except (HistoryError, answers.StoreError) as exc:
+        print(f"vigil history {args.query}: {exc}", file=sys.stderr)
+        return 2
+    print(answers.render(result, args.fmt or "table"))
     return 0
 
 

@@ -181,6 +181,11 @@ def print_summary(config: Config, *, since: datetime) -> None:
     rate = errors["recovery_success_rate"]
     if rate is not None:
         print(f"  recoveries: {errors['recovery_attempts']} attempts, {rate:.0%} succeeded")
+    where = f"VIGIL_DATA_DIR={config.store.data_dir} " if config.store.embedded else ""
+    print(
+        f"\nMore: {where}vigil history workflows|steps|errors|alerts|daily|logs|usage ..."
+        " (--help lists them)"
+    )
 
 
 def print_summary_from_env(*, since_hours: float) -> int:

@@ -9,6 +9,7 @@ import sys
 
 import faust
 
+from sinks import history
 from sinks.writer import ClickHouseSink
 from streams.app import create_app
 from streams.rules import RuleFileError
@@ -38,6 +39,7 @@ def run(environ: dict[str, str] | None = None) -> None:
         print(f"vigil: started the embedded Kafka broker at {bootstrap}", file=sys.stderr)
     config.store.data_dir.mkdir(parents=True, exist_ok=True)
     sink = ClickHouseSink(config.store)
+    queries = history.Service(config.store)
     app = create_app(
         config.worker,
         config.kafka,
@@ -45,6 +47,7 @@ def run(environ: dict[str, str] | None = None) -> None:
         bootstrap=bootstrap,
         data_dir=config.store.data_dir,
         rules=rules,
+        history=queries,
     )
     worker = faust.Worker(app, loglevel=config.worker.log_level, quiet=True, redirect_stdouts=False)
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -52,6 +55,7 @@ def run(environ: dict[str, str] | None = None) -> None:
         worker.execute_from_commandline()
     finally:
         with contextlib.suppress(Exception):
+            queries.close()
             if sink.client is not None:
                 sink.client.close()
         if broker is not None:

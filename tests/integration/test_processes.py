@@ -64,6 +64,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process_behind(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "History since" in out.stdout
-    assert "execution.end" in out.stdout and "latency_ms" in out.stdout
+    for section in ("workflows", "latency_ms p95", "top errors", "vigil history"):
+        assert section in out.stdout
     assert "DLQ" in out.stdout
     assert _wait_gone(marker, timeout=5) == []

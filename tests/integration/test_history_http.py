@@ -1,0 +1,87 @@
+"""History through a running worker: events published with the SDK, answered over HTTP and
+by ``vigil history`` (through the worker, then on its own once the worker is gone)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from producers.client import Client
+from tests.history_data import HOSTILE_WORKFLOW, HOUR, generate
+
+pytestmark = pytest.mark.integration
+
+
+def get(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "history", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_the_worker_answers_history_over_http_and_the_cli_with_or_without_it(
+    kafka_settings, start_worker
+):
+    data = generate(now_ms=int(time.time() // 60 * 60_000))
+    worker = start_worker()
+    async with Client(kafka_settings) as pub:
+        for event in data.events:
+            assert pub.publish({k: v for k, v in event.items() if k != "series"})
+        assert await pub.flush(60)
+    worker.wait_until(lambda s: s.get("valid", 0) >= len(data.events), timeout=120)
+
+    mid = data.now_ms - 6 * HOUR
+    expected = {
+        w: sum(e["ts"] >= mid for e in data.of("execution.end", name=w))
+        for w in ("etl", HOSTILE_WORKFLOW)
+    }
+    status, body = get(worker.port, "/history/workflows?hours=6")
+    assert status == 200
+    assert {w["workflow"]: w["runs"] for w in body} == expected
+
+    quoted = urllib.parse.quote(HOSTILE_WORKFLOW)
+    status, body = get(worker.port, f"/history/workflows?hours=6&workflow={quoted}")
+    assert (status, [w["workflow"] for w in body]) == (200, [HOSTILE_WORKFLOW])
+
+    status, body = get(worker.port, "/history/logs?since=yesterday-ish")
+    assert status == 400 and "is not a time" in body["error"]
+    status, body = get(worker.port, "/history/drop_tables")
+    assert status == 400 and "no history query 'drop_tables'" in body["error"]
+
+    through_worker = cli(worker.env, "workflows", "--hours", "6", "--json")
+    assert through_worker.returncode == 0, through_worker.stderr
+    assert {w["workflow"]: w["runs"] for w in json.loads(through_worker.stdout)} == expected
+
+    # The worker owns the chDB: opening it from here is refused with a clear reason.
+    direct = cli(worker.env, "workflows", "--url", "none")
+    assert direct.returncode == 2 and "one process" in direct.stderr
+
+    bad = cli(worker.env, "series", "not-a-key")
+    assert bad.returncode == 2 and "is not a series key" in bad.stderr
+
+    assert worker.stop() == 0
+    alone = cli(worker.env, "workflows", "--hours", "6", "--json")  # nobody listens now
+    assert alone.returncode == 0, alone.stderr
+    assert {w["workflow"]: w["runs"] for w in json.loads(alone.stdout)} == expected
+
+    table = cli(worker.env, "trace", "t-1")
+    assert table.returncode == 0, table.stderr
+    assert "query (api) 150 ms  FAILED" in table.stdout and "query failed" in table.stdout

@@ -1,0 +1,195 @@
+"""``vigil history NAME``: ask the running worker over HTTP, or the store itself.
+
+A worker that owns the embedded chDB answers ``GET /history/NAME`` (chDB allows one process
+per data directory); when none answers at ``VIGIL_HISTORY_URL`` (default: this machine's
+``VIGIL_WEB_HOST:VIGIL_WEB_PORT``), the command opens the store itself. Results print as
+tables, or as JSON or CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks import history
+from sinks.queries import HistoryError, Limits, ReadOnly
+from sinks.settings import StoreSettings
+from sinks.store import StoreError, open_client
+
+MAX_CELL = 48
+
+
+def fetch(url: str, name: str, params: dict[str, str], *, timeout: float) -> tuple[int, Any] | None:
+    """``(status, body)`` from a worker at ``url``; None when nothing listens there."""
+    query = urllib.parse.urlencode(params)
+    target = f"{url.rstrip('/')}/history/{urllib.parse.quote(name)}?{query}"
+    try:
+        with urllib.request.urlopen(target, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {"error": f"{target} answered {exc.code} without JSON"}
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def local(settings: StoreSettings, name: str, params: dict[str, str]) -> Any:
+    """Run the query on the store directly (raises StoreError, HistoryError)."""
+    client = open_client(settings)
+    try:
+        limits = Limits(settings.query_timeout_s, settings.query_max_rows)
+        store = ReadOnly(client, settings.database, limits)
+        return history.run(store, name, params, now=datetime.now(UTC))
+    finally:
+        client.close()
+
+
+def ask(
+    settings: StoreSettings, url: str | None, name: str, params: dict[str, str]
+) -> tuple[Any, str]:
+    """The answer and where it came from; raises HistoryError or StoreError."""
+    if url:
+        answered = fetch(url, name, params, timeout=settings.query_timeout_s + 5)
+        if answered is not None:
+            status, body = answered
+            if status != 200:
+                error = HistoryError(body.get("error", f"HTTP {status}"))
+                error.status = status
+                raise error
+            return body, url
+    return local(settings, name, params), settings.dsn
+
+
+# -- printing ---------------------------------------------------------------------------
+def render(result: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        return _csv(_main_rows(result))
+    if isinstance(result, dict) and "roots" in result:
+        return _trace(result)
+    if isinstance(result, list):
+        return table(result)
+    out = []
+    for key, value in result.items():
+        if isinstance(value, list):
+            rows = _with_bars(value) if key == "points" else value
+            out.append(f"\n{key}\n{table(rows)}")
+        elif isinstance(value, dict):
+            out.append(f"{key}: " + ", ".join(f"{k}={cell(v)}" for k, v in value.items()))
+        else:
+            out.append(f"{key}: {cell(value)}")
+    return "\n".join(out).strip("\n")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no rows)"
+    rows = [_flat(r) for r in rows]
+    columns = [k for k in rows[0] if not isinstance(rows[0][k], dict)]
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    numeric = [all(_is_number(r.get(c)) for r in rows) for c in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's ``trend`` (workflows) as columns of their own."""
+    trend = row.get("trend")
+    if not isinstance(trend, dict):
+        return row
+    return {
+        **{k: v for k, v in row.items() if k != "trend"},
+        **{f"Δ{k}": v for k, v in trend.items()},
+    }
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+            return f"{int(value)}"
+        return f"{value:.4g}" if abs(value) < 1e-2 or abs(value) >= 1e6 else f"{value:.2f}"
+    if isinstance(value, list):
+        value = " > ".join(map(str, value))
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _with_bars(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    values = [p["value"] for p in points if isinstance(p.get("value"), int | float)]
+    top = max((abs(v) for v in values), default=0) or 1
+    return [
+        {**p, "": "#" * round(30 * abs(p["value"]) / top) if p.get("value") is not None else ""}
+        for p in points
+    ]
+
+
+def _trace(result: dict[str, Any]) -> str:
+    lines = [
+        f"trace {result['trace_id']}: {result['spans']} spans, {cell(result['duration_ms'])} ms,"
+        f" {result['errors']} failed"
+    ]
+
+    def walk(node: dict[str, Any], depth: int) -> None:
+        mark = "" if node["ok"] else "  FAILED " + (node["message"] or "")
+        pad = "  " * depth
+        took = cell(node["duration_ms"])
+        lines.append(f"{pad}{node['name']} ({node['service']}) {took} ms{mark}")
+        for log in node["logs"]:
+            lines.append(f"{pad}  · {log['ts']} {log['level']}: {cell(log['message'])}")
+        for child in node["children"]:
+            walk(child, depth + 1)
+
+    for root in result["roots"]:
+        walk(root, 1)
+    for log in result["logs"]:
+        lines.append(f"  · {log['ts']} {log['level']}: {cell(log['message'])} (span not stored)")
+    return "\n".join(lines)
+
+
+def _main_rows(result: Any) -> list[dict[str, Any]]:
+    if isinstance(result, list):
+        return result
+    for value in result.values():
+        if isinstance(value, list):
+            return value
+    return [result]
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+            )
+    return out.getvalue().rstrip("\n")
+
+
+__all__ = ["StoreError", "ask", "render"]
