@@ -10,6 +10,7 @@ string gives them), and :func:`run` parses them and calls it. Results are JSON-s
 | workflows  | per workflow: runs, success rate, mean/p50/p95 duration, trend vs before  |
 | steps      | the slowest and the most failing steps                                    |
 | errors     | top error types; recovery attempts and their success rate                 |
+| resources  | CPU, memory and GPU use per service                                       |
 | alerts     | alert transitions                                                         |
 | daily      | daily rollups per series or per workflow                                  |
 | logs       | log lines and errors by text, level, service and time                     |
@@ -154,6 +155,15 @@ def errors(
             sum(r["succeeded"] for r in recoveries) / attempts if attempts else None
         ),
     }
+
+
+def resources(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
+) -> list[dict[str, Any]]:
+    start, end = time_range(since, until, now=now)
+    return store.select(
+        "resources", {"start": start, "end": end, "service": service, "limit": limit_}
+    )
 
 
 def alerts(
@@ -322,6 +332,13 @@ def compare(
     }
 
 
+def report(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
+    """The data of ``vigil report`` (sinks.reports renders it as html, md or csv)."""
+    from sinks import reports  # reports builds on the queries above
+
+    return reports.build(store, now=now, since=since)
+
+
 def _pct(ratio: float | None) -> float | None:
     return None if ratio is None else ratio * 100
 
@@ -369,6 +386,9 @@ CATALOG: dict[str, Query] = {
     ),
     "steps": Query(steps, (_SINCE, _UNTIL, _WORKFLOW, _LIMIT), "slowest and most failing steps"),
     "errors": Query(errors, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "error types and recoveries"),
+    "resources": Query(
+        resources, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "CPU, memory and GPU use per service"
+    ),
     "alerts": Query(
         alerts,
         (
@@ -426,6 +446,9 @@ CATALOG: dict[str, Query] = {
             Param("window", "1h", "how long before and after"),
         ),
         "a series before and after a marker",
+    ),
+    "report": Query(
+        report, (Param("since", "24h", "the period: a duration ago, or a time"),), "report data"
     ),
 }
 

@@ -114,6 +114,17 @@ def history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
         yield ReadOnly(client, "vigil"), history
 
 
+@pytest.fixture(scope="session")
+def chromium_binary() -> str:
+    """Debian's Chromium (installed on first use, as root), or a skip naming what is missing."""
+    from tests.browser import find_or_install
+
+    found = find_or_install()
+    if found is None:
+        pytest.skip("no Chromium: set VIGIL_CHROMIUM, or run as root on Debian to install it")
+    return found
+
+
 @contextlib.contextmanager
 def open_store(data_dir: Path) -> Iterator[Any]:
     """The chDB of ``data_dir`` in this process (only while no worker holds it)."""

@@ -38,6 +38,15 @@ op = ">"
 threshold = 150
 min_count = 1
 severity = "warning"
+
+[[rule]]
+name = "failed_runs"
+match = { kind = "execution.end" }
+signal = "errors"
+window = "1m"
+op = ">="
+threshold = 1
+severity = "critical"
 """
 
 

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--include-silenced", action="store_true")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     _history_parser(sub)
+    report = sub.add_parser("report", help="per-workflow report: html, md, json or csv")
+    report.add_argument("--since", default="24h", help="the period (24h, 7d, or a time)")
+    report.add_argument("--format", choices=("html", "md", "json", "csv"), default="html")
+    report.add_argument("-o", "--output", help="file to write (default: stdout; html: a file)")
+    report.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return _tail(args)
     elif args.command == "history":
         return _history(args)
+    elif args.command == "report":
+        return _report(args)
     elif args.command == "summary":
         from vigil import demo
 
@@ -101,30 +108,65 @@ def _history_parser(sub: Any) -> None:
         q.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
 
 
-def _history(args: argparse.Namespace) -> int:
+def _where(url: str | None) -> tuple[Any, str | None]:
     import os
 
     from producers.settings import from_env
-    from sinks.history import CATALOG
-    from sinks.queries import HistoryError
     from sinks.settings import StoreSettings
     from streams.settings import WorkerSettings
-    from vigil import answers
 
     settings = from_env(StoreSettings, os.environ)
     worker = from_env(WorkerSettings, os.environ)
     url = (
-        args.url
-        or os.environ.get("VIGIL_HISTORY_URL")
-        or (f"http://{worker.web_host}:{worker.web_port}")
+        url or os.environ.get("VIGIL_HISTORY_URL") or f"http://{worker.web_host}:{worker.web_port}"
     )
+    return settings, None if url == "none" else url
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from sinks import charts, reports
+    from sinks.queries import HistoryError
+    from vigil import answers
+
+    settings, url = _where(args.url)
+    try:
+        data, source = answers.ask(settings, url, "report", {"since": args.since})
+    except (HistoryError, answers.StoreError) as exc:
+        print(f"vigil report: {exc}", file=sys.stderr)
+        return 2
+    render = {
+        "html": charts.html,
+        "md": reports.markdown,
+        "csv": reports.csv_text,
+        "json": lambda d: json.dumps(d, indent=2, ensure_ascii=False),
+    }[args.format]
+    text = render(data)
+    output = args.output or ("vigil-report.html" if args.format == "html" else None)
+    if output is None:
+        print(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        flows = len(data["workflows"])
+        print(f"vigil report: {flows} workflows from {source} -> {output}", file=sys.stderr)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from sinks.history import CATALOG
+    from sinks.queries import HistoryError
+    from vigil import answers
+
+    settings, url = _where(args.url)
     params = {
         p.name: getattr(args, p.name)
         for p in CATALOG[args.query].params
         if getattr(args, p.name) is not None
     }
     try:
-        result, _ = answers.ask(settings, None if url == "none" else url, args.query, params)
+        result, _ = answers.ask(settings, url, args.query, params)
     except (HistoryError, answers.StoreError) as exc:
         print(f"vigil history {args.query}: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 -- Alert transitions over [start, end), newest first.
 SELECT
-    at, rule, series, state, previous, severity, value, threshold, op, score, window,
+    at, rule, type, series, kind, service, name, state, previous, severity, value, threshold,
+    op, score, window,
     started_at, fingerprint, silenced, flapping, annotations
 FROM {db}.alerts FINAL
 WHERE at >= {start:DateTime64(3)} AND at < {end:DateTime64(3)}

@@ -1,14 +1,12 @@
--- Feature usage (the SDK's feature_used metric) over [start, end): calls, users, sessions.
+-- Feature usage over [start, end): calls, failures, users, sessions.
 SELECT
-    tags['feature'] AS feature,
+    feature,
     count() AS calls,
     countIf(ok = false) AS failures,
-    uniqExactIf(JSONExtractString(attrs, 'user'), JSONExtractString(attrs, 'user') != '') AS users,
-    uniqExactIf(JSONExtractString(attrs, 'session'), JSONExtractString(attrs, 'session') != '')
-        AS sessions
-FROM {db}.events
-WHERE kind = 'metric' AND name = 'feature_used'
-  AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
+    uniqExactIf(user, user != '') AS users,
+    uniqExactIf(session, session != '') AS sessions
+FROM {db}.feature_calls
+WHERE ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
   AND ({service:String} = '' OR service = {service:String})
 GROUP BY feature
 ORDER BY calls DESC, feature

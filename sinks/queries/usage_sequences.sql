@@ -3,22 +3,14 @@
 SELECT sequence, count() AS occurrences, uniqExact(who) AS sessions
 FROM
 (
-    SELECT
-        who,
-        arraySort((f, t) -> t, groupArray(feature), groupArray(ts)) AS calls
+    SELECT who, arraySort((f, t) -> t, groupArray(feature), groupArray(ts)) AS calls
     FROM
     (
-        SELECT
-            ts,
-            tags['feature'] AS feature,
-            if(JSONExtractString(attrs, 'session') != '',
-               'session:' || JSONExtractString(attrs, 'session'),
-               'user:' || JSONExtractString(attrs, 'user')) AS who
-        FROM {db}.events
-        WHERE kind = 'metric' AND name = 'feature_used'
-          AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
+        SELECT ts, feature, if(session != '', 'session:' || session, 'user:' || user) AS who
+        FROM {db}.feature_calls
+        WHERE ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
           AND ({service:String} = '' OR service = {service:String})
-          AND who NOT IN ('session:', 'user:')
+          AND (session != '' OR user != '')
     )
     GROUP BY who
 )

@@ -71,7 +71,7 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
 
     h = generate(now_ms=int(time.time() // 60 * 60_000))
     results = processed(h)
-    tables = ("events", "executions", "spans", "logs", "windows", "alerts")
+    tables = ("events", "executions", "spans", "logs", "feature_calls", "windows", "alerts")
 
     async def write(times: int) -> None:
         sink = ClickHouseSink(StoreSettings(data_dir=tmp_path))

@@ -1,0 +1,17 @@
+-- Resource use per service over [start, end): the SDK's resource samples.
+SELECT
+    service,
+    name AS resource,
+    count() AS samples,
+    avg(value) AS mean,
+    quantileExactInclusive(0.95)(value) AS p95,
+    max(value) AS max
+FROM {db}.events
+WHERE kind = 'metric'
+  AND name IN ('cpu_percent', 'memory_mb', 'system_cpu_percent', 'system_memory_percent',
+               'gpu_percent', 'gpu_memory_mb')
+  AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
+  AND ({service:String} = '' OR service = {service:String})
+GROUP BY service, resource
+ORDER BY service, resource
+LIMIT {limit:UInt32}

@@ -1,0 +1,269 @@
+"""``vigil report``: per workflow, how it did over a period and what to do about it.
+
+:func:`build` asks the history queries and returns the report as JSON-safe data (the
+worker serves it as the ``report`` history query); :func:`markdown`, :func:`csv_text`
+and :func:`sinks.charts.html` render that data, so a report fetched over HTTP renders the
+same as one built from the store.
+
+The performance score (0-100) is the sum of four components, each ``points * max``:
+
+| component   | max | full marks                          | zero                         |
+| ----------- | --- | ----------------------------------- | ---------------------------- |
+| reliability | 40  | success rate >= 99.5 %              | <= 80 %                      |
+| stability   | 20  | p95 <= 1.5 x p50                    | p95 >= 4 x p50               |
+| trend       | 20  | p95 no worse than the period before | p95 50 % worse               |
+| alerts      | 20  | no alert fired                      | 5 or more alerts fired       |
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sinks import history
+from sinks.queries import ReadOnly, clean, time_range
+from sinks.tables import cell, md_escape, md_table
+
+WORKFLOW_KINDS = ("execution.start", "execution.end", "step.start", "step.end", "recovery")
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def _clamp(x: float) -> float:
+    return max(0.0, min(1.0, x))
+
+
+def score(flow: dict[str, Any], fired: int) -> dict[str, Any]:
+    """The score and its components (see the module doc) for one workflow's figures."""
+    rate = flow["success_rate"] or 0.0
+    ratio = (flow["p95_ms"] / flow["p50_ms"]) if flow["p50_ms"] else 1.0
+    change = flow["trend"]["p95_ms_pct"]
+    parts = {
+        "reliability": (40, _clamp((rate - 0.8) / 0.195), f"success rate {rate:.1%}"),
+        "stability": (20, _clamp((4.0 - ratio) / 2.5), f"p95 is {ratio:.2f} x p50"),
+        "trend": (
+            20,
+            1.0 if change is None else _clamp(1.0 - change / 50.0),
+            "no earlier period" if change is None else f"p95 {change:+.0f} % vs before",
+        ),
+        "alerts": (20, 1.0 - min(fired, 5) / 5, f"{fired} alert(s) fired"),
+    }
+    components = {
+        name: {"points": round(weight * value, 1), "max": weight, "why": why}
+        for name, (weight, value, why) in parts.items()
+    }
+    return {"score": round(sum(c["points"] for c in components.values())), "components": components}
+
+
+def recommendations(w: dict[str, Any]) -> list[str]:
+    """Concrete advice from one workflow's figures; each names the figure behind it."""
+    out = []
+    name = w["workflow"]
+    if w["success_rate"] is not None and w["success_rate"] < 0.95:
+        failing = w["failing_steps"][:1]
+        where = (
+            f"; the most failing step is {failing[0]['step']} "
+            f"({failing[0]['failures']} failures, {failing[0]['failure_rate']:.0%} of its runs)"
+            if failing
+            else ""
+        )
+        out.append(f"Success rate {w['success_rate']:.1%} is below 95 %{where}: fix that first.")
+    for step in w["bottlenecks"][:1]:
+        if step["share"] >= 0.5 and len(w["bottlenecks"]) > 1:
+            out.append(
+                f"Step {step['step']} takes {step['share']:.0%} of {name}'s time "
+                f"(mean {step['mean_ms']:.0f} ms, p95 {step['p95_ms']:.0f} ms): it is the "
+                "bottleneck; speed it up, cache its input or split it to run in parallel."
+            )
+    if w["p50_ms"] and w["p95_ms"] / w["p50_ms"] >= 2.5:
+        out.append(
+            f"Durations vary widely (p95 {w['p95_ms']:.0f} ms is {w['p95_ms'] / w['p50_ms']:.1f}x"
+            f" p50 {w['p50_ms']:.0f} ms): look for contention, retries or uneven inputs."
+        )
+    change = w["trend"]["p95_ms_pct"]
+    if change is not None and change >= 20:
+        out.append(
+            f"p95 duration grew {change:.0f} % against the period before: compare around recent"
+            f" deploys (vigil history compare 'execution.end|{w['service']}|{name}'"
+            " --marker deploy)."
+        )
+    attempts = sum(r["attempts"] for r in w["recoveries"])
+    if attempts >= 5:
+        rate = sum(r["succeeded"] for r in w["recoveries"]) / attempts
+        if rate < 0.5:
+            worst = min(w["recoveries"], key=lambda r: r["success_rate"])
+            out.append(
+                f"Recoveries succeed only {rate:.0%} of {attempts} attempts (strategy "
+                f"{worst['strategy'] or '-'} {worst['success_rate']:.0%}): retrying does not "
+                "fix these failures; handle their cause or fail fast."
+            )
+    if w["alerts_fired"]:
+        rules = ", ".join(sorted({a["rule"] for a in w["alerts"] if a["state"] == "firing"}))
+        out.append(f"{w['alerts_fired']} alert(s) fired ({rules}): review them below.")
+    for r in w["resources"]:
+        if r["resource"].endswith("cpu_percent") and (r["p95"] or 0) >= 85:
+            out.append(
+                f"{w['service']} CPU p95 is {r['p95']:.0f} %: it runs near saturation; add "
+                "capacity or cut work per run."
+            )
+    return out or ["No action needed: reliable, steady and no slower than before."]
+
+
+def build(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
+    start, end = time_range(since, "now", now=now)
+    hours = (end - start).total_seconds() / 3600
+    window = {"since": since, "until": "now"}
+    flows = history.workflows(store, now=now, hours=f"{hours:.6f}h", workflow="", limit_=1000)
+    steps = history.steps(store, now=now, **window, workflow="", limit_=10_000)["slowest"]
+    errors = history.errors(store, now=now, **window, service="", limit_=10)
+    alerts = history.alerts(store, now=now, **window, rule="", series="", state="", limit_=10_000)
+    resources = history.resources(store, now=now, **window, service="", limit_=1000)
+    step_s = max(60, int(hours * 3600 / 24) // 60 * 60)
+    timeline = store.select(
+        "workflow_timeline", {"start": start, "end": end, "step_s": step_s, "limit": 100_000}
+    )
+    by_flow: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for point in timeline:
+        by_flow[(point["service"], point["workflow"])].append(point)
+    workflows = []
+    for flow in flows:
+        key = (flow["service"], flow["workflow"])
+        own = [s for s in steps if (s["service"], s["workflow"]) == key]
+        total = sum(s["mean_ms"] * s["runs"] for s in own) or 1.0
+        bottlenecks = sorted(
+            ({**s, "share": s["mean_ms"] * s["runs"] / total} for s in own),
+            key=lambda s: -s["share"],
+        )
+        flow_alerts = [
+            a for a in alerts if a["name"] == flow["workflow"] and a["kind"] in WORKFLOW_KINDS
+        ]
+        fired = sum(a["state"] == "firing" for a in flow_alerts)
+        w = {
+            **flow,
+            **score(flow, fired),
+            "bottlenecks": bottlenecks[:5],
+            "failing_steps": sorted(
+                (s for s in own if s["failures"]), key=lambda s: -s["failures"]
+            )[:5],
+            "recoveries": [r for r in errors["recoveries"] if r["workflow"] == flow["workflow"]],
+            "alerts": flow_alerts[:50],
+            "alerts_fired": fired,
+            "anomalies": sum(
+                a["type"] == "detector" and a["state"] == "firing" for a in flow_alerts
+            ),
+            "resources": [r for r in resources if r["service"] == flow["service"]],
+            "timeline": by_flow.get(key, []),
+        }
+        w["recommendations"] = recommendations(w)
+        workflows.append(w)
+    workflows.sort(key=lambda w: (w["score"], w["workflow"]))
+    return clean(
+        {
+            "from": start,
+            "to": end,
+            "step_s": step_s,
+            "workflows": workflows,
+            "errors": errors["types"],
+            "recovery_success_rate": errors["recovery_success_rate"],
+            "alerts": alerts[:200],
+            "resources": resources,
+        }
+    )
+
+
+def sparkline(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    lo, hi = min(known), max(known)
+    span = (hi - lo) or 1.0
+    return "".join(
+        " " if v is None else SPARK[min(7, int((v - lo) / span * 7.999))] for v in values
+    )
+
+
+_TABLES = {
+    "Bottlenecks": ("bottlenecks", ["step", "share", "runs", "mean_ms", "p95_ms", "failures"]),
+    "Alerts": ("alerts", ["at", "rule", "state", "value", "series"]),
+    "Resources": ("resources", ["resource", "mean", "p95", "max"]),
+}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [
+        f"# Vigil report: {data['from']} to {data['to']}",
+        "",
+        "| workflow | score | runs | success | p50 ms | p95 ms | p95 trend % |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for w in data["workflows"]:
+        figures = (w["score"], w["runs"], w["success_rate"], w["p50_ms"], w["p95_ms"])
+        trend = w["trend"]["p95_ms_pct"]
+        lines.append(
+            f"| {md_escape(w['workflow'])} | "
+            + " | ".join(cell(x) for x in (*figures, trend))
+            + " |"
+        )
+    for w in data["workflows"]:
+        title = f"{md_escape(w['workflow'])} ({md_escape(w['service'])})"
+        lines += ["", f"## {title}: {w['score']}/100", ""]
+        lines += md_table(
+            [{"component": k, **v} for k, v in w["components"].items()],
+            ["component", "points", "max", "why"],
+        )
+        p95 = [p["p95_ms"] for p in w["timeline"]]
+        lines += [f"p95 duration per {data['step_s'] // 60} min: `{sparkline(p95)}`", ""]
+        for heading, (key, columns) in _TABLES.items():
+            lines += [f"### {heading}", "", *md_table(w[key], columns)]
+        lines += ["### Recommendations", "", *(f"- {md_escape(r)}" for r in w["recommendations"])]
+    lines += ["", "## Top errors", ""]
+    lines += md_table(data["errors"], ["service", "type", "count", "last_message"])
+    return "\n".join(lines)
+
+
+def csv_text(data: dict[str, Any]) -> str:
+    """One row per workflow: score, components and the figures behind them."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    names = ["reliability", "stability", "trend", "alerts"]
+    writer.writerow(
+        [
+            "service",
+            "workflow",
+            "score",
+            *names,
+            "runs",
+            "success_rate",
+            "mean_ms",
+            "p50_ms",
+            "p95_ms",
+            "p95_change_pct",
+            "bottleneck",
+            "bottleneck_share",
+            "alerts_fired",
+            "recommendations",
+        ]
+    )
+    for w in data["workflows"]:
+        top = w["bottlenecks"][0] if w["bottlenecks"] else {"step": "", "share": None}
+        writer.writerow(
+            [
+                w["service"],
+                w["workflow"],
+                w["score"],
+                *(w["components"][n]["points"] for n in names),
+                w["runs"],
+                w["success_rate"],
+                w["mean_ms"],
+                w["p50_ms"],
+                w["p95_ms"],
+                w["trend"]["p95_ms_pct"],
+                top["step"],
+                top["share"],
+                w["alerts_fired"],
+                " | ".join(w["recommendations"]),
+            ]
+        )
+    return out.getvalue()
