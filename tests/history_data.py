@@ -225,11 +225,11 @@ def generate(now_ms: int, seed: int = 11) -> History:
     return h
 
 
-def processed(h: History) -> list[BatchResult]:
+def processed(h: History, source: str = "c/t") -> list[BatchResult]:
     """``h`` through the worker's processor (windows, rules, raw rows): envelopes of 50
     events per partition, one batch per partition. ``h.alerts`` gets the transitions."""
     rules = parse(RULES, "rules.toml", windows=("1m",))
-    processor = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t", rules=rules)
+    processor = Processor(windows=parse_windows("1m"), grace_ms=0, source=source, rules=rules)
     by_partition: dict[int, list[bytes]] = {}
     for e in sorted(h.events, key=lambda e: e["ts"]):
         event = {k: v for k, v in e.items() if k != "series"}
@@ -252,9 +252,10 @@ def processed(h: History) -> list[BatchResult]:
     return results
 
 
-def store_history(h: History, data_dir: Path) -> None:
-    """Write ``h`` as the worker does: :func:`processed`, then the real ClickHouse writer."""
-    results = processed(h)
+def store_history(h: History, data_dir: Path, source: str = "c/t") -> None:
+    """Write ``h`` as the worker does: :func:`processed`, then the real ClickHouse writer.
+    Each history stored in one store needs its own ``source`` (Kafka log)."""
+    results = processed(h, source)
     sink = ClickHouseSink(StoreSettings(data_dir=data_dir))
 
     async def write() -> None:

@@ -36,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     tail.add_argument("--include-silenced", action="store_true")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     _history_parser(sub)
+    archive = sub.add_parser(
+        "archive",
+        help="move day partitions older than a date to Parquet files, or load them back",
+        description="Needs the store to itself: stop the worker first (embedded chDB).",
+    )
+    archive.add_argument("--dir", default=None, help="archive directory (default DATA_DIR/archive)")
+    mode = archive.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--before", help="archive partitions older than this date (YYYY-MM-DD)")
+    mode.add_argument("--restore", action="store_true", help="load the archive back")
     report = sub.add_parser("report", help="per-workflow report: html, md, json or csv")
     report.add_argument("--since", default="24h", help="the period (24h, 7d, or a time)")
     report.add_argument("--format", choices=("html", "md", "json", "csv"), default="html")
@@ -71,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return _tail(args)
     elif args.command == "history":
         return _history(args)
+    elif args.command == "archive":
+        return _archive(args)
     elif args.command == "report":
         return _report(args)
     elif args.command == "summary":
@@ -121,6 +132,46 @@ def _where(url: str | None) -> tuple[Any, str | None]:
         url or os.environ.get("VIGIL_HISTORY_URL") or f"http://{worker.web_host}:{worker.web_port}"
     )
     return settings, None if url == "none" else url
+
+
+def _archive(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from sinks import archive
+    from sinks.store import StoreError, open_client
+
+    settings, _ = _where("none")
+    directory = Path(args.dir) if args.dir else settings.data_dir / "archive"
+
+    def show(entry: archive.Archived) -> None:
+        verb = "restored" if args.restore else "archived"
+        print(f"  {verb} {entry.table}/{entry.partition}: {entry.rows:,} rows", flush=True)
+
+    try:
+        before = None if args.restore else dt.date.fromisoformat(args.before)
+        client = open_client(settings)
+    except ValueError:
+        print(
+            f"vigil archive: --before {args.before!r} is not a date (YYYY-MM-DD)", file=sys.stderr
+        )
+        return 2
+    except StoreError as exc:
+        print(f"vigil archive: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if before is None:
+            done = archive.restore(client, settings.database, directory, progress=show)
+        else:
+            done = archive.export(client, settings.database, before, directory, progress=show)
+    except archive.ArchiveError as exc:
+        print(f"vigil archive: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    rows = sum(e.rows for e in done)
+    print(f"vigil archive: {len(done)} partitions, {rows:,} rows ({directory})")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

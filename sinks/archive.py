@@ -1,0 +1,151 @@
+"""``vigil archive``: move old day partitions to Parquet files, and load them back.
+
+Raw events and the tables kept from them (executions, spans, logs, feature calls) and the
+closed windows are partitioned by day. :func:`export` writes each partition older than a
+date to ``DIR/TABLE/PARTITION.parquet``, checks the file holds as many rows as the
+partition, records it in ``DIR/manifest.json`` and only then drops the partition. Daily
+rollups and alert transitions stay: they are what history keeps for good.
+
+:func:`restore` loads files back partition by partition: each goes into an empty staging
+copy of its table, then ``ALTER TABLE ... REPLACE PARTITION ... FROM`` moves it in whole.
+Moving parts triggers no materialized view, so restored events are not counted again in
+the rollups (which never lost them). Rows older than the retention (``VIGIL_RETENTION_DAYS``)
+are deleted again by the TTL at the next merge: raise it before restoring those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+#: Tables partitioned by day, in the order they are archived.
+TABLES = ("events", "executions", "spans", "logs", "feature_calls", "windows")
+MANIFEST = "manifest.json"
+
+
+class ArchiveError(RuntimeError):
+    """An archive step failed; nothing was dropped for the partition it names."""
+
+
+@dataclass(frozen=True)
+class Archived:
+    table: str
+    partition: str  # the partition id: YYYYMMDD
+    rows: int
+    file: str  # relative to the archive directory
+    sha256: str
+
+
+def partitions(client: Any, database: str, table: str, before: date) -> list[tuple[str, int]]:
+    """``(partition id, rows)`` of ``table``'s day partitions older than ``before``."""
+    rows = client.query(
+        "SELECT partition_id, sum(rows) FROM system.parts "
+        "WHERE database = {db:String} AND table = {table:String} AND active "
+        "GROUP BY partition_id ORDER BY partition_id",
+        parameters={"db": database, "table": table},
+    ).result_rows
+    cutoff = before.strftime("%Y%m%d")
+    return [(p, int(n)) for p, n in rows if re.fullmatch(r"\d{8}", p) and p < cutoff]
+
+
+def export(
+    client: Any,
+    database: str,
+    before: date,
+    directory: Path,
+    *,
+    progress: Callable[[Archived], None] | None = None,
+) -> list[Archived]:
+    """Write every day partition older than ``before`` to Parquet, then drop it."""
+    manifest = _load(directory)
+    done = []
+    for table in TABLES:
+        for partition, rows in partitions(client, database, table, before):
+            path = directory / table / f"{partition}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            query = f"SELECT * FROM {database}.{table} WHERE _partition_id = {{p:String}}"
+            with open(path, "wb") as out:
+                for chunk in client.raw_stream(query, parameters={"p": partition}, fmt="Parquet"):
+                    out.write(chunk)
+            counted = _rows_in(client, database, table, path)
+            if counted != rows:
+                raise ArchiveError(
+                    f"{path} holds {counted} rows, partition {table}/{partition} {rows}: "
+                    "not dropped"
+                )
+            entry = Archived(table, partition, rows, str(path.relative_to(directory)), _sha(path))
+            manifest[f"{table}/{partition}"] = asdict(entry)
+            _save(directory, manifest)  # recorded before the drop
+            client.command(f"ALTER TABLE {database}.{table} DROP PARTITION ID '{partition}'")
+            done.append(entry)
+            if progress:
+                progress(entry)
+    return done
+
+
+def restore(
+    client: Any,
+    database: str,
+    directory: Path,
+    *,
+    progress: Callable[[Archived], None] | None = None,
+) -> list[Archived]:
+    """Load every file of the manifest back; a partition still present is replaced."""
+    restored = []
+    for entry in (Archived(**e) for e in _load(directory).values()):
+        path = directory / entry.file
+        if _sha(path) != entry.sha256:
+            raise ArchiveError(f"{path} does not match its checksum in {MANIFEST}")
+        staging = f"{database}.restore_{entry.table}"
+        client.command(f"DROP TABLE IF EXISTS {staging}")
+        client.command(f"CREATE TABLE {staging} AS {database}.{entry.table}")
+        try:
+            client.raw_insert(staging, None, path.read_bytes(), fmt="Parquet")
+            client.command(
+                f"ALTER TABLE {database}.{entry.table} "
+                f"REPLACE PARTITION ID '{entry.partition}' FROM {staging}"
+            )
+        finally:
+            client.command(f"DROP TABLE IF EXISTS {staging}")
+        restored.append(entry)
+        if progress:
+            progress(entry)
+    return restored
+
+
+def _rows_in(client: Any, database: str, table: str, path: Path) -> int:
+    """Rows in a Parquet file as ClickHouse reads them: the file is inserted into a Null
+    copy of its table (works on chDB and on a server that cannot see this disk)."""
+    check = f"{database}.archive_check"
+    client.command(f"DROP TABLE IF EXISTS {check}")
+    client.command(f"CREATE TABLE {check} AS {database}.{table} ENGINE = Null")
+    try:
+        return int(client.raw_insert(check, None, path.read_bytes(), fmt="Parquet").written_rows)
+    finally:
+        client.command(f"DROP TABLE IF EXISTS {check}")
+
+
+def _sha(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(directory: Path, manifest: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    tmp.replace(directory / MANIFEST)
