@@ -15,6 +15,7 @@ are deleted again by the TTL at the next merge: raise it before restoring those.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -73,13 +74,16 @@ def export(
             with open(path, "wb") as out:
                 for chunk in client.raw_stream(query, parameters={"p": partition}, fmt="Parquet"):
                     out.write(chunk)
-            counted = _rows_in(client, database, table, path)
+            data = path.read_bytes()  # read once: counted by ClickHouse, then hashed
+            with _copy(client, database, table, "archive_check", engine=" ENGINE = Null") as check:
+                counted = int(client.raw_insert(check, None, data, fmt="Parquet").written_rows)
             if counted != rows:
                 raise ArchiveError(
                     f"{path} holds {counted} rows, partition {table}/{partition} {rows}: "
                     "not dropped"
                 )
-            entry = Archived(table, partition, rows, str(path.relative_to(directory)), _sha(path))
+            sha = hashlib.sha256(data).hexdigest()
+            entry = Archived(table, partition, rows, str(path.relative_to(directory)), sha)
             manifest[f"{table}/{partition}"] = asdict(entry)
             _save(directory, manifest)  # recorded before the drop
             client.command(f"ALTER TABLE {database}.{table} DROP PARTITION ID '{partition}'")
@@ -100,43 +104,33 @@ def restore(
     restored = []
     for entry in (Archived(**e) for e in _load(directory).values()):
         path = directory / entry.file
-        if _sha(path) != entry.sha256:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry.sha256:
             raise ArchiveError(f"{path} does not match its checksum in {MANIFEST}")
-        staging = f"{database}.restore_{entry.table}"
-        client.command(f"DROP TABLE IF EXISTS {staging}")
-        client.command(f"CREATE TABLE {staging} AS {database}.{entry.table}")
-        try:
-            client.raw_insert(staging, None, path.read_bytes(), fmt="Parquet")
+        with _copy(client, database, entry.table, f"restore_{entry.table}") as staging:
+            client.raw_insert(staging, None, data, fmt="Parquet")
             client.command(
                 f"ALTER TABLE {database}.{entry.table} "
                 f"REPLACE PARTITION ID '{entry.partition}' FROM {staging}"
             )
-        finally:
-            client.command(f"DROP TABLE IF EXISTS {staging}")
         restored.append(entry)
         if progress:
             progress(entry)
     return restored
 
 
-def _rows_in(client: Any, database: str, table: str, path: Path) -> int:
-    """Rows in a Parquet file as ClickHouse reads them: the file is inserted into a Null
-    copy of its table (works on chDB and on a server that cannot see this disk)."""
-    check = f"{database}.archive_check"
-    client.command(f"DROP TABLE IF EXISTS {check}")
-    client.command(f"CREATE TABLE {check} AS {database}.{table} ENGINE = Null")
+@contextlib.contextmanager
+def _copy(client: Any, database: str, table: str, name: str, *, engine: str = "") -> Any:
+    """An empty copy of ``table`` named ``name`` (dropped after), e.g. a staging table,
+    or with ``ENGINE = Null`` a place to count a file's rows (chDB or a server that
+    cannot see this disk)."""
+    copy = f"{database}.{name}"
+    client.command(f"DROP TABLE IF EXISTS {copy}")
+    client.command(f"CREATE TABLE {copy} AS {database}.{table}{engine}")
     try:
-        return int(client.raw_insert(check, None, path.read_bytes(), fmt="Parquet").written_rows)
+        yield copy
     finally:
-        client.command(f"DROP TABLE IF EXISTS {check}")
-
-
-def _sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        client.command(f"DROP TABLE IF EXISTS {copy}")
 
 
 def _load(directory: Path) -> dict[str, Any]:

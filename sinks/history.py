@@ -35,7 +35,6 @@ from sinks.queries import (
     LEVELS,
     MAX_POINTS,
     HistoryError,
-    Limits,
     ReadOnly,
     change,
     clean,
@@ -44,9 +43,9 @@ from sinks.queries import (
     parse_duration,
     parse_time,
     series_parts,
-    significance,
     time_range,
 )
+from sinks.significance import significance
 from sinks.store import open_client
 
 log = logging.getLogger(__name__)
@@ -55,9 +54,7 @@ log = logging.getLogger(__name__)
 def series(
     store: ReadOnly, *, now: datetime, series: str, since: str, until: str, step: str, agg: str
 ) -> dict[str, Any]:
-    kind, service, name = series_parts(series)
     start, end = time_range(since, until, now=now)
-    exact = series if series.count("|") > 2 else ""
     step_s = max(1, int(parse_duration(step)))
     if agg not in AGGREGATES:
         raise HistoryError(f"agg {agg!r} is not one of {', '.join(AGGREGATES)}")
@@ -67,10 +64,7 @@ def series(
     rows = store.select(
         "series",
         {
-            "kind": kind,
-            "service": service,
-            "name": name,
-            "series": exact,
+            **_series_filter(series),
             "start": start,
             "end": end,
             "step_s": step_s,
@@ -92,7 +86,7 @@ def workflows(
     store: ReadOnly, *, now: datetime, hours: str, workflow: str, limit_: int
 ) -> list[dict[str, Any]]:
     """The last ``hours`` against the period of the same length before it."""
-    span = timedelta(seconds=parse_duration(hours if hours[-1:].isalpha() else hours + "h"))
+    span = timedelta(seconds=parse_duration(hours, unit="h"))
     rows = store.select(
         "workflows",
         {
@@ -198,7 +192,7 @@ def daily(
     limit_: int,
 ) -> list[dict[str, Any]]:
     """Rollups of the last ``days`` days (today included), per series or per workflow."""
-    n = int(parse_duration(days if days[-1:].isalpha() else days + "d") // 86400) or 1
+    n = int(parse_duration(days, unit="d") // 86400) or 1
     last = now.date()
     params = {"first": last - timedelta(days=n - 1), "last": last, "limit": limit_}
     if by == "workflow":
@@ -303,7 +297,7 @@ def compare(
     window: str,
 ) -> dict[str, Any]:
     """``series`` in the ``window`` before and after ``at`` (or the latest ``marker``)."""
-    kind, service, name = series_parts(series)
+    params = _series_filter(series)
     if bool(at) == bool(marker):
         raise HistoryError("give one of at (a time) or marker (the name of a marker log line)")
     if marker:
@@ -314,8 +308,6 @@ def compare(
     else:
         moment = parse_time(at, now=now)
     span = timedelta(seconds=parse_duration(window))
-    exact = series if series.count("|") > 2 else ""
-    params = {"kind": kind, "service": service, "name": name, "series": exact}
     row = store.select(
         "compare", {**params, "at": moment, "start": moment - span, "end": moment + span}
     )[0]
@@ -337,6 +329,18 @@ def report(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
     from sinks import reports  # reports builds on the queries above
 
     return reports.build(store, now=now, since=since)
+
+
+def _series_filter(series: str) -> dict[str, str]:
+    """The parameters that select ``series``: its kind, service and name (the primary key),
+    and the key itself, empty when it is only ``kind|service|name`` (all its series)."""
+    kind, service, name = series_parts(series)
+    return {
+        "kind": kind,
+        "service": service,
+        "name": name,
+        "series": series if series.count("|") > 2 else "",
+    }
 
 
 def _pct(ratio: float | None) -> float | None:
@@ -475,9 +479,9 @@ def run(store: ReadOnly, name: str, raw: Mapping[str, str], *, now: datetime) ->
             kwargs[param.name] = str(value)
     try:
         return clean(query.fn(store, now=now, **kwargs))
-    except ValueError as exc:
-        if isinstance(exc, HistoryError):
-            raise
+    except HistoryError:
+        raise
+    except ValueError as exc:  # int("x") and the like: a parameter that does not parse
         raise HistoryError(str(exc)) from None
 
 
@@ -498,9 +502,7 @@ class Service:
 
     def _run(self, name: str, params: Mapping[str, str]) -> Any:
         if self._store is None:
-            client = open_client(self.settings, migrate=False)
-            limits = Limits(self.settings.query_timeout_s, self.settings.query_max_rows)
-            self._store = ReadOnly(client, self.settings.database, limits)
+            self._store = ReadOnly.of(open_client(self.settings, migrate=False), self.settings)
         now = datetime.fromtimestamp(self.clock(), UTC)
         return run(self._store, name, params, now=now)
 

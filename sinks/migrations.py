@@ -61,16 +61,13 @@ def render(migration: Migration, *, database: str, retention_days: int) -> list[
     if not _IDENT.match(database):
         raise MigrationError(f"database name {database!r} is not a plain identifier")
     sql = migration.sql.format(db=database, retention_days=int(retention_days))
-    return [s.strip() for s in _STATEMENT_END.split(sql) if _code(s)]
-
-
-def _code(statement: str) -> bool:
-    return bool(_strip_comments(statement))
+    statements = (strip_comments(s) for s in _STATEMENT_END.split(sql))
+    return [s for s in statements if s]
 
 
 def _run(client: Any, statement: str) -> None:
     """Run one statement; a materialized view created now is backfilled."""
-    view = _VIEW.match(_strip_comments(statement))
+    view = _VIEW.match(statement)
     existed = view is not None and bool(
         client.query(
             "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {n:String}",
@@ -82,7 +79,8 @@ def _run(client: Any, statement: str) -> None:
         client.command(f"INSERT INTO {view[3]} {view[4]}")
 
 
-def _strip_comments(statement: str) -> str:
+def strip_comments(statement: str) -> str:
+    """``statement`` without its whole-line ``--`` comments, stripped."""
     lines = statement.splitlines()
     return "\n".join(x for x in lines if not x.strip().startswith("--")).strip()
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+from sinks.queries import change
 
 
 @dataclass(frozen=True)
@@ -80,3 +83,32 @@ def _continued_fraction(a: float, b: float, x: float) -> float:
         if abs(d * c - 1.0) < 1e-15:
             break
     return h
+
+
+def significance(row: dict[str, Any], alpha: float = 0.05) -> dict[str, Any]:
+    """The change between the two sides of a ``compare`` row (``before_n``, ``_mean``,
+    ``_var`` and the same for ``after``), and whether it is significant."""
+    n1, n2 = int(row["before_n"]), int(row["after_n"])
+    out: dict[str, Any] = {
+        "change": None,
+        "change_pct": None,
+        "t": None,
+        "df": None,
+        "p_value": None,
+        "significant": False,
+    }
+    if n1 and n2:
+        out["change"] = row["after_mean"] - row["before_mean"]
+        ratio = change(row["after_mean"], row["before_mean"])
+        out["change_pct"] = None if ratio is None else ratio * 100
+    if n1 >= 2 and n2 >= 2:
+        test = welch(
+            n1=n1,
+            mean1=row["before_mean"],
+            var1=row["before_var"],
+            n2=n2,
+            mean2=row["after_mean"],
+            var2=row["after_var"],
+        )
+        out.update(t=test.t, df=test.df, p_value=test.p_value, significant=test.p_value < alpha)
+    return out

@@ -121,8 +121,8 @@ class ClickHouseSink:
             # (measured on chDB 4.4: a replayed insert was counted twice in the rollups).
             "deduplicate_blocks_in_dependent_materialized_views": 1,
             "input_format_skip_unknown_fields": 1,
-            # JSON parsing is what bounds an insert (measured on chDB: parsing alone into a
-            # Null table ran at about the speed of the whole insert). The default 10 MiB
+            # JSON parsing is what bounds an insert (seen on chDB while exploring: parsing
+            # into a Null table took about as long as the whole insert). The default 10 MiB
             # chunks leave a batch of a few MiB to one thread; 1 MiB chunks use every core.
             "min_chunk_bytes_for_parallel_parsing": 1 << 20,
         }

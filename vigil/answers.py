@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sinks import history
-from sinks.queries import HistoryError, Limits, ReadOnly
+from sinks.queries import HistoryError, ReadOnly
 from sinks.settings import StoreSettings
-from sinks.store import StoreError, open_client
+from sinks.store import open_client
 from sinks.tables import cell, table
 
 
@@ -44,9 +44,7 @@ def local(settings: StoreSettings, name: str, params: dict[str, str]) -> Any:
     """Run the query on the store directly (raises StoreError, HistoryError)."""
     client = open_client(settings)
     try:
-        limits = Limits(settings.query_timeout_s, settings.query_max_rows)
-        store = ReadOnly(client, settings.database, limits)
-        return history.run(store, name, params, now=datetime.now(UTC))
+        return history.run(ReadOnly.of(client, settings), name, params, now=datetime.now(UTC))
     finally:
         client.close()
 
@@ -140,6 +138,3 @@ def _csv(rows: list[dict[str, Any]]) -> str:
                 {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
             )
     return out.getvalue().rstrip("\n")
-
-
-__all__ = ["StoreError", "ask", "render"]

@@ -119,19 +119,27 @@ def _history_parser(sub: Any) -> None:
         q.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
 
 
-def _where(url: str | None) -> tuple[Any, str | None]:
+def _store_settings() -> Any:
     import os
 
     from producers.settings import from_env
     from sinks.settings import StoreSettings
+
+    return from_env(StoreSettings, os.environ)
+
+
+def _where(url: str | None) -> tuple[Any, str | None]:
+    """The store's settings, and the worker URL to ask first (None: the store itself)."""
+    import os
+
+    from producers.settings import from_env
     from streams.settings import WorkerSettings
 
-    settings = from_env(StoreSettings, os.environ)
     worker = from_env(WorkerSettings, os.environ)
     url = (
         url or os.environ.get("VIGIL_HISTORY_URL") or f"http://{worker.web_host}:{worker.web_port}"
     )
-    return settings, None if url == "none" else url
+    return _store_settings(), None if url == "none" else url
 
 
 def _archive(args: argparse.Namespace) -> int:
@@ -141,7 +149,7 @@ def _archive(args: argparse.Namespace) -> int:
     from sinks import archive
     from sinks.store import StoreError, open_client
 
-    settings, _ = _where("none")
+    settings = _store_settings()
     directory = Path(args.dir) if args.dir else settings.data_dir / "archive"
 
     def show(entry: archive.Archived) -> None:
@@ -180,12 +188,13 @@ def _report(args: argparse.Namespace) -> int:
 
     from sinks import charts, reports
     from sinks.queries import HistoryError
+    from sinks.store import StoreError
     from vigil import answers
 
     settings, url = _where(args.url)
     try:
         data, source = answers.ask(settings, url, "report", {"since": args.since})
-    except (HistoryError, answers.StoreError) as exc:
+    except (HistoryError, StoreError) as exc:
         print(f"vigil report: {exc}", file=sys.stderr)
         return 2
     render = {
@@ -208,6 +217,7 @@ def _report(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from sinks.history import CATALOG
     from sinks.queries import HistoryError
+    from sinks.store import StoreError
     from vigil import answers
 
     settings, url = _where(args.url)
@@ -218,7 +228,7 @@ def _history(args: argparse.Namespace) -> int:
     }
     try:
         result, _ = answers.ask(settings, url, args.query, params)
-    except (HistoryError, answers.StoreError) as exc:
+    except (HistoryError, StoreError) as exc:
         print(f"vigil history {args.query}: {exc}", file=sys.stderr)
         return 2
     print(answers.render(result, args.fmt or "table"))

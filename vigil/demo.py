@@ -146,7 +146,7 @@ def print_summary(config: Config, *, since: datetime) -> None:
     hours = f"{max((now - since).total_seconds(), 60) / 3600:.3f}h"
     client = open_client(config.store)
     try:
-        store = ReadOnly(client, config.store.database)
+        store = ReadOnly.of(client, config.store)
         flows = history.run(store, "workflows", {"hours": hours}, now=now)
         latency = history.run(
             store,

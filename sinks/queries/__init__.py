@@ -24,7 +24,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from sinks.significance import welch
+from sinks.migrations import strip_comments
 
 #: ``agg`` of a series query -> the SQL that computes it per bucket.
 AGGREGATES = {
@@ -92,6 +92,12 @@ class ReadOnly:
         self.database = database
         self.limits = limits
 
+    @classmethod
+    def of(cls, client: Any, settings: Any) -> ReadOnly:
+        """On ``client``, with the database and limits of ``settings`` (StoreSettings)."""
+        limits = Limits(settings.query_timeout_s, settings.query_max_rows)
+        return cls(client, settings.database, limits)
+
     def select(self, name: str, params: dict[str, Any], **fragments: str) -> list[dict[str, Any]]:
         sql = sql_text(name).replace("{db}", self.database)
         for key, fragment in fragments.items():
@@ -100,7 +106,7 @@ class ReadOnly:
 
     def execute(self, name: str, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Run one SELECT under the limits; rows as dicts. ``name`` is for messages."""
-        body = "\n".join(x for x in sql.splitlines() if not x.lstrip().startswith("--")).lstrip()
+        body = strip_comments(sql)
         if not re.match(r"(?i)(SELECT|WITH)\b", body):
             raise HistoryError(f"query {name!r} is not a SELECT")
         settings = {
@@ -129,15 +135,19 @@ class ReadOnly:
 
 # -- parameters -------------------------------------------------------------------------
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` (a bare number is seconds)."""
+def parse_duration(text: str, *, unit: str = "s") -> float:
+    """Seconds in ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``; a bare number is in ``unit``.
+
+    (Not ``streams.windows.parse_duration``: people type ``1.5h`` or ``24`` here, which a
+    window list should refuse.)
+    """
     match = _DURATION.match(str(text))
     if not match or float(match[1]) <= 0:
         raise HistoryError(f"{text!r} is not a duration like 30s, 15m, 24h or 7d")
-    return float(match[1]) * _UNITS[match[2]]
+    return float(match[1]) * _UNITS[match[2] or unit]
 
 
 def parse_time(text: str, *, now: datetime) -> datetime:
@@ -215,31 +225,3 @@ def clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean(v) for v in value]
     return value
-
-
-def significance(row: dict[str, Any], alpha: float = 0.05) -> dict[str, Any]:
-    """The before/after change of a :func:`compare` row, and whether it is significant."""
-    n1, n2 = int(row["before_n"]), int(row["after_n"])
-    out: dict[str, Any] = {
-        "change": None,
-        "change_pct": None,
-        "t": None,
-        "df": None,
-        "p_value": None,
-        "significant": False,
-    }
-    if n1 and n2:
-        out["change"] = row["after_mean"] - row["before_mean"]
-        ratio = change(row["after_mean"], row["before_mean"])
-        out["change_pct"] = None if ratio is None else ratio * 100
-    if n1 >= 2 and n2 >= 2:
-        test = welch(
-            n1=n1,
-            mean1=row["before_mean"],
-            var1=row["before_var"],
-            n2=n2,
-            mean2=row["after_mean"],
-            var2=row["after_var"],
-        )
-        out.update(t=test.t, df=test.df, p_value=test.p_value, significant=test.p_value < alpha)
-    return out

@@ -1,6 +1,6 @@
 -- Feature usage (the SDK's feature_used metric) with its user and session pulled out of
 -- attrs once, at insert: usage queries read three small columns instead of parsing JSON
--- in every row (bench.sink on 10M events: about 100 ms per usage query before).
+-- in every row (bench.sink on 10M events printed usage p50 311 / p99 397 ms before).
 CREATE TABLE IF NOT EXISTS {db}.feature_calls
 (
     ts        DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),

@@ -17,10 +17,9 @@ from sinks.queries import (
     parse_time,
     query_names,
     series_parts,
-    significance,
     sql_text,
 )
-from sinks.significance import student_two_sided, welch
+from sinks.significance import significance, student_two_sided, welch
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -99,7 +98,7 @@ def test_every_query_file_is_a_select_on_the_configured_database_with_typed_para
     )
     for name in names:
         sql = sql_text(name)
-        body = "\n".join(x for x in sql.splitlines() if not x.strip().startswith("--")).strip()
+        body = migrations.strip_comments(sql)
         assert body.upper().startswith("SELECT"), name
         assert "{db}." in body and ";" not in body, name
         for param in re.findall(r"\{(\w+)(:[^}]*)?\}", body):
@@ -111,8 +110,6 @@ def test_migrations_split_into_statements_and_name_their_database():
         statements = migrations.render(migration, database="vigil_x", retention_days=30)
         assert statements, migration.name
         for statement in statements:
-            code = "\n".join(
-                x for x in statement.splitlines() if not x.strip().startswith("--")
-            ).strip()
+            code = migrations.strip_comments(statement)
             assert re.match(r"(CREATE|ALTER)\b", code), (migration.name, code[:40])
             assert "vigil_x." in code and not code.endswith(";")
