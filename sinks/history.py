@@ -280,9 +280,15 @@ def usage(
     if not 2 <= n <= 10:
         raise HistoryError(f"length must be between 2 and 10, got {n}")
     params = {"start": start, "end": end, "service": service, "limit": limit_}
+    users = store.select("usage_users", params)
+    if users:
+        named = {"users": [u["user"] for u in users], **params}
+        top = {r["user"]: r["top_features"] for r in store.select("usage_user_features", named)}
+        for u in users:
+            u["top_features"] = top.get(u["user"], [])
     return {
         "features": store.select("usage_features", params),
-        "users": store.select("usage_users", params),
+        "users": users,
         "sequences": store.select("usage_sequences", {**params, "length": n}),
     }
 

@@ -206,11 +206,13 @@ def generate(now_ms: int, seed: int = 11) -> History:
     )
 
     # Feature usage: sessions walking through features in order.
-    paths = [["search", "view", "buy"], ["search", "view", "view"], ["search", "buy"]]
+    # One path is longer than the longest run a query asks for (10).
+    long = ["search", "view", "view", "buy", "search", "view", "share", "buy", "view", "buy"]
+    paths = [["search", "view", "buy"], ["search", "view", "view"], ["search", "buy"], long + long]
     for s in range(12):
-        user, session = f"u{s % 4}", f"s{s}"
+        user, session = f"u{s % 5}", f"s{s}"
         t = start + rng.randrange(11 * HOUR)
-        for j, feature in enumerate(paths[s % 3]):
+        for j, feature in enumerate(paths[s % 4]):
             add(
                 kind="metric",
                 ts=t + j * 1000,

@@ -230,8 +230,9 @@ def test_the_trace_of_a_log_line_is_rebuilt_as_a_span_tree(store, data):
     assert (out["spans"], out["errors"], out["duration_ms"]) == (4, 1, 500.0)
 
 
-def test_feature_usage_by_feature_user_and_common_sequences_equal_a_recount(store, data):
-    out = ask(store, data, "usage", since="12h", length=3)
+@pytest.mark.parametrize("length", [2, 3, 10])
+def test_feature_usage_by_feature_user_and_common_sequences_equal_a_recount(store, data, length):
+    out = ask(store, data, "usage", since="12h", length=length)
     calls = data.of("metric", name="feature_used")
     by_feature = collections.defaultdict(list)
     for e in calls:
@@ -248,15 +249,33 @@ def test_feature_usage_by_feature_user_and_common_sequences_equal_a_recount(stor
         )
         for f, v in by_feature.items()
     }
-    assert {u["user"]: u["calls"] for u in out["users"]} == collections.Counter(
-        e["attrs"]["user"] for e in calls
-    )
+    by_user = collections.defaultdict(list)
+    for e in calls:
+        by_user[e["attrs"]["user"]].append(e)
+
+    def top3(v):
+        counts = collections.Counter(e["tags"]["feature"] for e in v)
+        return sorted(counts, key=lambda f: (-counts[f], f))[:3]
+
+    assert {
+        u["user"]: (u["calls"], u["features"], u["sessions"], u["top_features"])
+        for u in out["users"]
+    } == {
+        user: (
+            len(v),
+            len({e["tags"]["feature"] for e in v}),
+            len({e["attrs"]["session"] for e in v}),
+            top3(v),
+        )
+        for user, v in by_user.items()
+    }
     sessions = collections.defaultdict(list)
     for e in sorted(calls, key=lambda e: e["ts"]):
         sessions[e["attrs"]["session"]].append(e["tags"]["feature"])
     runs = collections.Counter(
-        tuple(s[i : i + 3]) for s in sessions.values() for i in range(len(s) - 2)
+        tuple(s[i : i + length]) for s in sessions.values() for i in range(len(s) - length + 1)
     )
+    assert runs  # sessions long enough for runs of this length
     assert {tuple(r["sequence"]): r["occurrences"] for r in out["sequences"]} == runs
     assert out["sequences"][0]["occurrences"] == max(runs.values())
 
