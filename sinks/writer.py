@@ -120,6 +120,10 @@ class ClickHouseSink:
             # views (executions, spans, logs, rollups) unless they deduplicate it too
             # (measured on chDB 4.4: a replayed insert was counted twice in the rollups).
             "deduplicate_blocks_in_dependent_materialized_views": 1,
+            # The six views of `events` run side by side instead of one after the other
+            # (bench.sink with views against without: 0.814 and 0.717 in two runs, after
+            # 0.666 one after the other).
+            "parallel_view_processing": 1,
             "input_format_skip_unknown_fields": 1,
             # JSON parsing is what bounds an insert (seen on chDB while exploring: parsing
             # into a Null table took about as long as the whole insert). The default 10 MiB

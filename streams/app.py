@@ -40,6 +40,7 @@ import faust
 import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
 
 from producers.alerts import Alert, last_published
 from producers.envelopes import EnvelopeBuilder
@@ -258,11 +259,27 @@ def create_app(
             return
         async with state_lock:
             due = checkpoint_due()  # also when nothing changed: held messages get acked
-            result = processor.tick(now_ms=int(time.time() * 1000), checkpoint=due)
+            waiting = {p for p, n in consumer_lag(processor).items() if n > 0}
+            result = processor.tick(
+                now_ms=int(time.time() * 1000), checkpoint=due, backlogged=waiting
+            )
             reapply_acks(processor, result)
         if result.touched or result.checkpoint:
             writer()
             await pending.put((result, [], None))
+
+    def consumer_lag(processor: Processor) -> dict[int, int]:
+        """Per partition held, the messages in Kafka past the last one applied, as of the
+        consumer's latest fetch (a partition not fetched yet is left out)."""
+        out = {}
+        for p, state in processor.states.items():
+            try:
+                end = app.consumer.highwater(TP(topics.events, p))
+            except Exception:  # no consumer yet, or the partition just left
+                continue
+            if end is not None:
+                out[p] = max(0, end - (state.offset + 1))
+        return out
 
     async def finish(processor: Processor, result: BatchResult) -> None:
         """Store, publish and checkpoint what a batch (or a tick) produced."""

@@ -19,6 +19,7 @@ import collections
 import functools
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -251,12 +252,21 @@ class Processor:
             b',"late":true' if late else b"",
         )
 
-    def tick(self, *, now_ms: int, checkpoint: bool = True) -> BatchResult:
+    def tick(
+        self, *, now_ms: int, checkpoint: bool = True, backlogged: Collection[int] = ()
+    ) -> BatchResult:
         """Advance idle partitions with the wall clock; the windows that this closes
-        (and, with ``checkpoint``, a checkpoint of what changed since the last)."""
+        (and, with ``checkpoint``, a checkpoint of what changed since the last).
+
+        A partition in ``backlogged`` has messages waiting in Kafka: it is slow, not idle,
+        and its event time waits for them (else a worker catching up after a restart,
+        waiting longer than ``idle_ms`` for a fetch, would close windows early and count
+        the rest of their events as late).
+        """
         out = BatchResult(source=self.source)
         for partition, state in self.states.items():
-            state.windows.tick(now_ms)
+            if partition not in backlogged:
+                state.windows.tick(now_ms)
             closed, alerts = state.close(now_ms)
             if closed or alerts:
                 out.closed.extend(closed)

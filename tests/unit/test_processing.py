@@ -79,3 +79,18 @@ def test_a_checkpoint_covers_every_partition_changed_since_the_last_one():
     assert second.states[0][0] == 0 and p.dirty == set()
     idle = p.tick(now_ms=NOW, checkpoint=True)  # nothing changed: an empty checkpoint
     assert idle.checkpoint and idle.states == {}
+
+
+def test_a_partition_with_a_backlog_is_slow_not_idle():
+    """Event time follows the wall clock only where nothing waits in Kafka."""
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", idle_ms=5_000)
+    for partition in (0, 1):
+        p.load(partition, None, -1)
+    for partition in (0, 1):
+        p.process([(partition, 0, _env(_metric(NOW)))], now_ms=NOW)
+    later = NOW + 10 * 60_000
+    p.tick(now_ms=later, backlogged={0, 1})  # starts the idle clock of both
+    out = p.tick(now_ms=later + 6_000, backlogged={0})
+    assert {w.partition for w in out.closed} == {1}  # 0 waits for its backlog
+    again = p.tick(now_ms=later + 12_000)  # the backlog was read, nothing came: idle
+    assert {w.partition for w in again.closed} == {0}
