@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -117,10 +118,11 @@ async def measure(bootstrap: str, series: int, seconds: float, workdir: Path) ->
         VIGIL_RULES=str(rules),
         VIGIL_WEB_PORT=str(port),
         VIGIL_BATCH_SECONDS="0.1",
+        VIGIL_API_TOKEN=(token := secrets.token_urlsafe(16)),
     )
     proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=workdir / "w.log")
     try:
-        while (worker_stats(port) or {}).get("assigned") in (None, []):
+        while (worker_stats(port, token) or {}).get("assigned") in (None, []):
             if proc.poll() is not None:
                 raise SystemExit(f"the worker exited: see {workdir / 'w.log'}")
             await asyncio.sleep(0.5)

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import sys
 import tempfile
 import time
@@ -116,10 +117,11 @@ async def baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
 
 def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
     port = free_port()
+    token = secrets.token_urlsafe(16)
     spawned = time.time()
     proc = spawn(
         [sys.executable, "-m", "vigil.cli", "worker"],
-        env={**env, "VIGIL_WEB_PORT": str(port)},
+        env={**env, "VIGIL_WEB_PORT": str(port), "VIGIL_API_TOKEN": token},
         log_path=log_path,
     )
     peak_rss_mb = 0.0
@@ -128,7 +130,7 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
         while True:
             if proc.poll() is not None:
                 raise SystemExit(f"worker exited with {proc.returncode}; see {log_path}")
-            s = worker_stats(port) or {}
+            s = worker_stats(port, token) or {}
             progress("worker (incl. start-up)", s.get("valid", 0), n, began)
             if s.get("valid", 0) >= n:
                 break

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import msgspec
@@ -104,10 +104,18 @@ async def read_from(
 
 
 async def last_published(
-    bootstrap: str, topic: str, partitions: set[int], *, back: int = 50
+    bootstrap: str,
+    topic: str,
+    partitions: set[int],
+    *,
+    back: int = 50,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[int, list[bytes]]:
-    """The newest messages (at least the last ``back``) of each of ``partitions``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    """The newest messages (at least the last ``back``) of each of ``partitions``;
+    ``options``: connection options (:meth:`ProducerSettings.kafka_options`)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **(options or {})
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -133,6 +141,7 @@ async def subscribe_alerts(
     from_beginning: bool = False,
     include_silenced: bool = False,
     remember: int = 10_000,
+    options: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Alert]:
     """Alert transitions as they are published.
 
@@ -141,6 +150,8 @@ async def subscribe_alerts(
       one, every partition is read from the end (or from the beginning).
     - Silenced transitions are skipped unless ``include_silenced``.
     - A message that is not a valid alert is logged and skipped.
+    - ``options``: connection options, e.g. ``ProducerSettings.from_env().kafka_options()``
+      for SASL and TLS.
     """
     topic = Topics.for_namespace(namespace).alerts
     consumer = AIOKafkaConsumer(
@@ -148,6 +159,7 @@ async def subscribe_alerts(
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning or group else "latest",
+        **(options or {}),
     )
     await consumer.start()
     seen: collections.OrderedDict[str, None] = collections.OrderedDict()

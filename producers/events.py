@@ -290,7 +290,11 @@ def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
     """
     try:
         ev = _DECODER.decode(line)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except RecursionError:
+        raise InvalidEvent("not valid JSON: nested deeper than the decoder allows") from None
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        # (msgspec 0.19 raises UnicodeDecodeError for bytes that are not UTF-8 inside a
+        # string; orjson below names it as invalid JSON)
         return _decode_slow(line, now_ms)
     series = _checked(ev, now_ms)
     if series is None:
@@ -338,6 +342,8 @@ def _decode_slow(line: bytes, now_ms: int) -> tuple[Event, str]:
         decoded = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEvent("not valid JSON: nested deeper than the decoder allows") from None
     out = _validate(decoded, now_ms=now_ms)  # the fast path has already said no
     fields = {k: out[k] for k in _EVENT_FIELDS if out.get(k) is not None and k != "v"}
     return Event(**fields), out["series"]

@@ -228,7 +228,12 @@ class Sender:
         producer = None
         try:
             await asyncio.wait_for(
-                ensure_topics(self.bootstrap, self.topics, self.settings.events_partitions),
+                ensure_topics(
+                    self.bootstrap,
+                    self.topics,
+                    self.settings.events_partitions,
+                    self.settings.kafka_options(),
+                ),
                 self._timeout,
             )
             producer = AIOKafkaProducer(
@@ -239,6 +244,7 @@ class Sender:
                 max_batch_size=1024 * 1024,
                 max_request_size=8 * 1024 * 1024,
                 request_timeout_ms=self.settings.send_timeout_ms,
+                **self.settings.kafka_options(),
             )
             await asyncio.wait_for(producer.start(), self._timeout)
         except _RETRY_ERRORS as exc:

@@ -12,6 +12,7 @@ Every field that can be set from the environment declares its variable with
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,9 +24,14 @@ class SettingsError(ValueError):
     """An environment variable holds a value Vigil cannot use."""
 
 
-def env_field(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
-    """A dataclass field that :func:`from_env` fills from variable ``env``."""
-    return dataclasses.field(default=default, metadata={"env": env, "parse": parse})
+def env_field(
+    env: str, default: Any, parse: Callable[[str], Any] = str, *, secret: bool = False
+) -> Any:
+    """A dataclass field that :func:`from_env` fills from variable ``env``. A ``secret``
+    one is left out of the settings' repr and of error messages."""
+    return dataclasses.field(
+        default=default, repr=not secret, metadata={"env": env, "parse": parse, "secret": secret}
+    )
 
 
 def parse_bool(text: str) -> bool:
@@ -48,6 +54,8 @@ def from_env(cls: type[T], environ: Mapping[str, str]) -> T:
         try:
             kwargs[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
+            if f.metadata.get("secret"):
+                raise SettingsError(f"{name} (a secret, not shown) is not valid") from None
             raise SettingsError(f"{name}={raw!r} is not valid: {exc}") from None
     return cls(**kwargs)
 
@@ -101,6 +109,19 @@ def _compression(text: str) -> str:
     return codec
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().upper()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
 #: ``off``: ids as given; ``users``: user ids hashed; ``all``: user and session ids hashed.
 PRIVACY_MODES = ("off", "users", "all")
 
@@ -126,6 +147,21 @@ class ProducerSettings:
     compression: str = env_field("VIGIL_KAFKA_COMPRESSION", "none", _compression)
     #: Bound on each Kafka request and on each send; a slower broker counts as down.
     send_timeout_ms: int = env_field("VIGIL_SEND_TIMEOUT_MS", 10_000, _positive_int)
+    #: How every Kafka client (SDK, worker, Faust, admin) connects: PLAINTEXT, SSL,
+    #: SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    kafka_security_protocol: str = env_field(
+        "VIGIL_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _choice(*KAFKA_PROTOCOLS)
+    )
+    kafka_sasl_mechanism: str = env_field(
+        "VIGIL_KAFKA_SASL_MECHANISM", "PLAIN", _choice(*SASL_MECHANISMS)
+    )
+    kafka_sasl_username: str = env_field("VIGIL_KAFKA_SASL_USERNAME", "")
+    kafka_sasl_password: str = env_field("VIGIL_KAFKA_SASL_PASSWORD", "", secret=True)
+    #: TLS: the CA that signed the brokers' certificates (else the system's), and the
+    #: client's own certificate and key when the brokers ask for one.
+    kafka_ssl_cafile: str = env_field("VIGIL_KAFKA_SSL_CAFILE", "")
+    kafka_ssl_certfile: str = env_field("VIGIL_KAFKA_SSL_CERTFILE", "")
+    kafka_ssl_keyfile: str = env_field("VIGIL_KAFKA_SSL_KEYFILE", "")
 
     # -- what the producer SDK adds to every event (see producers.client) --------------
     #: The ``service`` of events that do not name one.
@@ -145,7 +181,7 @@ class ProducerSettings:
     privacy_mode: str = env_field("VIGIL_PRIVACY_MODE", "users", _privacy_mode)
     #: Key of the user/session id hash. Without one, a random key per process is used:
     #: ids stay private but cannot be joined across processes.
-    privacy_secret: str = env_field("VIGIL_PRIVACY_SECRET", "")
+    privacy_secret: str = env_field("VIGIL_PRIVACY_SECRET", "", secret=True)
     #: Strict mode raises InvalidEvent at the call site instead of counting and dropping.
     strict: bool = env_field("VIGIL_STRICT", False, parse_bool)
 
@@ -159,3 +195,40 @@ class ProducerSettings:
     @property
     def embedded_kafka(self) -> bool:
         return not self.kafka_bootstrap
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Connection options for every aiokafka client (producer, consumer, admin)."""
+        protocol = self.kafka_security_protocol
+        out: dict[str, Any] = {"security_protocol": protocol}
+        if "SSL" in protocol:
+            out["ssl_context"] = self.ssl_context()
+        if protocol.startswith("SASL"):
+            out["sasl_mechanism"] = self.kafka_sasl_mechanism
+            out["sasl_plain_username"] = self.kafka_sasl_username
+            out["sasl_plain_password"] = self.kafka_sasl_password
+        return out
+
+    def ssl_context(self) -> ssl.SSLContext:
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(
+            cafile=self.kafka_ssl_cafile or None,
+            certfile=self.kafka_ssl_certfile or None,
+            keyfile=self.kafka_ssl_keyfile or None,
+        )
+
+    def faust_credentials(self) -> Any:
+        """The same options as Faust's ``broker_credentials`` (None for PLAINTEXT)."""
+        import faust
+
+        protocol = self.kafka_security_protocol
+        if protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        if protocol.startswith("SASL"):
+            return faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password,
+                mechanism=self.kafka_sasl_mechanism,
+                ssl_context=self.ssl_context() if protocol == "SASL_SSL" else None,
+            )
+        return None

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -53,9 +55,17 @@ class Topics:
         )
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) -> None:
-    """Create the topics that do not exist yet (idempotent, safe to race)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+async def ensure_topics(
+    bootstrap: str,
+    topics: Topics,
+    events_partitions: int,
+    options: Mapping[str, Any] | None = None,
+) -> None:
+    """Create the topics that do not exist yet (idempotent, safe to race). ``options``:
+    connection options (:meth:`ProducerSettings.kafka_options`), here and below."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(options or {})
+    )
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -77,7 +87,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, events_partitions: int) 
         await admin.close()
 
 
-async def cluster_id(bootstrap: str) -> str:
+async def cluster_id(bootstrap: str, options: Mapping[str, Any] | None = None) -> str:
     """The Kafka cluster id: offsets are only comparable within one cluster's log.
 
     The embedded broker gets a new id at each start (it forgets everything), so rows
@@ -86,7 +96,9 @@ async def cluster_id(bootstrap: str) -> str:
     from aiokafka.client import AIOKafkaClient
     from aiokafka.protocol.metadata import MetadataRequest
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(options or {})
+    )
     await client.bootstrap()
     try:
         response = await client.send(client.get_random_node(), MetadataRequest([], False))

@@ -12,7 +12,7 @@ from producers.settings import env_field
 class StoreSettings:
     #: ``chdb:///path`` (embedded) or ``http(s)://user:password@host:8123``; empty means
     #: chDB under ``data_dir``.
-    clickhouse_dsn: str = env_field("VIGIL_CLICKHOUSE_DSN", "")
+    clickhouse_dsn: str = env_field("VIGIL_CLICKHOUSE_DSN", "", secret=True)
     database: str = env_field("VIGIL_CLICKHOUSE_DATABASE", "vigil")
     data_dir: Path = env_field("VIGIL_DATA_DIR", Path(".vigil"), Path)
     #: Raw events older than this are dropped by ClickHouse (TTL).

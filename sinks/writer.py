@@ -30,6 +30,7 @@ import msgspec
 from producers.alerts import Alert
 from sinks.settings import StoreSettings
 from sinks.store import open_client
+from streams.ops import Latency
 from streams.processing import BatchResult
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ class ClickHouseSink:
         self.counts = collections.Counter[str]()
         self.last_insert_ms = 0.0
         self.last_error: str | None = None
+        #: Time from each insert's first try to its acknowledgement (for /metrics).
+        self.latency = Latency()
+        #: True while an insert is being retried: ClickHouse is not answering.
+        self.failing = False
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -142,11 +147,13 @@ class ClickHouseSink:
 
     async def _retrying(self, table: str, fn: Any, *args: Any, **kwargs: Any) -> None:
         backoff = 0.2
+        first = time.perf_counter()
         while True:
             started = time.perf_counter()
             try:
                 await self._call(fn, *args, **kwargs)
             except Exception as exc:  # every driver error: retrying is the only safe move
+                self.failing = True
                 self.counts["insert_retries"] += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 log.warning(
@@ -155,7 +162,10 @@ class ClickHouseSink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
-            self.last_insert_ms = (time.perf_counter() - started) * 1000
+            done = time.perf_counter()
+            self.last_insert_ms = (done - started) * 1000
+            self.latency.observe(done - first)
+            self.failing = False
             self.counts["inserts"] += 1
             return
 

@@ -46,7 +46,7 @@ from producers.alerts import Alert, last_published
 from producers.envelopes import EnvelopeBuilder
 from producers.settings import ProducerSettings
 from producers.topics import Topics, cluster_id, ensure_topics
-from streams import api, control
+from streams import api, control, ops
 from streams.channels import Dispatcher
 from streams.processing import BatchResult, Processor, Sink
 from streams.rules import RuleSet
@@ -93,12 +93,15 @@ def create_app(
     data_dir: Path,
     rules: RuleSet | None = None,
     history: Any = None,
+    api_token: str | None = None,
 ) -> faust.App:
     rules = rules or RuleSet()
     topics = Topics.for_namespace(kafka.namespace)
+    options = kafka.kafka_options()
     app = faust.App(
         f"{kafka.namespace}-worker",
         broker=f"kafka://{bootstrap}",
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",
         datadir=str(data_dir / "faust"),
         topic_partitions=kafka.events_partitions,
@@ -117,6 +120,10 @@ def create_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        # Every page but /health and /ready needs the bearer token (streams.ops).
+        web_application_options=(
+            {"middlewares": [ops.auth_middleware(api_token)]} if api_token else None
+        ),
     )
     events = app.topic(
         topics.events, value_type=bytes, value_serializer="raw", partitions=kafka.events_partitions
@@ -151,10 +158,10 @@ def create_app(
     async def ready() -> Processor:
         async with ready_lock:
             if "processor" not in runtime:
-                await ensure_topics(bootstrap, topics, kafka.events_partitions)
+                await ensure_topics(bootstrap, topics, kafka.events_partitions, options)
                 await sink.start()  # type: ignore[attr-defined]
                 await dispatcher.start()
-                source = f"{await cluster_id(bootstrap)}/{topics.events}"
+                source = f"{await cluster_id(bootstrap, options)}/{topics.events}"
                 runtime["processor"] = Processor(
                     windows=settings.windows,
                     grace_ms=settings.grace_seconds * 1000,
@@ -171,7 +178,7 @@ def create_app(
             return
         stored = await sink.stored_offsets(processor.source)
         saved = await sink.load_states(processor.source, missing)
-        tails = await last_published(bootstrap, topics.alerts, missing)
+        tails = await last_published(bootstrap, topics.alerts, missing, options=options)
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
             published[p] = max((_seq(line, p) for line in tails.get(p, [])), default=0)
@@ -231,6 +238,7 @@ def create_app(
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         stats.assigned |= {tp.partition for tp in assigned if tp.topic == topics.events}
+        runtime["joined"] = True
 
     @app.agent(events, concurrency=1)
     async def process(stream: Any) -> None:
@@ -364,7 +372,9 @@ def create_app(
     async def follow_control() -> None:
         """Every command on the control topic, from the beginning, as it comes."""
         await ready()
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, **options
+        )
         await consumer.start()
         try:
             tp = TopicPartition(topics.control, 0)
@@ -470,6 +480,73 @@ def create_app(
         params = {k: request.query.getone(k) for k in request.query}
         status, body = await history.answer(name, params)
         return web.json(body, status=status)
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        """Liveness: the event loop answers and the writer has not died."""
+        task = runtime.get("writer")
+        if task is not None and task.done() and not task.cancelled() and task.exception():
+            reason = f"the writer stopped: {task.exception()!r}"
+            return web.json({"status": "failing", "reason": reason}, status=503)
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready_view(web: Any, request: Any) -> Any:
+        """Readiness: topics and store set up, in the consumer group, store answering."""
+        waiting = []
+        if "processor" not in runtime:
+            waiting.append("topics and the store are not set up yet")
+        if not runtime.get("joined"):
+            waiting.append("not in the consumer group yet")
+        if getattr(sink, "failing", False):
+            waiting.append(f"ClickHouse inserts are failing: {getattr(sink, 'last_error', '')}")
+        if waiting:
+            return web.json({"status": "waiting", "reasons": waiting}, status=503)
+        return web.json({"status": "ready", "partitions": sorted(stats.assigned)})
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        """Vigil's own figures in the Prometheus text format."""
+        processor = runtime.get("processor")
+        snapshot = ops.Snapshot(
+            counts=stats.counts,
+            events_per_s=stats.rate(),
+            lag=consumer_lag(processor) if processor else {},
+            open_windows=(
+                sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
+            ),
+            firing=sum(a["status"] == "firing" for a in all_alerts()),
+            sink_counts=getattr(sink, "counts", {}),
+            sink_latency=getattr(sink, "latency", None) or ops.Latency(),
+            sink_failing=getattr(sink, "failing", False),
+            uptime_s=time.time() - stats.started,
+            assigned=len(stats.assigned),
+        )
+        return web.bytes(ops.metrics_text(snapshot), content_type=ops.CONTENT_TYPE)
+
+    @app.on_before_shutdown.connect
+    async def flush_on_stop(sender: Any, **kwargs: Any) -> None:
+        """SIGTERM: store what was processed, checkpoint every partition changed, ack and
+        commit, within ``shutdown_seconds`` (what is left is replayed by the next one)."""
+        processor = runtime.get("processor")
+        task = runtime.get("writer")
+        if processor is None or task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(final_checkpoint(processor), settings.shutdown_seconds)
+            log.info("stopped cleanly: everything processed is stored and committed")
+        except Exception as exc:  # a timeout or a store that does not answer
+            log.warning("stopping without a final checkpoint (replayed next time): %r", exc)
+
+    async def final_checkpoint(processor: Processor) -> None:
+        async with state_lock:
+            # Every partition counts as backlogged: stopping closes no window early.
+            result = processor.tick(
+                now_ms=int(time.time() * 1000), checkpoint=True, backlogged=set(processor.states)
+            )
+        await pending.put((result, [], None))
+        await pending.join()
+        await app.consumer.commit()
 
     @app.page("/stats")
     async def stats_view(web: Any, request: Any) -> Any:

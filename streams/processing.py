@@ -192,6 +192,13 @@ class Processor:
                     if want_state:
                         out.rejected.append(Rejected(partition, offset, index, line, exc.reason))
                     continue
+                except Exception as exc:  # a decoder bug must not stop the partition
+                    log.exception("event at %d/%d/%d could not be read", partition, offset, index)
+                    counts["decode_errors"] += 1
+                    if want_state:
+                        reason = f"could not be read ({type(exc).__name__}: {exc})"[:500]
+                        out.rejected.append(Rejected(partition, offset, index, line, reason))
+                    continue
                 late = False
                 if want_state:
                     if ev.kind in WORKFLOW_KINDS:

@@ -10,6 +10,13 @@ from streams import rules as rules_file
 from streams.windows import WindowSpec, parse_windows
 
 
+def _log_format(text: str) -> str:
+    fmt = text.strip().lower()
+    if fmt not in {"json", "text"}:
+        raise ValueError("expected json or text")
+    return fmt
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     #: Tumbling widths and ``width/hop`` hopping windows, e.g. ``1m,5m,1h,5m/1m``.
@@ -34,6 +41,15 @@ class WorkerSettings:
     web_host: str = env_field("VIGIL_WEB_HOST", "127.0.0.1")
     web_port: int = env_field("VIGIL_WEB_PORT", 6066, int)
     log_level: str = env_field("VIGIL_LOG_LEVEL", "warning")
+    #: ``json`` (one object a line: time, level, logger, message) or ``text``.
+    log_format: str = env_field("VIGIL_LOG_FORMAT", "json", _log_format)
+    #: Every HTTP page but /health and /ready needs ``Authorization: Bearer <token>``.
+    #: Empty: a token is made once and kept in ``<data dir>/api-token`` (mode 0600);
+    #: ``none`` turns the check off (the demo does).
+    api_token: str = env_field("VIGIL_API_TOKEN", "", secret=True)
+    #: On SIGTERM the worker stores what it processed, checkpoints and commits, for at
+    #: most this long (what is left is replayed by the next worker).
+    shutdown_seconds: float = env_field("VIGIL_SHUTDOWN_SECONDS", 20.0, float)
 
     def load_rules(self) -> rules_file.RuleSet:
         """The rule set ``VIGIL_RULES`` names, checked against ``VIGIL_WINDOWS``; raises

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from producers.settings import ProducerSettings
+from vigil import webclient
 from vigil.demo import worker_stats
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
 
@@ -52,8 +53,17 @@ class WorkerProcess:
         self.port = int(env["VIGIL_WEB_PORT"])
         self.proc = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=log_path)
 
+    @property
+    def token(self) -> str | None:
+        return self.env.get("VIGIL_API_TOKEN")
+
     def stats(self) -> dict[str, Any] | None:
-        return worker_stats(self.port)
+        return worker_stats(self.port, self.token)
+
+    def call(self, path: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
+        """``(status, JSON)`` of ``path`` on this worker's API, with its token."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        return webclient.call(url, token=self.token, body=body, method=method, timeout=30)
 
     def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -82,6 +92,7 @@ def worker_env(broker: EmbeddedBroker, namespace: str, tmp_path: Path) -> dict[s
         VIGIL_NAMESPACE=namespace,
         VIGIL_DATA_DIR=str(tmp_path / "data"),
         VIGIL_LOG_LEVEL="info",
+        VIGIL_API_TOKEN=f"test-token-{namespace}",
     )
 
 

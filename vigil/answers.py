@@ -11,9 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import urllib.error
+import os
 import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,21 +21,19 @@ from sinks.queries import HistoryError, ReadOnly
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from sinks.tables import cell, table
+from streams import ops
+from vigil import webclient
 
 
-def fetch(url: str, name: str, params: dict[str, str], *, timeout: float) -> tuple[int, Any] | None:
+def fetch(
+    url: str, name: str, params: dict[str, str], *, timeout: float, token: str | None = None
+) -> tuple[int, Any] | None:
     """``(status, body)`` from a worker at ``url``; None when nothing listens there."""
     query = urllib.parse.urlencode(params)
     target = f"{url.rstrip('/')}/history/{urllib.parse.quote(name)}?{query}"
     try:
-        with urllib.request.urlopen(target, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read())
-        except ValueError:
-            return exc.code, {"error": f"{target} answered {exc.code} without JSON"}
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return webclient.call(target, token=token, timeout=timeout)
+    except webclient.Unreachable:
         return None
 
 
@@ -52,9 +49,11 @@ def local(settings: StoreSettings, name: str, params: dict[str, str]) -> Any:
 def ask(
     settings: StoreSettings, url: str | None, name: str, params: dict[str, str]
 ) -> tuple[Any, str]:
-    """The answer and where it came from; raises HistoryError or StoreError."""
+    """The answer and where it came from; raises HistoryError or StoreError. The worker
+    is asked with the API token of ``VIGIL_API_TOKEN`` or of its data directory."""
     if url:
-        answered = fetch(url, name, params, timeout=settings.query_timeout_s + 5)
+        token = ops.client_token(os.environ, settings.data_dir)
+        answered = fetch(url, name, params, timeout=settings.query_timeout_s + 5, token=token)
         if answered is not None:
             status, body = answered
             if status != 200:

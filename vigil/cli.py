@@ -282,6 +282,7 @@ def _tail(args: argparse.Namespace) -> int:
             namespace=settings.namespace,
             from_beginning=args.from_beginning,
             include_silenced=args.include_silenced,
+            options=settings.kafka_options(),
         ):
             if args.json:
                 print(orjson.dumps(alert.to_dict()).decode(), flush=True)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +21,7 @@ from producers.settings import ProducerSettings
 from sinks import history
 from sinks.queries import ReadOnly
 from sinks.store import open_client
+from vigil import webclient
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
 from vigil.simulation import Simulation
@@ -36,13 +35,15 @@ def _simulator(config: Config) -> ProducerSettings:
     return dataclasses.replace(config.kafka, resource_interval_s=0)
 
 
-def worker_stats(port: int) -> dict[str, Any] | None:
+def worker_stats(port: int, token: str | None = None) -> dict[str, Any] | None:
     """The counters a worker serves at /stats, or None while it is not answering."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=1) as r:
-            return dict(json.load(r))
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
+        status, body = webclient.call(f"http://127.0.0.1:{port}/stats", token=token, timeout=1)
+    except webclient.Unreachable:
         return None
+    if status == 401:
+        raise PermissionError(f"the worker at port {port} wants another token: {body}")
+    return dict(body) if status == 200 else None
 
 
 def run(*, duration: float, rate: int, seed: int) -> int:
@@ -55,6 +56,8 @@ def run(*, duration: float, rate: int, seed: int) -> int:
         bootstrap = broker.bootstrap
     port = free_port()
     env = dict(os.environ, VIGIL_KAFKA_BOOTSTRAP=bootstrap, VIGIL_WEB_PORT=str(port))
+    if not env.get("VIGIL_API_TOKEN"):
+        env["VIGIL_API_TOKEN"] = "none"  # a local demo; the worker's default asks a token
     log_path = config.store.data_dir / "worker.log"
     print(
         f"vigil demo: broker {bootstrap}{' (embedded)' if broker else ''}, "
@@ -62,11 +65,16 @@ def run(*, duration: float, rate: int, seed: int) -> int:
     )
     worker = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=log_path)
     start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
+    token = None if env["VIGIL_API_TOKEN"] == "none" else env["VIGIL_API_TOKEN"]
+
+    def stats() -> dict[str, Any] | None:
+        return worker_stats(port, token)
+
     try:
         published = asyncio.run(
-            _feed(config, bootstrap, port, worker, duration, rate, seed, start_ms)
+            _feed(config, bootstrap, stats, worker, duration, rate, seed, start_ms)
         )
-        _drain(port, worker, published)
+        _drain(stats, worker, published)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker")
         return 130
@@ -84,7 +92,7 @@ def run(*, duration: float, rate: int, seed: int) -> int:
 async def _feed(
     config: Config,
     bootstrap: str,
-    port: int,
+    stats: Callable[[], dict[str, Any] | None],
     worker: Any,
     duration: float,
     rate: int,
@@ -112,7 +120,7 @@ async def _feed(
             await asyncio.sleep(max(0.0, began + (tick + 1) * TICK_S - time.monotonic()))
             if time.monotonic() >= next_line:
                 next_line += 1
-                _print_line(time.monotonic() - began, published, worker_stats(port))
+                _print_line(time.monotonic() - began, published, stats())
         await pub.flush(30)
     return published
 
@@ -130,10 +138,12 @@ def _print_line(elapsed: float, published: int, s: dict[str, Any] | None) -> Non
     )
 
 
-def _drain(port: int, worker: Any, published: int, timeout: float = 60) -> None:
+def _drain(
+    stats: Callable[[], dict[str, Any] | None], worker: Any, published: int, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.poll() is None:
-        s = worker_stats(port) or {}
+        s = stats() or {}
         if s.get("valid", 0) + s.get("rejected", 0) >= published:
             _print_line(0, published, s)
             return

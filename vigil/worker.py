@@ -11,6 +11,7 @@ import faust
 
 from sinks import history
 from sinks.writer import ClickHouseSink
+from streams import ops
 from streams.app import create_app
 from streams.rules import RuleFileError
 from vigil.config import Config
@@ -38,6 +39,12 @@ def run(environ: dict[str, str] | None = None) -> None:
         bootstrap = broker.bootstrap
         print(f"vigil: started the embedded Kafka broker at {bootstrap}", file=sys.stderr)
     config.store.data_dir.mkdir(parents=True, exist_ok=True)
+    token = ops.resolve_token(config.worker.api_token, config.store.data_dir)
+    if token is None:
+        print("vigil: the HTTP API asks for no token (VIGIL_API_TOKEN=none)", file=sys.stderr)
+    elif not config.worker.api_token:
+        where = config.store.data_dir / ops.TOKEN_FILE
+        print(f"vigil: the HTTP API needs the bearer token kept in {where}", file=sys.stderr)
     sink = ClickHouseSink(config.store)
     queries = history.Service(config.store)
     app = create_app(
@@ -48,8 +55,16 @@ def run(environ: dict[str, str] | None = None) -> None:
         data_dir=config.store.data_dir,
         rules=rules,
         history=queries,
+        api_token=token,
     )
-    worker = faust.Worker(app, loglevel=config.worker.log_level, quiet=True, redirect_stdouts=False)
+    level, fmt = config.worker.log_level, config.worker.log_format
+    worker = faust.Worker(
+        app,
+        loglevel=level,
+        quiet=True,
+        redirect_stdouts=False,
+        logging_config=ops.logging_config(level, fmt),
+    )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         worker.execute_from_commandline()

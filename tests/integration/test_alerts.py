@@ -13,7 +13,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -111,11 +110,10 @@ async def _collect(
     return seen
 
 
-def _http(port: int, path: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.load(response)
+def _http(worker, path: str, body: dict | None = None) -> dict:
+    status, answer = worker.call(path, body)
+    assert status in (200, 201), (status, answer)
+    return answer
 
 
 async def test_a_latency_shift_fires_and_resolves_once_across_a_sigkill(
@@ -135,9 +133,9 @@ async def test_a_latency_shift_fires_and_resolves_once_across_a_sigkill(
     firing = await _collect(broker.bootstrap, namespace, lambda s: s[-1].state == "firing")
     assert [a.state for a in firing] == ["pending", "firing"]
     fp = firing[-1].fingerprint
-    (listed,) = _http(worker.port, "/alerts")["alerts"]
+    (listed,) = _http(worker, "/alerts")["alerts"]
     assert (listed["fingerprint"], listed["status"]) == (fp, "firing")
-    acked = _http(worker.port, f"/alerts/{fp}/ack", {"by": "ana"})
+    acked = _http(worker, f"/alerts/{fp}/ack", {"by": "ana"})
     assert acked == {"acknowledged": fp, "by": "ana"}
     worker.proc.send_signal(signal.SIGKILL)
     worker.proc.wait(10)
@@ -146,7 +144,7 @@ async def test_a_latency_shift_fires_and_resolves_once_across_a_sigkill(
     # The replay makes both transitions again: neither is published twice; the
     # acknowledgement is read back from the control topic and still shows.
     worker.wait_until(lambda s: s.get("firing") == 1 and s.get("alerts_replayed", 0) >= 2)
-    assert _http(worker.port, "/alerts")["alerts"][0]["acked_by"] == "ana"
+    assert _http(worker, "/alerts")["alerts"][0]["acked_by"] == "ana"
     await _publish(kafka_settings, _step_ends(base, range(30, 45), slow, seed=2))
     alerts = await _collect(broker.bootstrap, namespace, lambda s: s[-1].state == "resolved")
     # The first worker delivered two, this one the third.
@@ -224,8 +222,8 @@ async def test_a_silenced_transition_is_stored_and_published_flagged_but_not_del
     rules.write_text(text.format(port=receiver.server_address[1]).replace('"2m"', '"0s"'))
     worker = start_worker(VIGIL_RULES=str(rules), VIGIL_GRACE_SECONDS="5")
     worker.wait_until(lambda s: "channels" in s)
-    silence = _http(worker.port, "/silences", {"matchers": {"team": "data"}, "duration": "1h"})
-    (listed,) = _http(worker.port, "/silences")["silences"]
+    silence = _http(worker, "/silences", {"matchers": {"team": "data"}, "duration": "1h"})
+    (listed,) = _http(worker, "/silences")["silences"]
     assert listed["id"] == silence["id"] and listed["active"]
     base = (int(time.time() * 1000) - 60 * MIN) // MIN * MIN
     await _publish(kafka_settings, _step_ends(base, range(0, 10), range(3, 6), seed=3))

@@ -19,12 +19,8 @@ from tests.history_data import HOSTILE_WORKFLOW, HOUR, generate
 pytestmark = pytest.mark.integration
 
 
-def get(port: int, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+def get(worker, path: str) -> tuple[int, dict]:
+    return worker.call(path)
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -53,17 +49,17 @@ async def test_the_worker_answers_history_over_http_and_the_cli_with_or_without_
         w: sum(e["ts"] >= mid for e in data.of("execution.end", name=w))
         for w in ("etl", HOSTILE_WORKFLOW)
     }
-    status, body = get(worker.port, "/history/workflows?hours=6")
+    status, body = get(worker, "/history/workflows?hours=6")
     assert status == 200
     assert {w["workflow"]: w["runs"] for w in body} == expected
 
     quoted = urllib.parse.quote(HOSTILE_WORKFLOW)
-    status, body = get(worker.port, f"/history/workflows?hours=6&workflow={quoted}")
+    status, body = get(worker, f"/history/workflows?hours=6&workflow={quoted}")
     assert (status, [w["workflow"] for w in body]) == (200, [HOSTILE_WORKFLOW])
 
-    status, body = get(worker.port, "/history/logs?since=yesterday-ish")
+    status, body = get(worker, "/history/logs?since=yesterday-ish")
     assert status == 400 and "is not a time" in body["error"]
-    status, body = get(worker.port, "/history/drop_tables")
+    status, body = get(worker, "/history/drop_tables")
     assert status == 400 and "no history query 'drop_tables'" in body["error"]
 
     through_worker = cli(worker.env, "workflows", "--hours", "6", "--json")

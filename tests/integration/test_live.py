@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.parse
@@ -17,12 +16,8 @@ from tests.workflows import execution
 pytestmark = pytest.mark.integration
 
 
-def _get(port: int, path: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as err:
-        return err.code, json.load(err)
+def _get(worker, path: str) -> tuple[int, dict]:
+    return worker.call(path)
 
 
 def _wait_for(port: int, path: str, predicate, timeout: float = 30.0) -> dict:
@@ -42,7 +37,7 @@ async def test_live_progress_and_eta_of_an_execution_move_as_its_steps_complete(
 ):
     worker = start_worker(VIGIL_WINDOWS="1m")
     worker.wait_until(lambda s: True)  # serving
-    port = worker.port
+    port = worker  # the helpers ask the worker with its token
     now = int(time.time() * 1000)
     async with Client(kafka_settings) as vigil:
         # History: three finished runs teach the worker how long each step takes.

@@ -94,3 +94,24 @@ def test_a_partition_with_a_backlog_is_slow_not_idle():
     assert {w.partition for w in out.closed} == {1}  # 0 waits for its backlog
     again = p.tick(now_ms=later + 12_000)  # the backlog was read, nothing came: idle
     assert {w.partition for w in again.closed} == {0}
+
+
+def test_every_hostile_line_is_rejected_with_a_reason_and_nothing_raises():
+    """Non-UTF-8 bytes inside a string and nesting past the decoders' depth used to
+    raise out of the decoder (UnicodeDecodeError, RecursionError)."""
+    import collections
+
+    from tests.hostile import CATEGORIES, NOW_MS, hostile
+
+    lines = list(hostile(1200))
+    p = _processor()
+    out = p.process([(0, i, line) for i, (line, _) in enumerate(lines)], now_ms=NOW_MS)
+    assert out.counts["valid"] == 0 and out.counts.get("decode_errors", 0) == 0
+    assert [r.offset for r in out.rejected] == list(range(len(lines)))
+    assert all(r.line == lines[r.offset][0] for r in out.rejected)
+    reasons = collections.defaultdict(set)
+    for r in out.rejected:
+        reasons[lines[r.offset][1]].add(r.reason.split(":")[0].split(" ")[0])
+    assert set(reasons) == set(CATEGORIES)
+    assert any("UTF-8" in r.reason for r in out.rejected)
+    assert any("nested deeper" in r.reason for r in out.rejected)
