@@ -116,6 +116,10 @@ def create_app(
         # rebalance must not wait for them (they are replayed from the last commit).
         stream_wait_empty=False,
         producer_acks=-1,
+        # A dead letter carries its line's original bytes: as large as the largest line
+        # an envelope can hold (the broker's own message limit bounds both).
+        producer_max_request_size=16 << 20,
+        consumer_max_fetch_size=16 << 20,
         web_enabled=True,
         web_host=settings.web_host,
         web_port=settings.web_port,

@@ -21,7 +21,12 @@ async def read_records(
 ) -> list[Any]:
     """Every record of ``topic``: reads until the records' ``weight`` adds up to
     ``expected``, then 1.5 s longer so that duplicates beyond it would show up too."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 << 20,  # dead letters of 1 MB lines
+    )
     await consumer.start()
     out: list[Any] = []
     seen = 0
