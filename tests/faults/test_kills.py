@@ -1,0 +1,153 @@
+"""A worker SIGKILLed again and again while events flow, and restarted each time.
+
+Kills come right after a checkpoint (the stored offsets just moved), mid-batch (while
+messages are being counted) and at random moments (most of a worker's time goes to
+ClickHouse inserts, so most of those land during one). After the last restart the
+worker reads to the end. Then: raw rows equal the acknowledged events exactly once,
+every closed window equals a recount of its raw rows, no alert transition is stored
+twice, and none is on the alerts topic twice (this last one does not hold yet: after
+six kills a few transitions were published twice; the test reports them as an expected
+failure until that is fixed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from producers.alerts import Alert
+from producers.client import Client
+from producers.topics import Topics
+from tests.conftest import open_store
+from tests.topics import read_records
+from vigil.simulation import Simulation
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+N = 45_000
+KILLS = 6
+RECOUNT = """
+    SELECT w.series, w.window_start, w.count, w.errors, r.c, r.e
+    FROM (SELECT * FROM vigil.windows FINAL WHERE width_s = 60) AS w
+    LEFT JOIN (
+        SELECT series, toStartOfMinute(ts) AS start, count() AS c, countIf(ok = false) AS e
+        FROM vigil.events WHERE NOT late GROUP BY series, start
+    ) AS r ON r.series = w.series AND r.start = w.window_start
+    WHERE w.count != r.c OR w.errors != r.e
+"""
+
+
+async def _committed(settings, topic: str) -> int:
+    """Messages the worker group has committed, over all partitions (offsets start at 0
+    on a fresh topic)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.namespace}-worker"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.events_partitions)]
+        return sum([await consumer.committed(tp) or 0 for tp in tps])
+    finally:
+        await consumer.stop()
+
+
+def _applied(stats: dict) -> int:
+    return sum(offset + 1 for offset in stats.get("offsets", {}).values())
+
+
+async def _publish(settings, events, per_second: int) -> int:
+    async with Client(settings) as pub:
+        began = time.monotonic()
+        for i, event in enumerate(events):
+            while not pub.publish(event):
+                await asyncio.sleep(0.01)
+            if i % 500 == 0:  # a steady flow, not one burst
+                await asyncio.sleep(max(0.0, began + i / per_second - time.monotonic()))
+        assert await pub.flush(120)
+        stats = pub.stats()
+    assert stats["sent"] == len(events) and stats["dropped"] == 0
+    return stats["envelopes"]
+
+
+async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
+    kafka_settings, start_worker, tmp_path
+):
+    sim = Simulation(seed=41, start_ms=int(time.time() * 1000) - 30 * 60_000)
+    events = []
+    for event in sim.advance(30 * 60_000):
+        events.append(event)
+        if len(events) == N:
+            break
+    assert len(events) == N
+    data = tmp_path / "kills"
+    env = {
+        "VIGIL_DATA_DIR": str(data),
+        "VIGIL_WINDOWS": "1m",
+        "VIGIL_GRACE_SECONDS": "5",
+        "VIGIL_CHECKPOINT_SECONDS": "0.5",
+        "VIGIL_BATCH_MAX_MESSAGES": "8",
+    }
+    rng = random.Random(5)
+    publishing = asyncio.create_task(_publish(kafka_settings, events, per_second=3000))
+    kinds = collections.Counter()
+    for k in range(KILLS):
+        worker = start_worker(**env)
+        before = worker.wait_until(lambda s: len(s.get("assigned", [])) > 0, timeout=60)
+        how = ("after a checkpoint", "mid-batch", "at random")[k % 3]
+        if how == "after a checkpoint":
+            moved = _applied(before)
+            await asyncio.to_thread(worker.wait_until, lambda s, m=moved: _applied(s) > m, 60)
+        elif how == "mid-batch":
+            seen = before.get("messages", 0)
+            await asyncio.to_thread(
+                worker.wait_until, lambda s, m=seen: s.get("messages", 0) > m, 60
+            )
+            await asyncio.sleep(rng.uniform(0.0, 0.2))
+        else:
+            await asyncio.sleep(rng.uniform(0.5, 3.0))
+        os.kill(worker.proc.pid, signal.SIGKILL)
+        worker.proc.wait()
+        kinds[how] += 1
+    envelopes = await publishing
+    last = start_worker(**env)
+    await asyncio.to_thread(last.wait_until, lambda s: len(s.get("assigned", [])) == 4, 60)
+    topics = Topics.for_namespace(kafka_settings.namespace)
+    deadline = time.monotonic() + 240
+    while (done := await _committed(kafka_settings, topics.events)) < envelopes:
+        assert time.monotonic() < deadline, (done, envelopes, last.stats())
+        await asyncio.sleep(1)
+    assert last.stop() == 0
+    assert sum(kinds.values()) == KILLS
+
+    with open_store(Path(data)) as ch:
+        raw = ch.query(
+            "SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events"
+        ).result_rows[0]
+        assert raw == (N, N), "every acknowledged event stored exactly once"
+        windows = ch.query("SELECT count() FROM vigil.windows FINAL").result_rows[0][0]
+        assert windows > 100
+        assert ch.query(RECOUNT).result_rows == []
+        stored_alerts = ch.query(
+            "SELECT fingerprint, seq, count() AS n FROM vigil.alerts GROUP BY fingerprint, seq "
+            "HAVING n > 1"
+        ).result_rows
+    assert stored_alerts == []
+
+    on_topic = await read_records(kafka_settings.kafka_bootstrap, topics.alerts, 0, timeout=5)
+    published = collections.Counter(
+        (a.fingerprint, a.seq) for a in (Alert.decode(r.value) for r in on_topic)
+    )
+    twice = [key for key, n in published.items() if n > 1]
+    if twice:  # known gap (issue 8): the storage above is exact, the topic is not yet
+        pytest.xfail(
+            f"{len(twice)} of {len(published)} alert transitions are on the alerts topic "
+            f"twice after {KILLS} kills: {twice[:3]}"
+        )
