@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -87,20 +88,39 @@ _ENCODER = msgspec.json.Encoder()
 
 
 async def read_from(
-    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], *, idle_ms: int = 500
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    *,
+    idle_ms: int = 500,
+    ends: Mapping[TopicPartition, int] | None = None,
+    timeout_s: float = 30.0,
 ) -> AsyncIterator[Any]:
     """Every message from the consumer's positions up to the end, then stop.
 
-    The end is where a fetch stays empty for ``idle_ms``: the embedded broker's end
-    offsets can under-report (FIELD_NOTES), so they are only a lower bound here.
+    The end of a partition is the high watermark of the last fetch, and at least
+    ``ends`` (the broker's end offsets: the embedded broker's under-report, FIELD_NOTES,
+    so they are a lower bound). A fetch that stays empty for ``idle_ms`` ends the read
+    only once every partition is there: on a loaded machine the first fetch can come
+    back empty before the broker has answered (which once made a worker taking over a
+    partition miss the transitions already published, and publish them again). Past
+    ``timeout_s`` it stops anyway.
     """
+    lower = dict(ends or {})
+    deadline = time.monotonic() + timeout_s
     while True:
         batch = await consumer.getmany(*partitions, timeout_ms=idle_ms)
-        if not batch:
-            return
         for messages in batch.values():
             for message in messages:
                 yield message
+        if batch:
+            continue
+        behind = False
+        for tp in partitions:
+            end = max(lower.get(tp, 0), consumer.highwater(tp) or 0)
+            if await consumer.position(tp) < end:
+                behind = True
+        if not behind or time.monotonic() > deadline:
+            return
 
 
 async def last_published(
@@ -126,7 +146,7 @@ async def last_published(
         out: dict[int, collections.deque[bytes]] = {
             p: collections.deque(maxlen=back) for p in partitions
         }
-        async for message in read_from(consumer, tps):
+        async for message in read_from(consumer, tps, ends=ends):
             out[message.partition].append(message.value)
         return {p: list(values) for p, values in out.items()}
     finally:
@@ -175,7 +195,7 @@ async def subscribe_alerts(
                 ends = await consumer.end_offsets(tps)
                 for tp in tps:
                     consumer.seek(tp, ends[tp])
-                async for _ in read_from(consumer, tps, idle_ms=300):
+                async for _ in read_from(consumer, tps, idle_ms=300, ends=ends):
                     pass
         while True:
             batch = await consumer.getmany(timeout_ms=1000)

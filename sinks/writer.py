@@ -29,7 +29,7 @@ import msgspec
 
 from producers.alerts import Alert
 from sinks.settings import StoreSettings
-from sinks.store import open_client
+from sinks.store import StoreError, open_client
 from streams.ops import Latency
 from streams.processing import BatchResult
 
@@ -50,13 +50,31 @@ class ClickHouseSink:
         self.latency = Latency()
         #: True while an insert is being retried: ClickHouse is not answering.
         self.failing = False
+        #: The table an insert is running into right now, if any (for /stats).
+        self.inserting: str | None = None
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
     async def start(self) -> None:
-        self.client = await self._call(open_client, self.settings)
+        """Open the store, retrying with backoff while it cannot be opened (a server that
+        is down, a chDB path another process holds): the worker waits, consuming nothing,
+        and catches up once it opens."""
+        backoff = 0.2
+        while True:
+            try:
+                self.client = await self._call(open_client, self.settings)
+            except StoreError as exc:
+                self.failing = True
+                self.last_error = str(exc)[:500]
+                self.counts["open_retries"] += 1
+                log.warning("the store cannot be opened (retrying in %.1fs): %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            self.failing = False
+            return
 
     async def close(self) -> None:
         if self.client is not None:
@@ -150,6 +168,7 @@ class ClickHouseSink:
         first = time.perf_counter()
         while True:
             started = time.perf_counter()
+            self.inserting = table
             try:
                 await self._call(fn, *args, **kwargs)
             except Exception as exc:  # every driver error: retrying is the only safe move
@@ -162,6 +181,8 @@ class ClickHouseSink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
+            finally:
+                self.inserting = None
             done = time.perf_counter()
             self.last_insert_ms = (done - started) * 1000
             self.latency.observe(done - first)

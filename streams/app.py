@@ -523,6 +523,7 @@ def create_app(
             sink_counts=getattr(sink, "counts", {}),
             sink_latency=getattr(sink, "latency", None) or ops.Latency(),
             sink_failing=getattr(sink, "failing", False),
+            sink_inserting=getattr(sink, "inserting", None) is not None,
             uptime_s=time.time() - stats.started,
             assigned=len(stats.assigned),
         )
@@ -571,6 +572,7 @@ def create_app(
         body["channels"] = dispatcher.stats()
         body["firing"] = sum(a["status"] == "firing" for a in all_alerts())
         body["published_seq"] = {str(p): seq for p, seq in published.items()}
+        body["inserting"] = getattr(sink, "inserting", None)  # the table, while one runs
         return web.json(body)
 
     return app

@@ -80,6 +80,7 @@ class Snapshot:
     sink_failing: bool
     uptime_s: float
     assigned: int
+    sink_inserting: bool = False
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,6 +125,7 @@ class _Collector(Collector):
             ("vigil_partitions_assigned", "Events partitions held.", s.assigned),
             ("vigil_uptime_seconds", "Seconds since the worker started.", s.uptime_s),
             ("vigil_sink_failing", "1 while a ClickHouse insert is retried.", int(s.sink_failing)),
+            ("vigil_sink_inserting", "1 while a ClickHouse insert runs.", int(s.sink_inserting)),
             *((name, name.replace("_", " "), value) for name, value in sorted(s.extra.items())),
         )
         for name, doc, value in gauges:

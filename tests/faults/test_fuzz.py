@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from producers.topics import Topics, ensure_topics
 from tests.conftest import open_store
 from tests.hostile import CATEGORIES, hostile
+from tests.samples import metric
 from tests.topics import read_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -28,16 +29,8 @@ N_VALID = 20_000
 
 
 def _valid(i: int, now_ms: int) -> bytes:
-    return orjson.dumps(
-        {
-            "kind": "metric",
-            "ts": now_ms - (N_VALID - i) * 50,
-            "service": "fuzz",
-            "name": "latency_ms",
-            "value": float(i % 1000),
-            "tags": {"host": f"h{i % 13}"},
-        }
-    )
+    ts = now_ms - (N_VALID - i) * 50
+    return orjson.dumps(metric(ts, float(i % 1000), service="fuzz", tags={"host": f"h{i % 13}"}))
 
 
 def _envelopes(lines: list[bytes], rng: random.Random) -> list[bytes]:

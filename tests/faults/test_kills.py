@@ -1,8 +1,8 @@
 """A worker SIGKILLed again and again while events flow, and restarted each time.
 
 Kills come right after a checkpoint (the stored offsets just moved), mid-batch (while
-messages are being counted) and at random moments (most of a worker's time goes to
-ClickHouse inserts, so most of those land during one). After the last restart the
+messages are being counted) and during a ClickHouse insert (``/stats`` names the table
+while one runs). After the last restart the
 worker reads to the end. Then: raw rows equal the acknowledged events exactly once,
 every closed window equals a recount of its raw rows, no alert transition is stored
 twice, and none is on the alerts topic twice (this last one does not hold yet: after
@@ -27,8 +27,8 @@ from producers.alerts import Alert
 from producers.client import Client
 from producers.topics import Topics
 from tests.conftest import open_store
+from tests.samples import simulated
 from tests.topics import read_records
-from vigil.simulation import Simulation
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -77,16 +77,26 @@ async def _publish(settings, events, per_second: int) -> int:
     return stats["envelopes"]
 
 
+def _wait_for_moment(worker, wanted: str, before: dict, rng: random.Random) -> str:
+    """Poll the worker until the moment to kill it comes (within 20 s); which came."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        stats = worker.stats() or {}
+        if wanted == "after a checkpoint" and _applied(stats) > _applied(before):
+            return wanted
+        if wanted == "mid-batch" and stats.get("messages", 0) > before.get("messages", 0):
+            time.sleep(rng.uniform(0.0, 0.2))
+            return wanted
+        if wanted == "during an insert" and stats.get("inserting"):
+            return wanted
+        time.sleep(0.02)
+    return "at the deadline"
+
+
 async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
     kafka_settings, start_worker, tmp_path
 ):
-    sim = Simulation(seed=41, start_ms=int(time.time() * 1000) - 30 * 60_000)
-    events = []
-    for event in sim.advance(30 * 60_000):
-        events.append(event)
-        if len(events) == N:
-            break
-    assert len(events) == N
+    events = simulated(N, seed=41, minutes=30)
     data = tmp_path / "kills"
     env = {
         "VIGIL_DATA_DIR": str(data),
@@ -96,26 +106,16 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
         "VIGIL_BATCH_MAX_MESSAGES": "8",
     }
     rng = random.Random(5)
-    publishing = asyncio.create_task(_publish(kafka_settings, events, per_second=3000))
+    publishing = asyncio.create_task(_publish(kafka_settings, events, per_second=1500))
     kinds = collections.Counter()
     for k in range(KILLS):
         worker = start_worker(**env)
         before = worker.wait_until(lambda s: len(s.get("assigned", [])) > 0, timeout=60)
-        how = ("after a checkpoint", "mid-batch", "at random")[k % 3]
-        if how == "after a checkpoint":
-            moved = _applied(before)
-            await asyncio.to_thread(worker.wait_until, lambda s, m=moved: _applied(s) > m, 60)
-        elif how == "mid-batch":
-            seen = before.get("messages", 0)
-            await asyncio.to_thread(
-                worker.wait_until, lambda s, m=seen: s.get("messages", 0) > m, 60
-            )
-            await asyncio.sleep(rng.uniform(0.0, 0.2))
-        else:
-            await asyncio.sleep(rng.uniform(0.5, 3.0))
+        wanted = ("after a checkpoint", "mid-batch", "during an insert")[k % 3]
+        seen = await asyncio.to_thread(_wait_for_moment, worker, wanted, before, rng)
         os.kill(worker.proc.pid, signal.SIGKILL)
         worker.proc.wait()
-        kinds[how] += 1
+        kinds[seen] += 1
     envelopes = await publishing
     last = start_worker(**env)
     await asyncio.to_thread(last.wait_until, lambda s: len(s.get("assigned", [])) == 4, 60)
@@ -126,6 +126,7 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
         await asyncio.sleep(1)
     assert last.stop() == 0
     assert sum(kinds.values()) == KILLS
+    assert kinds["after a checkpoint"] and kinds["mid-batch"] and kinds["during an insert"], kinds
 
     with open_store(Path(data)) as ch:
         raw = ch.query(

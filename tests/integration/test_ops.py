@@ -18,6 +18,7 @@ from producers.client import Client
 from producers.topics import Topics
 from tests.conftest import open_store
 from tests.malformed import malformed
+from tests.samples import metric
 from vigil import webclient
 
 pytestmark = pytest.mark.integration
@@ -72,15 +73,7 @@ async def test_probes_metrics_token_and_json_logs(kafka_settings, start_worker):
     bad = malformed(40)
     async with Client(kafka_settings) as pub:
         for i in range(500):
-            assert pub.publish(
-                {
-                    "kind": "metric",
-                    "ts": int(time.time() * 1000),
-                    "service": "api",
-                    "name": "latency_ms",
-                    "value": float(i),
-                }
-            )
+            assert pub.publish(metric(value=float(i)))
         for line, _ in bad:
             pub.publish_line("ops-test", line)
         assert await pub.flush(30)
@@ -141,14 +134,7 @@ async def test_sigterm_stores_checkpoints_and_commits_everything_processed(
     async with Client(kafka_settings) as pub:
         for i in range(n):
             assert pub.publish(
-                {
-                    "kind": "metric",
-                    "ts": now - (n - i) * 100,
-                    "service": "api",
-                    "name": "latency_ms",
-                    "value": float(i % 97),
-                    "tags": {"host": f"h{i % 7}"},
-                }
+                metric(now - (n - i) * 100, float(i % 97), tags={"host": f"h{i % 7}"})
             )
         assert await pub.flush(30)
         envelopes = pub.stats()["envelopes"]

@@ -15,8 +15,8 @@ from producers.events import KINDS
 from producers.topics import Topics
 from tests.conftest import open_store
 from tests.malformed import malformed
+from tests.samples import simulated
 from tests.topics import read_records
-from vigil.simulation import Simulation
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +42,7 @@ async def _publish(settings, events, bad):
 async def test_events_flow_into_clickhouse_and_bad_ones_into_the_deadletter_topic(
     kafka_settings, start_worker, worker_env
 ):
-    start_ms = int(time.time() * 1000) - 40 * 60_000
-    sim = Simulation(seed=11, start_ms=start_ms)
-    events = []
-    for event in sim.advance(40 * 60_000):
-        events.append(event)
-        if len(events) == N_VALID:
-            break
-    assert len(events) == N_VALID
+    events = simulated(N_VALID, seed=11, minutes=40)
     assert {e["kind"] for e in events} == KINDS, "the sample must hold every kind"
     bad = malformed(N_BAD)
     reasons_by_line = {line: reason for line, reason in bad}

@@ -13,7 +13,7 @@ import pytest
 
 from producers.client import Client
 from tests.conftest import open_store
-from vigil.simulation import Simulation
+from tests.samples import simulated
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +34,7 @@ WINDOW_QUERY = """
 
 
 def _events() -> list[dict]:
-    sim = Simulation(seed=23, start_ms=int(time.time() * 1000) - 30 * 60_000)
-    out = []
-    for event in sim.advance(30 * 60_000):
-        out.append(event)
-        if len(out) == N:
-            break
-    assert len(out) == N
-    return out
+    return simulated(N, seed=23, minutes=30)
 
 
 async def _publish(settings, events) -> int:

@@ -23,6 +23,7 @@ from tests.kafka_proxy import (
     SASL_HANDSHAKE,
     RecordingProxy,
 )
+from tests.samples import metric
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +49,7 @@ async def test_the_sdk_logs_in_with_sasl_plain_as_configured(broker, kafka_setti
             send_timeout_ms=2000,
         )
         async with Client(settings) as pub:
-            pub.publish(
-                {
-                    "kind": "metric",
-                    "ts": int(time.time() * 1000),
-                    "service": "a",
-                    "name": "m",
-                    "value": 1.0,
-                }
-            )
+            pub.publish(metric())
             await _until(lambda: proxy.bodies(SASL_AUTHENTICATE))
             assert pub.stats()["sent"] == 0  # not logged in: nothing delivered
     (mechanism, *_) = proxy.bodies(SASL_HANDSHAKE)
@@ -117,15 +110,7 @@ async def test_the_sdk_speaks_kafka_inside_tls_to_a_broker_it_trusts(
             send_timeout_ms=2000,
         )
         async with Client(settings) as pub:
-            pub.publish(
-                {
-                    "kind": "metric",
-                    "ts": int(time.time() * 1000),
-                    "service": "a",
-                    "name": "m",
-                    "value": 1.0,
-                }
-            )
+            pub.publish(metric())
             if trusted:
                 await _until(lambda: API_VERSIONS in proxy.api_keys())
             else:
