@@ -10,6 +10,8 @@ parameter, 404 for something this worker does not hold; its message says why).
 | ``/executions/{id}``          | one execution: status, progress, elapsed, ETA          |
 | ``/workflows/{name}``         | a workflow over the horizon: runs, durations, steps    |
 | ``/alerts``                   | pending and firing alerts (:func:`alerts`)             |
+| ``/overview``, ``/live``      | the dashboard's overview (:func:`overview`); ``/live``   |
+|                               | pushes it as server-sent events                        |
 
 A worker answers for the partitions it holds; with several workers, ask each (a 404
 says the series or execution is not here).
@@ -75,6 +77,73 @@ def workflow(processor: Processor | None, name: str) -> dict[str, Any]:
 def alerts(processor: Processor | None) -> list[dict[str, Any]]:
     """The pending and firing alerts of every partition held here, by partition."""
     return [a for _, state in sorted(_states(processor).items()) for a in state.evaluation.alerts()]
+
+
+#: Running executions listed in the overview, the most recently active first.
+MAX_RUNNING = 50
+
+
+def overview(
+    processor: Processor | None,
+    counts: Any,
+    *,
+    events_per_s: float,
+    now_ms: int,
+    silenced: Any = None,
+) -> dict[str, Any]:
+    """What the dashboard's overview shows, from the partitions held here: throughput and
+    dead letters, running executions with progress and ETA, each workflow's success rate
+    and p95 duration, and the alerts pending or firing with their age."""
+    running = []
+    workflows: dict[str, dict[str, Any]] = {}
+    for state in _states(processor).values():
+        ex = state.executions
+        for run in ex.running.values():
+            running.append((run.last_ms, ex.execution(run.execution_id, now_ms=now_ms)))
+        for name in ex.workflows:
+            view = ex.workflow(name)
+            if view is not None:
+                workflows[name] = {
+                    k: view[k]
+                    for k in (
+                        "workflow",
+                        "service",
+                        "runs",
+                        "running",
+                        "success_rate",
+                        "duration_p50_ms",
+                        "duration_p95_ms",
+                        "bottleneck",
+                    )
+                }
+    running.sort(key=lambda pair: (-pair[0], pair[1]["execution_id"]))
+    listed = []
+    for alert in alerts(processor):
+        muted = bool(silenced(alert["labels"], now_ms)) if silenced else False
+        listed.append(
+            {
+                **alert,
+                "age_s": max(0.0, (now_ms - alert["started_at"]) / 1000)
+                if alert["started_at"]
+                else None,
+                "silenced": muted,
+            }
+        )
+    severity = {"critical": 0, "warning": 1, "info": 2}
+    listed.sort(key=lambda a: (a["status"] != "firing", severity.get(a["severity"], 3), a["rule"]))
+    return {
+        "at": now_ms,
+        "events_per_s": round(events_per_s, 1),
+        "events": counts.get("valid", 0),
+        "dead_letters": counts.get("rejected", 0),
+        "late": counts.get("late", 0),
+        "partitions": sorted(_states(processor)),
+        "running": [view for _, view in running[:MAX_RUNNING]],
+        "running_total": len(running),
+        "workflows": [workflows[name] for name in sorted(workflows)],
+        "alerts": listed,
+        "firing": sum(a["status"] == "firing" for a in listed),
+    }
 
 
 def _states(processor: Processor | None) -> dict[int, Any]:

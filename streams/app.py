@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 import uuid
@@ -53,6 +54,8 @@ from streams.rules import RuleSet
 from streams.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
 
 
 class WorkerStats:
@@ -156,6 +159,8 @@ def create_app(
     published: dict[int, int] = {}
     runtime: dict[str, Any] = {}
     ready_lock = asyncio.Lock()
+    #: Set whenever what the dashboard shows may have changed (a batch stored, a command).
+    changed = asyncio.Event()
     # The agent and the idle timer both change window state: one at a time.
     state_lock = asyncio.Lock()
 
@@ -329,6 +334,7 @@ def create_app(
         for p, (offset, _) in result.states.items():
             stats.applied[p] = offset
         stats.add(result, at=time.time())
+        changed.set()
 
     def unpublished(result: BatchResult) -> list[Any]:
         """The transitions not on the alerts topic yet, flagged when a silence covers them."""
@@ -350,6 +356,7 @@ def create_app(
 
     def apply_command(body: dict[str, Any]) -> None:
         commands.apply(body)
+        changed.set()
         processor = runtime.get("processor")
         if body.get("type") == "ack" and processor is not None:
             acknowledge(processor, list(processor.states), body["fingerprint"], body)
@@ -484,6 +491,46 @@ def create_app(
         params = {k: request.query.getone(k) for k in request.query}
         status, body = await history.answer(name, params)
         return web.json(body, status=status)
+
+    def overview_now() -> dict[str, Any]:
+        return api.overview(
+            runtime.get("processor"),
+            stats.counts,
+            events_per_s=stats.rate(),
+            now_ms=int(time.time() * 1000),
+            silenced=commands.silenced,
+        )
+
+    @app.page("/overview")
+    async def overview_view(web: Any, request: Any) -> Any:
+        return web.json(overview_now())
+
+    @app.page("/live")
+    async def live_view(web: Any, request: Any) -> Any:
+        """The overview as server-sent events: pushed when a batch is stored or a command
+        applied (at most every 0.25 s), and at least every second (ages, rates)."""
+        from aiohttp import web as aioweb
+
+        response = aioweb.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        try:
+            while True:
+                changed.clear()
+                body = orjson.dumps(overview_now())
+                await response.write(b"event: overview\ndata: " + body + b"\n\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), 1.0)
+                await asyncio.sleep(0.25)
+        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+            pass  # the page went away (or the worker stops)
+        return response
+
+    @app.page("/dashboard")
+    async def dashboard_view(web: Any, request: Any) -> Any:
+        """The live dashboard: one page, no build step, nothing fetched from elsewhere."""
+        return web.html(DASHBOARD.read_text(encoding="utf-8"))
 
     @app.page("/health")
     async def health_view(web: Any, request: Any) -> Any:

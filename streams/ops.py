@@ -168,14 +168,31 @@ def token_matches(header: str | None, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+#: The cookie a browser holds the token in (HttpOnly, SameSite=Strict), set when the
+#: dashboard is opened once as ``/dashboard?token=...``.
+COOKIE = "vigil_token"
+
+
 def auth_middleware(token: str) -> Callable[..., Awaitable[Any]]:
-    """An aiohttp middleware: 401 without the bearer token, except on :data:`OPEN_PATHS`."""
+    """An aiohttp middleware: 401 without the bearer token (header, or the dashboard's
+    cookie), except on :data:`OPEN_PATHS`."""
     from aiohttp import web
+
+    secret = token.encode()
 
     @web.middleware
     async def check(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
         if request.path in OPEN_PATHS or token_matches(request.headers.get("Authorization"), token):
             return await handler(request)
+        cookie = request.cookies.get(COOKIE)
+        if cookie and hmac.compare_digest(cookie.encode(), secret):
+            return await handler(request)
+        given = request.query.get("token")
+        if request.path == "/dashboard" and given and hmac.compare_digest(given.encode(), secret):
+            # The token moves into a cookie and out of the address bar (and history).
+            moved = web.HTTPFound("/dashboard")
+            moved.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+            raise moved
         return web.json_response(
             {"error": "this API needs 'Authorization: Bearer <token>' (VIGIL_API_TOKEN)"},
             status=401,

@@ -64,6 +64,8 @@ def run(*, duration: float, rate: int, seed: int) -> int:
         f"store {config.store.dsn}, worker log {log_path}"
     )
     worker = spawn([sys.executable, "-m", "vigil.cli", "worker"], env=env, log_path=log_path)
+    login = "" if env["VIGIL_API_TOKEN"] == "none" else " (once with ?token=<VIGIL_API_TOKEN>)"
+    print(f"vigil demo: live dashboard at http://127.0.0.1:{port}/dashboard{login}", flush=True)
     start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
     token = None if env["VIGIL_API_TOKEN"] == "none" else env["VIGIL_API_TOKEN"]
 

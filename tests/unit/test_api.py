@@ -68,3 +68,57 @@ def test_bad_parameters_give_400_and_unknown_things_404_with_a_reason(call, stat
     with pytest.raises(api.ApiError) as err:
         call(_processor())
     assert err.value.status == status and reason in err.value.reason
+
+
+def test_the_overview_lists_running_executions_workflows_and_alerts_by_urgency():
+    from streams.rules import parse
+
+    rules = parse(
+        """
+[[rule]]
+name = "deep"
+match = { kind = "metric", name = "depth" }
+signal = "max"
+window = "1m"
+op = ">"
+threshold = 10
+severity = "warning"
+
+[[rule]]
+name = "deeper"
+match = { kind = "metric", name = "depth" }
+signal = "max"
+window = "1m"
+op = ">"
+threshold = 50
+severity = "critical"
+""",
+        "r.toml",
+        windows=("1m",),
+    )
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t", rules=rules)
+    p.load(0, None, -1)
+    events = [
+        _wf("execution.start", NOW, execution_id="old", attrs={"total_steps": 1}),
+        _wf("step.start", NOW, execution_id="old", step="a"),
+        _wf("step.end", NOW + 500, execution_id="old", step="a", value=500.0),
+        _wf("execution.end", NOW + 600, execution_id="old", value=600.0, ok=True),
+        _wf("execution.start", NOW + 1_000, execution_id="r1", attrs={"total_steps": 2}),
+        _wf("execution.start", NOW + 2_000, execution_id="r2", attrs={"total_steps": 2}),
+        _wf("step.start", NOW + 2_000, execution_id="r2", step="a"),
+        {"kind": "metric", "ts": NOW, "service": "q", "name": "depth", "value": 99.0},
+        {"kind": "metric", "ts": NOW + 61_000, "service": "q", "name": "depth", "value": 1.0},
+    ]
+    p.process([(0, 0, b"\n".join(orjson.dumps(e) for e in events))], now_ms=NOW + 70_000)
+    counts = {"valid": len(events), "rejected": 2}
+    out = api.overview(p, counts, events_per_s=12.34, now_ms=NOW + 90_000)
+    assert (out["events"], out["dead_letters"], out["events_per_s"]) == (9, 2, 12.3)
+    assert [r["execution_id"] for r in out["running"]] == ["r2", "r1"]  # latest activity first
+    assert out["running"][0]["current_step"] == "a" and out["running_total"] == 2
+    (etl,) = out["workflows"]
+    assert (etl["workflow"], etl["runs"], etl["running"], etl["success_rate"]) == ("etl", 1, 2, 1.0)
+    assert [a["rule"] for a in out["alerts"]] == ["deeper", "deep"]  # critical first
+    assert all(a["status"] == "firing" and a["age_s"] == 30.0 for a in out["alerts"])
+    assert out["firing"] == 2
+    muted = api.overview(p, counts, events_per_s=0, now_ms=NOW, silenced=lambda labels, at: True)
+    assert all(a["silenced"] for a in muted["alerts"])

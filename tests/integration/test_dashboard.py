@@ -1,0 +1,113 @@
+"""The live dashboard's overview in headless Chromium while a worker runs: it shows what
+the API says, updates by itself (server-sent events), and an alert raised in the
+stream appears on the page within 2 s of the API having it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from producers.client import Client
+from tests.browser import chromium
+from tests.samples import metric
+from tests.workflows import event, execution
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+[[rule]]
+name = "deep_queue"
+match = { kind = "metric", name = "queue_depth" }
+signal = "max"
+window = "1m"
+op = ">"
+threshold = 100
+severity = "critical"
+annotations = { summary = "{service} queue depth {value:.0f}" }
+"""
+
+PAGE = """(() => {
+  const rows = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
+      .filter(r => !r.querySelector('.empty'))
+      .map(r => [...r.cells].map(c => c.textContent.trim()));
+  return {
+    status: document.getElementById('status').textContent,
+    events: document.getElementById('events').textContent,
+    dead: document.getElementById('dead_letters').textContent,
+    firing: document.getElementById('firing').textContent,
+    running: rows('running'), workflows: rows('workflows'), alerts: rows('alerts'),
+  };
+})()"""
+
+
+async def _until(page, predicate, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = await page.evaluate(PAGE)
+        if predicate(shown):
+            return shown
+        assert time.monotonic() < deadline, shown
+        await asyncio.sleep(0.1)
+
+
+async def test_the_overview_shows_the_live_api_and_a_new_alert_within_2_s(
+    kafka_settings, start_worker, chromium_binary, tmp_path
+):
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    worker = start_worker(VIGIL_RULES=str(rules), VIGIL_WINDOWS="1m", VIGIL_GRACE_SECONDS="0")
+    worker.wait_until(lambda s: len(s.get("assigned", [])) == 4)
+    now = int(time.time() * 1000)
+    base = now - 30 * 60_000
+    async with chromium(chromium_binary) as page:
+        # The token is exchanged for a cookie, and leaves the address bar.
+        await page.open(f"http://127.0.0.1:{worker.port}/dashboard?token={worker.token}")
+        assert await page.evaluate("location.search") == ""
+        await _until(page, lambda s: s["status"] == "live")
+
+        async with Client(kafka_settings) as pub:
+            t = base
+            for r in range(3):
+                events, end = execution(f"done-{r}", t)
+                for e in events:
+                    pub.publish(e)
+                t = end + 1_000
+            pub.publish(event("execution.start", t, "now-1", attrs={"total_steps": 3}))
+            pub.publish(event("step.start", t, "now-1", step="extract", attrs={"index": 0}))
+            pub.publish_line("a-buggy-client", b'{"kind": "metric", "ts": "soon"}')
+            assert await pub.flush(30)
+        shown = await _until(
+            page, lambda s: len(s["workflows"]) == 1 and s["running"] and s["dead"] == "1"
+        )
+        status, api = worker.call("/overview")
+        assert status == 200
+        assert shown["events"] == f"{api['events']:,}"
+        assert [row[0] for row in shown["running"]] == [r["execution_id"] for r in api["running"]]
+        assert shown["running"][0][:3] == ["now-1", "etl", "extract"]
+        (etl,) = api["workflows"]
+        assert shown["workflows"][0][:3] == ["etl", str(etl["runs"]), "100.0 %"]
+        assert etl["runs"] == 3 and shown["alerts"] == [] and shown["firing"] == "0"
+        await page.screenshot(tmp_path / "overview-before.png")
+
+        # A deep queue in one minute; the next minute's sample closes that window.
+        minute = (now - 5 * 60_000) // 60_000 * 60_000
+        async with Client(kafka_settings) as pub:
+            pub.publish(metric(minute + 1_000, 500.0, name="queue_depth", service="jobs"))
+            pub.publish(metric(minute + 61_000, 3.0, name="queue_depth", service="jobs"))
+            assert await pub.flush(30)
+        deadline = time.monotonic() + 60
+        while not (listed := worker.call("/alerts")[1]["alerts"]):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        api_at = time.monotonic()
+        shown = await _until(page, lambda s: s["alerts"], timeout=10)
+        lag = time.monotonic() - api_at
+        assert lag < 2.0, f"the page showed the alert {lag:.2f} s after the API"
+        (row,) = shown["alerts"]
+        assert row[:3] == ["critical", "firing", "deep_queue"]
+        assert row[3] == listed[0]["series"] and shown["firing"] == "1"
+        png = await page.screenshot(tmp_path / "overview.png")
+        assert len(png) > 20_000
+        assert page.problems == []
