@@ -90,6 +90,7 @@ def overview(
     events_per_s: float,
     now_ms: int,
     silenced: Any = None,
+    silences: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What the dashboard's overview shows, from the partitions held here: throughput and
     dead letters, running executions with progress and ETA, each workflow's success rate
@@ -143,6 +144,7 @@ def overview(
         "workflows": [workflows[name] for name in sorted(workflows)],
         "alerts": listed,
         "firing": sum(a["status"] == "firing" for a in listed),
+        "silences": [s for s in silences or [] if s["ends_at"] > now_ms],
     }
 
 

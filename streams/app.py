@@ -493,12 +493,14 @@ def create_app(
         return web.json(body, status=status)
 
     def overview_now() -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
         return api.overview(
             runtime.get("processor"),
             stats.counts,
             events_per_s=stats.rate(),
-            now_ms=int(time.time() * 1000),
+            now_ms=now_ms,
             silenced=commands.silenced,
+            silences=commands.listing(now_ms),
         )
 
     @app.page("/overview")
