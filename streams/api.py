@@ -10,6 +10,7 @@ parameter, 404 for something this worker does not hold; its message says why).
 | ``/executions/{id}``          | one execution: status, progress, elapsed, ETA          |
 | ``/workflows/{name}``         | a workflow over the horizon: runs, durations, steps    |
 | ``/alerts``                   | pending and firing alerts (:func:`alerts`)             |
+| ``/workflows/{name}/detail``  | the dashboard's workflow view (:func:`workflow_detail`)  |
 | ``/overview``, ``/live``      | the dashboard's overview (:func:`overview`); ``/live``   |
 |                               | pushes it as server-sent events                        |
 
@@ -71,6 +72,23 @@ def workflow(processor: Processor | None, name: str) -> dict[str, Any]:
         view = state.executions.workflow(wanted)
         if view is not None:
             return {"partition": partition, **view}
+    raise ApiError(404, f"workflow {wanted!r} is not known to this worker")
+
+
+def workflow_detail(processor: Processor | None, name: str, *, now_ms: int) -> dict[str, Any]:
+    """The dashboard's workflow view: :func:`workflow`, its latest executions and a
+    waterfall of a typical execution's steps."""
+    wanted = _param("name", name, 256)
+    for partition, state in sorted(_states(processor).items()):
+        ex = state.executions
+        view = ex.workflow(wanted)
+        if view is not None:
+            return {
+                "partition": partition,
+                **view,
+                "executions": ex.recent(wanted, now_ms=now_ms),
+                "waterfall": ex.waterfall(wanted),
+            }
     raise ApiError(404, f"workflow {wanted!r} is not known to this worker")
 
 

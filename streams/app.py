@@ -503,6 +503,12 @@ def create_app(
             silences=commands.listing(now_ms),
         )
 
+    @app.page("/workflows/{name}/detail")
+    async def workflow_detail_view(web: Any, request: Any, name: str) -> Any:
+        now_ms = int(time.time() * 1000)
+        processor = runtime.get("processor")
+        return answer(web, lambda: api.workflow_detail(processor, name, now_ms=now_ms))
+
     @app.page("/overview")
     async def overview_view(web: Any, request: Any) -> Any:
         return web.json(overview_now())

@@ -212,6 +212,28 @@ class Executions:
             "recovery_success_rate": recovered / attempts if attempts else None,
         }
 
+    def recent(self, workflow: str, *, now_ms: int, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest executions of ``workflow`` (running and finished), newest first."""
+        runs = [r for r in self.running.values() if r.workflow == workflow]
+        runs += [r for r in self.finished.values() if r.workflow == workflow]
+        runs.sort(key=lambda r: (-(r.ended_ms or r.last_ms), r.execution_id))
+        return [self.execution(r.execution_id, now_ms=now_ms) for r in runs[:limit]]
+
+    def waterfall(self, workflow: str) -> list[dict[str, Any]]:
+        """A typical execution of ``workflow``: its steps in order, each starting where the
+        one before ends on average (recent mean durations)."""
+        wf = self.workflows.get(workflow)
+        if wf is None:
+            return []
+        out, start = [], 0.0
+        for step in sorted(wf.steps, key=lambda s: wf.order.get(s, math.inf)):
+            mean = _mean_recent(wf.steps[step]) if wf.steps[step] else None
+            if mean is None:
+                continue
+            out.append({"step": step, "start_ms": round(start, 1), "mean_ms": mean})
+            start += mean
+        return out
+
     # -- persistence (JSON-safe) ------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         return {

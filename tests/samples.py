@@ -31,3 +31,21 @@ def simulated(n: int, *, seed: int, minutes: int) -> list[dict[str, Any]]:
             break
     assert len(events) == n, f"{minutes} simulated minutes hold {len(events)} events, not {n}"
     return events
+
+
+def threshold_rule(
+    name: str, *, metric: str, threshold: float, severity: str, window: str = "1m"
+) -> str:
+    """The TOML of a rule that fires when a metric's max over ``window`` passes
+    ``threshold``."""
+    return f"""
+[[rule]]
+name = "{name}"
+match = {{ kind = "metric", name = "{metric}" }}
+signal = "max"
+window = "{window}"
+op = ">"
+threshold = {threshold}
+severity = "{severity}"
+annotations = {{ summary = "{{service}} {metric} {{value:.0f}}" }}
+"""

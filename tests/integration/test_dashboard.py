@@ -11,22 +11,12 @@ import pytest
 
 from producers.client import Client
 from tests.browser import chromium
-from tests.samples import metric
+from tests.samples import metric, threshold_rule
 from tests.workflows import event, execution
 
 pytestmark = pytest.mark.integration
 
-RULES = """
-[[rule]]
-name = "deep_queue"
-match = { kind = "metric", name = "queue_depth" }
-signal = "max"
-window = "1m"
-op = ">"
-threshold = 100
-severity = "critical"
-annotations = { summary = "{service} queue depth {value:.0f}" }
-"""
+RULES = threshold_rule("deep_queue", metric="queue_depth", threshold=100, severity="critical")
 
 PAGE = """(() => {
   const rows = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
@@ -43,14 +33,34 @@ PAGE = """(() => {
 })()"""
 
 
-async def _until(page, predicate, timeout: float = 30.0) -> dict:
+WORKFLOW = """(() => {
+  const view = document.getElementById('workflow-view');
+  const rows = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
+      .filter(r => !r.querySelector('.empty'))
+      .map(r => [...r.cells].map(c => c.textContent.trim()));
+  return {
+    visible: !view.classList.contains('hidden'),
+    name: document.getElementById('wf-name').textContent,
+    runs: document.getElementById('wf-runs').textContent,
+    executions: rows('wf-executions'), errors: rows('wf-errors'),
+    bars: document.querySelectorAll('#wf-waterfall rect').length,
+    bottleneck_bars: document.querySelectorAll('#wf-waterfall rect.bottleneck').length,
+  };
+})()"""
+
+
+async def _until_js(page, script: str, predicate, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        shown = await page.evaluate(PAGE)
+        shown = await page.evaluate(script)
         if predicate(shown):
             return shown
         assert time.monotonic() < deadline, shown
         await asyncio.sleep(0.1)
+
+
+async def _until(page, predicate, timeout: float = 30.0) -> dict:
+    return await _until_js(page, PAGE, predicate, timeout)
 
 
 async def test_the_overview_shows_the_live_api_and_a_new_alert_within_2_s(
@@ -78,6 +88,16 @@ async def test_the_overview_shows_the_live_api_and_a_new_alert_within_2_s(
             pub.publish(event("execution.start", t, "now-1", attrs={"total_steps": 3}))
             pub.publish(event("step.start", t, "now-1", step="extract", attrs={"index": 0}))
             pub.publish_line("a-buggy-client", b'{"kind": "metric", "ts": "soon"}')
+            pub.publish(
+                {
+                    "kind": "error",
+                    "ts": t,
+                    "service": "pipeline",
+                    "name": "TimeoutError",
+                    "message": "extract took too long",
+                    "execution_id": "now-1",
+                }
+            )
             assert await pub.flush(30)
         shown = await _until(
             page, lambda s: len(s["workflows"]) == 1 and s["running"] and s["dead"] == "1"
@@ -91,6 +111,22 @@ async def test_the_overview_shows_the_live_api_and_a_new_alert_within_2_s(
         assert shown["workflows"][0][:3] == ["etl", str(etl["runs"]), "100.0 %"]
         assert etl["runs"] == 3 and shown["alerts"] == [] and shown["firing"] == "0"
         await page.screenshot(tmp_path / "overview-before.png")
+
+        # The workflow view: a click on its row.
+        await page.evaluate("document.querySelector('#workflows tr[data-workflow=etl]').click()")
+        view = await _until_js(page, WORKFLOW, lambda v: v["errors"] and v["executions"])
+        status, detail = worker.call("/workflows/etl/detail")
+        assert status == 200 and view["name"] == "etl" and view["runs"] == "3"
+        assert [r[0] for r in view["executions"]] == [
+            e["execution_id"] for e in detail["executions"]
+        ]
+        assert view["executions"][0][:2] == ["now-1", "running"]
+        assert [w["step"] for w in detail["waterfall"]] == ["extract", "transform", "load"]
+        assert view["bars"] == 3 and view["bottleneck_bars"] == 1
+        assert view["errors"] == [["TimeoutError", "1", "extract took too long"]]
+        await page.screenshot(tmp_path / "workflow.png")
+        await page.evaluate("location.hash = ''")
+        await _until(page, lambda s: s["workflows"])
 
         # A deep queue in one minute; the next minute's sample closes that window.
         minute = (now - 5 * 60_000) // 60_000 * 60_000

@@ -72,27 +72,11 @@ def test_bad_parameters_give_400_and_unknown_things_404_with_a_reason(call, stat
 
 def test_the_overview_lists_running_executions_workflows_and_alerts_by_urgency():
     from streams.rules import parse
+    from tests.samples import threshold_rule
 
     rules = parse(
-        """
-[[rule]]
-name = "deep"
-match = { kind = "metric", name = "depth" }
-signal = "max"
-window = "1m"
-op = ">"
-threshold = 10
-severity = "warning"
-
-[[rule]]
-name = "deeper"
-match = { kind = "metric", name = "depth" }
-signal = "max"
-window = "1m"
-op = ">"
-threshold = 50
-severity = "critical"
-""",
+        threshold_rule("deep", metric="depth", threshold=10, severity="warning")
+        + threshold_rule("deeper", metric="depth", threshold=50, severity="critical"),
         "r.toml",
         windows=("1m",),
     )

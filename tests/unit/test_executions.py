@@ -103,3 +103,19 @@ def test_a_snapshot_restores_the_same_views():
     assert back.execution("live", now_ms=31_000) == ex.execution("live", now_ms=31_000)
     assert back.execution("a", now_ms=31_000) == ex.execution("a", now_ms=31_000)
     assert back.workflow("etl") == ex.workflow("etl")
+
+
+def test_recent_executions_come_newest_first_and_the_waterfall_follows_step_order():
+    ex = Executions()
+    t = 1_700_000_000_000
+    for r in range(3):
+        t = _run(ex, f"r{r}", t) + 1_000
+    ex.add(_ev("execution.start", t, "live", attrs={"total_steps": 3}))
+    recent = ex.recent("etl", now_ms=t + 500, limit=3)
+    assert [e["execution_id"] for e in recent] == ["live", "r2", "r1"]
+    assert recent[0]["status"] == "running" and recent[1]["status"] == "success"
+    steps = ex.waterfall("etl")
+    assert [s["step"] for s in steps] == ["extract", "transform", "load"]
+    assert [s["mean_ms"] for s in steps] == [4_000, 9_000, 3_000]
+    assert [s["start_ms"] for s in steps] == [0, 4_000, 13_000]  # each after the one before
+    assert ex.waterfall("nope") == [] and ex.recent("nope", now_ms=t) == []
