@@ -266,6 +266,7 @@ def create_app(
                     messages, now_ms=int(time.time() * 1000), checkpoint=checkpoint_due()
                 )
                 reapply_acks(processor, result)
+            changed.set()  # the live state moved: the dashboard need not wait for the store
             await pending.put((result, list(batch), stream))
 
     @app.timer(interval=1.0)
