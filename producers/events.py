@@ -277,6 +277,7 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 _DECODER = msgspec.json.Decoder(Event)
+_TOO_DEEP = "not valid JSON: nested deeper than the decoder allows"
 _EVENT_FIELDS = Event.__struct_fields__
 
 
@@ -291,7 +292,7 @@ def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
     try:
         ev = _DECODER.decode(line)
     except RecursionError:
-        raise InvalidEvent("not valid JSON: nested deeper than the decoder allows") from None
+        raise InvalidEvent(_TOO_DEEP) from None
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         # (msgspec 0.19 raises UnicodeDecodeError for bytes that are not UTF-8 inside a
         # string; orjson below names it as invalid JSON)
@@ -343,7 +344,7 @@ def _decode_slow(line: bytes, now_ms: int) -> tuple[Event, str]:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent(f"not valid JSON: {exc}") from None
     except RecursionError:
-        raise InvalidEvent("not valid JSON: nested deeper than the decoder allows") from None
+        raise InvalidEvent(_TOO_DEEP) from None
     out = _validate(decoded, now_ms=now_ms)  # the fast path has already said no
     fields = {k: out[k] for k in _EVENT_FIELDS if out.get(k) is not None and k != "v"}
     return Event(**fields), out["series"]

@@ -44,7 +44,6 @@ class ClickHouseSink:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vigil-clickhouse")
         self.client: Any = None
         self.counts = collections.Counter[str]()
-        self.last_insert_ms = 0.0
         self.last_error: str | None = None
         #: Time from each insert's first try to its acknowledgement (for /metrics).
         self.latency = Latency()
@@ -61,20 +60,9 @@ class ClickHouseSink:
         """Open the store, retrying with backoff while it cannot be opened (a server that
         is down, a chDB path another process holds): the worker waits, consuming nothing,
         and catches up once it opens."""
-        backoff = 0.2
-        while True:
-            try:
-                self.client = await self._call(open_client, self.settings)
-            except StoreError as exc:
-                self.failing = True
-                self.last_error = str(exc)[:500]
-                self.counts["open_retries"] += 1
-                log.warning("the store cannot be opened (retrying in %.1fs): %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            self.failing = False
-            return
+        self.client = await self._until_done(
+            "opening the store", "open_retries", (StoreError,), open_client, self.settings
+        )
 
     async def close(self) -> None:
         if self.client is not None:
@@ -164,31 +152,38 @@ class ClickHouseSink:
         )
 
     async def _retrying(self, table: str, fn: Any, *args: Any, **kwargs: Any) -> None:
-        backoff = 0.2
-        first = time.perf_counter()
-        while True:
-            started = time.perf_counter()
+        def attempt() -> Any:  # ``inserting`` names the table only while a try runs
             self.inserting = table
             try:
-                await self._call(fn, *args, **kwargs)
-            except Exception as exc:  # every driver error: retrying is the only safe move
+                return fn(*args, **kwargs)
+            finally:
+                self.inserting = None
+
+        first = time.perf_counter()
+        # Every driver error: retrying is the only safe move.
+        await self._until_done(f"insert into {table}", "insert_retries", (Exception,), attempt)
+        self.latency.observe(time.perf_counter() - first)
+        self.counts["inserts"] += 1
+
+    async def _until_done(
+        self, what: str, counter: str, errors: tuple[type[Exception], ...], fn: Any, *args: Any
+    ) -> Any:
+        """``fn(*args)`` on the store's thread, again with backoff after each of
+        ``errors`` (counted in ``counter``, the last one kept for /ready) until it works."""
+        backoff = 0.2
+        while True:
+            try:
+                result = await self._call(fn, *args)
+            except errors as exc:
                 self.failing = True
-                self.counts["insert_retries"] += 1
+                self.counts[counter] += 1
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                log.warning(
-                    "insert into %s failed (retrying in %.1fs): %s", table, backoff, self.last_error
-                )
+                log.warning("%s failed (retrying in %.1fs): %s", what, backoff, self.last_error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
-            finally:
-                self.inserting = None
-            done = time.perf_counter()
-            self.last_insert_ms = (done - started) * 1000
-            self.latency.observe(done - first)
             self.failing = False
-            self.counts["inserts"] += 1
-            return
+            return result
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:

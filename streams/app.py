@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -56,6 +57,12 @@ from streams.settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
+
+
+@functools.cache
+def _dashboard() -> str:
+    """The dashboard page, read once (on first request, not at start-up)."""
+    return DASHBOARD.read_text(encoding="utf-8")
 
 
 class WorkerStats:
@@ -159,8 +166,14 @@ def create_app(
     published: dict[int, int] = {}
     runtime: dict[str, Any] = {}
     ready_lock = asyncio.Lock()
-    #: Set whenever what the dashboard shows may have changed (a batch stored, a command).
-    changed = asyncio.Event()
+    #: One event per open /live stream, set whenever what the dashboard shows may have
+    #: changed (a batch processed or stored, a command): each stream clears its own.
+    watchers: set[asyncio.Event] = set()
+
+    def changed() -> None:
+        for wake in watchers:
+            wake.set()
+
     # The agent and the idle timer both change window state: one at a time.
     state_lock = asyncio.Lock()
 
@@ -168,7 +181,7 @@ def create_app(
         async with ready_lock:
             if "processor" not in runtime:
                 await ensure_topics(bootstrap, topics, kafka.events_partitions, options)
-                await sink.start()  # type: ignore[attr-defined]
+                await sink.start()
                 await dispatcher.start()
                 source = f"{await cluster_id(bootstrap, options)}/{topics.events}"
                 runtime["processor"] = Processor(
@@ -266,7 +279,7 @@ def create_app(
                     messages, now_ms=int(time.time() * 1000), checkpoint=checkpoint_due()
                 )
                 reapply_acks(processor, result)
-            changed.set()  # the live state moved: the dashboard need not wait for the store
+            changed()  # the live state moved: the dashboard need not wait for the store
             await pending.put((result, list(batch), stream))
 
     @app.timer(interval=1.0)
@@ -335,7 +348,7 @@ def create_app(
         for p, (offset, _) in result.states.items():
             stats.applied[p] = offset
         stats.add(result, at=time.time())
-        changed.set()
+        changed()
 
     def unpublished(result: BatchResult) -> list[Any]:
         """The transitions not on the alerts topic yet, flagged when a silence covers them."""
@@ -357,7 +370,7 @@ def create_app(
 
     def apply_command(body: dict[str, Any]) -> None:
         commands.apply(body)
-        changed.set()
+        changed()
         processor = runtime.get("processor")
         if body.get("type") == "ack" and processor is not None:
             acknowledge(processor, list(processor.states), body["fingerprint"], body)
@@ -426,6 +439,12 @@ def create_app(
 
     def all_alerts() -> list[dict[str, Any]]:
         return api.alerts(runtime.get("processor"))
+
+    def firing() -> int:
+        return sum(a["status"] == "firing" for a in all_alerts())
+
+    def open_windows(processor: Processor | None) -> int:
+        return sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
 
     async def request_json(request: Any) -> Any:
         try:
@@ -524,22 +543,26 @@ def create_app(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
+        wake = asyncio.Event()
+        watchers.add(wake)
         try:
             while True:
-                changed.clear()
+                wake.clear()
                 body = orjson.dumps(overview_now())
                 await response.write(b"event: overview\ndata: " + body + b"\n\n")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), 1.0)
+                    await asyncio.wait_for(wake.wait(), 1.0)
                 await asyncio.sleep(0.25)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass  # the page went away (or the worker stops)
+        finally:
+            watchers.discard(wake)
         return response
 
     @app.page("/dashboard")
     async def dashboard_view(web: Any, request: Any) -> Any:
         """The live dashboard: one page, no build step, nothing fetched from elsewhere."""
-        return web.html(DASHBOARD.read_text(encoding="utf-8"))
+        return web.html(_dashboard())
 
     @app.page("/health")
     async def health_view(web: Any, request: Any) -> Any:
@@ -558,8 +581,8 @@ def create_app(
             waiting.append("topics and the store are not set up yet")
         if not runtime.get("joined"):
             waiting.append("not in the consumer group yet")
-        if getattr(sink, "failing", False):
-            waiting.append(f"ClickHouse inserts are failing: {getattr(sink, 'last_error', '')}")
+        if sink.failing:
+            waiting.append(f"ClickHouse inserts are failing: {sink.last_error}")
         if waiting:
             return web.json({"status": "waiting", "reasons": waiting}, status=503)
         return web.json({"status": "ready", "partitions": sorted(stats.assigned)})
@@ -572,14 +595,12 @@ def create_app(
             counts=stats.counts,
             events_per_s=stats.rate(),
             lag=consumer_lag(processor) if processor else {},
-            open_windows=(
-                sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
-            ),
-            firing=sum(a["status"] == "firing" for a in all_alerts()),
-            sink_counts=getattr(sink, "counts", {}),
-            sink_latency=getattr(sink, "latency", None) or ops.Latency(),
-            sink_failing=getattr(sink, "failing", False),
-            sink_inserting=getattr(sink, "inserting", None) is not None,
+            open_windows=open_windows(processor),
+            firing=firing(),
+            sink_counts=sink.counts,
+            sink_latency=sink.latency,
+            sink_failing=sink.failing,
+            sink_inserting=sink.inserting is not None,
             uptime_s=time.time() - stats.started,
             assigned=len(stats.assigned),
         )
@@ -622,13 +643,11 @@ def create_app(
         # Per partition, the highest offset whose output is stored and checkpointed.
         body["offsets"] = {str(p): offset for p, offset in stats.applied.items()}
         body["assigned"] = sorted(stats.assigned)
-        body["open_windows"] = (
-            sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
-        )
+        body["open_windows"] = open_windows(processor)
         body["channels"] = dispatcher.stats()
-        body["firing"] = sum(a["status"] == "firing" for a in all_alerts())
+        body["firing"] = firing()
         body["published_seq"] = {str(p): seq for p, seq in published.items()}
-        body["inserting"] = getattr(sink, "inserting", None)  # the table, while one runs
+        body["inserting"] = sink.inserting  # the table, while one runs
         return web.json(body)
 
     return app

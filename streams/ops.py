@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,6 @@ class Latency:
         self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
         self.sum += seconds
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
     def cumulative(self) -> list[tuple[str, int]]:
         out, total = [], 0
         for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
@@ -72,7 +68,7 @@ class Snapshot:
     events_per_s: float
     #: Per partition held: messages in Kafka past the last one applied.
     lag: Mapping[int, int]
-    #: Per partition held: open windows.
+    #: Windows open in memory, over the partitions held.
     open_windows: int
     firing: int
     sink_counts: Mapping[str, int]
@@ -81,7 +77,6 @@ class Snapshot:
     uptime_s: float
     assigned: int
     sink_inserting: bool = False
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 #: Counters of the worker: metric name, help, the key in ``Snapshot.counts``.
@@ -126,7 +121,6 @@ class _Collector(Collector):
             ("vigil_uptime_seconds", "Seconds since the worker started.", s.uptime_s),
             ("vigil_sink_failing", "1 while a ClickHouse insert is retried.", int(s.sink_failing)),
             ("vigil_sink_inserting", "1 while a ClickHouse insert runs.", int(s.sink_inserting)),
-            *((name, name.replace("_", " "), value) for name, value in sorted(s.extra.items())),
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(name, doc, value)
@@ -163,9 +157,12 @@ def token_matches(header: str | None, token: str) -> bool:
     if not header:
         return False
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and _same(given.strip(), token)
+
+
+def _same(given: str | None, token: str) -> bool:
+    """``given == token`` in time that does not depend on where they differ."""
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
 
 #: The cookie a browser holds the token in (HttpOnly, SameSite=Strict), set when the
@@ -178,17 +175,15 @@ def auth_middleware(token: str) -> Callable[..., Awaitable[Any]]:
     cookie), except on :data:`OPEN_PATHS`."""
     from aiohttp import web
 
-    secret = token.encode()
-
     @web.middleware
     async def check(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
-        if request.path in OPEN_PATHS or token_matches(request.headers.get("Authorization"), token):
+        if (
+            request.path in OPEN_PATHS
+            or token_matches(request.headers.get("Authorization"), token)
+            or _same(request.cookies.get(COOKIE), token)
+        ):
             return await handler(request)
-        cookie = request.cookies.get(COOKIE)
-        if cookie and hmac.compare_digest(cookie.encode(), secret):
-            return await handler(request)
-        given = request.query.get("token")
-        if request.path == "/dashboard" and given and hmac.compare_digest(given.encode(), secret):
+        if request.path == "/dashboard" and _same(request.query.get("token"), token):
             # The token moves into a cookie and out of the address bar (and history).
             moved = web.HTTPFound("/dashboard")
             moved.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
@@ -208,15 +203,14 @@ TOKEN_FILE = "api-token"
 def resolve_token(configured: str, data_dir: Path) -> str | None:
     """The token the API requires: ``configured``; None for ``none``; else the one kept
     in ``<data_dir>/api-token``, made (random, mode 0600) when there is none."""
-    if configured.strip().lower() == "none":
+    if _off(configured):
         return None
-    if configured:
-        return configured
-    path = data_dir / TOKEN_FILE
-    if path.exists():
-        return path.read_text().strip()
+    known = configured or _kept(data_dir)
+    if known:
+        return known
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
+    path = data_dir / TOKEN_FILE
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token
@@ -226,10 +220,15 @@ def client_token(environ: Mapping[str, str], data_dir: Path) -> str | None:
     """The token a client (CLI, demo, tests) sends: ``VIGIL_API_TOKEN``, else the file
     the worker keeps under the data directory, if any."""
     configured = environ.get("VIGIL_API_TOKEN", "")
-    if configured.strip().lower() == "none":
-        return None
-    if configured:
-        return configured
+    return None if _off(configured) else configured or _kept(data_dir)
+
+
+def _off(configured: str) -> bool:
+    return configured.strip().lower() == "none"
+
+
+def _kept(data_dir: Path) -> str | None:
+    """The token the worker keeps under ``data_dir``, if it made one."""
     path = data_dir / TOKEN_FILE
     return path.read_text().strip() if path.exists() else None
 

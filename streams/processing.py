@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import orjson
@@ -34,6 +34,9 @@ from streams.executions import Executions
 from streams.records import Rejected, WindowRecord
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
+
+if TYPE_CHECKING:
+    from streams.ops import Latency
 
 log = logging.getLogger(__name__)
 _ENCODE = msgspec.json.Encoder().encode
@@ -294,6 +297,20 @@ class Processor:
 
 class Sink(Protocol):
     """Where the worker's output goes; the composition root supplies ClickHouse."""
+
+    #: Inserts acknowledged and retried, by kind (for /metrics).
+    counts: collections.Counter[str]
+    #: Time from each insert's first try to its acknowledgement.
+    latency: Latency
+    #: True while the store does not answer (retrying); the last error, for /ready.
+    failing: bool
+    last_error: str | None
+    #: The table an insert is running into right now, if any.
+    inserting: str | None
+
+    async def start(self) -> None:
+        """Open the store (retrying until it opens)."""
+        ...
 
     async def stored_offsets(self, source: str) -> dict[int, int]:
         """The highest offset stored per partition of ``source``."""

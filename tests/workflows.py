@@ -54,3 +54,21 @@ def execution(
         out.append(event("step.end", t, eid, step=step, value=float(ms), ok=True))
     out.append(event("execution.end", t, eid, value=float(t - start), ok=True, status="success"))
     return out, t
+
+
+def history_then_running(
+    start: int, *, done: str, running: str, running_at: int | None = None
+) -> list[dict[str, Any]]:
+    """Three whole executions of ``etl`` from ``start`` (ids ``{done}-0``..``-2``), which
+    teach a worker how long each step takes, then execution ``running`` with its first
+    step started at ``running_at`` (by default a second after the third ended)."""
+    out: list[dict[str, Any]] = []
+    t = start
+    for r in range(3):
+        events, end = execution(f"{done}-{r}", t)
+        out.extend(events)
+        t = end + 1_000
+    at = t if running_at is None else running_at
+    out.append(event("execution.start", at, running, attrs={"total_steps": len(STEPS)}))
+    out.append(event("step.start", at, running, step=STEPS[0][0], attrs={"index": 0}))
+    return out

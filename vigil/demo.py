@@ -21,6 +21,7 @@ from producers.settings import ProducerSettings
 from sinks import history
 from sinks.queries import ReadOnly
 from sinks.store import open_client
+from streams import ops
 from vigil import webclient
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
@@ -67,7 +68,7 @@ def run(*, duration: float, rate: int, seed: int) -> int:
     login = "" if env["VIGIL_API_TOKEN"] == "none" else " (once with ?token=<VIGIL_API_TOKEN>)"
     print(f"vigil demo: live dashboard at http://127.0.0.1:{port}/dashboard{login}", flush=True)
     start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
-    token = None if env["VIGIL_API_TOKEN"] == "none" else env["VIGIL_API_TOKEN"]
+    token = ops.client_token(env, config.store.data_dir)
 
     def stats() -> dict[str, Any] | None:
         return worker_stats(port, token)

@@ -125,7 +125,6 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
         assert time.monotonic() < deadline, (done, envelopes, last.stats())
         await asyncio.sleep(1)
     assert last.stop() == 0
-    assert sum(kinds.values()) == KILLS
     assert kinds["after a checkpoint"] and kinds["mid-batch"] and kinds["during an insert"], kinds
 
     with open_store(Path(data)) as ch:

@@ -12,7 +12,7 @@ import pytest
 from producers.client import Client
 from tests.browser import chromium
 from tests.samples import metric, threshold_rule
-from tests.workflows import event, execution
+from tests.workflows import history_then_running
 
 pytestmark = pytest.mark.integration
 
@@ -79,14 +79,9 @@ async def test_the_overview_shows_the_live_api_and_a_new_alert_within_2_s(
         await _until(page, lambda s: s["status"] == "live")
 
         async with Client(kafka_settings) as pub:
-            t = base
-            for r in range(3):
-                events, end = execution(f"done-{r}", t)
-                for e in events:
-                    pub.publish(e)
-                t = end + 1_000
-            pub.publish(event("execution.start", t, "now-1", attrs={"total_steps": 3}))
-            pub.publish(event("step.start", t, "now-1", step="extract", attrs={"index": 0}))
+            for e in history_then_running(base, done="done", running="now-1"):
+                pub.publish(e)
+            t = e["ts"]
             pub.publish_line("a-buggy-client", b'{"kind": "metric", "ts": "soon"}')
             pub.publish(
                 {

@@ -11,7 +11,7 @@ import pytest
 
 from producers.client import Client
 from tests.workflows import event as _ev
-from tests.workflows import execution
+from tests.workflows import history_then_running
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +20,11 @@ def _get(worker, path: str) -> tuple[int, dict]:
     return worker.call(path)
 
 
-def _wait_for(port: int, path: str, predicate, timeout: float = 30.0) -> dict:
+def _wait_for(worker, path: str, predicate, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        status, body = _get(port, path)
+        status, body = _get(worker, path)
         last = (status, body)
         if status == 200 and predicate(body):
             return body
@@ -37,28 +37,23 @@ async def test_live_progress_and_eta_of_an_execution_move_as_its_steps_complete(
 ):
     worker = start_worker(VIGIL_WINDOWS="1m")
     worker.wait_until(lambda s: True)  # serving
-    port = worker  # the helpers ask the worker with its token
     now = int(time.time() * 1000)
     async with Client(kafka_settings) as vigil:
-        # History: three finished runs teach the worker how long each step takes.
-        t = now - 10 * 60_000
-        for r in range(3):
-            events, end = execution(f"old-{r}", t)
-            for ev in events:
-                vigil.publish(ev)
-            t = end + 1_000
-        # The live run: its first step has started.
-        vigil.publish(_ev("execution.start", now, "live", attrs={"total_steps": 3}))
-        vigil.publish(_ev("step.start", now, "live", step="extract", attrs={"index": 0}))
+        # Three finished runs teach the worker how long each step takes; the live run's
+        # first step has started.
+        for ev in history_then_running(
+            now - 10 * 60_000, done="old", running="live", running_at=now
+        ):
+            vigil.publish(ev)
         assert await vigil.flush(30)
-        first = _wait_for(port, "/executions/live", lambda b: b["current_step"] == "extract")
+        first = _wait_for(worker, "/executions/live", lambda b: b["current_step"] == "extract")
         assert first["progress_pct"] == 0.0 and first["status"] == "running"
         assert 12_000 <= first["eta_ms"] <= 16_000
 
         vigil.publish(_ev("step.end", now + 4_000, "live", step="extract", value=4_000.0, ok=True))
         vigil.publish(_ev("step.start", now + 4_000, "live", step="transform", attrs={"index": 1}))
         assert await vigil.flush(30)
-        second = _wait_for(port, "/executions/live", lambda b: b["current_step"] == "transform")
+        second = _wait_for(worker, "/executions/live", lambda b: b["current_step"] == "transform")
         assert second["progress_pct"] == pytest.approx(33.3)
         assert second["eta_ms"] < first["eta_ms"]
 
@@ -69,17 +64,17 @@ async def test_live_progress_and_eta_of_an_execution_move_as_its_steps_complete(
             _ev("execution.end", now + 16_000, "live", value=16e3, ok=True, status="success")
         )
         assert await vigil.flush(30)
-    done = _wait_for(port, "/executions/live", lambda b: b["status"] == "success")
+    done = _wait_for(worker, "/executions/live", lambda b: b["status"] == "success")
     assert (done["progress_pct"], done["eta_ms"]) == (100.0, 0.0)
 
-    stats = _wait_for(port, "/workflows/etl", lambda b: b["runs"] == 4)
+    stats = _wait_for(worker, "/workflows/etl", lambda b: b["runs"] == 4)
     assert stats["success_rate"] == 1.0 and stats["bottleneck"] == "transform"
     assert [s["step"] for s in stats["steps"]] == ["extract", "transform", "load"]
 
-    status, body = _get(port, "/executions/" + urllib.parse.quote("no-such-run"))
+    status, body = _get(worker, "/executions/" + urllib.parse.quote("no-such-run"))
     assert status == 404 and "not known" in body["error"]
-    status, body = _get(port, "/series/windows")
+    status, body = _get(worker, "/series/windows")
     assert status == 400 and "required" in body["error"]
     series = urllib.parse.quote("execution.start|pipeline|etl")
-    status, body = _get(port, f"/series/windows?series={series}")
+    status, body = _get(worker, f"/series/windows?series={series}")
     assert status == 200 and body["windows"][0]["count"] >= 1

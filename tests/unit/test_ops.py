@@ -157,3 +157,18 @@ def test_kafka_security_reaches_aiokafka_and_faust_options(tmp_path):
     assert "pw" not in repr(credentials)
     with pytest.raises(SettingsError, match="PLAIN, SCRAM-SHA-256"):
         from_env(ProducerSettings, {"VIGIL_KAFKA_SASL_MECHANISM": "GSSAPI"})
+
+
+def test_a_secret_that_does_not_parse_is_named_but_not_shown():
+    from dataclasses import dataclass
+
+    from producers.settings import env_field
+
+    @dataclass(frozen=True)
+    class Secretive:
+        pin: int = env_field("VIGIL_TEST_PIN", 0, int, secret=True)
+
+    with pytest.raises(SettingsError) as caught:
+        from_env(Secretive, {"VIGIL_TEST_PIN": "s3cret-not-a-number"})
+    assert "VIGIL_TEST_PIN" in str(caught.value)
+    assert "s3cret-not-a-number" not in str(caught.value)
