@@ -1,10 +1,11 @@
 """``vigil archive``: move old day partitions to Parquet files, and load them back.
 
-Raw events and the tables kept from them (executions, spans, logs, feature calls) and the
-closed windows are partitioned by day. :func:`export` writes each partition older than a
-date to ``DIR/TABLE/PARTITION.parquet``, checks the file holds as many rows as the
-partition, records it in ``DIR/manifest.json`` and only then drops the partition. Daily
-rollups and alert transitions stay: they are what history keeps for good.
+Raw events and the tables kept from them (executions, spans, logs, feature calls), the
+closed windows and their detector scores are partitioned by day. :func:`export` writes
+each partition older than a date to ``DIR/TABLE/PARTITION.parquet``, checks the file
+holds as many rows as the partition, records it in ``DIR/manifest.json`` and only then
+drops the partition. Daily rollups and alert transitions stay: they are what history
+keeps for good.
 
 :func:`restore` loads files back partition by partition: each goes into an empty staging
 copy of its table, then ``ALTER TABLE ... REPLACE PARTITION ... FROM`` moves it in whole.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 #: Tables partitioned by day, in the order they are archived.
-TABLES = ("events", "executions", "spans", "logs", "feature_calls", "windows")
+TABLES = ("events", "executions", "spans", "logs", "feature_calls", "windows", "anomaly_scores")
 MANIFEST = "manifest.json"
 
 

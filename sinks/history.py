@@ -7,6 +7,7 @@ string gives them), and :func:`run` parses them and calls it. Results are JSON-s
 | name       | answers                                                                   |
 | ---------- | ------------------------------------------------------------------------- |
 | series     | one series over a time range, per step, with an aggregate                 |
+| chart      | one series' windows, anomaly scores and alert spans (the dashboard's)     |
 | workflows  | per workflow: runs, success rate, mean/p50/p95 duration, trend vs before  |
 | steps      | the slowest and the most failing steps                                    |
 | errors     | top error types; recovery attempts and their success rate                 |
@@ -80,6 +81,91 @@ def series(
         "to": end,
         "points": rows,
     }
+
+
+#: A chart shows at most this many windows; longer ranges are drawn from raw events.
+CHART_WINDOWS = 360
+#: Bucket widths (seconds) for charts drawn from raw events: the first giving at most
+#: CHART_BUCKETS points.
+CHART_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+CHART_BUCKETS = 240
+
+
+def chart(
+    store: ReadOnly, *, now: datetime, series: str, since: str, until: str, window: str
+) -> dict[str, Any]:
+    """One series as the dashboard charts it: count, errors, mean, min, max and p50/p95/p99
+    per point, the detectors' anomaly scores, and the spans its alerts were pending or
+    firing. Points are its closed ``window`` windows when the range holds at most
+    :data:`CHART_WINDOWS` of them, else buckets of its raw events."""
+    kind, service, name = series_parts(series)
+    start, end = time_range(since, until, now=now)
+    width_text, _, hop_text = window.partition("/")
+    hop_s = int(parse_duration(hop_text or width_text))
+    span_s = (end - start).total_seconds()
+    where = {"kind": kind, "service": service, "name": name, "series": series}
+    bounds = {"start": start, "end": end, "limit": MAX_POINTS}
+    if span_s / hop_s <= CHART_WINDOWS:
+        source, step_s = "windows", hop_s
+        points = store.select("chart_windows", {**where, **bounds, "window": window})
+    else:
+        source = "events"
+        step_s = next((s for s in CHART_STEPS if span_s / s <= CHART_BUCKETS), CHART_STEPS[-1])
+        points = store.select("chart_events", {**where, **bounds, "step_s": step_s})
+        for point in points:
+            point["p50"], point["p95"], point["p99"] = point.pop("q") or (None, None, None)
+    scores = store.select("chart_scores", {**where, **bounds, "step_s": step_s})
+    transitions = store.select("chart_alerts", {"series": series, **bounds})
+    return {
+        "series": series,
+        "window": window,
+        "source": source,
+        "step_s": step_s,
+        "from": start,
+        "to": end,
+        "points": points,
+        "scores": scores,
+        "spans": alert_spans(transitions, start, end),
+    }
+
+
+def alert_spans(
+    transitions: list[dict[str, Any]], start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The stretches each rule's alert was pending or firing within [start, end], from
+    its transitions in time order (``to`` None: still so at ``end``).
+
+    >>> t = lambda m: datetime(2026, 1, 1, 0, m, tzinfo=UTC)
+    >>> rows = [{"at": t(m), "rule": "r", "severity": "warning", "state": s}
+    ...         for m, s in ((1, "pending"), (3, "firing"), (7, "resolved"), (9, "firing"))]
+    >>> [(s["state"], s["from"].minute, s["to"] and s["to"].minute)
+    ...  for s in alert_spans(rows, t(2), t(10))]
+    [('pending', 2, 3), ('firing', 3, 7), ('firing', 9, None)]
+    """
+    spans: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}
+    for row in transitions:
+        rule, at = row["rule"], row["at"]
+        if at.tzinfo is None:  # the driver gives UTC times without a zone
+            at = at.replace(tzinfo=UTC)
+        current = open_.pop(rule, None)
+        if current is not None:
+            current["to"] = at if at < end else None
+            if at > start:
+                current["from"] = max(current["from"], start)
+                spans.append(current)
+        if row["state"] in ("pending", "firing"):
+            open_[rule] = {
+                "rule": rule,
+                "severity": row["severity"],
+                "state": row["state"],
+                "from": at,
+                "to": None,
+            }
+    for current in open_.values():
+        current["from"] = max(current["from"], start)
+        spans.append(current)
+    return sorted(spans, key=lambda s: (s["from"], s["rule"]))
 
 
 def workflows(
@@ -388,6 +474,16 @@ CATALOG: dict[str, Query] = {
             Param("agg", "avg", "one of " + ", ".join(AGGREGATES)),
         ),
         "one series over time",
+    ),
+    "chart": Query(
+        chart,
+        (
+            Param("series", None, "the series key (kind|service|name[|...])"),
+            Param("since", "1h", _SINCE.help),
+            _UNTIL,
+            Param("window", "1m", "the windows to draw (one of VIGIL_WINDOWS)"),
+        ),
+        "one series as the dashboard charts it: windows, anomaly scores, alert spans",
     ),
     "workflows": Query(
         workflows,

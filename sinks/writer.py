@@ -5,8 +5,9 @@
   inserts nothing twice even when it batches differently.
 - The materialized views that keep executions, spans, logs and daily rollups
   deduplicate the same block too (``deduplicate_blocks_in_dependent_materialized_views``).
-- Windows and alert transitions carry a token made of their content: a window closed
-  again after a replay is the same bytes, and ClickHouse drops the second copy.
+- Windows, alert transitions and detector scores carry a token made of their content: a
+  window closed again after a replay is the same bytes, and ClickHouse drops the second
+  copy.
 - An insert that fails is retried with backoff until it is acknowledged: the agent
   waits, Kafka offsets are not committed, and consumption stops (backpressure) instead
   of buffering without bound.
@@ -100,14 +101,16 @@ class ClickHouseSink:
                 self.counts["raw_rows"] += len(raw.rows)
         if result.closed:
             payload = b"\n".join(result.window_lines)
-            token = "w:" + hashlib.blake2b(payload, digest_size=16).hexdigest()
-            await self._insert(f"{db}.windows", payload, token)
+            await self._insert(f"{db}.windows", payload, _content_token("w", payload))
             self.counts["windows"] += len(result.closed)
         if result.alerts:
             payload = b"\n".join(_ENCODE(_alert_row(a)) for a in result.alerts)
-            token = "a:" + hashlib.blake2b(payload, digest_size=16).hexdigest()
-            await self._insert(f"{db}.alerts", payload, token)
+            await self._insert(f"{db}.alerts", payload, _content_token("a", payload))
             self.counts["alerts"] += len(result.alerts)
+        if result.scores:
+            payload = b"\n".join(score.line() for score in result.scores)
+            await self._insert(f"{db}.anomaly_scores", payload, _content_token("s", payload))
+            self.counts["scores"] += len(result.scores)
 
     async def checkpoint(self, result: BatchResult) -> None:
         if result.states:
@@ -184,6 +187,11 @@ class ClickHouseSink:
                 continue
             self.failing = False
             return result
+
+
+def _content_token(prefix: str, payload: bytes) -> str:
+    """A deduplication token made of what is inserted: the same rows again are dropped."""
+    return f"{prefix}:{hashlib.blake2b(payload, digest_size=16).hexdigest()}"
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:

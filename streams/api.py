@@ -42,7 +42,9 @@ def _param(name: str, value: str | None, limit: int = MAX_PARAM) -> str:
     return value
 
 
-def series_windows(processor: Processor | None, series: str | None) -> dict[str, Any]:
+def series_open(processor: Processor | None, series: str | None) -> dict[str, Any]:
+    """The open windows of a series held here, with their figures so far (``windows``
+    empty when it has none here)."""
     key = _param("series", series)
     for partition, state in sorted(_states(processor).items()):
         windows = state.windows.open_series(key)
@@ -54,7 +56,14 @@ def series_windows(processor: Processor | None, series: str | None) -> dict[str,
                 "late": state.windows.late.get(key, 0),
                 "windows": windows,
             }
-    raise ApiError(404, f"series {key!r} has no open window on this worker")
+    return {"series": key, "partition": None, "watermark_ms": None, "late": 0, "windows": []}
+
+
+def series_windows(processor: Processor | None, series: str | None) -> dict[str, Any]:
+    found = series_open(processor, series)
+    if not found["windows"]:
+        raise ApiError(404, f"series {found['series']!r} has no open window on this worker")
+    return found
 
 
 def execution(processor: Processor | None, execution_id: str, *, now_ms: int) -> dict[str, Any]:
@@ -157,6 +166,7 @@ def overview(
         "dead_letters": counts.get("rejected", 0),
         "late": counts.get("late", 0),
         "partitions": sorted(_states(processor)),
+        "windows": [spec.label for spec in processor.specs] if processor is not None else [],
         "running": [view for _, view in running[:MAX_RUNNING]],
         "running_total": len(running),
         "workflows": [workflows[name] for name in sorted(workflows)],

@@ -427,6 +427,12 @@ def create_app(
         series = request.query.get("series")
         return answer(web, lambda: api.series_windows(runtime.get("processor"), series))
 
+    @app.page("/series/open")
+    async def series_open_view(web: Any, request: Any) -> Any:
+        """The dashboard's: a series' open windows, an empty list when it has none."""
+        series = request.query.get("series")
+        return answer(web, lambda: api.series_open(runtime.get("processor"), series))
+
     @app.page("/executions/{execution_id}")
     async def execution_view(web: Any, request: Any, execution_id: str) -> Any:
         now_ms = int(time.time() * 1000)

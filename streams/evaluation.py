@@ -44,7 +44,7 @@ from producers.alerts import Alert
 from streams.alerting import AlertState, Observation, acknowledge, step
 from streams.detection import Detector, default_detector
 from streams.detection import restore as restore_detector
-from streams.records import WindowRecord
+from streams.records import ScoreRecord, WindowRecord
 from streams.rules import Rule, RuleSet
 
 #: An absence rule forgets a series silent this long (event time), without a transition.
@@ -121,6 +121,8 @@ class Evaluation:
         self._live: set[tuple[str, str]] = set()
         self._detected = 0
         self._now = 0
+        #: Detector scores of the windows evaluated since :meth:`take_scores`.
+        self.scores: list[ScoreRecord] = []
 
     def _rules_for(self, series: str, kind: str, service: str, name: str) -> tuple[Rule, ...]:
         found = self._matched.get(series)
@@ -164,8 +166,20 @@ class Evaluation:
             if observed is not None:
                 slot, obs, score = observed
                 slot.last_end = end
+                if score is not None and value is not None:
+                    self.scores.append(
+                        ScoreRecord(
+                            record.series, *meta, rule.name, record.label, end, value,
+                            score, rule.threshold, self.partition,
+                        )
+                    )  # fmt: skip
                 self._step(rule, key, slot, obs, end, score, out)
         return out
+
+    def take_scores(self) -> list[ScoreRecord]:
+        """The detector scores made since the last call (the partition stores them)."""
+        scores, self.scores = self.scores, []
+        return scores
 
     def sample(
         self, series: str, kind: str, service: str, name: str, *, ts: int, value: float, now_ms: int

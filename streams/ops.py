@@ -89,6 +89,12 @@ COUNTERS = (
     ("vigil_windows_closed", "Windows closed and stored.", "windows_closed"),
     ("vigil_alert_transitions", "Alert transitions published.", "alerts"),
     ("vigil_replayed_messages", "Kafka messages seen again after a restart.", "replayed_messages"),
+    (
+        "vigil_state_gaps",
+        "Messages that did not follow the last one applied to the window state (the ones "
+        "between never reached the windows): should stay 0.",
+        "state_gaps",
+    ),
 )
 
 

@@ -31,7 +31,7 @@ from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, Event, InvalidEvent, decode
 from streams.evaluation import Evaluation
 from streams.executions import Executions
-from streams.records import Rejected, WindowRecord
+from streams.records import Rejected, ScoreRecord, WindowRecord
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
@@ -59,16 +59,20 @@ class PartitionState:
             }
         )
 
-    def close(self, now_ms: int) -> tuple[list[WindowRecord], list[Alert]]:
-        """The windows ready to close, and the alert transitions they (and the watermark
-        they leave) make."""
+    def close(self, now_ms: int, out: BatchResult) -> bool:
+        """Close the windows that are ready into ``out``, with the alert transitions and
+        detector scores they (and the watermark they leave) make; True if any."""
         closed = self.windows.close_ready()
         evaluation = self.evaluation
         alerts = []
         for record in closed:
             alerts.extend(evaluation.window(record, now_ms=now_ms))
         alerts.extend(evaluation.advance(self.windows.watermark, now_ms=now_ms))
-        return closed, alerts
+        scores = evaluation.take_scores()
+        out.closed.extend(closed)
+        out.alerts.extend(alerts)
+        out.scores.extend(scores)
+        return bool(closed or alerts or scores)
 
 
 @dataclass
@@ -89,6 +93,8 @@ class BatchResult:
     closed: list[WindowRecord] = field(default_factory=list)
     #: Alert transitions, per partition in the order made (``seq``).
     alerts: list[Alert] = field(default_factory=list)
+    #: Detector scores of the closed windows.
+    scores: list[ScoreRecord] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
     #: True when this result carries a checkpoint: every partition changed since the
     #: previous one, partition -> (offset, state snapshot) in ``states``.
@@ -152,6 +158,10 @@ class Processor:
                 state = PartitionState(windows, executions, evaluation, data["offset"])
         self.states[partition] = state
         self.stored[partition] = stored_offset
+        log.info(
+            "partition %d taken over: state at offset %d, raw rows stored to %d",
+            partition, state.offset, stored_offset,
+        )  # fmt: skip
 
     def drop(self, partition: int) -> None:
         self.states.pop(partition, None)
@@ -177,6 +187,14 @@ class Processor:
             if not (want_raw or want_state):
                 counts["replayed_messages"] += 1
                 continue
+            if want_state and offset != state.offset + 1 and state.offset >= 0:
+                # Messages between were never applied to the windows: their events are
+                # missing from them (a commit past the state, or a log truncated under it).
+                counts["state_gaps"] += 1
+                log.warning(
+                    "partition %d: offset %d follows state offset %d: %d messages skipped",
+                    partition, offset, state.offset, offset - state.offset - 1,
+                )  # fmt: skip
             raw = None
             if want_raw:
                 raw = out.raw.get(partition)
@@ -226,9 +244,7 @@ class Processor:
         for partition in sorted(out.touched):
             state = self.states[partition]
             state.windows.arrived(now_ms)
-            closed, alerts = state.close(now_ms)
-            out.closed.extend(closed)
-            out.alerts.extend(alerts)
+            state.close(now_ms, out)
         self.dirty |= out.touched
         if checkpoint:
             self._checkpoint(out)
@@ -277,10 +293,7 @@ class Processor:
         for partition, state in self.states.items():
             if partition not in backlogged:
                 state.windows.tick(now_ms)
-            closed, alerts = state.close(now_ms)
-            if closed or alerts:
-                out.closed.extend(closed)
-                out.alerts.extend(alerts)
+            if state.close(now_ms, out):
                 out.touched.add(partition)
         self.dirty |= out.touched
         if checkpoint:

@@ -120,6 +120,42 @@ class WindowRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    """A detector's anomaly score of one closed window of one series (0 usual, 1 most
+    unusual; the detector alerts at ``threshold``)."""
+
+    series: str
+    kind: str
+    service: str
+    name: str
+    detector: str
+    label: str
+    end_ms: int
+    value: float | None
+    score: float
+    threshold: float
+    partition: int
+
+    def line(self) -> bytes:
+        """The ``anomaly_scores`` table row as one JSON line (times in seconds)."""
+        return _ENCODE(
+            {
+                "series": self.series,
+                "kind": self.kind,
+                "service": self.service,
+                "name": self.name,
+                "detector": self.detector,
+                "window": self.label,
+                "window_end": self.end_ms / 1000,
+                "value": self.value,
+                "score": self.score,
+                "threshold": self.threshold,
+                "partition": self.partition,
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """An event line that did not pass: where it came from, its bytes, and why."""
 

@@ -25,6 +25,7 @@ False
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any
 from streams.aggregates import Aggregate
 from streams.records import WindowRecord
 
+log = logging.getLogger(__name__)
 _UNITS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 
@@ -186,6 +188,11 @@ class Windows:
         at, max_ts = self._arrival
         idle = now_ms - at
         if idle >= self.idle_ms:
+            if self.max_ts == max_ts:
+                log.info(
+                    "partition %d idle for %d ms: its event time follows the wall clock from %d",
+                    self.partition, idle, max_ts,
+                )  # fmt: skip
             self.max_ts = max(self.max_ts, min(max_ts + idle, now_ms))
 
     def close_ready(self) -> list[WindowRecord]:
@@ -237,9 +244,11 @@ class Windows:
     def open_series(self, series: str) -> list[dict[str, Any]]:
         """The open panes and windows of one series, with their figures so far."""
         out = []
+        # A pane that is a configured window is shown as that window.
+        pane = self._pane_spec.label if self._pane_spec is not None else "pane"
         for end, bucket in sorted(self._panes.items()):
             if series in bucket:
-                out.append(self._view("pane", end - self.pane_ms, end, bucket[series]))
+                out.append(self._view(pane, end - self.pane_ms, end, bucket[series]))
         for (end, spec), bucket in sorted(self._partials.items()):
             if series in bucket:
                 out.append(self._view(spec.label, end - spec.width_ms, end, bucket[series]))

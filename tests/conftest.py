@@ -136,6 +136,34 @@ def chromium_binary() -> str:
     return found
 
 
+_HOLD = """
+import sys, time
+from pathlib import Path
+from sinks.settings import StoreSettings
+from sinks.store import open_client
+client = open_client(StoreSettings(data_dir=Path(sys.argv[1])))
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def held_store(data_dir: Path) -> Iterator[None]:
+    """Another process holds the chDB of ``data_dir`` (chDB opens a path in one process at
+    a time): a worker given it cannot open its store until this ends."""
+    import subprocess
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(data_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @contextlib.contextmanager
 def open_store(data_dir: Path) -> Iterator[Any]:
     """The chDB of ``data_dir`` in this process (only while no worker holds it)."""

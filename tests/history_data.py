@@ -19,6 +19,7 @@ from producers.events import partition_for, routing_key, series_key
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
 from streams.processing import BatchResult, Processor
+from streams.records import ScoreRecord, WindowRecord
 from streams.rules import parse
 from streams.windows import parse_windows
 
@@ -47,6 +48,13 @@ window = "1m"
 op = ">="
 threshold = 1
 severity = "critical"
+
+[[detector]]
+name = "latency_anomaly"
+match = { kind = "metric", name = "latency_ms" }
+signal = "mean"
+window = "1m"
+severity = "warning"
 """
 
 
@@ -55,6 +63,9 @@ class History:
     now_ms: int
     events: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    #: What the processor made of the events: closed windows and detector scores.
+    windows: list[WindowRecord] = field(default_factory=list)
+    scores: list[ScoreRecord] = field(default_factory=list)
     deploy_ms: int = 0
 
     def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
@@ -229,7 +240,8 @@ def generate(now_ms: int, seed: int = 11) -> History:
 
 def processed(h: History, source: str = "c/t") -> list[BatchResult]:
     """``h`` through the worker's processor (windows, rules, raw rows): envelopes of 50
-    events per partition, one batch per partition. ``h.alerts`` gets the transitions."""
+    events per partition, one batch per partition. ``h.alerts``, ``h.windows`` and
+    ``h.scores`` get the transitions, closed windows and detector scores."""
     rules = parse(RULES, "rules.toml", windows=("1m",))
     processor = Processor(windows=parse_windows("1m"), grace_ms=0, source=source, rules=rules)
     by_partition: dict[int, list[bytes]] = {}
@@ -240,6 +252,8 @@ def processed(h: History, source: str = "c/t") -> list[BatchResult]:
         )
     results = []
     h.alerts.clear()
+    h.windows.clear()
+    h.scores.clear()
     for p in range(PARTITIONS):
         processor.load(p, None, -1)
     for p, lines in sorted(by_partition.items()):
@@ -250,6 +264,8 @@ def processed(h: History, source: str = "c/t") -> list[BatchResult]:
         result = processor.process(messages, now_ms=h.now_ms)
         assert not result.rejected, result.rejected[:1]
         h.alerts.extend(result.alerts)
+        h.windows.extend(result.closed)
+        h.scores.extend(result.scores)
         results.append(result)
     return results
 

@@ -7,41 +7,26 @@ backoff, and once the path is free it catches up with nothing lost and nothing t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from producers.client import Client
-from tests.conftest import open_store
+from tests.conftest import held_store, open_store
 from vigil import webclient
 from vigil.simulation import Simulation
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 N = 20_000
-HOLD = """
-import sys, time
-from pathlib import Path
-from sinks.settings import StoreSettings
-from sinks.store import open_client
-client = open_client(StoreSettings(data_dir=Path(sys.argv[1])))
-print("holding", flush=True)
-time.sleep(600)
-"""
 
 
 async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing(
     kafka_settings, start_worker, tmp_path
 ):
     data = tmp_path / "held"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(data)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    with held_store(data):
         worker = start_worker(VIGIL_DATA_DIR=str(data), VIGIL_WINDOWS="1m")
         sim = Simulation(seed=8, start_ms=int(time.time() * 1000) - 20 * 60_000)
         events = [e for _, e in zip(range(N), sim.advance(20 * 60_000), strict=False)]
@@ -66,9 +51,6 @@ async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing
         stats = worker.stats()
         assert stats.get("valid", 0) == 0 and stats.get("offsets") == {}
         assert "cannot open ClickHouse" in worker.log()
-    finally:
-        holder.kill()
-        holder.wait()
     final = worker.wait_until(lambda s: s.get("valid", 0) >= len(events), timeout=120)
     assert final["valid"] == len(events) and final.get("rejected", 0) == 0
     assert webclient.call(ready)[0] == 200

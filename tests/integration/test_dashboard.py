@@ -28,7 +28,7 @@ PAGE = """(() => {
     dead: document.getElementById('dead_letters').textContent,
     firing: document.getElementById('firing').textContent,
     running: rows('running'), workflows: rows('workflows'), alerts: rows('alerts'),
-    silences: rows('silences'), message: document.getElementById('message').textContent,
+    silences: rows('silences'), message: document.querySelector('.message').textContent,
   };
 })()"""
 
@@ -164,4 +164,127 @@ async def test_the_overview_shows_the_live_api_and_a_new_alert_within_2_s(
         await page.evaluate("document.querySelector('#silences button.end').click()")
         await _until(page, lambda s: not s["silences"])
         assert not worker.call("/silences")[1]["silences"][0]["active"]
+        assert page.problems == []
+
+
+SERIES = """(() => {
+  const view = document.getElementById('series-view');
+  const rows = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
+      .filter(r => !r.querySelector('.empty'))
+      .map(r => [...r.cells].map(c => c.textContent.trim()));
+  const text = (id) => document.getElementById(id).textContent;
+  return {
+    visible: !view.classList.contains('hidden'), name: text('sr-name'), source: text('sr-source'),
+    count: text('sr-count'), p95: text('sr-p95'), score: text('sr-score'),
+    lines: [...document.querySelectorAll('#sr-chart path')].map(p => p.getAttribute('class')),
+    bars: document.querySelectorAll('#sr-chart rect.count').length,
+    spans: [...document.querySelectorAll('#sr-chart rect[class^=span-]')]
+        .map(r => r.getAttribute('class')),
+    open: rows('sr-open'), spanRows: rows('sr-spans'),
+    shown: window.vigilSeries || null,
+  };
+})()"""
+
+ALERTS = """(() => {
+  const rows = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')]
+      .filter(r => !r.querySelector('.empty'))
+      .map(r => [...r.cells].map(c => c.textContent.trim()));
+  return {
+    visible: !document.getElementById('alerts-view').classList.contains('hidden'),
+    firing: rows('al-firing'), pending: rows('al-pending'), resolved: rows('al-resolved'),
+  };
+})()"""
+
+SERIES_RULES = (
+    threshold_rule("slow_api", metric="latency_ms", threshold=500, severity="warning")
+    + """
+[[detector]]
+name = "latency_anomaly"
+match = { kind = "metric", name = "latency_ms" }
+signal = "mean"
+window = "1m"
+severity = "info"
+"""
+)
+
+
+async def test_the_series_and_alerts_views_draw_what_history_and_the_live_state_hold(
+    kafka_settings, start_worker, chromium_binary, tmp_path
+):
+    """An hour of a latency series with a spike that fires an alert and resolves it: the
+    series view charts its windows, anomaly scores and the alert's span as the history
+    API has them, and its open window from the live state; the alerts view lists the
+    resolved alert from history."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(SERIES_RULES)
+    worker = start_worker(VIGIL_RULES=str(rules), VIGIL_WINDOWS="1m", VIGIL_GRACE_SECONDS="0")
+    worker.wait_until(lambda s: len(s.get("assigned", [])) == 4)
+    minute = int(time.time() * 1000) // 60_000 * 60_000
+    # Past the detector's grace (100 windows) before the spike.
+    start = minute - 170 * 60_000
+    samples = [
+        metric(t, 900.0 if 150 <= (t - start) // 60_000 < 153 else 100.0 + (t // 10_000) % 7)
+        for t in range(start, minute - 60_000, 10_000)
+    ]
+    async with Client(kafka_settings) as pub:
+        for e in samples:
+            pub.publish(e)
+        assert await pub.flush(30)
+    key = "metric|api|latency_ms"
+    worker.wait_until(lambda s: s.get("valid", 0) == len(samples), timeout=60)
+
+    def chart() -> dict:
+        status, body = worker.call(f"/history/chart?series={key}&since=3h&window=1m")
+        assert status == 200, body
+        return body
+
+    deadline = time.monotonic() + 30
+    while not ((expected := chart())["spans"] and len(expected["points"]) >= 168):
+        assert time.monotonic() < deadline, expected
+        await asyncio.sleep(0.3)
+    spans = {s["rule"]: s for s in expected["spans"]}
+    assert sorted(spans) == ["latency_anomaly", "slow_api"]
+    assert spans["slow_api"]["to"] is not None, "the spike ended: the threshold alert resolved"
+    assert spans["latency_anomaly"]["to"] is None, "the detector still finds it unusual"
+    scores = [s["score"] for s in expected["scores"]]
+    assert len(scores) == len(expected["points"])
+    spike = [s["score"] for s in expected["scores"] if s["t"] == spans["slow_api"]["to"]]
+    assert spike == [pytest.approx(1.0)] and max(scores[:100]) < 0.9
+
+    async with chromium(chromium_binary) as page:
+        await page.open(f"http://127.0.0.1:{worker.port}/dashboard?token={worker.token}")
+        await _until(page, lambda s: s["status"] == "live")
+        await page.evaluate(f"location.hash = 'series={key}&range=3h'")
+        view = await _until_js(page, SERIES, lambda v: v["visible"] and v["bars"] > 0)
+        assert view["name"] == key and view["source"] == "closed 1m windows over 3h"
+        shown = view["shown"]["chart"]
+        assert shown["points"] == expected["points"] and shown["scores"] == expected["scores"]
+        assert view["bars"] == len(expected["points"])
+        assert sorted(view["lines"]) == ["mean", "p50", "p95", "p99", "score"]
+        assert view["spans"] == ["span-firing", "span-firing"]
+        assert sorted(r[:2] for r in view["spanRows"]) == [
+            ["latency_anomaly", "firing"],
+            ["slow_api", "firing"],
+        ]
+        last = expected["points"][-1]
+        assert view["count"] == str(last["count"]) and view["p95"] == f"{last['p95']:#.4g}"
+        assert view["score"] == f"{expected['scores'][-1]['score']:.3f}"
+        await page.screenshot(tmp_path / "series.png")
+
+        # A sample of the current minute: its open window shows live, from memory.
+        async with Client(kafka_settings) as pub:
+            pub.publish(metric(minute + 1_000, 123.0))
+            assert await pub.flush(30)
+        assert view["open"] and view["open"][0][2] == "6", "the last minute is still open"
+        view = await _until_js(page, SERIES, lambda v: v["open"][0][2:4] == ["1", "123.0"])
+        assert len(view["open"]) == 1 and view["open"][0][0] == "1m"  # the one before closed
+
+        await page.evaluate("location.hash = 'alerts'")
+        view = await _until_js(page, ALERTS, lambda v: v["visible"] and v["resolved"])
+        status, resolved = worker.call("/history/alerts?since=24h&state=resolved")
+        assert status == 200 and len(view["resolved"]) == len(resolved) == 1
+        assert view["resolved"][0][:3] == ["warning", "slow_api", key]
+        assert [r[:3] for r in view["firing"]] == [["info", "latency_anomaly", key]]
+        assert view["pending"] == []
+        await page.screenshot(tmp_path / "alerts-view.png")
         assert page.problems == []

@@ -71,7 +71,10 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
 
     h = generate(now_ms=int(time.time() // 60 * 60_000))
     results = processed(h)
-    tables = ("events", "executions", "spans", "logs", "feature_calls", "windows", "alerts")
+    tables = (
+        "events", "executions", "spans", "logs", "feature_calls", "windows", "alerts",
+        "anomaly_scores",
+    )  # fmt: skip
 
     async def write(times: int) -> None:
         sink = ClickHouseSink(StoreSettings(data_dir=tmp_path))
@@ -108,6 +111,7 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
     assert once["events"] == len(h.events) and once["series_daily"][0] == len(h.events)
     assert once["executions"] == len(h.of("execution.end")) and once["spans"] == 4
     assert once["alerts"] == len(h.alerts) > 0
+    assert once["anomaly_scores"] == len(h.scores) > 0
 
 
 def test_views_created_by_a_migration_are_backfilled_from_rows_already_stored(

@@ -39,7 +39,7 @@ def test_series_windows_give_the_open_windows_with_their_figures():
     )
     body = api.series_windows(p, "metric|api|lat")
     assert body["partition"] == 0 and body["late"] == 0
-    assert [(w["window"], w["count"], w["max"]) for w in body["windows"]] == [("pane", 10, 9.0)]
+    assert [(w["window"], w["count"], w["max"]) for w in body["windows"]] == [("1m", 10, 9.0)]
 
 
 def test_executions_and_workflows_are_answered_from_the_partition_state():

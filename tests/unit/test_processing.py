@@ -115,3 +115,41 @@ def test_every_hostile_line_is_rejected_with_a_reason_and_nothing_raises():
     assert set(reasons) == set(CATEGORIES)
     assert any("UTF-8" in r.reason for r in out.rejected)
     assert any("nested deeper" in r.reason for r in out.rejected)
+
+
+def test_messages_skipped_under_the_window_state_are_counted_as_state_gaps():
+    """A message that does not follow the one last applied means the ones between never
+    reached the windows (a commit past the state): counted and logged, not hidden."""
+    p = _processor()
+    p.process([(0, 0, _env(_metric(NOW)))], now_ms=NOW)
+    out = p.process([(0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
+    assert out.counts["state_gaps"] == 0
+    out = p.process([(0, 4, _env(_metric(NOW + 2)))], now_ms=NOW)
+    assert out.counts["state_gaps"] == 1 and out.counts["valid"] == 1
+
+
+def test_detector_scores_come_with_the_windows_they_score_and_again_on_replay():
+    from streams.rules import parse
+
+    rules = parse(
+        '[[detector]]\nname = "odd"\nmatch = { kind = "metric" }\nsignal = "mean"\nwindow = "1m"\n',
+        "r.toml",
+        windows=("1m",),
+    )
+
+    def run(snapshot=None):
+        p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", rules=rules)
+        p.load(0, snapshot, -1)
+        return p
+
+    batch = [(0, i, _env(_metric(NOW + i * 60_000, value=float(i % 3)))) for i in range(150)]
+    p = run()
+    first = p.process(batch[:100], now_ms=NOW)
+    snapshot = p.states[0].snapshot()
+    rest = p.process(batch[100:], now_ms=NOW)
+    scored = [(s.series, s.detector, s.label, s.end_ms) for s in first.scores + rest.scores]
+    assert scored == [(w.series, "odd", "1m", w.end_ms) for w in first.closed + rest.closed]
+    assert all(s.score == 0.0 for s in first.scores)  # the detector's grace: 100 windows
+    assert any(s.score > 0 for s in rest.scores)
+    replayed = run(snapshot).process(batch[100:], now_ms=NOW)  # after a crash: same scores
+    assert replayed.scores == rest.scores

@@ -198,6 +198,6 @@ def test_open_series_shows_the_figures_so_far():
     _add(w, MIN + 45_000, value=9.0)  # watermark 95 s: the first pane closes into 5m
     w.close_ready()
     views = w.open_series("s")
-    assert [(v["window"], v["count"]) for v in views] == [("pane", 1), ("5m", 2)]
+    assert [(v["window"], v["count"]) for v in views] == [("1m", 1), ("5m", 2)]
     assert views[1]["mean"] == 2.0
     assert w.open_series("nothing") == []
