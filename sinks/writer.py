@@ -7,7 +7,9 @@
   deduplicate the same block too (``deduplicate_blocks_in_dependent_materialized_views``).
 - Windows, alert transitions and detector scores carry a token made of their content: a
   window closed again after a replay is the same bytes, and ClickHouse drops the second
-  copy.
+  copy. Alert transitions are numbered per partition (``seq``): the worker passes only
+  those past the highest stored (:meth:`stored_alerts`), so a replay batched otherwise
+  stores none twice either.
 - An insert that fails is retried with backoff until it is acknowledged: the agent
   waits, Kafka offsets are not committed, and consumption stops (backpressure) instead
   of buffering without bound.
@@ -80,6 +82,15 @@ class ClickHouseSink:
         )
         return {int(p): int(o) for p, o in result.result_rows}
 
+    async def stored_alerts(self, source: str) -> dict[int, int]:
+        result = await self._call(
+            self.client.query,
+            f"SELECT partition, max(seq) FROM {self.settings.database}.alerts "
+            "WHERE source = {source:String} GROUP BY partition",
+            parameters={"source": source},
+        )
+        return {int(p): int(s) for p, s in result.result_rows}
+
     async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
         # Only the partitions taken over: a checkpoint can be megabytes.
         result = await self._call(
@@ -92,8 +103,9 @@ class ClickHouseSink:
         )
         return {int(p): _bytes(s) for p, s in result.result_rows}
 
-    async def write(self, result: BatchResult) -> None:
+    async def write(self, result: BatchResult, *, alerts: list[Alert] | None = None) -> None:
         db = self.settings.database
+        alerts = result.alerts if alerts is None else alerts
         for raw in result.raw.values():
             if raw.rows:
                 token = f"{result.source}:{raw.partition}:{raw.first}-{raw.last}"
@@ -103,10 +115,10 @@ class ClickHouseSink:
             payload = b"\n".join(result.window_lines)
             await self._insert(f"{db}.windows", payload, _content_token("w", payload))
             self.counts["windows"] += len(result.closed)
-        if result.alerts:
-            payload = b"\n".join(_ENCODE(_alert_row(a)) for a in result.alerts)
+        if alerts:
+            payload = b"\n".join(_ENCODE(_alert_row(a, result.source)) for a in alerts)
             await self._insert(f"{db}.alerts", payload, _content_token("a", payload))
-            self.counts["alerts"] += len(result.alerts)
+            self.counts["alerts"] += len(alerts)
         if result.scores:
             payload = b"\n".join(score.line() for score in result.scores)
             await self._insert(f"{db}.anomaly_scores", payload, _content_token("s", payload))
@@ -194,10 +206,12 @@ def _content_token(prefix: str, payload: bytes) -> str:
     return f"{prefix}:{hashlib.blake2b(payload, digest_size=16).hexdigest()}"
 
 
-def _alert_row(alert: Alert) -> dict[str, Any]:
-    """The ``alerts`` table row: the topic's fields, times in seconds (DateTime64(3))."""
+def _alert_row(alert: Alert, source: str) -> dict[str, Any]:
+    """The ``alerts`` table row: the topic's fields, times in seconds (DateTime64(3)), and
+    the Kafka log the transition was made from."""
     row = alert.to_dict()
     del row["v"], row["channels"]
+    row["source"] = source
     for key in ("at", "started_at", "evaluated_at"):
         row[key] /= 1000
     return row

@@ -164,6 +164,8 @@ def create_app(
     #: Per partition, the highest alert ``seq`` on the alerts topic: a replay after a
     #: crash makes those transitions again, and they are not published twice.
     published: dict[int, int] = {}
+    #: And the highest stored in ClickHouse (they are stored before they are published).
+    stored_alerts: dict[int, int] = {}
     runtime: dict[str, Any] = {}
     ready_lock = asyncio.Lock()
     #: One event per open /live stream, set whenever what the dashboard shows may have
@@ -199,11 +201,13 @@ def create_app(
         if not missing:
             return
         stored = await sink.stored_offsets(processor.source)
+        stored_seqs = await sink.stored_alerts(processor.source)
         saved = await sink.load_states(processor.source, missing)
         tails = await last_published(bootstrap, topics.alerts, missing, options=options)
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
             published[p] = max((_seq(line, p) for line in tails.get(p, [])), default=0)
+            stored_alerts[p] = stored_seqs.get(p, 0)
             for alert in processor.states[p].evaluation.alerts():  # acked while elsewhere
                 ack = commands.acks.get(alert["fingerprint"])
                 if ack is not None:
@@ -316,7 +320,12 @@ def create_app(
         """Store, publish and checkpoint what a batch (or a tick) produced."""
         if result.alerts:
             result.alerts = unpublished(result)
-        await sink.write(result)
+        # A transition stored before a crash, and not published, is published now, not
+        # stored again.
+        fresh = [a for a in result.alerts if a.seq > stored_alerts.get(a.partition, 0)]
+        await sink.write(result, alerts=fresh)
+        for alert in fresh:
+            stored_alerts[alert.partition] = max(stored_alerts.get(alert.partition, 0), alert.seq)
         sent = []
         for rej in result.rejected:
             sent.append(

@@ -329,12 +329,17 @@ class Sink(Protocol):
         """The highest offset stored per partition of ``source``."""
         ...
 
+    async def stored_alerts(self, source: str) -> dict[int, int]:
+        """The highest alert transition ``seq`` stored per partition of ``source``."""
+        ...
+
     async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
         """The newest checkpoint (``BatchResult.states``) of each of ``partitions``."""
         ...
 
-    async def write(self, result: BatchResult) -> None:
-        """Store raw rows and windows; returns once acknowledged (retrying meanwhile)."""
+    async def write(self, result: BatchResult, *, alerts: list[Alert] | None = None) -> None:
+        """Store raw rows, windows, scores and ``alerts`` (default: the result's);
+        returns once acknowledged (retrying meanwhile)."""
         ...
 
     async def checkpoint(self, result: BatchResult) -> None:

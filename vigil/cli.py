@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--duration", type=float, default=40.0, help="seconds of simulation")
     demo.add_argument("--rate", type=int, default=2000, help="approximate events per second")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--linger", type=float, default=0.0, help="seconds the dashboard stays live after the feed"
+    )
     simulate = sub.add_parser("simulate", help="publish simulated events to VIGIL_KAFKA_BOOTSTRAP")
     simulate.add_argument("--rate", type=int, default=2000, help="approximate events per second")
     simulate.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "demo":
         from vigil import demo
 
-        return demo.run(duration=args.duration, rate=args.rate, seed=args.seed)
+        return demo.run(duration=args.duration, rate=args.rate, seed=args.seed, linger=args.linger)
     elif args.command == "simulate":
         from vigil import demo
 

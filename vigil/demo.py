@@ -1,7 +1,8 @@
 """``vigil demo``: the whole pipeline on embedded parts, fed by a simulated engine.
 
 Simulated time runs 60x faster than the wall clock and ends at "now", so one real
-second is one minute of events and a window closes about every second.
+second is one minute of events and a window closes about every second. From 40% to 60%
+of the run an incident makes most workflow steps fail, so alerts fire and resolve.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def worker_stats(port: int, token: str | None = None) -> dict[str, Any] | None:
     return dict(body) if status == 200 else None
 
 
-def run(*, duration: float, rate: int, seed: int) -> int:
+def run(*, duration: float, rate: int, seed: int, linger: float = 0.0) -> int:
+    """The demo: an embedded broker (unless VIGIL_KAFKA_BOOTSTRAP names one), a worker, and
+    ``duration`` seconds of simulated events at about ``rate`` per second; the worker and
+    its dashboard stay up ``linger`` seconds more, then the history summary is printed."""
     config = Config.from_env(os.environ)
     config.store.data_dir.mkdir(parents=True, exist_ok=True)
     broker = None
@@ -78,6 +82,11 @@ def run(*, duration: float, rate: int, seed: int) -> int:
             _feed(config, bootstrap, stats, worker, duration, rate, seed, start_ms)
         )
         _drain(stats, worker, published)
+        if linger > 0:
+            print(f"vigil demo: the dashboard stays live for {linger:g} s (Ctrl-C ends it)")
+            deadline = time.monotonic() + linger
+            while time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.2)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker")
         return 130
@@ -103,12 +112,21 @@ async def _feed(
     start_ms: int,
 ) -> int:
     span_ms = int(duration * 1000 * SPEED)
+    # Something to alert on: latency shifts halfway, and from 40% to 60% of the run most
+    # workflow steps fail (the default rules on failed executions and success rates fire,
+    # then resolve).
+    incident = (start_ms + span_ms * 2 // 5, start_ms + span_ms * 3 // 5)
     sim = Simulation(
         seed=seed,
         start_ms=start_ms,
         shift_at_ms=start_ms + span_ms // 2,
         requests_per_s=max(rate / SPEED * 0.9, 1.0),
+        incident=incident,
     )
+    notes = [
+        (incident[0], "incident: most workflow steps start failing"),
+        (incident[1], "incident over: steps succeed again"),
+    ]
     published = 0
     async with Client(_simulator(config), bootstrap=bootstrap) as pub:
         began = time.monotonic()
@@ -116,6 +134,8 @@ async def _feed(
         for tick in range(int(duration / TICK_S)):
             for event in sim.advance(int(TICK_S * 1000 * SPEED)):
                 published += pub.publish(event)
+            while notes and sim.now_ms >= notes[0][0]:
+                print(f"[{time.monotonic() - began:5.1f}s] {notes.pop(0)[1]}", flush=True)
             if tick % 40 == 7:  # a buggy client: its events must land in the dead-letter topic
                 published += pub.publish_line("buggy-client", b'{"kind": "metric", "ts": "now"}')
             if worker.poll() is not None:

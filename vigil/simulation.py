@@ -3,7 +3,8 @@
 It produces every event kind: executions of a few workflows with declared steps, steps
 that fail at random and are retried (recovery), logs and spans per step, errors,
 resource samples (CPU, memory, GPU) and metric samples (latency, satisfaction, feature
-usage). Latency shifts to a slower regime at ``shift_at_ms`` (for anomaly detection).
+usage). Latency shifts to a slower regime at ``shift_at_ms`` (for anomaly detection); in
+an ``incident`` most steps fail (for the alert rules).
 
 >>> sim = Simulation(seed=1, start_ms=1_700_000_000_000)
 >>> kinds = {e["kind"] for e in sim.advance(120_000)}
@@ -56,12 +57,17 @@ class Simulation:
         shift_at_ms: int | None = None,
         requests_per_s: float = 20.0,
         step_failure: float = 0.08,
+        incident: tuple[int, int] | None = None,
+        incident_failure: float = 0.6,
     ) -> None:
         self.rng = random.Random(seed)
         self.now_ms = start_ms
         self.shift_at_ms = shift_at_ms
         self.requests_per_s = requests_per_s
         self.step_failure = step_failure
+        #: [start, end) of an incident: steps that end in it fail with ``incident_failure``.
+        self.incident = incident
+        self.incident_failure = incident_failure
         self._runs: list[_Run] = []
         self._ids = 0
 
@@ -129,7 +135,10 @@ class Simulation:
         name = steps[run.step_index][0]
         t = run.step_ends_ms
         duration = t - run.step_started_ms
-        ok = rng.random() >= self.step_failure
+        failure = self.step_failure
+        if self.incident is not None and self.incident[0] <= t < self.incident[1]:
+            failure = self.incident_failure
+        ok = rng.random() >= failure
         base = {"service": service, "name": run.workflow, "execution_id": run.execution_id}
         yield {
             **base,

@@ -1,3 +1,5 @@
+import collections
+
 import orjson
 import pytest
 
@@ -76,6 +78,8 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
         "anomaly_scores",
     )  # fmt: skip
 
+    stored_alerts = []
+
     async def write(times: int) -> None:
         sink = ClickHouseSink(StoreSettings(data_dir=tmp_path))
         await sink.start()
@@ -83,6 +87,8 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
             for _ in range(times):
                 for result in results:
                     await sink.write(result)
+            stored_alerts.append(await sink.stored_alerts("c/t"))
+            assert await sink.stored_alerts("another/log") == {}
         finally:
             await sink.close()
 
@@ -111,6 +117,10 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
     assert once["events"] == len(h.events) and once["series_daily"][0] == len(h.events)
     assert once["executions"] == len(h.of("execution.end")) and once["spans"] == 4
     assert once["alerts"] == len(h.alerts) > 0
+    highest = collections.defaultdict(int)
+    for a in h.alerts:
+        highest[a.partition] = max(highest[a.partition], a.seq)
+    assert stored_alerts == [dict(highest)] * 2  # what a worker taking over skips
     assert once["anomaly_scores"] == len(h.scores) > 0
 
 
