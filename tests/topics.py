@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from producers.envelopes import split
 
@@ -52,3 +52,17 @@ async def read_events(
         bootstrap, topic, expected, timeout, weight=lambda r: len(split(r.value))
     )
     return [(r.partition, orjson.loads(line)) for r in records for line in split(r.value)]
+
+
+async def committed(settings: Any, topic: str) -> int:
+    """Messages the worker group of ``settings.namespace`` has committed on ``topic``, over
+    all partitions (offsets start at 0 on a fresh topic)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.namespace}-worker"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.events_partitions)]
+        return sum([await consumer.committed(tp) or 0 for tp in tps])
+    finally:
+        await consumer.stop()

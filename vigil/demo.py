@@ -1,8 +1,10 @@
 """``vigil demo``: the whole pipeline on embedded parts, fed by a simulated engine.
 
 Simulated time runs 60x faster than the wall clock and ends at "now", so one real
-second is one minute of events and a window closes about every second. From 40% to 60%
-of the run an incident makes most workflow steps fail, so alerts fire and resolve.
+second is one minute of events and a window closes about every second. The two hours
+before are published at once first, so the detectors have learned what is usual when
+api latency shifts halfway through the run; from 40% to 60% of the run an incident makes
+most workflow steps fail, so alerts fire and resolve.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from vigil.simulation import Simulation
 
 SPEED = 60  # simulated ms per real ms
 TICK_S = 0.25
+#: Simulated history published at once before the live part, in chunks.
+WARMUP_MS = 2 * 3_600_000
+HISTORY_CHUNK_MS = 10 * 60_000
 
 
 def _simulator(config: Config) -> ProducerSettings:
@@ -118,17 +123,30 @@ async def _feed(
     incident = (start_ms + span_ms * 2 // 5, start_ms + span_ms * 3 // 5)
     sim = Simulation(
         seed=seed,
-        start_ms=start_ms,
+        start_ms=start_ms - WARMUP_MS,
         shift_at_ms=start_ms + span_ms // 2,
         requests_per_s=max(rate / SPEED * 0.9, 1.0),
         incident=incident,
     )
     notes = [
+        (start_ms + span_ms // 2, "latency shifts: api requests get slower"),
         (incident[0], "incident: most workflow steps start failing"),
         (incident[1], "incident over: steps succeed again"),
     ]
+    notes.sort()
     published = 0
     async with Client(_simulator(config), bootstrap=bootstrap) as pub:
+        # The hours before, at once: the detectors learn what is usual before the live
+        # part (they score a series after 100 windows).
+        for _ in range(WARMUP_MS // HISTORY_CHUNK_MS):
+            for event in sim.advance(HISTORY_CHUNK_MS):
+                published += pub.publish(event)
+            await pub.flush(60)  # the SDK's queue is bounded: one chunk at a time
+        print(
+            f"vigil demo: published {published:,} events of the {WARMUP_MS // 3_600_000} h "
+            "before, so the detectors know what is usual; now live",
+            flush=True,
+        )
         began = time.monotonic()
         next_line = began + 1
         for tick in range(int(duration / TICK_S)):

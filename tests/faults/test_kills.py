@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from producers.alerts import Alert
 from producers.client import Client
 from producers.topics import Topics
 from tests.conftest import open_store
 from tests.samples import simulated
-from tests.topics import read_records
+from tests.topics import committed, read_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -43,20 +42,6 @@ RECOUNT = """
     ) AS r ON r.series = w.series AND r.start = w.window_start
     WHERE w.count != r.c OR w.errors != r.e
 """
-
-
-async def _committed(settings, topic: str) -> int:
-    """Messages the worker group has committed, over all partitions (offsets start at 0
-    on a fresh topic)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.namespace}-worker"
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.events_partitions)]
-        return sum([await consumer.committed(tp) or 0 for tp in tps])
-    finally:
-        await consumer.stop()
 
 
 def _applied(stats: dict) -> int:
@@ -121,7 +106,7 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
     await asyncio.to_thread(last.wait_until, lambda s: len(s.get("assigned", [])) == 4, 60)
     topics = Topics.for_namespace(kafka_settings.namespace)
     deadline = time.monotonic() + 240
-    while (done := await _committed(kafka_settings, topics.events)) < envelopes:
+    while (done := await committed(kafka_settings, topics.events)) < envelopes:
         assert time.monotonic() < deadline, (done, envelopes, last.stats())
         await asyncio.sleep(1)
     assert last.stop() == 0
