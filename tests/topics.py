@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from producers.envelopes import split
+from producers.topics import Topics, ensure_topics
 
 
 async def read_records(
@@ -66,3 +67,32 @@ async def committed(settings: Any, topic: str) -> int:
         return sum([await consumer.committed(tp) or 0 for tp in tps])
     finally:
         await consumer.stop()
+
+
+async def read_log(settings: Any, messages: int) -> list[Any]:
+    """The ``messages`` records of the events topic of ``settings.namespace``, in offset
+    order per partition."""
+    topic = Topics.for_namespace(settings.namespace).events
+    records = await read_records(settings.kafka_bootstrap, topic, messages)
+    assert len(records) == messages, (len(records), messages)
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+async def append_log(settings: Any, records: list[Any]) -> int:
+    """Append ``records`` to the same partitions of the events topic of
+    ``settings.namespace``, one at a time and in order: a copy of another log with the
+    same envelopes in the same order. (The SDK may send a retried envelope after newer
+    ones, and which events come late depends on that order: two runs compared window by
+    window must read the same log.)"""
+    topics = Topics.for_namespace(settings.namespace)
+    await ensure_topics(settings.kafka_bootstrap, topics, settings.events_partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for r in records:
+            await producer.send_and_wait(
+                topics.events, r.value, key=r.key, partition=r.partition, headers=list(r.headers)
+            )
+    finally:
+        await producer.stop()
+    return len(records)
