@@ -74,22 +74,20 @@ class ClickHouseSink:
         self._executor.shutdown(wait=True)
 
     async def stored_offsets(self, source: str) -> dict[int, int]:
-        result = await self._call(
-            self.client.query,
-            f"SELECT partition, max(offset) FROM {self.settings.database}.events "
-            "WHERE source = {source:String} GROUP BY partition",
-            parameters={"source": source},
-        )
-        return {int(p): int(o) for p, o in result.result_rows}
+        return await self._highest("events", "offset", source)
 
     async def stored_alerts(self, source: str) -> dict[int, int]:
+        return await self._highest("alerts", "seq", source)
+
+    async def _highest(self, table: str, column: str, source: str) -> dict[int, int]:
+        """The highest ``column`` stored per partition of ``source`` in ``table``."""
         result = await self._call(
             self.client.query,
-            f"SELECT partition, max(seq) FROM {self.settings.database}.alerts "
+            f"SELECT partition, max({column}) FROM {self.settings.database}.{table} "
             "WHERE source = {source:String} GROUP BY partition",
             parameters={"source": source},
         )
-        return {int(p): int(s) for p, s in result.result_rows}
+        return {int(p): int(n) for p, n in result.result_rows}
 
     async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
         # Only the partitions taken over: a checkpoint can be megabytes.

@@ -22,6 +22,7 @@ from streams.processing import BatchResult, Processor
 from streams.records import ScoreRecord, WindowRecord
 from streams.rules import parse
 from streams.windows import parse_windows
+from tests.samples import detector_rule
 
 HOUR = 3_600_000
 PARTITIONS = 4
@@ -48,14 +49,7 @@ window = "1m"
 op = ">="
 threshold = 1
 severity = "critical"
-
-[[detector]]
-name = "latency_anomaly"
-match = { kind = "metric", name = "latency_ms" }
-signal = "mean"
-window = "1m"
-severity = "warning"
-"""
+""" + detector_rule("latency_anomaly", metric="latency_ms", severity="warning")
 
 
 @dataclass

@@ -49,3 +49,15 @@ threshold = {threshold}
 severity = "{severity}"
 annotations = {{ summary = "{{service}} {metric} {{value:.0f}}" }}
 """
+
+
+def detector_rule(name: str, *, metric: str, severity: str, signal: str = "mean") -> str:
+    """The TOML of a detector on a metric's 1m windows (``signal`` of each window)."""
+    return f"""
+[[detector]]
+name = "{name}"
+match = {{ kind = "metric", name = "{metric}" }}
+signal = "{signal}"
+window = "1m"
+severity = "{severity}"
+"""

@@ -11,7 +11,7 @@ import pytest
 
 from producers.client import Client
 from tests.browser import chromium
-from tests.samples import metric, threshold_rule
+from tests.samples import detector_rule, metric, threshold_rule
 from tests.workflows import history_then_running
 
 pytestmark = pytest.mark.integration
@@ -195,17 +195,9 @@ ALERTS = """(() => {
   };
 })()"""
 
-SERIES_RULES = (
-    threshold_rule("slow_api", metric="latency_ms", threshold=500, severity="warning")
-    + """
-[[detector]]
-name = "latency_anomaly"
-match = { kind = "metric", name = "latency_ms" }
-signal = "mean"
-window = "1m"
-severity = "info"
-"""
-)
+SERIES_RULES = threshold_rule(
+    "slow_api", metric="latency_ms", threshold=500, severity="warning"
+) + detector_rule("latency_anomaly", metric="latency_ms", severity="info")
 
 
 async def test_the_series_and_alerts_views_draw_what_history_and_the_live_state_hold(
