@@ -116,6 +116,10 @@ def chart(
             point["p50"], point["p95"], point["p99"] = point.pop("q") or (None, None, None)
     scores = store.select("chart_scores", {**where, **bounds, "step_s": step_s})
     transitions = store.select("chart_alerts", {"series": series, **bounds})
+    others = []
+    if not points:  # a key without its tags, say: the series of that name to choose from
+        named = {"kind": kind, "service": service, "name": name, "start": start, "end": end}
+        others = [row["series"] for row in store.select("chart_series", named)]
     return {
         "series": series,
         "window": window,
@@ -126,6 +130,7 @@ def chart(
         "points": points,
         "scores": scores,
         "spans": alert_spans(transitions, start, end),
+        "series_of_name": others,
     }
 
 

@@ -263,6 +263,17 @@ async def test_the_series_and_alerts_views_draw_what_history_and_the_live_state_
         assert view["score"] == f"{expected['scores'][-1]['score']:.3f}"
         await page.screenshot(tmp_path / "series.png")
 
+        # A key that names no series (another tag): the series of that name are offered.
+        await page.evaluate("location.hash = 'series=metric|api|latency_ms|route=/nope'")
+        links = await _until_js(
+            page,
+            "[...document.querySelectorAll('#sr-source a')].map(a => a.textContent)",
+            lambda v: v,
+        )
+        assert links == [key]
+        await page.evaluate("document.querySelector('#sr-source a').click()")
+        view = await _until_js(page, SERIES, lambda v: v["name"] == key and v["bars"] > 0)
+
         # A sample of the current minute: its open window shows live, from memory.
         async with Client(kafka_settings) as pub:
             pub.publish(metric(minute + 1_000, 123.0))

@@ -455,3 +455,12 @@ def test_a_chart_of_a_long_range_is_drawn_from_raw_events(store, data):
     assert [(p["t"], p["score"]) for p in out["scores"]] == [
         (iso(t), v) for t, v in sorted(best.items())
     ]
+
+
+def test_a_chart_of_a_key_without_its_tags_offers_the_series_of_that_name(store, data):
+    out = ask(store, data, "chart", series="metric|api|latency_ms", since="12h", window="1m")
+    assert out["points"] == [] and out["scores"] == []
+    named = {w.series for w in data.windows if w.kind == "metric" and w.name == "latency_ms"}
+    assert out["series_of_name"] == sorted(named) == [LATENCY, "metric|api|latency_ms|route=/b"]
+    shown = ask(store, data, "chart", series=LATENCY, since="3h", window="1m")
+    assert shown["points"] and shown["series_of_name"] == []
