@@ -120,7 +120,7 @@ async def test_every_view_follows_the_demo_and_its_alert_shows_within_2_s(
             deadline = time.monotonic() + 110
             api_fired = lag = None
             checked = 0
-            while lag is None:
+            while lag is None or checked < 30:  # and on, while the demo feeds it
                 assert time.monotonic() < deadline, "no alert reached the page during the demo"
                 assert demo.poll() is None, "the demo stopped before its alert showed"
                 shown = await page.evaluate(OVERVIEW)
@@ -135,13 +135,13 @@ async def test_every_view_follows_the_demo_and_its_alert_shows_within_2_s(
                         w["workflow"] for w in api["workflows"]
                     }
                     checked += 1
-                    if api_fired is not None and any("firing" in r[1] for r in shown["alerts"]):
+                    firing = any("firing" in r[1] for r in shown["alerts"])
+                    if lag is None and api_fired is not None and firing:
                         lag = time.monotonic() - api_fired
-                if api_fired is not None:
+                if lag is None and api_fired is not None:
                     assert time.monotonic() - api_fired < 2.0, "the page is 2 s behind the API"
                 await asyncio.sleep(0.1)
             print(f"the page showed the demo's first firing alert {lag:.2f} s after the API")
-            assert checked > 10
             await page.screenshot(tmp_path / "demo-overview-alert.png")
 
             # Once the feed is over, the page and the API agree exactly.
