@@ -129,22 +129,20 @@ def chart(
         "to": end,
         "points": points,
         "scores": scores,
-        "spans": alert_spans(transitions, start, end),
+        "spans": alert_spans(transitions, start),
         "series_of_name": others,
     }
 
 
-def alert_spans(
-    transitions: list[dict[str, Any]], start: datetime, end: datetime
-) -> list[dict[str, Any]]:
-    """The stretches each rule's alert was pending or firing within [start, end], from
-    its transitions in time order (``to`` None: still so at ``end``).
+def alert_spans(transitions: list[dict[str, Any]], start: datetime) -> list[dict[str, Any]]:
+    """The stretches each rule's alert was pending or firing from ``start`` on, from its
+    transitions before the range's end in time order (``to`` None: still so at the end).
 
     >>> t = lambda m: datetime(2026, 1, 1, 0, m, tzinfo=UTC)
     >>> rows = [{"at": t(m), "rule": "r", "severity": "warning", "state": s}
     ...         for m, s in ((1, "pending"), (3, "firing"), (7, "resolved"), (9, "firing"))]
     >>> [(s["state"], s["from"].minute, s["to"] and s["to"].minute)
-    ...  for s in alert_spans(rows, t(2), t(10))]
+    ...  for s in alert_spans(rows, t(2))]
     [('pending', 2, 3), ('firing', 3, 7), ('firing', 9, None)]
     """
     spans: list[dict[str, Any]] = []
@@ -155,7 +153,7 @@ def alert_spans(
             at = at.replace(tzinfo=UTC)
         current = open_.pop(rule, None)
         if current is not None:
-            current["to"] = at if at < end else None
+            current["to"] = at
             if at > start:
                 current["from"] = max(current["from"], start)
                 spans.append(current)
