@@ -300,6 +300,12 @@ class Processor:
             self._checkpoint(out)
         return out
 
+    def checkpoint(self) -> BatchResult:
+        """A result that carries only a checkpoint of what changed since the last."""
+        out = BatchResult(source=self.source)
+        self._checkpoint(out)
+        return out
+
     def _checkpoint(self, out: BatchResult) -> None:
         out.checkpoint = True
         for partition in sorted(self.dirty):

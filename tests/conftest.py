@@ -65,6 +65,24 @@ class WorkerProcess:
         url = f"http://127.0.0.1:{self.port}{path}"
         return webclient.call(url, token=self.token, body=body, method=method, timeout=30)
 
+    def metrics(self) -> dict[str, dict[tuple, float]]:
+        """``/metrics``: sample name -> labels (sorted pairs) -> value."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = response.read().decode()
+        out: dict[str, dict[tuple, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = tuple(sorted(sample.labels.items()))
+                out.setdefault(sample.name, {})[labels] = sample.value
+        return out
+
     def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last = None
@@ -175,6 +193,66 @@ def open_store(data_dir: Path) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+class SharedStore:
+    """``vigil chserver`` on a chDB directory: ClickHouse's HTTP interface, so
+    several worker processes write to one store (``VIGIL_CLICKHOUSE_DSN=self.dsn``)."""
+
+    def __init__(self, data_dir: Path, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.log_path = log_path
+        self.start()
+
+    def start(self) -> None:
+        """(Again, after :meth:`kill`: the same directory on the same port.)"""
+        argv = ["chserver", "--path", str(self.data_dir), "--port", str(self.port)]
+        self.proc = spawn([sys.executable, "-m", "vigil.cli", *argv], log_path=self.log_path)
+        deadline = time.monotonic() + 60
+        while not self._pings():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"chserver did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: the server is gone at once, whatever it was doing."""
+        self.proc.kill()
+        self.proc.wait()
+
+    @property
+    def dsn(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _pings(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.dsn}/ping", timeout=2) as reply:
+                return reply.read() == b"Ok.\n"
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        from sinks.settings import StoreSettings
+        from sinks.store import open_client
+
+        client = open_client(StoreSettings(clickhouse_dsn=self.dsn))
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def stop(self) -> int:
+        return stop(self.proc, timeout=30)
+
+
+@pytest.fixture
+def shared_store(tmp_path: Path) -> Iterator[SharedStore]:
+    server = SharedStore(tmp_path / "shared-chdb", tmp_path / "chserver.log")
+    yield server
+    server.stop()
 
 
 #: Debian trixie's kcat: bookworm's (librdkafka 2.0.2) cannot parse the embedded broker's

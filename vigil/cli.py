@@ -53,6 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--format", choices=("html", "md", "json", "csv"), default="html")
     report.add_argument("-o", "--output", help="file to write (default: stdout; html: a file)")
     report.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
+    from sinks import chserver
+
+    chserver.add_arguments(
+        sub.add_parser(
+            "chserver",
+            help="serve the embedded chDB store over ClickHouse's HTTP interface",
+            description="Several workers then share one store: give each "
+            "VIGIL_CLICKHOUSE_DSN=http://HOST:PORT (VIGIL_CHSERVER_PASSWORD sets a password).",
+        )
+    )
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -87,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         return _archive(args)
     elif args.command == "report":
         return _report(args)
+    elif args.command == "chserver":
+        return chserver.run(args)
     elif args.command == "summary":
         from vigil import demo
 

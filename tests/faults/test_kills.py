@@ -5,9 +5,7 @@ messages are being counted) and during a ClickHouse insert (``/stats`` names the
 while one runs). After the last restart the
 worker reads to the end. Then: raw rows equal the acknowledged events exactly once,
 every closed window equals a recount of its raw rows, no alert transition is stored
-twice, and none is on the alerts topic twice (this last one does not hold yet: after
-six kills a few transitions were published twice; the test reports them as an expected
-failure until that is fixed).
+twice, and none is on the alerts topic twice.
 """
 
 from __future__ import annotations
@@ -131,8 +129,4 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
         (a.fingerprint, a.seq) for a in (Alert.decode(r.value) for r in on_topic)
     )
     twice = [key for key, n in published.items() if n > 1]
-    if twice:  # known gap (issue 8): the storage above is exact, the topic is not yet
-        pytest.xfail(
-            f"{len(twice)} of {len(published)} alert transitions are on the alerts topic "
-            f"twice after {KILLS} kills: {twice[:3]}"
-        )
+    assert twice == [], f"{len(twice)} of {len(published)} transitions published twice"

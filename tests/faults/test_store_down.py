@@ -1,19 +1,25 @@
-"""ClickHouse unavailable for a while: another process holds the embedded chDB path
-(chDB allows one process per path) when the worker starts, while events flow.
+"""ClickHouse unavailable for a while, while events flow: another process holds the
+embedded chDB path (chDB allows one process per path) when the worker starts, or the
+server the worker writes to is killed mid-stream and comes back.
 
 The worker does not crash: it says why it is not ready, commits nothing, retries with
-backoff, and once the path is free it catches up with nothing lost and nothing twice.
+backoff, and once ClickHouse answers it catches up with nothing lost and nothing twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
 from producers.client import Client
+from producers.topics import Topics
 from tests.conftest import held_store, open_store
+from tests.faults.test_kills import RECOUNT, _applied, _publish
+from tests.samples import simulated
+from tests.topics import committed
 from vigil import webclient
 from vigil.simulation import Simulation
 
@@ -58,3 +64,59 @@ async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing
     with open_store(Path(data)) as ch:
         raw = ch.query("SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events")
         assert raw.result_rows[0] == (len(events), len(events))
+
+
+def _not_ready_for_clickhouse(worker) -> bool:
+    try:
+        status, body = webclient.call(f"http://127.0.0.1:{worker.port}/ready", timeout=2)
+    except webclient.Unreachable:
+        return False
+    return status == 503 and any("ClickHouse" in r for r in body["reasons"])
+
+
+async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
+    kafka_settings, start_worker, shared_store
+):
+    events = simulated(N, seed=9, minutes=20)
+    worker = start_worker(
+        VIGIL_CLICKHOUSE_DSN=shared_store.dsn,
+        VIGIL_WINDOWS="1m",
+        VIGIL_GRACE_SECONDS="5",
+        VIGIL_CHECKPOINT_SECONDS="0.5",
+        VIGIL_BATCH_MAX_MESSAGES="8",
+    )
+    await asyncio.to_thread(worker.wait_until, lambda s: len(s.get("assigned", [])) == 4, 60)
+    publishing = asyncio.create_task(_publish(kafka_settings, events, per_second=1000))
+    await asyncio.to_thread(worker.wait_until, lambda s: _applied(s) > 0, 60)
+    shared_store.kill()
+    killed_at = time.monotonic()
+    deadline = time.monotonic() + 30
+    while not _not_ready_for_clickhouse(worker):
+        assert time.monotonic() < deadline, worker.stats()
+        await asyncio.sleep(0.3)
+    held = _applied(worker.stats())
+    await asyncio.sleep(8)  # events keep coming; nothing is stored, so nothing is committed
+    down = worker.stats()
+    assert worker.proc.poll() is None and _applied(down) == held, (held, down)
+    failing = worker.metrics()
+    assert failing["vigil_sink_failing"][()] == 1
+    assert failing["vigil_sink_insert_retries_total"][()] >= 2  # with backoff: a few, not many
+    shared_store.start()
+    down_s = time.monotonic() - killed_at
+
+    envelopes = await publishing
+    topic = Topics.for_namespace(kafka_settings.namespace).events
+    deadline = time.monotonic() + 180
+    while (done := await committed(kafka_settings, topic)) < envelopes:
+        assert time.monotonic() < deadline, (done, envelopes, worker.stats())
+        await asyncio.sleep(1)
+    assert webclient.call(f"http://127.0.0.1:{worker.port}/ready")[0] == 200
+    after = worker.metrics()
+    assert after["vigil_sink_failing"][()] == 0
+    retries = after["vigil_sink_insert_retries_total"][()]
+    assert worker.stop() == 0
+    with shared_store.client() as ch:
+        raw = ch.query("SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events")
+        assert raw.result_rows[0] == (N, N)
+        assert ch.query(RECOUNT).result_rows == []
+    print(f"\nserver down {down_s:.1f} s: {retries:.0f} insert retries; {N} events stored once")

@@ -11,7 +11,6 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from producers.alerts import read_from
 from producers.client import Client
@@ -27,18 +26,7 @@ pytestmark = pytest.mark.integration
 def _metrics(worker) -> dict[str, dict[tuple, float]]:
     status, _ = worker.call("/stats")
     assert status == 200
-    url = f"http://127.0.0.1:{worker.port}/metrics"
-    import urllib.request
-
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {worker.token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = response.read().decode()
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
+    return worker.metrics()
 
 
 def _one(metrics, name: str) -> float:

@@ -81,6 +81,25 @@ def test_a_checkpoint_covers_every_partition_changed_since_the_last_one():
     assert idle.checkpoint and idle.states == {}
 
 
+def test_a_checkpoint_on_demand_resumes_the_state_where_processing_stopped():
+    """What a revoke stores: a partition given back resumes at the last processed offset,
+    not at the last periodic checkpoint (whose later messages would be missing)."""
+    p = _processor()
+    periodic = p.process([(0, 0, _env(_metric(NOW)))], now_ms=NOW, checkpoint=True)
+    p.process([(0, i, _env(_metric(NOW + i))) for i in (1, 2)], now_ms=NOW, checkpoint=False)
+    on_revoke = p.checkpoint()
+    assert periodic.states[0][0] == 0 and on_revoke.states[0][0] == 2
+    assert on_revoke.checkpoint and on_revoke.raw == {} and p.dirty == set()
+    q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    q.load(0, on_revoke.states[0][1], stored_offset=2)
+    out = q.process([(0, 3, _env(_metric(NOW + 3)))], now_ms=NOW)
+    assert out.counts["state_gaps"] == 0 and out.counts["valid"] == 1
+    assert q.checkpoint().states == {}  # and nothing since: an empty one
+    stale = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    stale.load(0, periodic.states[0][1], stored_offset=2)
+    assert stale.process([(0, 3, _env(_metric(NOW + 3)))], now_ms=NOW).counts["state_gaps"] == 1
+
+
 def test_a_partition_with_a_backlog_is_slow_not_idle():
     """Event time follows the wall clock only where nothing waits in Kafka."""
     p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", idle_ms=5_000)
