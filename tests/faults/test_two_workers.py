@@ -12,7 +12,6 @@ rows, and no alert transition is stored or published twice.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import random
 import re
@@ -21,11 +20,10 @@ import time
 
 import pytest
 
-from producers.alerts import Alert
 from producers.topics import Topics
-from tests.faults.test_kills import RECOUNT, _publish, _wait_for_moment
+from tests.faults.common import exactly_once, publish_steadily, wait_for_moment
 from tests.samples import simulated
-from tests.topics import committed, read_records
+from tests.topics import committed
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -76,14 +74,14 @@ async def test_two_workers_one_killed_at_a_time_hand_over_and_totals_stay_exact(
     assert not split[0] & split[1] and split[0] | split[1] == {0, 1, 2, 3}, split
 
     rng = random.Random(7)
-    publishing = asyncio.create_task(_publish(kafka_settings, events, per_second=1000))
+    publishing = asyncio.create_task(publish_steadily(kafka_settings, events, per_second=1000))
     handed_over = []
     for victim, moment in ((0, "during an insert"), (1, "after a checkpoint")):
         dead, survivor = workers[victim], workers[1 - victim]
         # Killed once it has checkpointed each of its partitions, so that the survivor
         # resumes them from the dead worker's state rather than from the start.
         before = await asyncio.to_thread(dead.wait_until, _checkpointed_all, 60)
-        seen = await asyncio.to_thread(_wait_for_moment, dead, moment, before, rng)
+        seen = await asyncio.to_thread(wait_for_moment, dead, moment, before, rng)
         lost = _assigned(dead)
         assert lost, "the victim owned partitions when it was killed"
         since = len(survivor.log())
@@ -117,21 +115,5 @@ async def test_two_workers_one_killed_at_a_time_hand_over_and_totals_stay_exact(
     assert gaps == [], "every partition resumed its state where the processing had stopped"
 
     with shared_store.client() as ch:
-        raw = ch.query(
-            "SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events"
-        ).result_rows[0]
-        assert raw == (N, N), f"every acknowledged event stored exactly once ({handed_over})"
-        windows = ch.query("SELECT count() FROM vigil.windows FINAL").result_rows[0][0]
-        assert windows > 100
-        assert ch.query(RECOUNT).result_rows == []
-        twice = ch.query(
-            "SELECT fingerprint, seq, count() AS n FROM vigil.alerts GROUP BY fingerprint, seq "
-            "HAVING n > 1"
-        ).result_rows
-        assert twice == []
-    on_topic = await read_records(kafka_settings.kafka_bootstrap, topics.alerts, 0, timeout=5)
-    published = collections.Counter(
-        (a.fingerprint, a.seq) for a in (Alert.decode(r.value) for r in on_topic)
-    )
-    assert [key for key, n in published.items() if n > 1] == [], "none published twice"
-    print(f"\n{N} events, {len(published)} alert transitions, handed over: {handed_over}")
+        published = await exactly_once(ch, kafka_settings, N)
+    print(f"\n{N} events, {published} alert transitions, handed over: {handed_over}")
