@@ -256,15 +256,18 @@ def create_app(
             # What was processed is stored, and so is the state it made, before a partition
             # leaves: whoever holds it next (another worker, or this one again in the same
             # rebalance) resumes the state where the processing stopped, whichever offset
-            # its consumer starts from. Without this checkpoint, a partition given back to
-            # this worker resumed the state of the last periodic checkpoint while its
-            # consumer went on past it: the messages between were missing from the windows
-            # (seen with two workers: "offset 57 follows state offset 54").
-            if processor is not None:
-                async with state_lock:
-                    result = processor.checkpoint()
-                await pending.put((result, [], None))
-            await pending.join()
+            # its consumer starts from, and every message acknowledged (so committed) is
+            # covered by a stored checkpoint. The lock keeps batches out meanwhile: one
+            # processed after the checkpoint would be stored, then acknowledged at a later
+            # checkpoint that no longer holds its state. Without this, a partition given back
+            # to this worker resumed an older checkpoint while its consumer went on past it,
+            # and the messages between were missing from the windows (seen with two workers:
+            # "offset 57 follows state offset 54").
+            async with state_lock:
+                await pending.join()
+                if processor is not None:
+                    await pending.put((processor.checkpoint(), [], None))
+                    await pending.join()
         for tp in revoked:
             if tp.topic == topics.events:
                 stats.assigned.discard(tp.partition)
@@ -287,8 +290,13 @@ def create_app(
             for event in batch:
                 # Held until stored: take_events' own ack then does not let Faust commit.
                 event.message.incref()
-            messages = [(e.message.partition, e.message.offset, e.value) for e in batch]
             async with state_lock:
+                # A batch taken before a rebalance can hold messages of partitions that
+                # left meanwhile: their new owner applies them; here they are not acked.
+                batch = [e for e in batch if e.message.partition in stats.assigned]
+                messages = [(e.message.partition, e.message.offset, e.value) for e in batch]
+                if not messages:
+                    continue
                 await load_partitions(processor, {m[0] for m in messages})
                 result = processor.process(
                     messages, now_ms=int(time.time() * 1000), checkpoint=checkpoint_due()

@@ -25,6 +25,36 @@ RECOUNT = """
 """
 
 
+#: Rules that flip often on the simulated events (a workflow step that failed at least
+#: once in a minute fires; a minute without a failure resolves it), so that the fault tests
+#: check dozens of alert transitions for duplicates (about 50 a run), not one or four.
+FLAPPING_RULES = """
+[[rule]]
+name = "step_failed"
+match = { kind = "step.end" }
+signal = "errors"
+window = "1m"
+op = ">="
+threshold = 1
+severity = "info"
+"""
+
+
+def fault_env(directory: Any) -> dict[str, str]:
+    """The worker settings of the fault tests: 1 m windows, small batches, checkpoints
+    0.5 s apart (messages in between are held, and replayed after a kill), and
+    :data:`FLAPPING_RULES` (written to ``directory``)."""
+    rules = directory / "flapping.toml"
+    rules.write_text(FLAPPING_RULES)
+    return {
+        "VIGIL_WINDOWS": "1m",
+        "VIGIL_GRACE_SECONDS": "5",
+        "VIGIL_CHECKPOINT_SECONDS": "0.5",
+        "VIGIL_BATCH_MAX_MESSAGES": "8",
+        "VIGIL_RULES": str(rules),
+    }
+
+
 def applied(stats: dict) -> int:
     return sum(offset + 1 for offset in stats.get("offsets", {}).values())
 

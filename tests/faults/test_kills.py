@@ -22,7 +22,7 @@ import pytest
 
 from producers.topics import Topics
 from tests.conftest import open_store
-from tests.faults.common import exactly_once, publish_steadily, wait_for_moment
+from tests.faults.common import exactly_once, fault_env, publish_steadily, wait_for_moment
 from tests.samples import simulated
 from tests.topics import committed
 
@@ -39,10 +39,7 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
     data = tmp_path / "kills"
     env = {
         "VIGIL_DATA_DIR": str(data),
-        "VIGIL_WINDOWS": "1m",
-        "VIGIL_GRACE_SECONDS": "5",
-        "VIGIL_CHECKPOINT_SECONDS": "0.5",
-        "VIGIL_BATCH_MAX_MESSAGES": "8",
+        **fault_env(tmp_path),
     }
     rng = random.Random(5)
     publishing = asyncio.create_task(publish_steadily(kafka_settings, events, per_second=1500))

@@ -17,7 +17,7 @@ import pytest
 from producers.client import Client
 from producers.topics import Topics
 from tests.conftest import held_store, open_store
-from tests.faults.common import applied, exactly_once, publish_steadily
+from tests.faults.common import applied, exactly_once, fault_env, publish_steadily
 from tests.samples import simulated
 from tests.topics import committed
 from vigil import webclient
@@ -75,16 +75,10 @@ def _not_ready_for_clickhouse(worker) -> bool:
 
 
 async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
-    kafka_settings, start_worker, shared_store
+    kafka_settings, start_worker, shared_store, tmp_path
 ):
     events = simulated(N, seed=9, minutes=20)
-    worker = start_worker(
-        VIGIL_CLICKHOUSE_DSN=shared_store.dsn,
-        VIGIL_WINDOWS="1m",
-        VIGIL_GRACE_SECONDS="5",
-        VIGIL_CHECKPOINT_SECONDS="0.5",
-        VIGIL_BATCH_MAX_MESSAGES="8",
-    )
+    worker = start_worker(VIGIL_CLICKHOUSE_DSN=shared_store.dsn, **fault_env(tmp_path))
     await asyncio.to_thread(worker.wait_until, lambda s: len(s.get("assigned", [])) == 4, 60)
     publishing = asyncio.create_task(publish_steadily(kafka_settings, events, per_second=1000))
     await asyncio.to_thread(worker.wait_until, lambda s: applied(s) > 0, 60)
@@ -116,5 +110,8 @@ async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
     retries = after["vigil_sink_insert_retries_total"][()]
     assert worker.stop() == 0
     with shared_store.client() as ch:
-        await exactly_once(ch, kafka_settings, N)
-    print(f"\nserver down {down_s:.1f} s: {retries:.0f} insert retries; {N} events stored once")
+        published = await exactly_once(ch, kafka_settings, N)
+    print(
+        f"\nserver down {down_s:.1f} s: {retries:.0f} insert retries; {N} events stored once, "
+        f"{published} alert transitions once"
+    )

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from producers.topics import Topics
-from tests.faults.common import exactly_once, publish_steadily, wait_for_moment
+from tests.faults.common import exactly_once, fault_env, publish_steadily, wait_for_moment
 from tests.samples import simulated
 from tests.topics import committed
 
@@ -55,10 +55,7 @@ async def test_two_workers_one_killed_at_a_time_hand_over_and_totals_stay_exact(
     events = simulated(N, seed=43, minutes=30)
     env = {
         "VIGIL_CLICKHOUSE_DSN": shared_store.dsn,
-        "VIGIL_WINDOWS": "1m",
-        "VIGIL_GRACE_SECONDS": "5",
-        "VIGIL_CHECKPOINT_SECONDS": "0.5",
-        "VIGIL_BATCH_MAX_MESSAGES": "8",
+        **fault_env(tmp_path),
     }
     everyone = []
 
