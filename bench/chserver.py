@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import emit, progress
-from bench.sink import BATCH_MESSAGES, batches
+from bench.sink import batches
 from sinks import history
 from sinks.queries import ReadOnly
 from sinks.settings import StoreSettings
@@ -116,6 +116,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ingest", type=int, default=200_000, help="events to store in each")
     parser.add_argument("--repeat", type=int, default=30, help="runs of each query on each")
+    parser.add_argument(
+        "--batch-messages", type=int, default=20, help="envelopes of 1,000 events per batch"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vigil-bench-chserver-"))
     proc, url = start_chserver(root / "served")
@@ -124,8 +127,8 @@ def main() -> None:
         "chserver": StoreSettings(clickhouse_dsn=url),
     }
     try:
-        result: dict[str, Any] = {"ingest_batch_events": BATCH_MESSAGES * 1000}
-        result.update(asyncio.run(ingest(stores, batches(args.ingest))))
+        result: dict[str, Any] = {"ingest_batch_events": args.batch_messages * 1000}
+        result.update(asyncio.run(ingest(stores, batches(args.ingest, args.batch_messages))))
         result.update(query_latencies(stores, args.repeat))
         emit(result)
     finally:

@@ -40,6 +40,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import tempfile
 import threading
 import zlib
@@ -260,6 +261,13 @@ class Engine:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes: with Nagle's algorithm the body waited for
+        # the client's delayed ACK, about 40 ms a statement (bench.chserver: history queries
+        # 7-8 times slower than in-process before this, ingest unaffected).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
