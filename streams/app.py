@@ -676,6 +676,10 @@ def create_app(
         body["partitions"] = sorted(processor.states) if processor else []
         # Per partition, the highest offset whose output is stored and checkpointed.
         body["offsets"] = {str(p): offset for p, offset in stats.applied.items()}
+        # Per partition, the highest offset applied to the state in memory (ahead of
+        # "offsets" by what waits to be stored).
+        states = processor.states.items() if processor else ()
+        body["processed"] = {str(p): state.offset for p, state in states}
         body["assigned"] = sorted(stats.assigned)
         body["open_windows"] = open_windows(processor)
         body["channels"] = dispatcher.stats()

@@ -66,6 +66,15 @@ async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing
         assert raw.result_rows[0] == (len(events), len(events))
 
 
+def _processed(stats: dict) -> int:
+    return sum(offset + 1 for offset in stats.get("processed", {}).values())
+
+
+def _rss_mb(worker) -> float:
+    status = Path(f"/proc/{worker.proc.pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
+
+
 def _not_ready_for_clickhouse(worker) -> bool:
     try:
         status, body = webclient.call(f"http://127.0.0.1:{worker.port}/ready", timeout=2)
@@ -88,10 +97,18 @@ async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
     while not _not_ready_for_clickhouse(worker):
         assert time.monotonic() < deadline, worker.stats()
         await asyncio.sleep(0.3)
-    held = applied(worker.stats())
+    first = worker.stats()
+    rss = [_rss_mb(worker)]
     await asyncio.sleep(8)  # events keep coming; nothing is stored, so nothing is committed
     down = worker.stats()
-    assert worker.proc.poll() is None and applied(down) == held, (held, down)
+    rss.append(_rss_mb(worker))
+    assert worker.proc.poll() is None and applied(down) == applied(first), (first, down)
+    # Memory stays bounded: no batch is taken while one waits for the store (the rest
+    # waits in Kafka, and in the consumer's bounded prefetch).
+    taken = _processed(down) - _processed(first)
+    batch = int(fault_env(tmp_path)["VIGIL_BATCH_MAX_MESSAGES"])
+    assert taken <= 2 * batch, (first, down)
+    assert sum(worker.metrics()["vigil_consumer_lag"].values()) > 2 * batch, "events came"
     failing = worker.metrics()
     assert failing["vigil_sink_failing"][()] == 1
     assert failing["vigil_sink_insert_retries_total"][()] >= 2  # with backoff: a few, not many
@@ -112,6 +129,8 @@ async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
     with shared_store.client() as ch:
         published = await exactly_once(ch, kafka_settings, N)
     print(
-        f"\nserver down {down_s:.1f} s: {retries:.0f} insert retries; {N} events stored once, "
+        f"\nserver down {down_s:.1f} s: {retries:.0f} insert retries, "
+        f"{taken} messages taken meanwhile, worker RSS "
+        f"{rss[0]:.0f} -> {rss[1]:.0f} MB; {N} events stored once, "
         f"{published} alert transitions once"
     )
