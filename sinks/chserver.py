@@ -239,7 +239,10 @@ class Engine:
         extra = ", ".join(f"{k} = {_quote(v)}" for k, v in settings.items())
         fmt = _TRAILING_FORMAT.search(sql)
         head, tail = (sql[: fmt.start()], sql[fmt.start() :]) if fmt else (sql.rstrip("; \n"), "")
-        joiner = ", " if re.search(r"\bSETTINGS\b", head, re.I) else " SETTINGS "
+        # A SETTINGS clause of the statement itself comes after its last parenthesis (one
+        # inside a subquery does not count).
+        top = head[head.rfind(")") + 1 :]
+        joiner = ", " if re.search(r"\bSETTINGS\b", top, re.I) else " SETTINGS "
         return f"{head}{joiner}{extra}{tail}"
 
     @staticmethod
