@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import shutil
 import statistics
-import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,29 +30,13 @@ from sinks.queries import ReadOnly
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
 from streams.processing import BatchResult
-from vigil.embedded import free_port, spawn, stop
+from vigil.embedded import EmbeddedClickHouse
 
 QUERIES = {
     "series 1h/1m p95": ("series", {"since": "1h", "step": "1m", "agg": "p95"}),
     "errors 24h": ("errors", {"since": "24h", "limit": "10"}),
     "workflows 24h": ("workflows", {"hours": "24"}),
 }
-
-
-def start_chserver(directory: Path) -> tuple[Any, str]:
-    port = free_port()
-    argv = [sys.executable, "-m", "vigil.cli", "chserver", "--path", str(directory)]
-    proc = spawn([*argv, "--port", str(port)], log_path=directory.parent / "chserver.log")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("vigil chserver did not start") from None
-            time.sleep(0.1)
 
 
 async def ingest(stores: dict[str, StoreSettings], results: list[BatchResult]) -> dict[str, Any]:
@@ -121,18 +103,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vigil-bench-chserver-"))
-    proc, url = start_chserver(root / "served")
-    stores = {
-        "embedded": StoreSettings(data_dir=root / "embedded"),
-        "chserver": StoreSettings(clickhouse_dsn=url),
-    }
+    served = EmbeddedClickHouse(root / "served", log_path=root / "chserver.log")
     try:
-        result: dict[str, Any] = {"ingest_batch_events": args.batch_messages * 1000}
-        result.update(asyncio.run(ingest(stores, batches(args.ingest, args.batch_messages))))
-        result.update(query_latencies(stores, args.repeat))
+        with served:
+            stores = {
+                "embedded": StoreSettings(data_dir=root / "embedded"),
+                "chserver": StoreSettings(clickhouse_dsn=served.dsn),
+            }
+            result: dict[str, Any] = {"ingest_batch_events": args.batch_messages * 1000}
+            result.update(asyncio.run(ingest(stores, batches(args.ingest, args.batch_messages))))
+            result.update(query_latencies(stores, args.repeat))
         emit(result)
     finally:
-        stop(proc, timeout=30)
         shutil.rmtree(root, ignore_errors=True)
 
 

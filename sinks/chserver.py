@@ -75,8 +75,8 @@ TRANSPORT = frozenset(
         "role",
     }
 )
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: What a setting's and a database's name may be (both go into SQL text).
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INSERT_DATA = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<target>.+?)\s+FORMAT\s+(?P<fmt>\w+)\s*$", re.I | re.S
 )
@@ -153,12 +153,12 @@ class Engine:
         ClickHouse's summary of it. ``data`` is the input of an ``INSERT ... FORMAT X``."""
         settings = dict(settings or {})
         for name in settings:
-            if not _SETTING_NAME.match(name):
+            if not _IDENTIFIER.match(name):
                 raise StatementError(
                     f"Code: {_UNKNOWN_SETTING}. DB::Exception: Unknown setting {name!r}",
                     _UNKNOWN_SETTING,
                 )
-        if not _DATABASE_NAME.match(database):
+        if not _IDENTIFIER.match(database):
             raise StatementError(
                 f"Code: 81. DB::Exception: Database {database!r} does not exist", 81
             )
@@ -196,7 +196,7 @@ class Engine:
                     result = self._conn.query(sql, fmt, params=params or {})
                 except Exception as exc:  # chDB raises ChdbError or RuntimeError
                     raise self._error(exc) from None
-                body = result.bytes() if hasattr(result, "bytes") else bytes(result)
+                body = result.bytes()
                 summary = {
                     "read_rows": str(result.rows_read()),
                     "read_bytes": str(result.bytes_read()),

@@ -20,7 +20,7 @@ import pytest
 from producers.settings import ProducerSettings
 from vigil import webclient
 from vigil.demo import worker_stats
-from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
+from vigil.embedded import EmbeddedBroker, EmbeddedClickHouse, free_port, spawn, stop
 
 _counter = itertools.count()
 
@@ -42,6 +42,13 @@ def kafka_settings(broker: EmbeddedBroker, namespace: str) -> ProducerSettings:
     return ProducerSettings(
         kafka_bootstrap=broker.bootstrap, namespace=namespace, linger_ms=20, resource_interval_s=0
     )
+
+
+def applied(stats: dict[str, Any], key: str = "offsets") -> int:
+    """Messages a worker's ``/stats`` says are stored and checkpointed (``offsets``), or
+    applied to its state in memory (``processed``): offsets start at 0 on a fresh topic
+    and have no gaps."""
+    return sum(offset + 1 for offset in stats.get(key, {}).values())
 
 
 class WorkerProcess:
@@ -82,6 +89,10 @@ class WorkerProcess:
                 labels = tuple(sorted(sample.labels.items()))
                 out.setdefault(sample.name, {})[labels] = sample.value
         return out
+
+    def state_gaps(self) -> list[str]:
+        """Log lines of messages that did not follow the last one applied to the state."""
+        return [line for line in self.log().splitlines() if "messages skipped" in line]
 
     def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -182,77 +193,38 @@ def held_store(data_dir: Path) -> Iterator[None]:
         holder.wait()
 
 
-@contextlib.contextmanager
-def open_store(data_dir: Path) -> Iterator[Any]:
+def open_store(data_dir: Path) -> contextlib.AbstractContextManager[Any]:
     """The chDB of ``data_dir`` in this process (only while no worker holds it)."""
     from sinks.settings import StoreSettings
+
+    return _opened(StoreSettings(data_dir=data_dir))
+
+
+@contextlib.contextmanager
+def _opened(settings: Any) -> Iterator[Any]:
     from sinks.store import open_client
 
-    client = open_client(StoreSettings(data_dir=data_dir))
+    client = open_client(settings)
     try:
         yield client
     finally:
         client.close()
 
 
-class SharedStore:
-    """``vigil chserver`` on a chDB directory: ClickHouse's HTTP interface, so
-    several worker processes write to one store (``VIGIL_CLICKHOUSE_DSN=self.dsn``)."""
+class SharedStore(EmbeddedClickHouse):
+    """``vigil chserver`` on a chDB directory (:class:`EmbeddedClickHouse`), with a
+    client on it for the test's own checks."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.log_path = log_path
-        self.start()
-
-    def start(self) -> None:
-        """(Again, after :meth:`kill`: the same directory on the same port.)"""
-        argv = ["chserver", "--path", str(self.data_dir), "--port", str(self.port)]
-        self.proc = spawn([sys.executable, "-m", "vigil.cli", *argv], log_path=self.log_path)
-        deadline = time.monotonic() + 60
-        while not self._pings():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"chserver did not start:\n{self.log_path.read_text()}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL: the server is gone at once, whatever it was doing."""
-        self.proc.kill()
-        self.proc.wait()
-
-    @property
-    def dsn(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _pings(self) -> bool:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{self.dsn}/ping", timeout=2) as reply:
-                return reply.read() == b"Ok.\n"
-        except OSError:
-            return False
-
-    @contextlib.contextmanager
-    def client(self) -> Iterator[Any]:
+    def client(self) -> contextlib.AbstractContextManager[Any]:
         from sinks.settings import StoreSettings
-        from sinks.store import open_client
 
-        client = open_client(StoreSettings(clickhouse_dsn=self.dsn))
-        try:
-            yield client
-        finally:
-            client.close()
-
-    def stop(self) -> int:
-        return stop(self.proc, timeout=30)
+        return _opened(StoreSettings(clickhouse_dsn=self.dsn))
 
 
 @pytest.fixture
 def shared_store(tmp_path: Path) -> Iterator[SharedStore]:
-    server = SharedStore(tmp_path / "shared-chdb", tmp_path / "chserver.log")
-    yield server
-    server.stop()
+    with SharedStore(tmp_path / "shared-chdb", log_path=tmp_path / "chserver.log") as server:
+        yield server
 
 
 #: Debian trixie's kcat: bookworm's (librdkafka 2.0.2) cannot parse the embedded broker's

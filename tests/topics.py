@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,6 +68,18 @@ async def committed(settings: Any, topic: str) -> int:
         return sum([await consumer.committed(tp) or 0 for tp in tps])
     finally:
         await consumer.stop()
+
+
+async def wait_committed(
+    settings: Any, envelopes: int, *, timeout: float, state: Callable[[], Any] = lambda: None
+) -> None:
+    """Until the worker group has committed ``envelopes`` messages of the events topic
+    (within ``timeout`` seconds, else an assertion with what ``state()`` says)."""
+    topic = Topics.for_namespace(settings.namespace).events
+    deadline = time.monotonic() + timeout
+    while (done := await committed(settings, topic)) < envelopes:
+        assert time.monotonic() < deadline, (done, envelopes, state())
+        await asyncio.sleep(0.5)
 
 
 async def read_log(settings: Any, messages: int) -> list[Any]:

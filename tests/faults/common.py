@@ -12,6 +12,7 @@ from typing import Any
 from producers.alerts import Alert
 from producers.client import Client
 from producers.topics import Topics
+from tests.conftest import applied
 from tests.topics import read_records
 
 RECOUNT = """
@@ -53,10 +54,6 @@ def fault_env(directory: Any) -> dict[str, str]:
         "VIGIL_BATCH_MAX_MESSAGES": "8",
         "VIGIL_RULES": str(rules),
     }
-
-
-def applied(stats: dict) -> int:
-    return sum(offset + 1 for offset in stats.get("offsets", {}).values())
 
 
 async def publish_steadily(settings, events, per_second: int) -> int:

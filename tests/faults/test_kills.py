@@ -15,16 +15,14 @@ import collections
 import os
 import random
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from producers.topics import Topics
 from tests.conftest import open_store
 from tests.faults.common import exactly_once, fault_env, publish_steadily, wait_for_moment
 from tests.samples import simulated
-from tests.topics import committed
+from tests.topics import wait_committed
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -55,11 +53,7 @@ async def test_repeated_sigkills_lose_nothing_and_duplicate_nothing(
     envelopes = await publishing
     last = start_worker(**env)
     await asyncio.to_thread(last.wait_until, lambda s: len(s.get("assigned", [])) == 4, 60)
-    topics = Topics.for_namespace(kafka_settings.namespace)
-    deadline = time.monotonic() + 240
-    while (done := await committed(kafka_settings, topics.events)) < envelopes:
-        assert time.monotonic() < deadline, (done, envelopes, last.stats())
-        await asyncio.sleep(1)
+    await wait_committed(kafka_settings, envelopes, timeout=240, state=last.stats)
     assert last.stop() == 0
     assert kinds["after a checkpoint"] and kinds["mid-batch"] and kinds["during an insert"], kinds
 

@@ -15,17 +15,39 @@ from pathlib import Path
 import pytest
 
 from producers.client import Client
-from producers.topics import Topics
-from tests.conftest import held_store, open_store
-from tests.faults.common import applied, exactly_once, fault_env, publish_steadily
+from tests.conftest import applied, held_store, open_store
+from tests.faults.common import exactly_once, fault_env, publish_steadily
 from tests.samples import simulated
-from tests.topics import committed
+from tests.topics import wait_committed
 from vigil import webclient
 from vigil.simulation import Simulation
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 N = 20_000
+
+
+def _rss_mb(worker) -> float:
+    status = Path(f"/proc/{worker.proc.pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def _ready(worker) -> int:
+    return webclient.call(f"http://127.0.0.1:{worker.port}/ready", timeout=2)[0]
+
+
+def _wait_not_ready_for_clickhouse(worker) -> None:
+    """Until ``/ready`` answers 503 with a ClickHouse reason (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status, body = webclient.call(f"http://127.0.0.1:{worker.port}/ready", timeout=2)
+        except webclient.Unreachable:
+            status, body = None, None
+        if status == 503 and any("ClickHouse" in r for r in body["reasons"]):
+            return
+        assert time.monotonic() < deadline, (status, body, worker.stats())
+        time.sleep(0.3)
 
 
 async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing(
@@ -41,17 +63,7 @@ async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing
                 assert pub.publish(event)
             assert await pub.flush(60)
 
-        ready = f"http://127.0.0.1:{worker.port}/ready"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = webclient.call(ready, timeout=2)
-            except webclient.Unreachable:
-                status, body = None, None
-            if status == 503 and any("ClickHouse" in r for r in body["reasons"]):
-                break
-            assert time.monotonic() < deadline, (status, body)
-            time.sleep(0.3)
+        _wait_not_ready_for_clickhouse(worker)
         time.sleep(5)  # still held: the worker waits, it does not exit
         assert worker.proc.poll() is None
         stats = worker.stats()
@@ -59,28 +71,11 @@ async def test_a_store_that_cannot_be_opened_delays_the_worker_and_loses_nothing
         assert "cannot open ClickHouse" in worker.log()
     final = worker.wait_until(lambda s: s.get("valid", 0) >= len(events), timeout=120)
     assert final["valid"] == len(events) and final.get("rejected", 0) == 0
-    assert webclient.call(ready)[0] == 200
+    assert _ready(worker) == 200
     assert worker.stop() == 0
     with open_store(Path(data)) as ch:
         raw = ch.query("SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events")
         assert raw.result_rows[0] == (len(events), len(events))
-
-
-def _processed(stats: dict) -> int:
-    return sum(offset + 1 for offset in stats.get("processed", {}).values())
-
-
-def _rss_mb(worker) -> float:
-    status = Path(f"/proc/{worker.proc.pid}/status").read_text()
-    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
-
-
-def _not_ready_for_clickhouse(worker) -> bool:
-    try:
-        status, body = webclient.call(f"http://127.0.0.1:{worker.port}/ready", timeout=2)
-    except webclient.Unreachable:
-        return False
-    return status == 503 and any("ClickHouse" in r for r in body["reasons"])
 
 
 async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
@@ -93,10 +88,7 @@ async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
     await asyncio.to_thread(worker.wait_until, lambda s: applied(s) > 0, 60)
     shared_store.kill()
     killed_at = time.monotonic()
-    deadline = time.monotonic() + 30
-    while not _not_ready_for_clickhouse(worker):
-        assert time.monotonic() < deadline, worker.stats()
-        await asyncio.sleep(0.3)
+    await asyncio.to_thread(_wait_not_ready_for_clickhouse, worker)
     first = worker.stats()
     rss = [_rss_mb(worker)]
     await asyncio.sleep(8)  # events keep coming; nothing is stored, so nothing is committed
@@ -105,23 +97,19 @@ async def test_a_server_killed_mid_stream_delays_the_worker_and_loses_nothing(
     assert worker.proc.poll() is None and applied(down) == applied(first), (first, down)
     # Memory stays bounded: no batch is taken while one waits for the store (the rest
     # waits in Kafka, and in the consumer's bounded prefetch).
-    taken = _processed(down) - _processed(first)
-    batch = int(fault_env(tmp_path)["VIGIL_BATCH_MAX_MESSAGES"])
+    taken = applied(down, "processed") - applied(first, "processed")
+    batch = int(worker.env["VIGIL_BATCH_MAX_MESSAGES"])
     assert taken <= 2 * batch, (first, down)
-    assert sum(worker.metrics()["vigil_consumer_lag"].values()) > 2 * batch, "events came"
     failing = worker.metrics()
+    assert sum(failing["vigil_consumer_lag"].values()) > 2 * batch, "events came"
     assert failing["vigil_sink_failing"][()] == 1
     assert failing["vigil_sink_insert_retries_total"][()] >= 2  # with backoff: a few, not many
     shared_store.start()
     down_s = time.monotonic() - killed_at
 
     envelopes = await publishing
-    topic = Topics.for_namespace(kafka_settings.namespace).events
-    deadline = time.monotonic() + 180
-    while (done := await committed(kafka_settings, topic)) < envelopes:
-        assert time.monotonic() < deadline, (done, envelopes, worker.stats())
-        await asyncio.sleep(1)
-    assert webclient.call(f"http://127.0.0.1:{worker.port}/ready")[0] == 200
+    await wait_committed(kafka_settings, envelopes, timeout=180, state=worker.stats)
+    assert _ready(worker) == 200
     after = worker.metrics()
     assert after["vigil_sink_failing"][()] == 0
     retries = after["vigil_sink_insert_retries_total"][()]

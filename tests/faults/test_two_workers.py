@@ -16,14 +16,12 @@ import os
 import random
 import re
 import signal
-import time
 
 import pytest
 
-from producers.topics import Topics
 from tests.faults.common import exactly_once, fault_env, publish_steadily, wait_for_moment
 from tests.samples import simulated
-from tests.topics import committed
+from tests.topics import wait_committed
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -99,16 +97,14 @@ async def test_two_workers_one_killed_at_a_time_hand_over_and_totals_stay_exact(
         )
     envelopes = await publishing
 
-    topics = Topics.for_namespace(kafka_settings.namespace)
-    deadline = time.monotonic() + 240
-    while (done := await committed(kafka_settings, topics.events)) < envelopes:
-        assert time.monotonic() < deadline, (done, envelopes, [w.stats() for w in workers])
-        await asyncio.sleep(1)
+    await wait_committed(
+        kafka_settings, envelopes, timeout=240, state=lambda: [w.stats() for w in workers]
+    )
     shares = [_assigned(w) for w in workers]
     for w in workers:
         assert w.stop() == 0
     assert all(shares), f"both workers owned partitions at the end: {shares}"
-    gaps = [line for w in everyone for line in w.log().splitlines() if "messages skipped" in line]
+    gaps = [line for w in everyone for line in w.state_gaps()]
     assert gaps == [], "every partition resumed its state where the processing had stopped"
 
     with shared_store.client() as ch:

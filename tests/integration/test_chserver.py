@@ -88,8 +88,7 @@ def test_vigil_opens_its_store_there_and_sees_one_schema(shared_store):
 
 def test_a_password_is_required_once_set(tmp_path, monkeypatch):
     monkeypatch.setenv("VIGIL_CHSERVER_PASSWORD", "s3cret")
-    server = SharedStore(tmp_path / "locked", tmp_path / "locked.log")
-    try:
+    with SharedStore(tmp_path / "locked", log_path=tmp_path / "locked.log") as server:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{server.dsn}/?query=SELECT%201", timeout=10)
         assert refused.value.code == 401
@@ -97,8 +96,6 @@ def test_a_password_is_required_once_set(tmp_path, monkeypatch):
             _client(server, password="wrong")
         assert _client(server, password="s3cret").command("SELECT 41 + 1") == 42
         assert "s3cret" not in server.log_path.read_text()
-    finally:
-        server.stop()
 
 
 def test_an_address_past_loopback_needs_a_password(tmp_path):

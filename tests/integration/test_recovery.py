@@ -3,7 +3,6 @@ give the same windows as one uninterrupted worker."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import dataclasses
 import os
@@ -15,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from producers.client import Client
-from producers.topics import Topics
-from tests.conftest import held_store, open_store
+from tests.conftest import applied, held_store, open_store
 from tests.samples import simulated
-from tests.topics import append_log, committed, read_log
+from tests.topics import append_log, read_log, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -53,11 +51,6 @@ async def _publish(settings, events) -> int:
     return stats["envelopes"]
 
 
-def _applied(stats: dict) -> int:
-    """Messages applied so far: offsets start at 0 on a fresh topic and have no gaps."""
-    return sum(offset + 1 for offset in stats.get("offsets", {}).values())
-
-
 def _windows(data_dir: Path) -> tuple[list[tuple], tuple[int, int]]:
     with open_store(data_dir) as ch:
         rows = sorted(ch.query(WINDOW_QUERY).result_rows)
@@ -73,7 +66,7 @@ async def _reference(kafka_settings, start_worker, namespace: str, tmp_path, **e
     envelopes = await _publish(settings, _events())
     data = tmp_path / f"{namespace}-data"
     worker = start_worker(VIGIL_NAMESPACE=namespace, VIGIL_DATA_DIR=str(data), **{**WINDOWS, **env})
-    worker.wait_until(lambda s: _applied(s) >= envelopes, timeout=120)
+    worker.wait_until(lambda s: applied(s) >= envelopes, timeout=120)
     assert worker.stop() == 0
     rows, raw = _windows(data)
     assert raw == (N, N)
@@ -103,12 +96,12 @@ async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
     }
     first = start_worker(**env)
     # After a checkpoint, before the end of the stream.
-    killed_at = first.wait_until(lambda s: _applied(s) > 0, timeout=120)
+    killed_at = first.wait_until(lambda s: applied(s) > 0, timeout=120)
     assert killed_at.get("messages", 0) < envelopes, "the kill must come mid-stream"
     os.kill(first.proc.pid, signal.SIGKILL)  # mid-stream: no commit, no goodbye
     first.proc.wait()
     second = start_worker(**env)
-    final = second.wait_until(lambda s: _applied(s) >= envelopes, timeout=180)
+    final = second.wait_until(lambda s: applied(s) >= envelopes, timeout=180)
     assert second.stop() == 0
     rows, raw = _windows(data)
     assert raw == (N, N), "every raw event stored exactly once"
@@ -119,7 +112,7 @@ async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
     # resumes where the processing stopped (before that checkpoint, about one CI run in
     # seven resumed the last periodic checkpoint while the consumer went on past it, and
     # the messages between were missing from the windows).
-    gaps = [line for line in second.log().splitlines() if "messages skipped" in line]
+    gaps = second.state_gaps()
     assert gaps == [] and final.get("state_gaps", 0) == 0, gaps
     assert rows == expected
     # Offsets were committed as batches were stored: a third start has next to nothing
@@ -160,7 +153,7 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
         **slow,
     }
     first = start_worker(VIGIL_DATA_DIR=str(data), **env)
-    first.wait_until(lambda s: _applied(s) > 0, timeout=120)
+    first.wait_until(lambda s: applied(s) > 0, timeout=120)
     with held_store(tmp_path / "held"):
         second = start_worker(VIGIL_DATA_DIR=str(tmp_path / "held"), **env)
         first.wait_until(lambda s: len(s.get("assigned", [])) < 4, timeout=60)
@@ -168,16 +161,11 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
         time.sleep(2)
         assert second.stop() == 0
     first.wait_until(lambda s: len(s.get("assigned", [])) == 4, timeout=60)
-    topic = Topics.for_namespace(settings.namespace).events
-    deadline = time.monotonic() + 180
-    while (done := await committed(settings, topic)) < envelopes:
-        assert time.monotonic() < deadline, (done, envelopes, first.stats())
-        await asyncio.sleep(0.5)
-    log = first.log()
+    await wait_committed(settings, envelopes, timeout=180, state=first.stats)
     assert first.stop() == 0
-    reloaded = re.findall(r"partition \d+ taken over: state at offset (\d+)", log)
+    reloaded = re.findall(r"partition \d+ taken over: state at offset (\d+)", first.log())
     assert reloaded, "partitions came back and their state was reloaded from a checkpoint"
-    assert "messages skipped" not in log
+    assert first.state_gaps() == []
     rows, raw = _windows(data)
     assert raw == (N, N), "every raw event stored exactly once"
     assert rows == expected
@@ -199,7 +187,7 @@ async def test_two_workers_on_four_partitions_give_the_same_totals_as_one(
         w.wait_until(lambda s: len(s.get("assigned", [])) > 0, timeout=60)
     envelopes = await append_log(settings, log)
     deadline = time.monotonic() + 180
-    while sum(_applied(w.stats() or {}) for w in workers) < envelopes:
+    while sum(applied(w.stats() or {}) for w in workers) < envelopes:
         assert time.monotonic() < deadline, [w.stats() for w in workers]
         time.sleep(0.3)
     shares = [w.stats()["offsets"] for w in workers]
