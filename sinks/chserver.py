@@ -410,22 +410,6 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--path", help="the chDB data directory (default: VIGIL_DATA_DIR/chdb)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8123, help="0 picks a free port")
-    parser.add_argument("--port-file", help="write the port here once listening")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vigil chserver",
-        description="Serve a chDB data directory over ClickHouse's HTTP interface.",
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or Ctrl-C; logs as the worker's (``VIGIL_LOG_FORMAT``)."""
     import logging.config
@@ -458,7 +442,3 @@ def run(args: argparse.Namespace) -> int:
         server.server_close()
         server.engine.close()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

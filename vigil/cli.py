@@ -53,16 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--format", choices=("html", "md", "json", "csv"), default="html")
     report.add_argument("-o", "--output", help="file to write (default: stdout; html: a file)")
     report.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
-    from sinks import chserver
-
-    chserver.add_arguments(
-        sub.add_parser(
-            "chserver",
-            help="serve the embedded chDB store over ClickHouse's HTTP interface",
-            description="Several workers then share one store: give each "
-            "VIGIL_CLICKHOUSE_DSN=http://HOST:PORT (VIGIL_CHSERVER_PASSWORD sets a password).",
-        )
+    chserver = sub.add_parser(
+        "chserver",
+        help="serve the embedded chDB store over ClickHouse's HTTP interface",
+        description="Several workers then share one store: give each "
+        "VIGIL_CLICKHOUSE_DSN=http://HOST:PORT (VIGIL_CHSERVER_PASSWORD sets a password).",
     )
+    chserver.add_argument("--path", help="the chDB data directory (default: VIGIL_DATA_DIR/chdb)")
+    chserver.add_argument("--host", default="127.0.0.1")
+    chserver.add_argument("--port", type=int, default=8123, help="0 picks a free port")
+    chserver.add_argument("--port-file", help="write the port here once listening")
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "report":
         return _report(args)
     elif args.command == "chserver":
-        return chserver.run(args)
+        from sinks import chserver as served
+
+        return served.run(args)
     elif args.command == "summary":
         from vigil import demo
 
