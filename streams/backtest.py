@@ -37,7 +37,7 @@ def run(
     policy: Policy = POLICY,
 ) -> Iterator[tuple[str, float, float, int]]:
     """``(timestamp, value, anomaly_score, alert)`` per row (another detector or alert
-    policy only to compare variants: ``bench/nab_variants.py``)."""
+    policy only to compare variants: ``bench/nab.py``)."""
     detector = detector or default_detector()
     state = AlertState()
     for timestamp, value in rows:

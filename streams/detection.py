@@ -3,22 +3,23 @@
 Every detector watches one signal (a sequence of values per series) and has two verbs,
 as in River: ``score_one(x, at)`` (how anomalous ``x`` is, in [0, 1], before learning it)
 and ``learn_one(x, at)``, where ``at`` is the value's event time in ms (None when there is
-none; only seasonal detectors use it). ``to_json()`` / ``restore(data)`` carry the state
-as plain data (never pickled). A value that is not finite is scored 0 and not learned.
+none; seasonal detectors and the likelihood's time span use it). ``to_json()`` /
+``restore(data)`` carry the state as plain data (never pickled). A value that is not
+finite is scored 0 and not learned.
 
 - :class:`GaussianDetector`: how far a value lies from the recent level: a Gaussian over
   the last values, kept as a few River ``stats.Var`` blocks (:class:`RollingMoments`).
 - :class:`SeasonalDetector`: how far a value lies from what this series usually does at
   this hour of the day (a mean and spread per hour, exponentially weighted).
+- :class:`LogView`: another detector over ``log(x + c)`` of a series never negative.
+- :class:`RepeatDetector`: how rare the current run of equal values is for the series.
 - :class:`MaxDetector`: the highest score of several detectors, each learning every value.
-- :class:`AnomalyLikelihood`: wraps a detector and turns its raw scores into the
-  probability that the recent scores are unusual for this series (Numenta's anomaly
-  likelihood: a short-term mean of raw scores against their long-term distribution), so
+- :class:`AnomalyLikelihood` (``streams.likelihood``): wraps a detector and turns its raw
+  scores into the probability that the recent scores are unusual for this series, so
   that one threshold fits every series.
 
-:func:`default_detector` is the likelihood of the higher of the seasonal and the recent-level
-scores. It scored 66.3 (standard profile) on the 35 NAB files of ``bench/nab.py``; see the
-README for how it was chosen and what it scores on each half of the files.
+:func:`default_detector` combines them; ``bench/nab.py`` evaluates it (per NAB category,
+leaving one category out, and on a synthetic corpus) and the README gives its figures.
 
 >>> d = AnomalyLikelihood(GaussianDetector(window_size=100, grace_period=10))
 >>> scores = []
@@ -31,12 +32,27 @@ True
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from river import stats
+from streams.likelihood import AnomalyLikelihood
+from streams.summaries import RollingMoments, TailProbability
+
+__all__ = [
+    "HOUR_MS",
+    "AnomalyLikelihood",
+    "Detector",
+    "GaussianDetector",
+    "LogView",
+    "MaxDetector",
+    "RepeatDetector",
+    "RollingMoments",
+    "SeasonalDetector",
+    "TailProbability",
+    "default_detector",
+    "restore",
+]
 
 HOUR_MS = 3_600_000
 
@@ -65,71 +81,6 @@ def _learnable(x: float) -> bool:
 def _spread_floor(mu: float) -> float:
     # A flat stretch has no spread: without a floor, any wiggle after it would score 1.
     return 1e-3 * abs(mu) + 1e-9
-
-
-class RollingMoments:
-    """Mean and variance of roughly the last ``size`` values, in ``BLOCKS`` pieces.
-
-    River's rolling statistics keep every value of the window to revert it later: 500
-    floats of state per series. Here the window is ``blocks`` River ``stats.Var`` summaries
-    of ``size / BLOCKS`` values each (count, mean, variance), merged with Chan's formula,
-    so the state is three numbers a block; the window covers ``size - size / BLOCKS`` to
-    ``size`` values.
-    """
-
-    BLOCKS = 20
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.block = max(1, size // self.BLOCKS)
-        self.blocks = max(1, size // self.block)
-        self._done: collections.deque[stats.Var] = collections.deque()
-        self._current = stats.Var(ddof=0)
-        self._total = stats.Var(ddof=0)
-
-    @property
-    def n(self) -> int:
-        return int(self._total.n)
-
-    @property
-    def mean(self) -> float:
-        return self._total.mean.get()
-
-    @property
-    def var(self) -> float:
-        """The sample variance (ddof 1, as River's ``GaussianScorer``)."""
-        n = self._total.n
-        return max(self._total.get() * n / (n - 1), 0.0) if n > 1 else 0.0
-
-    def update(self, x: float) -> None:
-        self._current.update(x)
-        self._total.update(x)
-        if self._current.n >= self.block:
-            self._done.append(self._current)
-            self._current = stats.Var(ddof=0)
-            if len(self._done) >= self.blocks:
-                self._done.popleft()
-                self._total = self._sum()  # re-summed, not subtracted: no drift
-
-    def _sum(self) -> stats.Var:
-        total = stats.Var(ddof=0)
-        for part in (*self._done, self._current):
-            if part.n:
-                total += part
-        return total
-
-    def to_json(self) -> dict[str, Any]:
-        # The running total too: re-summing the parts would differ in the last bits.
-        parts = [*self._done, self._current, self._total]
-        return {"size": self.size, "parts": [[p.n, p.mean.get(), p.get()] for p in parts]}
-
-    @classmethod
-    def restore(cls, data: dict[str, Any]) -> RollingMoments:
-        m = cls(data["size"])
-        parts = [stats.Var._from_state(n, mu, var, ddof=0) for n, mu, var in data["parts"]]
-        *done, m._current, m._total = parts
-        m._done.extend(done)
-        return m
 
 
 class GaussianDetector:
@@ -287,102 +238,173 @@ class MaxDetector:
         return cls([restore(d) for d in data["detectors"]])
 
 
-class AnomalyLikelihood:
-    """The probability that the recent raw scores of ``detector`` are unusually high.
+class LogView:
+    """``detector`` over ``log(x + c)`` of a series that is never negative.
 
-    Each raw score becomes a surprise, ``-log10(1 - score)`` (capped at 12), so a value
-    deep in a tail weighs far more than many middling ones. The mean surprise of the last
-    ``short`` steps is compared with the distribution of that same mean over the last
-    ``history`` steps; the result is ``P(Z <= z)`` of its z-score (0.5 for an ordinary
-    moment), 0 until ``grace`` steps were seen.
+    Counts, durations, prices and volumes are positive and heavy-tailed: a burst that is
+    ordinary for them sits many standard deviations out on the raw scale, and a halving
+    barely shows. On a log scale both are the size they look. ``c`` is a tenth of the mean
+    of the first ``warmup`` values (0 < c, frozen so a value's view never changes; 1 when
+    they are all 0): zeros stay finite and values far below the usual level are not
+    blown up. The first ``warmup`` values are learned once ``c`` is known (each with its
+    time); the view scores 0 until then, and for good once a negative value arrives.
+
+    >>> raw = GaussianDetector(window_size=200, grace_period=20)
+    >>> logs = LogView(GaussianDetector(window_size=200, grace_period=20))
+    >>> for i in range(300):  # about 100, and a burst to 1000 every 20 values
+    ...     x = 1000.0 if i % 20 == 0 else 100.0 + i % 7
+    ...     raw.learn_one(x); logs.learn_one(x)
+    >>> raw.score_one(5.0) < 0.6, logs.score_one(5.0) > 0.9999  # a collapse to 5
+    (True, True)
     """
 
-    kind = "likelihood"
+    kind = "log"
 
-    def __init__(
-        self, detector: Detector, *, history: int = 1000, short: int = 10, grace: int = 100
-    ) -> None:
-        if history < 2 or short < 1 or grace < 0:
-            raise ValueError("history must be >= 2, short >= 1 and grace >= 0")
+    def __init__(self, detector: Detector, *, warmup: int = 30) -> None:
+        if warmup < 1:
+            raise ValueError("warmup must be >= 1")
         self.detector = detector
-        self.history = history
-        self.short = short
-        self.grace = grace
-        #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
-        self._history = RollingMoments(history)
-        self._recent: collections.deque[float] = collections.deque(maxlen=short)
-        #: (x, at, surprise, short mean) of the value scored and not learned yet.
-        self._last: tuple[float, int | None, float, float] | None = None
+        self.warmup = warmup
+        self._offset: float | None = None
+        self._first: list[tuple[float, int | None]] = []
+        self._negative = False
 
     def score_one(self, x: float, at: int | None = None) -> float:
-        surprise = _surprise(self.detector.score_one(x, at))
-        current = self._short_mean(surprise)
-        self._last = (x, at, surprise, current)
-        history = self._history
-        if history.n < max(self.grace, 2):
+        if self._negative or self._offset is None or not x >= 0 or not _learnable(x):
             return 0.0
-        z = (current - history.mean) / math.sqrt(max(history.var, 1e-6))
-        return 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z): high when z is large
-
-    def _short_mean(self, surprise: float) -> float:
-        """The mean of the last ``short`` surprises, ``surprise`` being the newest."""
-        recent = self._recent
-        if len(recent) < self.short:
-            return (sum(recent) + surprise) / (len(recent) + 1)
-        return (sum(recent) - recent[0] + surprise) / self.short
+        return self.detector.score_one(math.log(x + self._offset), at)
 
     def learn_one(self, x: float, at: int | None = None) -> None:
-        if math.isfinite(x):
-            last = self._last
-            if last is not None and last[0] == x and last[1] == at:  # scored just before
-                surprise, current = last[2], last[3]
-            else:
-                surprise = _surprise(self.detector.score_one(x, at))
-                current = self._short_mean(surprise)
-            self._recent.append(surprise)
-            self._history.update(current)
-        self._last = None
-        self.detector.learn_one(x, at)
+        if not _learnable(x) or self._negative:
+            return
+        if x < 0:
+            self._negative, self._first = True, []
+            return
+        if self._offset is not None:
+            self.detector.learn_one(math.log(x + self._offset), at)
+            return
+        self._first.append((x, at))
+        if len(self._first) >= self.warmup:
+            mean = sum(v for v, _ in self._first) / len(self._first)
+            self._offset = 0.1 * mean if mean > 0 else 1.0
+            for v, t in self._first:
+                self.detector.learn_one(math.log(v + self._offset), t)
+            self._first = []
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "warmup": self.warmup,
+            "offset": self._offset,
+            "first": [list(p) for p in self._first],
+            "negative": self._negative,
+            "detector": self.detector.to_json(),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> LogView:
+        d = cls(restore(data["detector"]), warmup=data["warmup"])
+        d._offset, d._negative = data["offset"], data["negative"]
+        d._first = [(v, t) for v, t in data["first"]]
+        return d
+
+
+class RepeatDetector:
+    """How rare it is for this series to repeat its last value this many times in a row.
+
+    A sensor or exporter that is stuck keeps sending the same number, which every
+    detector of *how far* a value lies finds ordinary. Here the length of the current run
+    of equal values is scored against the runs of the series' own history
+    (:class:`TailProbability`, decaying over ``history`` steps): a series that never
+    repeats scores a repeat high, a series of integer counts that often repeats does not.
+    The probability is never taken below ``1 / (values seen + 1)``: that is all a history
+    of that length can tell. 0 while the value changes, for the first ``grace`` values,
+    and once the run is as long as the history (a constant series; a stuck one that has
+    become all the detector remembers).
+
+    >>> d = RepeatDetector()
+    >>> for i in range(500):
+    ...     d.learn_one(float(i % 17))  # never the same twice in a row
+    >>> d.learn_one(3.0)
+    >>> d.score_one(4.0), d.score_one(3.0) > 0.99
+    (0.0, True)
+    """
+
+    kind = "repeats"
+
+    def __init__(self, *, history: int = 1000, grace: int = 30) -> None:
+        if history < 2 or grace < 1:
+            raise ValueError("history must be >= 2 and grace >= 1")
+        self.history = history
+        self.grace = grace
+        self._runs = TailProbability(history=history, low=1.0, high=4096.0, bins=48)
+        self._last: float | None = None
+        self._run = 0
+        self._n = 0
+
+    def score_one(self, x: float, at: int | None = None) -> float:
+        if self._n < self.grace or x != self._last or self._run >= min(self._n, self.history):
+            return 0.0  # changing, or this run is all the history knows: the series' way
+        p = self._runs.sf(self._run + 1)
+        return 1.0 - max(p, 1.0 / (min(self._n, self.history) + 1))
+
+    def learn_one(self, x: float, at: int | None = None) -> None:
+        if not math.isfinite(x):
+            return
+        self._run = self._run + 1 if x == self._last else 1
+        self._last = x
+        self._runs.add(float(self._run))
+        self._n += 1
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "history": self.history,
-            "short": self.short,
             "grace": self.grace,
-            "history_moments": self._history.to_json(),
-            "recent": list(self._recent),
-            "detector": self.detector.to_json(),
+            "runs": self._runs.to_json(),
+            "last": self._last,
+            "run": self._run,
+            "n": self._n,
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> AnomalyLikelihood:
-        d = cls(
-            restore(data["detector"]),
-            history=data["history"],
-            short=data["short"],
-            grace=data["grace"],
-        )
-        d._history = RollingMoments.restore(data["history_moments"])
-        d._recent.extend(data["recent"])
+    def restore(cls, data: dict[str, Any]) -> RepeatDetector:
+        d = cls(history=data["history"], grace=data["grace"])
+        d._runs = TailProbability.restore(data["runs"])
+        d._last, d._run, d._n = data["last"], data["run"], data["n"]
         return d
 
 
-def _surprise(score: float) -> float:
-    return -math.log10(max(1.0 - score, 1e-12))
-
-
 _KINDS: dict[str, Any] = {
-    c.kind: c for c in (GaussianDetector, SeasonalDetector, MaxDetector, AnomalyLikelihood)
+    c.kind: c
+    for c in (
+        GaussianDetector,
+        SeasonalDetector,
+        MaxDetector,
+        LogView,
+        RepeatDetector,
+        AnomalyLikelihood,
+    )
 }
 
 
 def default_detector() -> Detector:
-    """The detector of ``[[detector]]`` rules and of ``vigil backtest``: the likelihood of
-    the higher of two raw scores, the value against its hour of the day and against the
-    last 500 values, averaged over the last 20 steps."""
-    raw = MaxDetector([SeasonalDetector(), GaussianDetector(window_size=500, grace_period=30)])
-    return AnomalyLikelihood(raw, history=1000, short=20, grace=100)
+    """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
+
+    Five raw scores per value, the highest counting: the value against its hour of the
+    day and against the last 500 values, both on the raw and on a log scale, and how rare
+    its run of repeats is. Then their likelihood over the last 3 hours (at most 20 steps),
+    held back unless that mean is also rare (3%) in its own history. The README says how
+    each piece was chosen and what it scores.
+    """
+
+    def level() -> list[Detector]:
+        return [SeasonalDetector(), GaussianDetector(window_size=500, grace_period=30)]
+
+    raw = MaxDetector([*level(), *(LogView(d) for d in level()), RepeatDetector()])
+    return AnomalyLikelihood(
+        raw, history=1000, short=20, grace=100, span_ms=3 * HOUR_MS, rarity=0.03
+    )
 
 
 def restore(data: dict[str, Any]) -> Detector:

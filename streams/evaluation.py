@@ -109,7 +109,7 @@ class Evaluation:
     def __init__(self, rules: RuleSet, partition: int, *, max_detected: int = 20_000) -> None:
         self.rules = rules
         self.partition = partition
-        #: Detector models per partition at most (each about 3.7 KB of JSON: bench.worker_core).
+        #: Detector models per partition at most (each about 7 KB of JSON: bench.worker_core).
         self.max_detected = max_detected
         self.slots: dict[tuple[str, str], Slot] = {}
         #: Transitions made in this partition so far; numbers the next one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -13,8 +14,11 @@ from streams.detection import (
     HOUR_MS,
     AnomalyLikelihood,
     GaussianDetector,
+    LogView,
     MaxDetector,
+    RepeatDetector,
     SeasonalDetector,
+    TailProbability,
     default_detector,
 )
 
@@ -27,9 +31,20 @@ FACTORIES = {
     "likelihood": lambda: AnomalyLikelihood(
         GaussianDetector(window_size=200, grace_period=20), history=300, grace=50
     ),
+    "likelihood over time, rarity": lambda: AnomalyLikelihood(
+        GaussianDetector(window_size=200, grace_period=20),
+        history=300,
+        grace=50,
+        span_ms=5 * STEP_MS,
+        rarity=0.05,
+    ),
+    "log": lambda: LogView(GaussianDetector(window_size=200, grace_period=20)),
     "default": default_detector,
+    "repeats": RepeatDetector,
 }
 STEP_MS = 60_000  # one value a minute, as 1m windows close
+#: Detectors of another aspect than how far a value lies (the spike tests do not apply).
+NOT_LEVEL = {"repeats"}
 
 
 def _series(seed: int, n: int = 600) -> list[float]:
@@ -71,7 +86,7 @@ def test_state_round_trips_through_json_and_scores_go_on_the_same(make):
     assert tail_b == pytest.approx(tail_a, rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(set(FACTORIES) - {"default"}))
+@pytest.mark.parametrize("name", sorted(set(FACTORIES) - {"default"} - NOT_LEVEL))
 def test_an_obvious_spike_gets_the_highest_score(name):
     # Not the default detector: it averages 20 steps, and in a series' first hours each
     # new hour of the day starts from a narrow spread (scores up to 0.96, below any alert).
@@ -162,5 +177,129 @@ def test_a_model_state_stays_small_whatever_the_history():
         x = rng.gauss(100, 5)
         d.score_one(x, i * STEP_MS)
         d.learn_one(x, i * STEP_MS)
-    # Three numbers per block, hour and window, not every value: 30 KB before.
-    assert len(orjson.dumps(d.to_json())) < 5_000
+    # Three numbers per block, hour, window and histogram bin, never the values (30 KB
+    # before blocks); the bound is the one a series' model may take (8 KB).
+    assert len(orjson.dumps(d.to_json())) <= 8_192
+
+
+def test_a_tail_probability_reads_its_history_and_extrapolates_past_it():
+    t = TailProbability(history=2_000)
+    rng = random.Random(4)
+    for _ in range(4_000):
+        t.add(rng.expovariate(1.0))
+    assert t.sf(0.0) == pytest.approx(1.0)
+    assert t.sf(1.0) == pytest.approx(math.exp(-1.0), abs=0.08)  # bins are ~20% wide
+    assert t.sf(5.0) == pytest.approx(math.exp(-5.0), rel=0.6)  # the fitted tail
+    assert t.sf(12.0) < t.sf(9.0) < 1e-3  # past all values seen: smaller further out
+
+
+def test_a_tail_probability_forgets_what_is_older_than_its_history():
+    t = TailProbability(history=500)
+    for _ in range(3_000):
+        t.add(10.0)
+    for _ in range(3_000):
+        t.add(0.1)
+    assert t.sf(5.0) < 1e-2  # 10 was common, 3,000 values ago: now it is rare
+
+
+def test_a_log_view_stays_silent_for_good_once_a_series_goes_negative():
+    d = LogView(GaussianDetector(window_size=200, grace_period=20))
+    for i in range(100):
+        d.learn_one(10.0 + i % 3)
+    assert d.score_one(1_000.0) > 0.999
+    d.learn_one(-1.0)
+    d.learn_one(10.0)
+    assert d.score_one(1_000.0) == 0.0
+    assert detection.restore(orjson.loads(orjson.dumps(d.to_json()))).score_one(1e3) == 0.0
+
+
+def test_a_log_view_learns_its_first_values_with_their_times():
+    seen = []
+
+    class Recorder(GaussianDetector):
+        def learn_one(self, x, at=None):
+            seen.append(at)
+            super().learn_one(x, at)
+
+    d = LogView(Recorder(window_size=200, grace_period=5), warmup=3)
+    for i in range(4):
+        d.learn_one(5.0, at=i * STEP_MS)
+    assert seen == [0, STEP_MS, 2 * STEP_MS, 3 * STEP_MS]
+
+
+def _stuck(values: list[float], at: int, length: int) -> list[float]:
+    return values[:at] + [values[at]] * length + values[at + length :]
+
+
+def test_a_stuck_value_scores_high_where_the_series_never_repeats():
+    rng = random.Random(5)
+    values = _stuck([round(rng.gauss(50, 3), 2) for _ in range(1_500)], 1_200, 40)
+    scores = _feed(RepeatDetector(), values)
+    assert max(scores[100:1_200]) < 0.99
+    assert min(scores[1_202:1_240]) > 0.99
+
+
+def test_integer_counts_that_often_repeat_are_not_called_stuck_for_a_short_run():
+    rng = random.Random(6)
+    counts = [float(rng.randint(0, 2)) for _ in range(2_000)]  # runs of 3 or 4 are common
+    scores = _feed(RepeatDetector(), counts)
+    runs = [1]
+    for a, b in itertools.pairwise(counts):
+        runs.append(runs[-1] + 1 if a == b else 1)
+    assert max(s for s, r in zip(scores, runs, strict=True) if r <= 4) < 0.99
+    scores = _feed(RepeatDetector(), _stuck(counts, 1_500, 60))
+    assert min(scores[1_530:1_560]) > 0.99  # a run of 30 is not
+
+
+def test_the_default_detector_alerts_on_a_stuck_sensor():
+    rng = random.Random(8)
+    values = _stuck(
+        [round(100 + 10 * math.sin(i / 40) + rng.gauss(0, 2), 1) for i in range(1_500)], 1_200, 100
+    )
+    scores = _feed(default_detector(), values)
+    high = [i for i, s in enumerate(scores) if s >= 0.9999]
+    assert high and high[0] in range(1_200, 1_240)
+    assert max(scores[300:1_200]) < 0.9999
+
+
+def test_the_short_mean_covers_hours_whatever_the_cadence():
+    def steps(step_ms: int) -> int:
+        d = AnomalyLikelihood(GaussianDetector(), short=20, span_ms=3 * HOUR_MS)
+        for i in range(50):
+            d.learn_one(1.0 + i % 2, at=i * step_ms)
+        return d._steps()
+
+    assert steps(60_000) == 20  # a minute: 180 steps, at most 20
+    assert steps(10 * 60_000) == 18
+    assert steps(HOUR_MS) == 3
+    assert steps(24 * HOUR_MS) == 2  # never one step: that is a spike detector
+
+
+def test_the_rarity_check_only_caps_high_scores_and_a_rare_surge_still_passes():
+    rng = random.Random(9)
+    values, burst = [], 0.0
+    for i in range(6_000):  # counts with ordinary bursts, then a sustained surge
+        burst = burst * 0.8 + (rng.expovariate(0.3) if rng.random() < 0.01 else 0)
+        surge = 4.0 if 5_000 <= i < 5_300 else 1.0
+        values.append(float(rng.randint(15, 25)) * surge * (1 + burst))
+
+    def scores(rarity):
+        gaussian = GaussianDetector(window_size=500, grace_period=30)
+        d = AnomalyLikelihood(gaussian, history=1000, short=20, grace=100, rarity=rarity)
+        return _feed(d, values)
+
+    plain, checked = scores(None), scores(0.03)
+    assert all(c <= p for p, c in zip(plain, checked, strict=True))
+    assert all(c == p for p, c in zip(plain, checked, strict=True) if p < AnomalyLikelihood.CHECKED)
+    assert any(s >= 0.9999 for s in checked[5_000:5_020])
+
+
+def test_a_likelihood_state_from_before_span_and_rarity_restores_with_both_off():
+    d = AnomalyLikelihood(GaussianDetector(window_size=200, grace_period=20), history=300)
+    _feed(d, _series(10)[:200])
+    old = d.to_json()
+    for key in ("span_ms", "rarity", "tail", "at", "log_step"):
+        del old[key]
+    again = detection.restore(old)
+    assert again.span_ms is None and again.rarity is None
+    assert _feed(again, _series(10)[200:], 200) == _feed(d, _series(10)[200:], 200)

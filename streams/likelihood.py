@@ -1,0 +1,162 @@
+"""Numenta's anomaly likelihood over any detector's raw scores, so that one threshold
+fits every series (:class:`AnomalyLikelihood`)."""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import TYPE_CHECKING, Any
+
+from streams.summaries import RollingMoments, TailProbability
+
+if TYPE_CHECKING:
+    from streams.detection import Detector
+
+
+class AnomalyLikelihood:
+    """The probability that the recent raw scores of ``detector`` are unusually high.
+
+    Each raw score becomes a surprise, ``-log10(1 - score)`` (capped at 12), so a value
+    deep in a tail weighs far more than many middling ones. The mean surprise of the last
+    ``short`` steps is compared with the distribution of that same mean over the last
+    ``history`` steps; the result is ``P(Z <= z)`` of its z-score (0.5 for an ordinary
+    moment), 0 until ``grace`` steps were seen.
+
+    Two options make one threshold hold on series of any cadence and tail:
+
+    - ``span_ms``: the short mean covers about that much time instead of ``short`` steps
+      (``span_ms`` over the series' usual step, an exponentially weighted mean of the log
+      gaps between values, kept within 2 and ``short`` steps): 20 steps are 20 minutes of
+      a minutely series but most of a day of an hourly one, where an incident of a few
+      hours was averaged away.
+    - ``rarity``: the z-score assumes the short means are Gaussian; on bursty, heavy-tailed
+      series they are not, and it passes 0.9999 every few days. With ``rarity`` set, a
+      score of 0.99 or more is capped by ``1 - p * 1e-4 / rarity``, where ``p`` is how
+      often the short mean was at least this high in its own history
+      (:class:`TailProbability`): the default threshold 0.9999 is then reached only when
+      the short mean is also as rare as ``rarity``. Lower scores are left as they are.
+    """
+
+    kind = "likelihood"
+    #: Scores from here up are checked against the short mean's own tail (``rarity``).
+    CHECKED = 0.99
+
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        history: int = 1000,
+        short: int = 10,
+        grace: int = 100,
+        span_ms: int | None = None,
+        rarity: float | None = None,
+    ) -> None:
+        if history < 2 or short < 1 or grace < 0:
+            raise ValueError("history must be >= 2, short >= 1 and grace >= 0")
+        if (span_ms is not None and span_ms < 1) or (rarity is not None and not 0 < rarity < 1):
+            raise ValueError("span_ms must be >= 1 and rarity in (0, 1)")
+        self.detector = detector
+        self.history = history
+        self.short = short
+        self.grace = grace
+        self.span_ms = span_ms
+        self.rarity = rarity
+        #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
+        self._history = RollingMoments(history)
+        self._recent: collections.deque[float] = collections.deque(maxlen=short)
+        self._tail = TailProbability(history=history) if rarity is not None else None
+        #: The time of the last value learned, and the mean log of the gaps between values.
+        self._at: int | None = None
+        self._log_step: float | None = None
+        #: (x, at, surprise, short mean) of the value scored and not learned yet.
+        self._last: tuple[float, int | None, float, float] | None = None
+
+    def score_one(self, x: float, at: int | None = None) -> float:
+        surprise = _surprise(self.detector.score_one(x, at))
+        current = self._short_mean(surprise)
+        self._last = (x, at, surprise, current)
+        history = self._history
+        if history.n < max(self.grace, 2):
+            return 0.0
+        z = (current - history.mean) / math.sqrt(max(history.var, 1e-6))
+        score = 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z): high when z is large
+        if self._tail is not None and score >= self.CHECKED:
+            rarity = self.rarity or 1.0
+            score = min(score, max(0.0, 1.0 - self._tail.sf(current) * 1e-4 / rarity))
+        return score
+
+    def _steps(self) -> int:
+        """How many steps the short mean covers now."""
+        if self.span_ms is None or self._log_step is None:
+            return self.short
+        return max(2, min(self.short, round(self.span_ms / math.exp(self._log_step))))
+
+    def _short_mean(self, surprise: float) -> float:
+        """The mean of the last :meth:`_steps` surprises, ``surprise`` being the newest."""
+        k = self._steps()
+        recent = self._recent
+        if k >= self.short and len(recent) == self.short:
+            return (sum(recent) - recent[0] + surprise) / self.short
+        older = list(recent)[len(recent) - min(k - 1, len(recent)) :]
+        return (sum(older) + surprise) / (len(older) + 1)
+
+    def learn_one(self, x: float, at: int | None = None) -> None:
+        if math.isfinite(x):
+            last = self._last
+            if last is not None and last[0] == x and last[1] == at:  # scored just before
+                surprise, current = last[2], last[3]
+            else:
+                surprise = _surprise(self.detector.score_one(x, at))
+                current = self._short_mean(surprise)
+            self._recent.append(surprise)
+            self._history.update(current)
+            if self._tail is not None:
+                self._tail.add(current)
+        self._last = None
+        if at is not None:
+            if self._at is not None and at > self._at:
+                gap = math.log(at - self._at)
+                step = self._log_step
+                self._log_step = gap if step is None else step + 0.05 * (gap - step)
+            self._at = at
+        self.detector.learn_one(x, at)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "history": self.history,
+            "short": self.short,
+            "grace": self.grace,
+            "span_ms": self.span_ms,
+            "rarity": self.rarity,
+            "history_moments": self._history.to_json(),
+            "recent": list(self._recent),
+            "tail": self._tail.to_json() if self._tail is not None else None,
+            "at": self._at,
+            "log_step": self._log_step,
+            "detector": self.detector.to_json(),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> AnomalyLikelihood:
+        """Also a state written before ``span_ms`` and ``rarity`` existed (both off)."""
+        from streams.detection import restore  # the registry of kinds imports this module
+
+        d = cls(
+            restore(data["detector"]),
+            history=data["history"],
+            short=data["short"],
+            grace=data["grace"],
+            span_ms=data.get("span_ms"),
+            rarity=data.get("rarity"),
+        )
+        d._history = RollingMoments.restore(data["history_moments"])
+        d._recent.extend(data["recent"])
+        if data.get("tail") is not None:
+            d._tail = TailProbability.restore(data["tail"])
+        d._at, d._log_step = data.get("at"), data.get("log_step")
+        return d
+
+
+def _surprise(score: float) -> float:
+    return -math.log10(max(1.0 - score, 1e-12))

@@ -1,0 +1,197 @@
+"""Compact summaries of a stream of numbers, with JSON-safe state: what detectors keep
+instead of the values themselves.
+
+- :class:`RollingMoments`: mean and variance of roughly the last ``size`` values, as a
+  few River ``stats.Var`` blocks.
+- :class:`TailProbability`: how rare a value of a statistic is in its own recent history,
+  with a fitted tail beyond what was seen.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+from river import stats
+
+
+class RollingMoments:
+    """Mean and variance of roughly the last ``size`` values, in ``BLOCKS`` pieces.
+
+    River's rolling statistics keep every value of the window to revert it later: 500
+    floats of state per series. Here the window is ``blocks`` River ``stats.Var`` summaries
+    of ``size / BLOCKS`` values each (count, mean, variance), merged with Chan's formula,
+    so the state is three numbers a block; the window covers ``size - size / BLOCKS`` to
+    ``size`` values.
+    """
+
+    BLOCKS = 20
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.block = max(1, size // self.BLOCKS)
+        self.blocks = max(1, size // self.block)
+        self._done: collections.deque[stats.Var] = collections.deque()
+        self._current = stats.Var(ddof=0)
+        self._total = stats.Var(ddof=0)
+
+    @property
+    def n(self) -> int:
+        return int(self._total.n)
+
+    @property
+    def mean(self) -> float:
+        return self._total.mean.get()
+
+    @property
+    def var(self) -> float:
+        """The sample variance (ddof 1, as River's ``GaussianScorer``)."""
+        n = self._total.n
+        return max(self._total.get() * n / (n - 1), 0.0) if n > 1 else 0.0
+
+    def update(self, x: float) -> None:
+        self._current.update(x)
+        self._total.update(x)
+        if self._current.n >= self.block:
+            self._done.append(self._current)
+            self._current = stats.Var(ddof=0)
+            if len(self._done) >= self.blocks:
+                self._done.popleft()
+                self._total = self._sum()  # re-summed, not subtracted: no drift
+
+    def _sum(self) -> stats.Var:
+        total = stats.Var(ddof=0)
+        for part in (*self._done, self._current):
+            if part.n:
+                total += part
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        # The running total too: re-summing the parts would differ in the last bits.
+        parts = [*self._done, self._current, self._total]
+        return {"size": self.size, "parts": [[p.n, p.mean.get(), p.get()] for p in parts]}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> RollingMoments:
+        m = cls(data["size"])
+        parts = [stats.Var._from_state(n, mu, var, ddof=0) for n, mu, var in data["parts"]]
+        *done, m._current, m._total = parts
+        m._done.extend(done)
+        return m
+
+
+class TailProbability:
+    """How rare a value of a nonnegative statistic is in its own recent history.
+
+    The history is a histogram of ``bins`` log-spaced bins over ``[low, high]`` (plus one
+    below and one above), its weights decaying by ``1 - 1/history`` a step (O(1): the new
+    value's weight grows instead, renormalised now and then). :meth:`sf` is
+    ``P(S >= s)``: read off the histogram up to its ``1 - tail`` quantile ``u``, and past
+    ``u`` from a generalised Pareto tail fitted to the excesses over ``u`` by moments
+    (shape at least 0: a tail is never taken to end), so a value beyond everything seen
+    still gets a probability below ``tail``, smaller the further out it is. This is the
+    peaks-over-threshold method of Siffer et al. (KDD 2017) on a compact, decaying state.
+
+    >>> t = TailProbability(history=1000)
+    >>> for i in range(2000):
+    ...     t.add(1.0 + (i * 7919 % 1000) / 1000)  # spread evenly over [1, 2)
+    >>> 0.5 < t.sf(1.5) < 0.6  # within the history: read off the bins (about 20% wide)
+    True
+    >>> t.sf(2.5) < 0.01, t.sf(4.0) < 1e-5  # past everything seen: the fitted tail
+    (True, True)
+    """
+
+    def __init__(
+        self,
+        *,
+        history: int = 1000,
+        tail: float = 0.05,
+        low: float = 1e-3,
+        high: float = 16.0,
+        bins: int = 48,
+    ) -> None:
+        if history < 2 or not 0 < tail < 1 or not 0 < low < high or bins < 2:
+            raise ValueError("history >= 2, tail in (0, 1), 0 < low < high and bins >= 2")
+        self.history, self.tail, self.low, self.high, self.bins = history, tail, low, high, bins
+        self._width = math.log(high / low) / bins
+        self._growth = 1.0 / (1.0 - 1.0 / history)
+        self._weight = 1.0
+        self._counts = [0.0] * (bins + 2)
+        self._total = 0.0
+
+    def _bin(self, s: float) -> int:
+        if s < self.low:
+            return 0
+        if s >= self.high:
+            return self.bins + 1
+        return 1 + int(math.log(s / self.low) / self._width)
+
+    def _edge(self, b: int) -> float:
+        """The lower edge of bin ``b``."""
+        return 0.0 if b == 0 else self.low * math.exp((b - 1) * self._width)
+
+    def add(self, s: float) -> None:
+        self._counts[self._bin(s)] += self._weight
+        self._total += self._weight
+        self._weight *= self._growth
+        if self._weight > 1e100:
+            self._counts = [c / self._weight for c in self._counts]
+            self._total /= self._weight
+            self._weight = 1.0
+
+    def sf(self, s: float) -> float:
+        """``P(S >= s)`` under the history (1 before anything was added)."""
+        counts, total = self._counts, self._total
+        if total <= 0:
+            return 1.0
+        above, top = 0.0, len(counts) - 1  # weight at or above bin ``top``
+        for b in range(len(counts) - 1, -1, -1):
+            above += counts[b]
+            top = b
+            if above >= self.tail * total:
+                break
+        u = self._edge(top)
+        if s <= u:
+            return min(1.0, sum(counts[self._bin(s) :]) / total)
+        m1 = m2 = 0.0  # the excesses over u, from the bins' geometric middles
+        for b in range(top, len(counts)):
+            if counts[b]:
+                mid = self.high if b > self.bins else self._edge(b) * math.exp(self._width / 2)
+                e = max(mid - u, 0.0)
+                m1 += counts[b] * e
+                m2 += counts[b] * e * e
+        m1, m2 = m1 / above, m2 / above
+        var = max(m2 - m1 * m1, 1e-12)
+        shape = min(0.5 * (1 - m1 * m1 / var), 0.5)
+        excess = s - u
+        if shape < 1e-6 or m1 <= 1e-9:  # a light tail: exponential, scale the mean excess
+            return above / total * math.exp(-excess / max(m1, 1e-9))
+        scale = 0.5 * m1 * (m1 * m1 / var + 1)
+        return above / total * (1 + shape * excess / scale) ** (-1 / shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "tail": self.tail,
+            "low": self.low,
+            "high": self.high,
+            "bins": self.bins,
+            "weight": self._weight,
+            "total": self._total,
+            "counts": list(self._counts),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> TailProbability:
+        t = cls(
+            history=data["history"],
+            tail=data["tail"],
+            low=data["low"],
+            high=data["high"],
+            bins=data["bins"],
+        )
+        if len(data["counts"]) != t.bins + 2:
+            raise ValueError(f"a tail histogram of {t.bins} bins has {t.bins + 2} counts")
+        t._weight, t._total, t._counts = data["weight"], data["total"], list(data["counts"])
+        return t

@@ -1,0 +1,45 @@
+"""The synthetic corpus of ``bench/synthetic.py``: NAB's layout and labelling rule."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+
+from bench import synthetic
+
+
+def _rows(path):
+    with path.open(newline="") as f:
+        return [(r["timestamp"], float(r["value"])) for r in csv.DictReader(f)]
+
+
+def test_a_corpus_is_nab_shaped_and_labelled_as_nab_labels(tmp_path):
+    labels = synthetic.write(tmp_path, seed=5)
+    assert labels == json.loads((tmp_path / "labels" / "combined_windows.json").read_text())
+    files = sorted(p.relative_to(tmp_path / "data").as_posix() for p in tmp_path.rglob("*.csv"))
+    assert files == sorted(labels)
+    shapes = {rel.split("/")[0] for rel in labels}
+    assert shapes == {*synthetic.GENERATORS, "quiet"}
+    for rel, windows in labels.items():
+        rows = _rows(tmp_path / "data" / rel)
+        stamps = [t for t, _ in rows]
+        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+        assert (windows == []) == rel.startswith("quiet/")
+        inside = 0
+        for start, end in windows:
+            a, b = (dt.datetime.fromisoformat(x) for x in (start, end))
+            span = [t for t in stamps if a <= dt.datetime.fromisoformat(t) <= b]
+            inside += len(span)
+        # NAB's rule: a tenth of the file's rows in windows (less where one meets an edge).
+        assert inside <= 0.1 * len(rows) + 2 * len(windows)
+
+
+def test_the_same_seed_writes_the_same_corpus_and_another_does_not(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    synthetic.write(a, seed=3)
+    synthetic.write(b, seed=3)
+    synthetic.write(c, seed=4)
+    rel = "bursty/bursty_0.csv"
+    assert (a / "data" / rel).read_bytes() == (b / "data" / rel).read_bytes()
+    assert (a / "data" / rel).read_bytes() != (c / "data" / rel).read_bytes()
