@@ -37,9 +37,21 @@ FLAGS = (
 )
 
 
+#: What Chromium's binary is called on the systems people run the tests on.
+NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _found() -> str | None:
+    named = os.environ.get("VIGIL_CHROMIUM")
+    if named:
+        return named
+    return next((path for name in NAMES if (path := shutil.which(name))), None)
+
+
 def find_or_install() -> str | None:
-    """The Chromium binary; as root on Debian, installs the ``chromium`` package first."""
-    found = os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium")
+    """The Chromium binary (``VIGIL_CHROMIUM``, else the first of ``NAMES`` on the PATH);
+    as root on Debian, installs the ``chromium`` package first."""
+    found = _found()
     if found:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -49,7 +61,7 @@ def find_or_install() -> str | None:
     if subprocess.run(install, env=env, capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
         subprocess.run(install, env=env, capture_output=True, check=True)
-    return shutil.which("chromium")
+    return _found()
 
 
 class Page:

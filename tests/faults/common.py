@@ -13,18 +13,8 @@ from producers.alerts import Alert
 from producers.client import Client
 from producers.topics import Topics
 from tests.conftest import applied
+from tests.recount import assert_windows_match
 from tests.topics import read_records
-
-RECOUNT = """
-    SELECT w.series, w.window_start, w.count, w.errors, r.c, r.e
-    FROM (SELECT * FROM vigil.windows FINAL WHERE width_s = 60) AS w
-    LEFT JOIN (
-        SELECT series, toStartOfMinute(ts) AS start, count() AS c, countIf(ok = false) AS e
-        FROM vigil.events WHERE NOT late GROUP BY series, start
-    ) AS r ON r.series = w.series AND r.start = w.window_start
-    WHERE w.count != r.c OR w.errors != r.e
-"""
-
 
 #: Rules that flip often on the simulated events (a workflow step that failed at least
 #: once in a minute fires; a minute without a failure resolves it), so that the fault tests
@@ -41,6 +31,9 @@ severity = "info"
 """
 
 
+GRACE_S = 5
+
+
 def fault_env(directory: Any) -> dict[str, str]:
     """The worker settings of the fault tests: 1 m windows, small batches, checkpoints
     0.5 s apart (messages in between are held, and replayed after a kill), and
@@ -49,7 +42,7 @@ def fault_env(directory: Any) -> dict[str, str]:
     rules.write_text(FLAPPING_RULES)
     return {
         "VIGIL_WINDOWS": "1m",
-        "VIGIL_GRACE_SECONDS": "5",
+        "VIGIL_GRACE_SECONDS": str(GRACE_S),
         "VIGIL_CHECKPOINT_SECONDS": "0.5",
         "VIGIL_BATCH_MAX_MESSAGES": "8",
         "VIGIL_RULES": str(rules),
@@ -88,23 +81,33 @@ def wait_for_moment(worker, wanted: str, before: dict, rng: random.Random) -> st
 
 async def exactly_once(ch: Any, kafka_settings: Any, n: int) -> int:
     """Assert, on the store ``ch`` and the alerts topic of ``kafka_settings``: ``n`` raw
-    rows, none twice; every closed window equal to a recount of its raw rows; no alert
-    transition stored or published twice. The number of transitions published."""
+    rows, none twice; every closed window equal to a recount of its raw rows; every alert
+    transition stored once and published once, the same set in both places. The number
+    of transitions published."""
     raw = ch.query("SELECT count(), uniqExact(partition, offset, idx) FROM vigil.events")
-    assert raw.result_rows[0] == (n, n), "every acknowledged event stored exactly once"
-    windows = ch.query("SELECT count() FROM vigil.windows FINAL").result_rows[0][0]
-    assert windows > 100
-    assert ch.query(RECOUNT).result_rows == []
-    stored_twice = ch.query(  # without FINAL: a row stored twice is seen twice
-        "SELECT fingerprint, seq, count() AS n FROM vigil.alerts GROUP BY fingerprint, seq "
-        "HAVING n > 1"
+    stored, positions = raw.result_rows[0]
+    # (A produce request that timed out is sent again by the SDK, at least once: one CI-like
+    # run here failed this once, without the figures; they are in the message now.)
+    assert (stored, positions) == (n, n), f"{stored} rows at {positions} positions for {n} events"
+    assert assert_windows_match(ch, width_s=60, hop_s=60, grace_s=GRACE_S) > 100
+    stored_rows = ch.query(  # without FINAL: a row stored twice is seen twice
+        "SELECT fingerprint, seq, count() AS n FROM vigil.alerts GROUP BY fingerprint, seq"
     ).result_rows
-    assert stored_twice == []
+    assert [(f, q) for f, q, k in stored_rows if k > 1] == [], "a transition stored twice"
+    stored = {(f, q) for f, q, _ in stored_rows}
+    assert stored, "the rules flipped: transitions to compare"
     topic = Topics.for_namespace(kafka_settings.namespace).alerts
-    on_topic = await read_records(kafka_settings.kafka_bootstrap, topic, 0, timeout=5)
+    # Read until as many transitions as the store holds arrived (then 1.5 s more, so a
+    # copy beyond them shows too): a short fetch cannot pass for an empty topic.
+    on_topic = await read_records(kafka_settings.kafka_bootstrap, topic, len(stored), timeout=60)
     published = collections.Counter(
         (a.fingerprint, a.seq) for a in (Alert.decode(r.value) for r in on_topic)
     )
     twice = [key for key, k in published.items() if k > 1]
     assert twice == [], f"{len(twice)} of {len(published)} transitions published twice"
+    missing, extra = stored - set(published), set(published) - stored
+    assert not missing and not extra, (
+        f"stored, not on the topic: {sorted(missing)[:5]} ({len(missing)}); "
+        f"on the topic, not stored: {sorted(extra)[:5]} ({len(extra)})"
+    )
     return len(published)
