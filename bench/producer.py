@@ -8,6 +8,10 @@
    are then read back and counted. Baseline: a bare aiokafka producer sending the same
    number of events, pre-encoded into envelopes of the same size, in the same process.
 
+3. Shutdown with the broker down: how long ``close(timeout=1.0)`` (and the sync client's
+   ``flush(0.5)`` then ``close(1.0)``) take with nothing listening (the tests only check
+   that they return).
+
 Targets (issue 4): under 5 µs median per call, at least 200,000 events/s to the broker.
 The process CPU time per event is printed too: on a shared machine it moves less than
 wall-clock rates do.
@@ -35,7 +39,7 @@ from producers import Client, ProducerSettings, SyncClient
 from producers.envelopes import HEADERS
 from producers.topics import Topics, ensure_topics
 from tests.topics import read_records
-from vigil.embedded import EmbeddedBroker
+from vigil.embedded import EmbeddedBroker, free_port
 
 ROUTES = [f"/r{i}" for i in range(16)]
 
@@ -189,6 +193,31 @@ async def send_bare(settings: ProducerSettings, n: int, per_envelope: int) -> di
     return {"events_per_s": n / elapsed}
 
 
+async def close_when_down(port: int) -> dict[str, float]:
+    """Seconds the clients' ``close(timeout=1.0)`` (and the sync ``flush(0.5)`` before it)
+    take with no broker at all: the host waits that long at shutdown, never more."""
+    down = ProducerSettings(
+        kafka_bootstrap=f"127.0.0.1:{port}", namespace="down", resource_interval_s=0,
+        send_timeout_ms=2000, linger_ms=10,
+    )  # fmt: skip
+    client = await Client(down).start()
+    for i in range(100):
+        client.metric("m", float(i))
+    started = time.perf_counter()
+    await client.close(timeout=1.0)
+    async_s = time.perf_counter() - started
+    sync = SyncClient(down).start()
+    for i in range(100):
+        sync.metric("m", float(i))
+    started = time.perf_counter()
+    sync.flush(timeout=0.5)
+    sync.close(timeout=1.0)
+    return {
+        "async_close_s_broker_down_timeout_1": round(async_s, 3),
+        "sync_flush_close_s_broker_down_timeouts_1_5": round(time.perf_counter() - started, 3),
+    }
+
+
 async def count_on_topic(settings: ProducerSettings, expected: int) -> int:
     topic = Topics.for_namespace(settings.namespace).events
     records = await read_records(
@@ -223,6 +252,7 @@ def main() -> None:
         sent_sync = send_sync(ns("sync"), n)
         per_envelope = round(n / sent_async["envelopes"])
         bare = asyncio.run(send_bare(ns("bare"), n, per_envelope))
+    closing = asyncio.run(close_when_down(free_port()))
     assert not any(t.name == "vigil-sender" for t in threading.enumerate())
     result = {
         "events": n,
@@ -238,6 +268,7 @@ def main() -> None:
         "baseline_bare_aiokafka_events_per_s": round(bare["events_per_s"]),
         "async_vs_baseline": round(sent_async["events_per_s"] / bare["events_per_s"], 3),
         "sync_vs_baseline": round(sent_sync["events_per_s"] / bare["events_per_s"], 3),
+        **closing,
     }
     emit(result)
     if delivered < n:

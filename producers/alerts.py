@@ -97,13 +97,13 @@ async def read_from(
 ) -> AsyncIterator[Any]:
     """Every message from the consumer's positions up to the end, then stop.
 
-    The end of a partition is the high watermark of the last fetch, and at least
-    ``ends`` (the broker's end offsets: the embedded broker's under-report, FIELD_NOTES,
-    so they are a lower bound). A fetch that stays empty for ``idle_ms`` ends the read
-    only once every partition is there: on a loaded machine the first fetch can come
-    back empty before the broker has answered (which once made a worker taking over a
-    partition miss the transitions already published, and publish them again). Past
-    ``timeout_s`` it stops anyway.
+    The end of a partition is the high watermark of the last fetch, and at least ``ends``
+    (the broker's end offsets: the embedded broker's ListOffsets can answer the base offset
+    of the last batch + 1, under the real end, so they are a lower bound). A fetch that
+    stays empty for ``idle_ms`` ends the read only once every partition is there: on a
+    loaded machine the first fetch can come back empty before the broker has answered (which
+    once made a worker taking over a partition miss the transitions already published, and
+    publish them again). Past ``timeout_s`` it stops anyway.
     """
     lower = dict(ends or {})
     deadline = time.monotonic() + timeout_s
@@ -166,8 +166,11 @@ async def subscribe_alerts(
     """Alert transitions as they are published.
 
     - ``group``: a consumer group, so that a restarted subscriber resumes where it
-      stopped (offsets are committed after each alert is yielded and handled); without
-      one, every partition is read from the end (or from the beginning).
+      stopped: each alert's offset is committed once the consumer asks for the next one
+      (it was handled), whatever the fetch's batches. The last alert before the consumer
+      stopped comes again (stopping and a handler that raised look the same from here):
+      at least once, never lost. Without a group, every partition is read from the end
+      (or from the beginning).
     - Silenced transitions are skipped unless ``include_silenced``.
     - A message that is not a valid alert is logged and skipped.
     - ``options``: connection options, e.g. ``ProducerSettings.from_env().kafka_options()``
@@ -212,7 +215,10 @@ async def subscribe_alerts(
                     if len(seen) > remember:
                         seen.popitem(last=False)
                     yield alert
-            if group is not None and batch:
+                    if group is not None:  # handled: the group resumes after it
+                        tp = TopicPartition(message.topic, message.partition)
+                        await consumer.commit({tp: message.offset + 1})
+            if group is not None and batch:  # and past what was skipped
                 await consumer.commit()
     finally:
         await consumer.stop()

@@ -1,11 +1,11 @@
 """ClickHouse's HTTP interface in front of a chDB data directory.
 
-chDB lets one process open a data directory (FIELD_NOTES). With this process owning it,
-any number of workers, CLIs and reports reach the same tables as clients of a ClickHouse
-server: ``VIGIL_CLICKHOUSE_DSN=http://127.0.0.1:PORT``, clickhouse-connect's own HTTP
-client, ClickHouse's SQL executed by ClickHouse's engine. It is how more than one worker
-shares history on a machine without a ClickHouse server (and how the fault suite kills one
-of two workers); production runs a server.
+chDB lets one process open a data directory (a second one gets error code 36). With
+this process owning it, any number of workers, CLIs and reports reach the same tables as
+clients of a ClickHouse server: ``VIGIL_CLICKHOUSE_DSN=http://127.0.0.1:PORT``,
+clickhouse-connect's own HTTP client, ClickHouse's SQL executed by ClickHouse's engine.
+It is how more than one worker shares history on a machine without a ClickHouse server
+(and how the fault suite kills one of two workers); production runs a server.
 
 What it serves, as ClickHouse does on port 8123 (the subset clickhouse-connect uses):
 

@@ -1,7 +1,7 @@
 """Opening ClickHouse: a server over HTTP, or chDB in this process; same API, same SQL.
 
-chDB allows one process per data directory (FIELD_NOTES): the worker owns it while it
-runs; other processes open it only when no worker does.
+chDB allows one process per data directory (a second gets error code 36): the worker
+owns it while it runs; other processes open it only when no worker does.
 """
 
 from __future__ import annotations

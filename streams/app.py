@@ -1,15 +1,15 @@
 """The Faust app: a thin shell around :class:`streams.processing.Processor`.
 
-One agent (concurrency 1: FIELD_NOTES, Faust may commit past in-flight messages
-otherwise) takes batches of envelopes and runs the pure processor. A writer task then
-handles each processed batch in order, while the agent processes the next one: the sink
-stores raw rows and closed windows; rejects go to the dead-letter topic and closed windows
-to the windows topic, both awaited until delivered; the sink stores a checkpoint of each
-changed partition's state with the offset it covers, every ``VIGIL_CHECKPOINT_SECONDS``;
-only then are the messages it covers acknowledged (each is held with an extra reference
-until that point), so a crash replays them and the processor skips what the checkpoint
-already holds. At 100,000 series a checkpoint is megabytes: writing one per batch
-(``VIGIL_CHECKPOINT_SECONDS=0``) rewrites that much for every batch.
+One agent (concurrency 1: with more, Faust may commit an offset past a message still in
+flight, upstream issues #606 and #707) takes batches of envelopes and runs the pure
+processor. A writer task then handles each processed batch in order, while the agent
+processes the next one: the sink stores raw rows and closed windows; rejects go to the
+dead-letter topic and closed windows to the windows topic, both awaited until delivered; the
+sink stores a checkpoint of each changed partition's state with the offset it covers, every
+``VIGIL_CHECKPOINT_SECONDS``; only then are the messages it covers acknowledged (each is
+held with an extra reference until that point), so a crash replays them and the processor
+skips what the checkpoint already holds. At 100,000 series a checkpoint is megabytes:
+writing one per batch (``VIGIL_CHECKPOINT_SECONDS=0``) rewrites that much for every batch.
 
 Alert transitions (streams.evaluation, in the partition state) are stored in the same
 batch, then published to the alerts topic on their series' partition, before the
@@ -117,7 +117,8 @@ def create_app(
         topic_partitions=kafka.events_partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
-        # Join the group in ~3 s instead of ~30 s on the embedded broker (FIELD_NOTES).
+        # Join the group in ~3 s instead of ~30 s on the embedded broker (a join waits
+        # about half the session timeout; recovery after SIGKILL ~15 s instead of ~112 s).
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=6,

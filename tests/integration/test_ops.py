@@ -140,7 +140,7 @@ async def test_sigterm_stores_checkpoints_and_commits_everything_processed(
         tps = [TopicPartition(topic, p) for p in range(4)]
         committed = {tp.partition: await consumer.committed(tp) or 0 for tp in tps}
         # The end of each partition, read (the embedded broker's ListOffsets answers
-        # the base offset of the last batch + 1: FIELD_NOTES).
+        # the base offset of the last batch + 1, under the real end).
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         async for _ in read_from(consumer, tps):

@@ -1,9 +1,9 @@
 """Kafka SASL and TLS settings reach the wire, and secrets never reach the logs.
 
-The embedded broker has no SASL users to log in with and serves no TLS (FIELD_NOTES),
-so a recording proxy stands in front of it (``tests.kafka_proxy``): it answers the SASL
-handshake and records the credentials the client then sends, or terminates TLS with a
-certificate from a test CA and records the Kafka requests that came inside it.
+The embedded broker has no SASL users to log in with, serves no TLS and its SASL check can
+be bypassed, so a recording proxy stands in front of it (``tests.kafka_proxy``): it answers
+the SASL handshake and records the credentials the client then sends, or terminates TLS with
+a certificate from a test CA and records the Kafka requests that came inside it.
 """
 
 from __future__ import annotations

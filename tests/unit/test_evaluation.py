@@ -240,16 +240,14 @@ def test_the_processor_checkpoints_alert_state_and_a_replay_repeats_the_same_ale
 
 
 def test_the_topic_json_is_exactly_what_the_sdk_decodes():
-    """The stream makes producers.alerts.Alert and the SDK decodes the same bytes back."""
-    import msgspec
-
+    """The stream makes producers.alerts.Alert and the SDK decodes the same bytes back
+    (the fields themselves are checked against their document in test_alert_schema)."""
     from producers.alerts import Alert
 
     e = Evaluation(ruleset(SLOW), partition=0)
     alert = feed(e, [window(i, mean=900) for i in range(1, 4)])[-1]
     decoded = Alert.decode(alert.line())
     assert decoded.to_dict() == alert.to_dict()
-    assert set(alert.to_dict()) == {f.name for f in msgspec.structs.fields(Alert)}
 
 
 def test_a_sample_rule_resolves_once_its_series_goes_quiet():

@@ -54,12 +54,13 @@ def test_an_event_over_64_kib_is_dropped_and_counted():
     assert stats["invalid"] == 1 and stats["queued"] == 1
 
 
-def test_a_compression_without_its_library_falls_back_to_none_and_says_so():
+@pytest.mark.parametrize("missing", ["lz4", "zstd", "snappy"])
+def test_a_compression_without_its_library_falls_back_to_none_and_says_so(monkeypatch, missing):
     from aiokafka import codec
 
-    missing = next((c for c in ("lz4", "zstd", "snappy") if not getattr(codec, f"has_{c}")()), None)
-    if missing is None:
-        pytest.skip("every compression library is installed here")
+    # Vigil depends on cramjam, which gives aiokafka all three: take one away as a host
+    # with a hand-made environment could.
+    monkeypatch.setattr(codec, f"has_{missing}", lambda: False)
     vigil = offline(compression=missing)
     assert vigil._sender._compression is None
     assert f"VIGIL_KAFKA_COMPRESSION={missing} needs" in vigil.stats()["last_error"]
