@@ -70,3 +70,26 @@ def assert_windows_match(ch: Any, *, width_s: int, hop_s: int, grace_s: float) -
     due, _ = found.pop("checked")
     assert all(v == [] for v in found.values()), (width_s, hop_s, found)
     return due
+
+
+def late_mismatches(ch: Any, *, grace_s: float, pane_s: int) -> dict[str, list]:
+    """Raw rows flagged late that the rule says were on time (``wrongly_late``), and the
+    reverse (``missed_late``), the rule applied to the partition logs as stored: in
+    (offset, idx) order, an event is late when its pane (``pane_s`` wide) ended at or
+    below the highest event time seen before it in its partition, minus the grace. Only
+    for a run whose partitions never went idle mid-stream (an idle partition's event
+    time follows the wall clock, which no log records)."""
+    pane_ms, grace_ms = pane_s * 1000, grace_s * 1000
+    out: dict[str, list] = {"wrongly_late": [], "missed_late": []}
+    highest: dict[int, int] = {}
+    for partition, offset, idx, ts, flagged in ch.query(
+        "SELECT partition, offset, idx, toUnixTimestamp64Milli(ts), late FROM vigil.events "
+        "ORDER BY partition, offset, idx"
+    ).result_rows:
+        seen = highest.get(partition)
+        late = seen is not None and ts - ts % pane_ms + pane_ms <= seen - grace_ms
+        if not late:
+            highest[partition] = ts if seen is None else max(seen, ts)
+        if late != bool(flagged):
+            out["missed_late" if late else "wrongly_late"].append((partition, offset, idx, ts))
+    return {k: v[:5] + ([f"... {len(v)} in all"] if len(v) > 5 else []) for k, v in out.items()}
