@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
 
+import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from producers.alerts import Alert, subscribe_alerts
 from producers.topics import Topics, ensure_topics
+from tests.schema import validate_alert
 from tests.unit.test_alert_schema import _alerts
 
 pytestmark = pytest.mark.integration
@@ -79,3 +86,34 @@ async def test_without_a_group_a_subscriber_starts_at_the_end(kafka_settings):
     await _publish(kafka_settings, alerts[3:])
     await asyncio.wait_for(reading, 30)
     assert got == [alerts[3].id]
+
+
+async def test_vigil_alerts_tail_prints_each_transition_once_as_the_documented_json(
+    kafka_settings, tmp_path
+):
+    alerts = _alerts()[:6]
+    silenced = msgspec.structs.replace(alerts[5], silenced=True)
+    fp = alerts[0].fingerprint
+    alerts.append(msgspec.structs.replace(alerts[0], id=f"{fp}-99", seq=99))
+    # A repeat and a silenced one, then one more: when that one is printed, the two
+    # before it were read and left out.
+    await _publish(kafka_settings, [*alerts[:5], alerts[0], silenced, alerts[6]])
+    env = {
+        **os.environ,
+        "VIGIL_KAFKA_BOOTSTRAP": kafka_settings.kafka_bootstrap,
+        "VIGIL_NAMESPACE": kafka_settings.namespace,
+    }
+    command = [sys.executable, "-m", "vigil.cli", "alerts", "tail", "--from-beginning", "--json"]
+    tail = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = await asyncio.wait_for(
+            asyncio.to_thread(lambda: [tail.stdout.readline() for _ in range(6)]), 60
+        )
+    finally:
+        tail.send_signal(signal.SIGINT)
+        assert tail.wait(30) == 0  # Ctrl-C ends it cleanly
+    printed = [json.loads(line) for line in lines]
+    for message in printed:
+        validate_alert(message)
+    assert [m["id"] for m in printed] == [a.id for a in (*alerts[:5], alerts[6])]
+    assert tail.stdout.read() == ""
