@@ -28,7 +28,7 @@ PROFILES = {"standard": "std", "reward_low_FP_rate": "low_fp", "reward_low_FN_ra
 
 #: A variant: a fresh detector per file, and the alert policy it runs with.
 Variant = tuple[Callable[[], Detector], Policy]
-#: Per file: profile -> (raw score, windows); plus the run's counts.
+#: Per file and profile: (raw score, windows in the file).
 FileScores = dict[str, tuple[float, int]]
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from bench.report import emit, progress
+from producers.alerts import Alert
 from streams import rules as rule_files
 from streams.processing import Processor
 from streams.windows import parse_windows
@@ -42,11 +43,19 @@ AFTER_MS = 30 * MINUTE_MS
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 
 
+Incident = tuple[int, int]  # [start, end) in ms
+
+
+def inside(at: int, incident: Incident) -> bool:
+    """Whether a transition at ``at`` belongs to the incident (or its resolving)."""
+    return incident[0] <= at < incident[1] + AFTER_MS
+
+
 def run(
     seed: int, hours: float, incident_min: float, path: Path = rule_files.DEFAULT_RULES
-) -> list[Any]:
+) -> tuple[list[Alert], Incident]:
     """The alert transitions of one simulated run with the rules of ``path``, and its
-    incident's [start, end)."""
+    incident."""
     windows = parse_windows("1m")
     ruleset = rule_files.load(path, windows=[w.label for w in windows], skip_unconfigured=True)
     processor = Processor(windows=windows, grace_ms=5_000, source="bench/rules", rules=ruleset)
@@ -55,7 +64,7 @@ def run(
     incident = (begins, begins + int(incident_min * MINUTE_MS))
     sim = Simulation(seed=seed, start_ms=START_MS, requests_per_s=5.0, incident=incident)
     end = incident[1] + HOUR_MS
-    alerts: list[Any] = []
+    alerts: list[Alert] = []
     offset = 0
     while sim.now_ms < end:
         events = list(sim.advance(ENVELOPE_MS))
@@ -64,27 +73,27 @@ def run(
         alerts += out.alerts
         offset += 1
     # The feed stops at ``end``: what its silence makes after (absence) is not counted.
-    return [[a for a in alerts if a.at <= end], incident]
+    return [a for a in alerts if a.at <= end], incident
 
 
-def figures(runs: list[list[Any]], hours: float) -> dict[str, Any]:
+def figures(runs: list[tuple[list[Alert], Incident]], hours: float) -> dict[str, Any]:
     quiet_hours = 0.0
     false_firings: collections.Counter[str] = collections.Counter()
     false_pendings: collections.Counter[str] = collections.Counter()
     per_incident: dict[str, list[int]] = collections.defaultdict(list)
     caught: collections.Counter[str] = collections.Counter()
     rules: set[str] = set()
-    for alerts, (begins, ends) in runs:
+    for alerts, incident in runs:
         quiet_hours += hours + (HOUR_MS - AFTER_MS) / HOUR_MS
         during: collections.Counter[tuple[str, str]] = collections.Counter()
         for a in alerts:
             rules.add(a.rule)
-            inside = begins <= a.at < ends + AFTER_MS
-            if inside and a.state in ("firing", "resolved"):
-                during[a.rule, a.series] += 1
-            elif not inside and a.state == "firing":
+            if inside(a.at, incident):
+                if a.state in ("firing", "resolved"):
+                    during[a.rule, a.series] += 1
+            elif a.state == "firing":
                 false_firings[a.rule] += 1
-            elif not inside and a.state == "pending":
+            elif a.state == "pending":
                 false_pendings[a.rule] += 1
         for rule in {rule for rule, _ in during}:
             caught[rule] += 1
@@ -95,7 +104,7 @@ def figures(runs: list[list[Any]], hours: float) -> dict[str, Any]:
     out["pending per quiet hour"] = round(sum(false_pendings.values()) / quiet_hours, 3)
     notes = [n for ns in per_incident.values() for n in ns]
     out["notifications per incident alert"] = round(sum(notes) / max(len(notes), 1), 2)
-    for rule in sorted(rules | set(per_incident)):
+    for rule in sorted(rules):
         out[f"{rule}: false firings per quiet hour"] = round(false_firings[rule] / quiet_hours, 3)
         out[f"{rule}: pending per quiet hour"] = round(false_pendings[rule] / quiet_hours, 3)
         n = per_incident.get(rule, [])

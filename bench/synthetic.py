@@ -49,12 +49,17 @@ Series = tuple[list[int], list[float], list[int]]  # times (ms), values, anomaly
 
 
 def _daily(times: np.ndarray, peak_hour: float, weekly: float = 0.0) -> np.ndarray:
-    """A smooth daily profile in [-1, 1], peaking at ``peak_hour``; weekends scaled by
-    ``1 - weekly``."""
+    """A smooth daily profile in [-1, 1], peaking at ``peak_hour``; two days a week scaled
+    by ``1 - weekly``."""
     hours = (times % DAY_MS) / 3_600_000
     shape = np.cos(2 * math.pi * (hours - peak_hour) / 24)
-    weekend = ((times // DAY_MS + 0) % 7) >= 5  # START_MS is a Monday
-    return np.where(weekend, shape * (1 - weekly) - weekly, shape)
+    return np.where(_quiet_days(times), shape * (1 - weekly) - weekly, shape)
+
+
+def _quiet_days(times: np.ndarray) -> np.ndarray:
+    """Two days a week off: days 5 and 6 since the epoch, which are a Tuesday and a
+    Wednesday (any two days make the same weekly cycle)."""
+    return (times // DAY_MS) % 7 >= 5
 
 
 def _grid(rng: np.random.Generator, n: int, step_ms: int, jitter: float = 0.0) -> np.ndarray:
@@ -130,8 +135,8 @@ def _traffic(rng: np.random.Generator, anomalies: int) -> Series:
     n = int(rng.integers(2_000, 2_800))
     times = _grid(rng, n, 5 * MINUTE_MS, jitter=0.25)
     hours = (times % DAY_MS) / 3_600_000
-    weekday = ((times // DAY_MS) % 7) < 5
-    rush = weekday * (np.exp(-((hours - 8) ** 2) / 1.5) + np.exp(-((hours - 17.5) ** 2) / 2))
+    peaks = np.exp(-((hours - 8) ** 2) / 1.5) + np.exp(-((hours - 17.5) ** 2) / 2)
+    rush = ~_quiet_days(times) * peaks
     speed = rng.random() < 0.5
     onsets = _onsets(rng, n, anomalies)
     if speed:

@@ -270,7 +270,7 @@ class LogView:
         self._negative = False
 
     def score_one(self, x: float, at: int | None = None) -> float:
-        if self._negative or self._offset is None or not x >= 0 or not _learnable(x):
+        if self._negative or self._offset is None or x < 0 or not _learnable(x):
             return 0.0
         return self.detector.score_one(math.log(x + self._offset), at)
 
@@ -343,10 +343,10 @@ class RepeatDetector:
         self._n = 0
 
     def score_one(self, x: float, at: int | None = None) -> float:
-        if self._n < self.grace or x != self._last or self._run >= min(self._n, self.history):
+        known = min(self._n, self.history)  # values the history speaks for
+        if self._n < self.grace or x != self._last or self._run >= known:
             return 0.0  # changing, or this run is all the history knows: the series' way
-        p = self._runs.sf(self._run + 1)
-        return 1.0 - max(p, 1.0 / (min(self._n, self.history) + 1))
+        return 1.0 - max(self._runs.sf(self._run + 1), 1.0 / (known + 1))
 
     def learn_one(self, x: float, at: int | None = None) -> None:
         if not math.isfinite(x):
@@ -388,22 +388,31 @@ _KINDS: dict[str, Any] = {
 }
 
 
-def default_detector() -> Detector:
+def default_detector(
+    *,
+    log_view: bool = True,
+    repeats: bool = True,
+    span_ms: int | None = 3 * HOUR_MS,
+    rarity: float | None = 0.03,
+) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
     Five raw scores per value, the highest counting: the value against its hour of the
     day and against the last 500 values, both on the raw and on a log scale, and how rare
     its run of repeats is. Then their likelihood over the last 3 hours (at most 20 steps),
-    held back unless that mean is also rare (3%) in its own history. The README says how
-    each piece was chosen and what it scores.
+    held back unless that mean is also rare (3%) in its own history. The keywords turn
+    each of those choices off (``bench/nab.py`` scores every combination; all off is the
+    default of before); the README says how each was chosen and what it scores.
     """
 
     def level() -> list[Detector]:
         return [SeasonalDetector(), GaussianDetector(window_size=500, grace_period=30)]
 
-    raw = MaxDetector([*level(), *(LogView(d) for d in level()), RepeatDetector()])
+    raw = level()
+    raw += [LogView(d) for d in level()] if log_view else []
+    raw += [RepeatDetector()] if repeats else []
     return AnomalyLikelihood(
-        raw, history=1000, short=20, grace=100, span_ms=3 * HOUR_MS, rarity=0.03
+        MaxDetector(raw), history=1000, short=20, grace=100, span_ms=span_ms, rarity=rarity
     )
 
 

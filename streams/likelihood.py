@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from streams.summaries import RollingMoments, TailProbability
 
+#: A likelihood at or above this is unusual enough to alert on: the default threshold of
+#: ``[[detector]]`` rules, and the score the rarity check maps ``rarity`` onto.
+ALERT_SCORE = 0.9999
+
 if TYPE_CHECKING:
     from streams.detection import Detector
 
@@ -31,10 +35,10 @@ class AnomalyLikelihood:
       hours was averaged away.
     - ``rarity``: the z-score assumes the short means are Gaussian; on bursty, heavy-tailed
       series they are not, and it passes 0.9999 every few days. With ``rarity`` set, a
-      score of 0.99 or more is capped by ``1 - p * 1e-4 / rarity``, where ``p`` is how
-      often the short mean was at least this high in its own history
-      (:class:`TailProbability`): the default threshold 0.9999 is then reached only when
-      the short mean is also as rare as ``rarity``. Lower scores are left as they are.
+      score of 0.99 or more is capped by ``1 - p * (1 - ALERT_SCORE) / rarity``, where
+      ``p`` is how often the short mean was at least this high in its own history
+      (:class:`TailProbability`): ``ALERT_SCORE`` (0.9999) is then reached only when the
+      short mean is also as rare as ``rarity``. Lower scores are left as they are.
     """
 
     kind = "likelihood"
@@ -81,8 +85,9 @@ class AnomalyLikelihood:
         z = (current - history.mean) / math.sqrt(max(history.var, 1e-6))
         score = 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z): high when z is large
         if self._tail is not None and score >= self.CHECKED:
-            rarity = self.rarity or 1.0
-            score = min(score, max(0.0, 1.0 - self._tail.sf(current) * 1e-4 / rarity))
+            rarity = self.rarity or 1.0  # set whenever the tail is kept
+            cap = 1.0 - self._tail.sf(current) * (1.0 - ALERT_SCORE) / rarity
+            score = min(score, max(0.0, cap))
         return score
 
     def _steps(self) -> int:

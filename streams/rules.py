@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from streams.alerting import Policy
+from streams.likelihood import ALERT_SCORE
 from streams.windows import parse_duration
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
@@ -98,7 +99,7 @@ TEMPLATE_FIELDS = [
     "labels",
 ]
 #: A calibrated detector score at or above this is unusual enough to alert on.
-DETECTOR_THRESHOLD = 0.9999
+DETECTOR_THRESHOLD = ALERT_SCORE
 #: Detectors fire at once and resolve an hour after their score fell back, so that one
 #: incident whose score wavers is one alert (the same policy as ``vigil backtest``).
 DETECTOR_POLICY = Policy(for_ms=0, keep_firing_for_ms=3_600_000, max_flaps=3, flap_hold_ms=0)

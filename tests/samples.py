@@ -1,9 +1,15 @@
-"""Valid events for tests that need some and do not care which."""
+"""Valid events, rule files, closed windows and alert transitions for tests that need
+some and do not care which."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from producers.alerts import Alert
+from streams.evaluation import Evaluation
+from streams.records import WindowRecord
+from streams.rules import RuleSet, parse
 
 
 def metric(
@@ -61,3 +67,66 @@ signal = "{signal}"
 window = "1m"
 severity = "{severity}"
 """
+
+
+MIN = 60_000
+SERIES = "metric|api|latency_ms"
+
+
+def ruleset(text: str) -> RuleSet:
+    """The rules of ``text``, checked against 1-minute windows."""
+    return parse(text, "r.toml", windows=("1m",), hops={"1m": MIN})
+
+
+def window(end_min: int, *, mean=100.0, count=50, errors=0, series=SERIES) -> WindowRecord:
+    """A closed 1-minute window of ``series`` ending at minute ``end_min``."""
+    kind, service, name = series.split("|")[:3]
+    return WindowRecord(
+        series=series, kind=kind, service=service, name=name,
+        start_ms=(end_min - 1) * MIN, end_ms=end_min * MIN, hop_ms=MIN, label="1m",
+        partition=0, count=count, errors=errors, values=count, sum=mean * count, mean=mean,
+        min=mean, max=mean, stddev=0.0, p50=mean, p95=mean, p99=mean, sketch=None,
+    )  # fmt: skip
+
+
+def feed(e: Evaluation, records: list[WindowRecord]) -> list[Alert]:
+    """The transitions ``e`` makes as each window closes (its end is the watermark)."""
+    out = []
+    for r in records:
+        out += e.window(r, now_ms=r.end_ms + 1)
+        out += e.advance(r.end_ms, now_ms=r.end_ms + 1)
+    return out
+
+
+TRANSITION_RULES = """
+[[rule]]
+name = "slow"
+match = { name = "latency*" }
+signal = "p95"
+window = "1m"
+op = ">"
+threshold = 500
+for = "1m"
+labels = { team = "web" }
+annotations = { summary = "{service} p95 {value:.0f}" }
+channels = []
+
+[[rule]]
+name = "gone"
+match = { name = "latency*" }
+signal = "absent"
+window = "1m"
+for = "2m"
+""" + detector_rule("odd", metric="latency*", severity="info")
+
+
+def alert_transitions() -> list[Alert]:
+    """Threshold, absence and detector transitions, every state, from the real evaluation
+    of a latency series: steady, a spike, calm, then silent."""
+    e = Evaluation(ruleset(TRANSITION_RULES), partition=2)
+    steady = [window(i, mean=100.0 + i % 3) for i in range(1, 160)]
+    spike = [window(i, mean=5_000.0) for i in range(160, 175)]
+    calm = [window(i, mean=100.0) for i in range(175, 180)]
+    out = feed(e, steady + spike + calm)
+    out += e.advance(200 * MIN, now_ms=200 * MIN)  # silence: the absence rule
+    return out

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaProducer
 
 from producers.alerts import Alert, subscribe_alerts
 from producers.topics import Topics, ensure_topics
+from tests.samples import alert_transitions
 from tests.schema import validate_alert
-from tests.unit.test_alert_schema import _alerts
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ async def _take(n: int, settings, **options) -> list[str]:
 
 
 async def test_a_group_resumes_after_the_last_alert_it_handled(kafka_settings):
-    alerts = _alerts()[:5]
+    alerts = alert_transitions()[:5]
     await _publish(kafka_settings, alerts)
     ids = [a.id for a in alerts]
     first = await asyncio.wait_for(_take(2, kafka_settings, group="pager"), 60)
@@ -68,7 +68,7 @@ async def test_a_group_resumes_after_the_last_alert_it_handled(kafka_settings):
 
 
 async def test_without_a_group_a_subscriber_starts_at_the_end(kafka_settings):
-    alerts = _alerts()[:4]
+    alerts = alert_transitions()[:4]
     await _publish(kafka_settings, alerts[:3])
     got: list[str] = []
     subscription = subscribe_alerts(
@@ -91,7 +91,7 @@ async def test_without_a_group_a_subscriber_starts_at_the_end(kafka_settings):
 async def test_vigil_alerts_tail_prints_each_transition_once_as_the_documented_json(
     kafka_settings, tmp_path
 ):
-    alerts = _alerts()[:6]
+    alerts = alert_transitions()[:6]
     silenced = msgspec.structs.replace(alerts[5], silenced=True)
     fp = alerts[0].fingerprint
     alerts.append(msgspec.structs.replace(alerts[0], id=f"{fp}-99", seq=99))

@@ -13,54 +13,12 @@ import orjson
 import pytest
 
 from producers.alerts import Alert
-from streams.evaluation import Evaluation
+from tests.samples import alert_transitions
 from tests.schema import ALERT_SCHEMA, ROOT, validate_alert
-from tests.unit.test_evaluation import MIN, feed, ruleset, window
-
-SCHEMA = ALERT_SCHEMA
-
-RULES = """
-[[rule]]
-name = "slow"
-match = { name = "latency*" }
-signal = "p95"
-window = "1m"
-op = ">"
-threshold = 500
-for = "1m"
-labels = { team = "web" }
-annotations = { summary = "{service} p95 {value:.0f}" }
-channels = []
-
-[[rule]]
-name = "gone"
-match = { name = "latency*" }
-signal = "absent"
-window = "1m"
-for = "2m"
-
-[[detector]]
-name = "odd"
-match = { name = "latency*" }
-signal = "mean"
-window = "1m"
-severity = "info"
-"""
-
-
-def _alerts() -> list[Alert]:
-    """Threshold, absence and detector transitions, every state, from the real evaluation."""
-    e = Evaluation(ruleset(RULES), partition=2)
-    steady = [window(i, mean=100.0 + i % 3) for i in range(1, 160)]
-    spike = [window(i, mean=5_000.0) for i in range(160, 175)]
-    calm = [window(i, mean=100.0) for i in range(175, 180)]
-    out = feed(e, steady + spike + calm)
-    out += e.advance(200 * MIN, now_ms=200 * MIN)  # silence: the absence rule
-    return out
 
 
 def test_every_kind_of_transition_the_worker_makes_is_a_valid_message():
-    alerts = _alerts()
+    alerts = alert_transitions()
     seen = {(a.type, a.state) for a in alerts}
     assert {("threshold", s) for s in ("pending", "firing", "resolved")} <= seen
     assert ("detector", "firing") in seen and ("absence", "firing") in seen
@@ -70,14 +28,14 @@ def test_every_kind_of_transition_the_worker_makes_is_a_valid_message():
 
 def test_the_struct_has_exactly_the_documented_fields_all_required():
     fields = [f.name for f in msgspec.structs.fields(Alert)]
-    assert sorted(fields) == sorted(SCHEMA["properties"]) == sorted(SCHEMA["required"])
+    assert sorted(fields) == sorted(ALERT_SCHEMA["properties"]) == sorted(ALERT_SCHEMA["required"])
 
 
 def test_the_readme_table_documents_the_same_fields():
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("| field | meaning |") :].split("\n\n", 1)[0]
     named = {n for row in table.splitlines()[2:] for n in re.findall(r"`(\w+)`", row.split("|")[1])}
-    assert named == set(SCHEMA["properties"])
+    assert named == set(ALERT_SCHEMA["properties"])
 
 
 @pytest.mark.parametrize(
@@ -93,11 +51,11 @@ def test_the_readme_table_documents_the_same_fields():
     ],
 )
 def test_the_document_refuses_a_message_that_breaks_it(change):
-    message = orjson.loads(_alerts()[0].line())
+    message = orjson.loads(alert_transitions()[0].line())
     message.update(change)
     with pytest.raises(AssertionError):
         validate_alert(message)
-    message = orjson.loads(_alerts()[0].line())
+    message = orjson.loads(alert_transitions()[0].line())
     del message["severity"]
     with pytest.raises(AssertionError):
         validate_alert(message)

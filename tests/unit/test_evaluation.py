@@ -9,26 +9,8 @@ import orjson
 from streams.evaluation import Evaluation, fingerprint, series_parts
 from streams.processing import Processor
 from streams.records import WindowRecord
-from streams.rules import parse
 from streams.windows import parse_windows
-
-MIN = 60_000
-SERIES = "metric|api|latency_ms"
-
-
-def ruleset(text: str):
-    return parse(text, "r.toml", windows=("1m",), hops={"1m": MIN})
-
-
-def window(end_min: int, *, mean=100.0, count=50, errors=0, series=SERIES) -> WindowRecord:
-    kind, service, name = series.split("|")[:3]
-    return WindowRecord(
-        series=series, kind=kind, service=service, name=name,
-        start_ms=(end_min - 1) * MIN, end_ms=end_min * MIN, hop_ms=MIN, label="1m",
-        partition=0, count=count, errors=errors, values=count, sum=mean * count, mean=mean,
-        min=mean, max=mean, stddev=0.0, p50=mean, p95=mean, p99=mean, sketch=None,
-    )  # fmt: skip
-
+from tests.samples import MIN, SERIES, feed, ruleset, window
 
 SLOW = """
 [[rule]]
@@ -43,14 +25,6 @@ min_count = 10
 for = "2m"
 annotations = { summary = "{service} p95 {value:.0f} over {threshold:.0f}" }
 """
-
-
-def feed(e: Evaluation, records: list[WindowRecord]) -> list:
-    out = []
-    for r in records:
-        out += e.window(r, now_ms=r.end_ms + 1)
-        out += e.advance(r.end_ms, now_ms=r.end_ms + 1)
-    return out
 
 
 def test_a_threshold_rule_goes_pending_then_fires_after_its_for_then_resolves():
