@@ -151,6 +151,7 @@ def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
         "seconds": busy,
         "events_per_s": n / max(busy, 1e-9),
         "peak_rss_mb": peak_rss_mb,
+        "rerouted": sum(s.get("rerouted_from", {}).values()),
     }
 
 

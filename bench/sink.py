@@ -1,8 +1,8 @@
 """The ClickHouse side on chDB: how fast the writer stores, how fast history answers.
 
 1. Ingest: events made by ``bench.pipeline.make_events`` go through the worker's processor
-   (windows 1m, raw rows) in batches like the worker's (``VIGIL_BATCH_MAX_MESSAGES``
-   envelopes of 1,000 events), and
+   (windows 1m, raw rows) in batches like the worker's (``VIGIL_BATCH_MAX_EVENTS``
+   events, in envelopes of 1,000), and
    ``ClickHouseSink.write`` stores each batch: raw rows with their deduplication token,
    the materialized views (executions, spans, logs, daily rollups) and the closed
    windows. Baseline in the same run: the same raw rows inserted the same way into a copy
@@ -43,8 +43,8 @@ from streams.processing import BatchResult, Processor
 from streams.settings import WorkerSettings
 from streams.windows import parse_windows
 
-BATCH_MESSAGES = WorkerSettings().batch_max_messages
 ENVELOPE_EVENTS = 1000
+BATCH_MESSAGES = WorkerSettings().batch_max_events // ENVELOPE_EVENTS
 DAY_S = 86_400
 
 

@@ -2,7 +2,9 @@
 
 | topic                     | key            | value                                              |
 | ------------------------- | -------------- | -------------------------------------------------- |
-| ``<ns>.events.v1``        | none           | an envelope: events as JSON lines (see envelopes)  |
+| ``<ns>.events.v1``        | routing key or | an envelope: events as JSON lines (see envelopes); |
+|                           | none           | header ``vigil-hop`` on envelopes the worker       |
+|                           |                | forwarded to their series' partition (routing)     |
 | ``<ns>.deadletter.v1``    | none           | the original bytes of one rejected event; headers  |
 |                           |                | ``vigil-reason``, ``vigil-source-topic``,          |
 |                           |                | ``vigil-source-partition``, ``vigil-source-offset``|
@@ -18,7 +20,8 @@
 |                           |                | by every worker (1 partition)                      |
 
 The events topic is partitioned by routing key (see :func:`producers.events.routing_key`);
-the number of partitions bounds how many workers share the load.
+an event published elsewhere is forwarded to its partition once (``streams.routing``).
+The number of partitions bounds how many workers share the load.
 
 >>> Topics.for_namespace("vigil").events
 'vigil.events.v1'
@@ -60,9 +63,11 @@ async def ensure_topics(
     topics: Topics,
     events_partitions: int,
     options: Mapping[str, Any] | None = None,
-) -> None:
-    """Create the topics that do not exist yet (idempotent, safe to race). ``options``:
-    connection options (:meth:`ProducerSettings.kafka_options`), here and below."""
+) -> int:
+    """Create the topics that do not exist yet (idempotent, safe to race); the events
+    topic's partition count (``events_partitions`` unless it existed with another).
+    ``options``: connection options (:meth:`ProducerSettings.kafka_options`), here and
+    below."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(options or {})
     )
@@ -83,6 +88,10 @@ async def ensure_topics(
                 await admin.create_topics(missing)
             # Metadata of a new topic reaches clients a moment later.
             await asyncio.sleep(0.2)
+        described = await admin.describe_topics([topics.events])
+        found = [t for t in described if t.get("topic") == topics.events]
+        count = len(found[0].get("partitions") or ()) if found else 0
+        return count or events_partitions
     finally:
         await admin.close()
 

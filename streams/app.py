@@ -4,7 +4,9 @@ One agent (concurrency 1: with more, Faust may commit an offset past a message s
 flight, upstream issues #606 and #707) takes batches of envelopes and runs the pure
 processor. A writer task then handles each processed batch in order, while the agent
 processes the next one: the sink stores raw rows and closed windows; rejects go to the
-dead-letter topic and closed windows to the windows topic, both awaited until delivered; the
+dead-letter topic, closed windows to the windows topic and events that arrived on another
+partition than their series' own back to the events topic, on their series' partition
+(streams.routing), all awaited until delivered; the
 sink stores a checkpoint of each changed partition's state with the offset it covers, every
 ``VIGIL_CHECKPOINT_SECONDS``; only then are the messages it covers acknowledged (each is
 held with an extra reference until that point), so a crash replays them and the processor
@@ -48,9 +50,9 @@ from producers.alerts import Alert, last_published
 from producers.envelopes import EnvelopeBuilder
 from producers.settings import ProducerSettings
 from producers.topics import Topics, cluster_id, ensure_topics
-from streams import api, control, ops
+from streams import api, control, ops, routing
 from streams.channels import Dispatcher
-from streams.processing import BatchResult, Processor, Sink
+from streams.processing import BatchResult, Processor, Sink, parts
 from streams.rules import RuleSet
 from streams.settings import WorkerSettings
 
@@ -79,9 +81,12 @@ class WorkerStats:
         self.applied: dict[int, int] = {}
         #: Event partitions this worker is assigned.
         self.assigned: set[int] = set()
+        #: Events forwarded to their series' partition, per partition they arrived on.
+        self.rerouted = collections.Counter[int]()
 
     def add(self, result: BatchResult, *, at: float) -> None:
         self.counts.update(result.counts)
+        self.rerouted.update(result.rerouted)
         self.counts["windows_closed"] += len(result.closed)
         self.counts["raw_rows"] += sum(len(r.rows) for r in result.raw.values())
         self.recent.append((at, self.counts["valid"] + self.counts["rejected"]))
@@ -183,7 +188,15 @@ def create_app(
     async def ready() -> Processor:
         async with ready_lock:
             if "processor" not in runtime:
-                await ensure_topics(bootstrap, topics, kafka.events_partitions, options)
+                partitions = await ensure_topics(
+                    bootstrap, topics, kafka.events_partitions, options
+                )
+                if partitions != kafka.events_partitions:
+                    log.warning(
+                        "%s has %d partitions, VIGIL_EVENTS_PARTITIONS says %d: producers "
+                        "that route by the setting publish events that hop once more",
+                        topics.events, partitions, kafka.events_partitions,
+                    )  # fmt: skip
                 await sink.start()
                 await dispatcher.start()
                 source = f"{await cluster_id(bootstrap, options)}/{topics.events}"
@@ -194,6 +207,7 @@ def create_app(
                     horizon_ms=int(settings.workflow_horizon_hours * 3600 * 1000),
                     source=source,
                     rules=rules,
+                    partitions=partitions,
                 )
             return runtime["processor"]
 
@@ -291,20 +305,25 @@ def create_app(
             for event in batch:
                 # Held until stored: take_events' own ack then does not let Faust commit.
                 event.message.incref()
-            async with state_lock:
-                # A batch taken before a rebalance can hold messages of partitions that
-                # left meanwhile: their new owner applies them; here they are not acked.
-                batch = [e for e in batch if e.message.partition in stats.assigned]
-                messages = [(e.message.partition, e.message.offset, e.value) for e in batch]
-                if not messages:
-                    continue
-                await load_partitions(processor, {m[0] for m in messages})
-                result = processor.process(
-                    messages, now_ms=int(time.time() * 1000), checkpoint=checkpoint_due()
-                )
-                reapply_acks(processor, result)
-            changed()  # the live state moved: the dashboard need not wait for the store
-            await pending.put((result, list(batch), stream))
+            for part in parts(batch, settings.batch_max_events, lambda e: e.value.count(b"\n")):
+                async with state_lock:
+                    # A batch taken before a rebalance can hold messages of partitions that
+                    # left meanwhile: their new owner applies them; here they are not acked.
+                    part = [e for e in part if e.message.partition in stats.assigned]
+                    messages = [
+                        (m.partition, m.offset, e.value, routing.find_header(m.headers))
+                        for e in part
+                        for m in (e.message,)
+                    ]
+                    if not messages:
+                        continue
+                    await load_partitions(processor, {m[0] for m in messages})
+                    result = processor.process(
+                        messages, now_ms=int(time.time() * 1000), checkpoint=checkpoint_due()
+                    )
+                    reapply_acks(processor, result)
+                changed()  # the live state moved: the dashboard need not wait for the store
+                await pending.put((result, part, stream))
 
     @app.timer(interval=1.0)
     async def close_idle() -> None:
@@ -358,6 +377,14 @@ def create_app(
                         "vigil-source-offset": str(rej.offset).encode(),
                         "vigil-source-index": str(rej.index).encode(),
                     },
+                )
+            )
+        for forward in result.forwards:  # before the checkpoint: a crash sends it again
+            sent.append(
+                await events.send(
+                    value=forward.value,
+                    partition=forward.target,
+                    headers={routing.HEADER: forward.header},
                 )
             )
         for partition, envelope in window_envelopes(result):
@@ -638,6 +665,7 @@ def create_app(
             sink_inserting=sink.inserting is not None,
             uptime_s=time.time() - stats.started,
             assigned=len(stats.assigned),
+            rerouted=stats.rerouted,
         )
         return web.bytes(ops.metrics_text(snapshot), content_type=ops.CONTENT_TYPE)
 
@@ -686,6 +714,8 @@ def create_app(
         body["channels"] = dispatcher.stats()
         body["firing"] = firing()
         body["published_seq"] = {str(p): seq for p, seq in published.items()}
+        # Per partition they arrived on, events forwarded to their series' partition.
+        body["rerouted_from"] = {str(p): n for p, n in sorted(stats.rerouted.items())}
         body["inserting"] = sink.inserting  # the table, while one runs
         return web.json(body)
 

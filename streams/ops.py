@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class Snapshot:
     uptime_s: float
     assigned: int
     sink_inserting: bool = False
+    #: Events forwarded to their series' partition, per partition they arrived on.
+    rerouted: Mapping[int, int] = field(default_factory=dict)
 
 
 #: Counters of the worker: metric name, help, the key in ``Snapshot.counts``.
@@ -89,6 +91,12 @@ COUNTERS = (
     ("vigil_windows_closed", "Windows closed and stored.", "windows_closed"),
     ("vigil_alert_transitions", "Alert transitions published.", "alerts"),
     ("vigil_replayed_messages", "Kafka messages seen again after a restart.", "replayed_messages"),
+    (
+        "vigil_rerouted_repeats",
+        "Forwarded events skipped because their partition had applied them (a replay "
+        "forwarded them again).",
+        "rerouted_repeats",
+    ),
     (
         "vigil_state_gaps",
         "Messages that did not follow the last one applied to the window state (the ones "
@@ -114,6 +122,15 @@ class _Collector(Collector):
         for partition, n in sorted(s.lag.items()):
             lag.add_metric([str(partition)], n)
         yield lag
+        rerouted = CounterMetricFamily(
+            "vigil_events_rerouted",
+            "Events forwarded to their series' partition, per partition they arrived on "
+            "(published without the routing key: README, Event schema).",
+            labels=["partition"],
+        )
+        for partition, n in sorted(s.rerouted.items()):
+            rerouted.add_metric([str(partition)], n)
+        yield rerouted
         gauges = (
             (
                 "vigil_consumer_lag_total",

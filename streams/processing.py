@@ -11,6 +11,9 @@ skipped:
   store at assignment), for the raw rows;
 - ``PartitionState.offset``: the highest offset already applied to the window state
   (saved with the state), for windows and dead letters.
+
+Given the events topic's partition count, an event that arrived on a partition other
+than its series' own is forwarded there (:mod:`streams.routing`) instead of applied.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import collections
 import functools
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 import orjson
@@ -32,6 +35,7 @@ from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, Event, InvalidEven
 from streams.evaluation import Evaluation
 from streams.executions import Executions
 from streams.records import Rejected, ScoreRecord, WindowRecord
+from streams.routing import BadHeader, Forward, Forwards, Homes, Received, read_header
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _ENCODE = msgspec.json.Encoder().encode
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +53,8 @@ class PartitionState:
     executions: Executions
     evaluation: Evaluation
     offset: int = -1
+    #: Lines forwarded here from other partitions: the last applied from each.
+    received: Received = field(default_factory=Received)
 
     def snapshot(self) -> bytes:
         return orjson.dumps(
@@ -56,6 +63,7 @@ class PartitionState:
                 "windows": self.windows.snapshot(),
                 "executions": self.executions.snapshot(),
                 "alerts": self.evaluation.snapshot(),
+                "received": self.received.snapshot(),
             }
         )
 
@@ -95,6 +103,10 @@ class BatchResult:
     alerts: list[Alert] = field(default_factory=list)
     #: Detector scores of the closed windows.
     scores: list[ScoreRecord] = field(default_factory=list)
+    #: Envelopes of events on their way to their series' partition (streams.routing).
+    forwards: list[Forward] = field(default_factory=list)
+    #: Events forwarded, per partition they arrived on.
+    rerouted: collections.Counter[int] = field(default_factory=collections.Counter)
     touched: set[int] = field(default_factory=set)
     #: True when this result carries a checkpoint: every partition changed since the
     #: previous one, partition -> (offset, state snapshot) in ``states``.
@@ -118,7 +130,11 @@ class Processor:
         idle_ms: int = 5_000,
         horizon_ms: int = 24 * 3600 * 1000,
         rules: RuleSet | None = None,
+        partitions: int | None = None,
     ) -> None:
+        """``partitions``: the events topic's partition count, to re-route events that
+        arrived on another partition than their series' own; None applies every event
+        where it arrives (one partition's view: a backtest, a unit test)."""
         #: Identifies the Kafka log the offsets belong to (cluster id / topic), so that a
         #: fresh embedded broker, whose offsets restart at 0, is not mistaken for a replay.
         self.source = source
@@ -133,6 +149,7 @@ class Processor:
         self._quoted: dict[str, bytes] = {}  # series -> its JSON string
         self._source_field = b'"source":%s,"partition":' % orjson.dumps(source)
         self.stored: dict[int, int] = {}
+        self.homes = Homes(partitions) if partitions else None
 
     # -- partition lifecycle -----------------------------------------------------------
     def load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
@@ -155,7 +172,8 @@ class Processor:
                 log.warning("partition %d: saved windows dropped: %s", partition, exc)
                 state.evaluation.seq = evaluation.seq  # transitions stay numbered on
             else:
-                state = PartitionState(windows, executions, evaluation, data["offset"])
+                received = Received.restore(data.get("received", {}))
+                state = PartitionState(windows, executions, evaluation, data["offset"], received)
         self.states[partition] = state
         self.stored[partition] = stored_offset
         log.info(
@@ -173,14 +191,18 @@ class Processor:
 
     # -- the hot path ----------------------------------------------------------------
     def process(
-        self, messages: list[tuple[int, int, bytes]], *, now_ms: int, checkpoint: bool = True
+        self, messages: list[tuple[Any, ...]], *, now_ms: int, checkpoint: bool = True
     ) -> BatchResult:
-        """Process envelopes of partitions already :meth:`load`-ed, in offset order; with
-        ``checkpoint``, the result carries a checkpoint of what changed since the last."""
+        """Process envelopes of partitions already :meth:`load`-ed, in offset order: each
+        message ``(partition, offset, value)``, or with a fourth item, the value of its
+        :data:`streams.routing.HEADER` header (None: none); with ``checkpoint``, the
+        result carries a checkpoint of what changed since the last."""
         out = BatchResult(source=self.source)
         counts = out.counts
         sampling = self.rules.samples
-        for partition, offset, value in messages:
+        homes = self.homes
+        forwards = Forwards()
+        for partition, offset, value, *hop in messages:
             state = self.states[partition]
             want_raw = offset > self.stored[partition]
             want_state = offset > state.offset
@@ -202,7 +224,26 @@ class Processor:
                     raw = out.raw[partition] = RawBatch(partition, offset, offset)
                 raw.last = offset
             windows = state.windows
-            for index, line in enumerate(split(value)):
+            lines = split(value)
+            origin, positions = -1, None
+            if hop and hop[0] is not None:
+                # Forwarded here by another partition: applied once, and only while this
+                # message is new to the state (its raw rows were stored with the state
+                # they made, so a message the state already holds has all of them stored).
+                if not want_state:
+                    continue
+                try:
+                    origin, positions = read_header(hop[0], len(lines))
+                except BadHeader as exc:
+                    for index, line in enumerate(lines):
+                        out.rejected.append(Rejected(partition, offset, index, line, str(exc)))
+                    state.offset = offset
+                    out.touched.add(partition)
+                    continue
+            for index, line in enumerate(lines):
+                if positions is not None and not state.received.fresh(origin, positions[index]):
+                    counts["rerouted_repeats"] += 1  # forwarded again by a replay
+                    continue
                 try:
                     if len(line) > MAX_EVENT_BYTES:
                         raise InvalidEvent(
@@ -220,6 +261,15 @@ class Processor:
                         reason = f"could not be read ({type(exc).__name__}: {exc})"[:500]
                         out.rejected.append(Rejected(partition, offset, index, line, reason))
                     continue
+                if homes is not None and positions is None:
+                    home = homes.of(series, ev.kind, ev.service, ev.name)
+                    if home != partition:
+                        if want_state:
+                            forwards.add(
+                                origin=partition, target=home, offset=offset, index=index,
+                                line=line,
+                            )  # fmt: skip
+                        continue
                 late = False
                 if want_state:
                     if ev.kind in WORKFLOW_KINDS:
@@ -250,6 +300,9 @@ class Processor:
             self._checkpoint(out)
         for partition, raw in out.raw.items():
             self.stored[partition] = raw.last
+        out.forwards = forwards.envelopes()
+        out.rerouted = forwards.counts
+        counts["rerouted"] += forwards.counts.total()
         counts["rejected"] += len(out.rejected)
         counts["messages"] += len(messages)
         return out
@@ -312,6 +365,28 @@ class Processor:
             state = self.states[partition]
             out.states[partition] = (state.offset, state.snapshot())
         self.dirty.clear()
+
+
+def parts(items: list[T], max_events: int, newlines: Callable[[T], int]) -> list[list[T]]:
+    r"""``items`` (envelopes) in order, cut into runs of at most ``max_events`` events (an
+    envelope holds ``newlines(item) + 1`` at most); an envelope larger alone is a run.
+
+    >>> parts([b"a", b"b\nc", b"d", b"e"], 3, lambda v: v.count(b"\n"))
+    [[b'a', b'b\nc'], [b'd', b'e']]
+    """
+    out: list[list[T]] = []
+    run: list[T] = []
+    events = 0
+    for item in items:
+        n = newlines(item) + 1
+        if run and events + n > max_events:
+            out.append(run)
+            run, events = [], 0
+        run.append(item)
+        events += n
+    if run:
+        out.append(run)
+    return out
 
 
 class Sink(Protocol):
