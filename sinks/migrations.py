@@ -21,6 +21,12 @@ from importlib import resources
 from typing import Any
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_TTL = re.compile(
+    r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\b.*?"
+    r"\bTTL (toDateTime\(\w+\)) \+ INTERVAL \{retention_days\} DAY",
+    re.S,
+)
+_KEPT_DAYS = re.compile(r"\bTTL .*?toIntervalDay\((\d+)\)")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 _VIEW = re.compile(
     r"CREATE\s+MATERIALIZED\s+VIEW\s+IF\s+NOT\s+EXISTS\s+(\w+)\.(\w+)\s+TO\s+(\w+\.\w+)\s+AS\s+(.*)",
@@ -118,3 +124,39 @@ def apply(client: Any, *, database: str, retention_days: int) -> list[int]:
         )
         applied.append(migration.version)
     return applied
+
+
+def expiring() -> dict[str, str]:
+    """Table -> the time its rows expire from (``retention_days`` after it), for every
+    table a migration gives a TTL."""
+    found = {}
+    for migration in load():
+        for statement in _STATEMENT_END.split(migration.sql):
+            match = _TTL.search(statement)
+            if match:
+                found[match[1]] = match[2]
+    return found
+
+
+def keep_for(client: Any, *, database: str, retention_days: int) -> list[str]:
+    """Make every expiring table keep rows ``retention_days`` days, where it keeps them for
+    another number (``VIGIL_RETENTION_DAYS`` changed after the tables were made: the
+    migrations ran once, with the value of then); the tables changed. ClickHouse then
+    drops what the new TTL has expired, in the background."""
+    if not _IDENT.match(database):
+        raise MigrationError(f"database name {database!r} is not a plain identifier")
+    days = int(retention_days)
+    changed = []
+    for table, since in expiring().items():
+        rows = client.query(
+            "SELECT engine_full FROM system.tables "
+            "WHERE database = {d:String} AND name = {n:String}",
+            parameters={"d": database, "n": table},
+        ).result_rows
+        kept = _KEPT_DAYS.search(rows[0][0]) if rows else None
+        if kept is not None and int(kept[1]) != days:
+            client.command(
+                f"ALTER TABLE {database}.{table} MODIFY TTL {since} + INTERVAL {days} DAY"
+            )
+            changed.append(table)
+    return changed

@@ -34,5 +34,7 @@ def open_client(settings: StoreSettings, *, migrate: bool = True) -> Any:
         )
         raise StoreError(f"cannot open ClickHouse at {settings.dsn}: {exc}{hint}") from exc
     if migrate:
-        migrations.apply(client, database=settings.database, retention_days=settings.retention_days)
+        options = {"database": settings.database, "retention_days": settings.retention_days}
+        migrations.apply(client, **options)
+        migrations.keep_for(client, **options)
     return client

@@ -150,6 +150,7 @@ class Processor:
         self._source_field = b'"source":%s,"partition":' % orjson.dumps(source)
         self.stored: dict[int, int] = {}
         self.homes = Homes(partitions) if partitions else None
+        self._told: set[str] = set()  # services warned of events off their partition
 
     # -- partition lifecycle -----------------------------------------------------------
     def load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
@@ -269,6 +270,7 @@ class Processor:
                                 origin=partition, target=home, offset=offset, index=index,
                                 line=line,
                             )  # fmt: skip
+                            self._tell(ev.service, series, partition, home)
                         continue
                 late = False
                 if want_state:
@@ -306,6 +308,19 @@ class Processor:
         counts["rejected"] += len(out.rejected)
         counts["messages"] += len(messages)
         return out
+
+    def _tell(self, service: str, series: str, arrived: int, home: int) -> None:
+        """Say once per service (for the first 1,000) that its events hop: its owner
+        can key them and save the hop."""
+        if service in self._told or len(self._told) >= 1000:
+            return
+        self._told.add(service)
+        log.warning(
+            "service %r publishes events off their series' partition (%s arrived on "
+            "partition %d, its own is %d): each is forwarded there once; key messages by "
+            "the routing key to save the hop (README: Publishing from another language)",
+            service, series, arrived, home,
+        )  # fmt: skip
 
     def _raw_row(
         self, ev: Event, series: str, partition: int, offset: int, index: int, late: bool

@@ -264,11 +264,13 @@ def processed(h: History, source: str = "c/t") -> list[BatchResult]:
     return results
 
 
-def store_history(h: History, data_dir: Path, source: str = "c/t") -> None:
+def store_history(
+    h: History, data_dir: Path, source: str = "c/t", *, retention_days: int = 90
+) -> None:
     """Write ``h`` as the worker does: :func:`processed`, then the real ClickHouse writer.
     Each history stored in one store needs its own ``source`` (Kafka log)."""
     results = processed(h, source)
-    sink = ClickHouseSink(StoreSettings(data_dir=data_dir))
+    sink = ClickHouseSink(StoreSettings(data_dir=data_dir, retention_days=retention_days))
 
     async def write() -> None:
         await sink.start()

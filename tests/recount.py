@@ -93,3 +93,14 @@ def late_mismatches(ch: Any, *, grace_s: float, pane_s: int) -> dict[str, list]:
         if late != bool(flagged):
             out["missed_late" if late else "wrongly_late"].append((partition, offset, idx, ts))
     return {k: v[:5] + ([f"... {len(v)} in all"] if len(v) > 5 else []) for k, v in out.items()}
+
+
+def assert_recounted(
+    ch: Any, *, grace_s: float, windows: tuple[tuple[int, int], ...] = ((60, 60),)
+) -> list[int]:
+    """Assert the late flags follow the watermark rule (panes of the smallest hop) and
+    every (width, hop) of ``windows`` matches its recount; the windows each demanded."""
+    pane_s = min(hop for _, hop in windows)
+    found = late_mismatches(ch, grace_s=grace_s, pane_s=pane_s)
+    assert found == {"wrongly_late": [], "missed_late": []}, found
+    return [assert_windows_match(ch, width_s=w, hop_s=h, grace_s=grace_s) for w, h in windows]

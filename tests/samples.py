@@ -69,6 +69,21 @@ severity = "{severity}"
 """
 
 
+#: Rules that flip often on the simulated events (a workflow step that failed at least
+#: once in a minute fires; a minute without a failure resolves it), so that the fault tests
+#: check dozens of alert transitions for duplicates (about 50 a run), not one or four.
+FLAPPING_RULES = """
+[[rule]]
+name = "step_failed"
+match = { kind = "step.end" }
+signal = "errors"
+window = "1m"
+op = ">="
+threshold = 1
+severity = "info"
+"""
+
+
 MIN = 60_000
 SERIES = "metric|api|latency_ms"
 

@@ -253,21 +253,32 @@ def simulate(*, rate: int, duration: float, seed: int) -> int:
         print("vigil simulate needs VIGIL_KAFKA_BOOTSTRAP (or use `vigil demo`)", file=sys.stderr)
         return 2
 
+    stats: dict[str, Any] = {}
+
     async def feed() -> None:
         sim = Simulation(
             seed=seed, start_ms=int(time.time() * 1000), requests_per_s=max(rate * 0.9, 1.0)
         )
         async with Client(_simulator(config)) as pub:
-            began = time.monotonic()
-            tick = 0
-            while duration <= 0 or time.monotonic() - began < duration:
-                for event in sim.advance(int(TICK_S * 1000)):
-                    pub.publish(event)
-                tick += 1
-                await asyncio.sleep(max(0.0, began + tick * TICK_S - time.monotonic()))
-                if tick % int(10 / TICK_S) == 0:
-                    print(f"vigil simulate: {pub.stats()}", flush=True)
+            try:
+                began = time.monotonic()
+                tick = 0
+                while duration <= 0 or time.monotonic() - began < duration:
+                    for event in sim.advance(int(TICK_S * 1000)):
+                        pub.publish(event)
+                    tick += 1
+                    await asyncio.sleep(max(0.0, began + tick * TICK_S - time.monotonic()))
+                    if tick % int(10 / TICK_S) == 0:
+                        print(f"vigil simulate: {pub.stats()}", flush=True)
+            finally:
+                await pub.flush(30)
+                stats.update(pub.stats())
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(feed())
-    return 0
+    print(
+        f"vigil simulate: sent {stats.get('sent', 0)} events, "
+        f"dropped {stats.get('dropped', 0)}",
+        flush=True,
+    )
+    return 0 if not stats.get("dropped") else 1

@@ -178,7 +178,14 @@ async def test_every_view_follows_the_demo_and_its_alert_shows_within_2_s(
             chart = await asyncio.to_thread(
                 _api, base, f"/history/chart?series={quote(series, safe='')}&since=3h&window=1m"
             )
-            assert view["series"]["chart"]["points"] == chart["points"]
+            # The same points over the minutes both answers cover ("the last 3 h" moves on
+            # by a minute between the page's fetch and this one at a minute's turn, and a
+            # window may close between them: a CI run met the first).
+            shown_points, points = view["series"]["chart"]["points"], chart["points"]
+            first = max(shown_points[0]["t"], points[0]["t"])
+            last = min(shown_points[-1]["t"], points[-1]["t"])
+            both = [[p for p in ps if first <= p["t"] <= last] for ps in (shown_points, points)]
+            assert both[0] == both[1] and len(both[1]) >= len(points) - 2
             # Two hours of history before the live hour: the detector has learned, and
             # catches the latency shift halfway through.
             assert len(chart["points"]) >= 170 and len(chart["scores"]) == len(chart["points"])

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from producers.alerts import read_from
 from producers.client import Client
 from producers.topics import Topics
+from tests import librdkafka
 from tests.conftest import open_store
 from tests.malformed import malformed
 from tests.samples import metric
@@ -157,6 +158,8 @@ async def test_sigterm_stores_checkpoints_and_commits_everything_processed(
 
     again = start_worker(**env)
     again.wait_until(lambda s: len(s.get("assigned", [])) == 4)
-    time.sleep(3)
-    after = again.stats()
-    assert after.get("messages", 0) == 0 and after.get("replayed_messages", 0) == 0, after
+    # One new event on each partition, after anything a replay would read: once all four
+    # are applied, the worker has read whatever came before them.
+    librdkafka.publish_clocks(kafka_settings, int(time.time() * 1000))
+    after = again.wait_until(lambda s: s.get("valid", 0) >= 4, timeout=60)
+    assert after["messages"] == 4 and after.get("replayed_messages", 0) == 0, after

@@ -21,8 +21,8 @@ from producers.events import routing_key
 from producers.topics import Topics, ensure_topics
 from tests import librdkafka
 from tests.conftest import open_store
-from tests.recount import assert_windows_match, late_mismatches
-from tests.samples import detector_rule, simulated
+from tests.recount import assert_recounted
+from tests.samples import FLAPPING_RULES, detector_rule, simulated
 from tests.topics import read_records
 
 pytestmark = pytest.mark.integration
@@ -41,16 +41,7 @@ BAD = [b"{not json", b'{"kind": "metric"}', b'{"kind": "nope", "ts": 1}']
 #: Covers a burst of 10 event-time minutes in any order (a hop reorders events).
 GRACE_S = 3600
 RULES = (
-    """
-[[rule]]
-name = "step_failed"
-match = { kind = "step.end" }
-signal = "errors"
-window = "1m"
-op = ">="
-threshold = 1
-severity = "info"
-"""
+    FLAPPING_RULES
     + detector_rule("latency", metric="latency_ms", severity="warning")
     + detector_rule("cpu", metric="cpu_percent", severity="info", signal="max")
 )
@@ -146,12 +137,8 @@ async def test_windows_rules_and_detectors_are_right_whatever_key_or_partition_a
         }
         assert [r for r in raw if r[2] != homes[(r[0].split(".")[0], r[1])]] == []
         assert [r for r in raw if r[3]] == [], "the grace covers the burst: nothing late"
-        assert late_mismatches(ch, grace_s=GRACE_S, pane_s=60) == {
-            "wrongly_late": [],
-            "missed_late": [],
-        }
-        assert assert_windows_match(ch, width_s=60, hop_s=60, grace_s=GRACE_S) > 100
-        assert assert_windows_match(ch, width_s=300, hop_s=60, grace_s=GRACE_S) > 100
+        due = assert_recounted(ch, grace_s=GRACE_S, windows=((60, 60), (300, 60)))
+        assert min(due) > 100, due
         windows = by_copy(
             ch.query(
                 "SELECT series, width_s, hop_s, toUnixTimestamp64Milli(window_start), count, "

@@ -235,3 +235,15 @@ def test_the_readme_gives_the_routing_key_of_its_example_event():
     example = orjson.loads(section[section.index("{") : section.index("}}") + 2])
     said = section[section.index("For example `") + 13 :].split("`")[0]
     assert said == routing_key(example) == "metric|api|latency_ms|route=/checkout"
+
+
+def test_a_service_publishing_off_partition_is_named_once_in_the_log(caplog):
+    p = processor()
+    log = spread_log(lambda n: 3)
+    with caplog.at_level("WARNING", logger="streams.processing"):
+        drain(p, log)
+        for value, _ in list(log.parts[3]):  # the same service again, at later offsets
+            log.append(3, value)
+        assert drain(p, log)[0].counts["rerouted"] > 0
+    told = [r.getMessage() for r in caplog.records if "off their series' partition" in r.message]
+    assert len(told) == 1 and "service 'api'" in told[0] and "arrived on partition 3" in told[0]
