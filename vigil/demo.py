@@ -277,8 +277,7 @@ def simulate(*, rate: int, duration: float, seed: int) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(feed())
     print(
-        f"vigil simulate: sent {stats.get('sent', 0)} events, "
-        f"dropped {stats.get('dropped', 0)}",
+        f"vigil simulate: sent {stats.get('sent', 0)} events, dropped {stats.get('dropped', 0)}",
         flush=True,
     )
     return 0 if not stats.get("dropped") else 1

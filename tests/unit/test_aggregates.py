@@ -172,3 +172,25 @@ def test_merging_exact_and_bucketed_sketches_equals_one_pass(sizes):
     a.merge(b)
     assert a.buckets() == whole.buckets() and a.count == whole.count
     assert a.quantiles(QS) == whole.quantiles(QS)
+
+
+def test_the_sum_is_the_sum_of_the_values_and_a_copy_is_independent():
+    values = [1.5, -2.25, 10.0, 0.125]
+    agg = Aggregate()
+    for v in values:
+        agg.add(v, ok=True)
+    assert agg.summary()["sum"] == math.fsum(values)
+    twin = agg.copy()
+    assert twin.summary() == agg.summary()
+    twin.add(100.0, ok=True)
+    assert agg.summary()["sum"] == math.fsum(values) and twin.summary()["count"] == 5
+
+
+def test_counts_merged_into_an_empty_aggregate_report_no_value_figures():
+    counts_only = Aggregate()
+    counts_only.add(None, ok=False)
+    merged = Aggregate()
+    merged.merge(counts_only)
+    s = merged.summary()
+    assert (s["count"], s["errors"], s["values"]) == (1, 1, 0)
+    assert s["mean"] is s["min"] is s["max"] is None

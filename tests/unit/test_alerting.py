@@ -179,3 +179,45 @@ def test_random_histories_only_make_allowed_transitions():
                     assert firing
                     firing = False
             assert (state.status == "firing") == firing
+
+
+def test_each_state_keeps_the_last_value_seen_and_when_the_condition_was_last_active():
+    """Every field of the state after each step (the value shown while pending and
+    firing, the last active time that keep_firing_for counts from)."""
+    policy = Policy(for_ms=2 * MIN, keep_firing_for_ms=MIN)
+    steps = [
+        (0, Observation(True, 5.0), AlertState("pending", 0, 0, 5.0)),
+        (MIN, Observation(True, 6.0), AlertState("pending", 0, MIN, 6.0)),
+        (2 * MIN, Observation(True, 7.0), AlertState("firing", 0, 2 * MIN, 7.0, (2 * MIN,))),
+        (3 * MIN, Observation(True, 8.0), AlertState("firing", 0, 3 * MIN, 8.0, (2 * MIN,))),
+        (3 * MIN + 1, Observation(False, 1.0), AlertState("firing", 0, 3 * MIN, 8.0, (2 * MIN,))),
+        (4 * MIN, Observation(False, 2.0), AlertState("resolved", None, None, 2.0, (2 * MIN,))),
+    ]
+    state = AlertState()
+    values = []
+    for at, obs, want in steps:
+        state, transition = step(state, obs, at, policy)
+        assert state == want, at
+        if transition:
+            values.append((transition.to, transition.value, transition.started_at))
+    assert values == [("pending", 5.0, 0), ("firing", 7.0, 0), ("resolved", 2.0, 0)]
+
+
+def test_a_firing_exactly_the_flap_window_ago_is_forgotten_even_while_inactive():
+    policy = Policy(flap_window_ms=10 * MIN)
+    old = AlertState("resolved", fired_at=(0, 5 * MIN))
+    state, transition = step(old, OFF, 10 * MIN, policy)
+    assert transition is None and state == AlertState("resolved", fired_at=(5 * MIN,))
+    assert step(state, OFF, 11 * MIN, policy)[0] is state  # nothing to forget: the same
+
+
+def test_without_keep_firing_for_an_alert_resolves_at_its_first_clear_observation():
+    state, _ = step(AlertState(), ON, 0, Policy())
+    state, transition = step(state, OFF, 0, Policy())
+    assert state.status == "resolved" and transition.to == "resolved"
+
+
+def test_a_state_saved_before_flap_tracking_loads_with_no_firings():
+    saved = AlertState("firing", 0, MIN, 3.0).to_json()
+    del saved["fired_at"]
+    assert AlertState.from_json(saved) == AlertState("firing", 0, MIN, 3.0)

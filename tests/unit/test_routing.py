@@ -247,3 +247,55 @@ def test_a_service_publishing_off_partition_is_named_once_in_the_log(caplog):
         assert drain(p, log)[0].counts["rerouted"] > 0
     told = [r.getMessage() for r in caplog.records if "off their series' partition" in r.message]
     assert len(told) == 1 and "service 'api'" in told[0] and "arrived on partition 3" in told[0]
+
+
+def test_every_event_goes_to_the_partition_of_its_routing_key():
+    from producers.events import series_key
+    from streams.routing import Homes
+    from tests.samples import simulated
+
+    events = simulated(3000, seed=5, minutes=10)
+    assert {e["kind"] for e in events} >= {"step.end", "metric", "span", "log"}
+    for partitions in (4, 7):
+        homes = Homes(partitions)
+        for e in events:
+            want = partition_for(routing_key(e), partitions)
+            assert homes.of(series_key(e), e["kind"], e["service"], e["name"]) == want, e
+    step = {"kind": "step.end", "service": "etl", "name": "nightly", "step": "load"}
+    assert routing_key(step) == "workflow|etl|nightly"
+
+
+@pytest.mark.parametrize(
+    ("value", "lines", "says"),
+    [
+        (b"{oops", 1, "is not JSON"),
+        (b"[0, 5, -1]", 1, "does not give a partition and a position"),
+        (b"[0, 5, 1.5]", 1, "does not give"),
+        (b'{"p": 0}', 1, "does not give"),
+        (b"[0, 5, 0, 6]", 1, "does not give"),
+    ],
+)
+def test_a_header_that_cannot_be_read_says_why(value, lines, says):
+    from streams.routing import BadHeader
+
+    with pytest.raises(BadHeader, match=says):
+        read_header(value, lines)
+
+
+def test_forwards_close_an_envelope_at_its_event_or_byte_limit():
+    from streams.routing import Forwards
+
+    by_count = Forwards(max_events=2, max_bytes=1 << 20)
+    for i in range(5):
+        by_count.add(origin=1, target=2, offset=i, index=0, line=b"x")
+    assert [f.count for f in by_count.envelopes()] == [2, 2, 1]
+    # Two 4-byte lines and the newline between are 9 bytes: exactly the limit, kept.
+    by_size = Forwards(max_events=100, max_bytes=9)
+    for i in range(5):
+        by_size.add(origin=1, target=2, offset=i, index=0, line=b"abcd")
+    sent = by_size.envelopes()
+    assert [f.value for f in sent] == [b"abcd\nabcd"] * 2 + [b"abcd"]
+    assert [read_header(f.header, f.count)[1] for f in sent] == [
+        [(0, 0), (1, 0)], [(2, 0), (3, 0)], [(4, 0)]
+    ]  # fmt: skip
+    assert by_size.counts == {1: 5}

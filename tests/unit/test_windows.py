@@ -201,3 +201,32 @@ def test_open_series_shows_the_figures_so_far():
     assert [(v["window"], v["count"]) for v in views] == [("1m", 1), ("5m", 2)]
     assert views[1]["mean"] == 2.0
     assert w.open_series("nothing") == []
+
+
+def test_an_event_whose_window_ends_exactly_at_the_watermark_is_late():
+    w = Windows(parse_windows("1m"), grace_ms=0, partition=0)
+    assert w.add("s", "metric", "a", "b", ts=60_000, value=1.0, ok=None)
+    assert not w.add("s", "metric", "a", "b", ts=59_999, value=1.0, ok=None)
+    assert w.late == {"s": 1}
+
+
+def test_an_idle_partition_follows_the_wall_clock_from_exactly_its_idle_time():
+    w = Windows(parse_windows("1m"), grace_ms=0, partition=0, idle_ms=5_000)
+    w.add("s", "metric", "a", "b", ts=10_000, value=1.0, ok=None)
+    w.arrived(100_000)
+    w.tick(104_999)
+    assert w.max_ts == 10_000
+    w.tick(105_000)
+    assert w.max_ts == 15_000
+
+
+def test_open_series_gives_each_open_window_its_own_start_and_end():
+    w = Windows(parse_windows("1m,5m/1m"), grace_ms=0, partition=0)
+    w.add("s", "metric", "a", "b", ts=61_000, value=2.0, ok=None)
+    w.add("s", "metric", "a", "b", ts=130_000, value=4.0, ok=None)  # closes the first minute
+    w.close_ready()
+    shown = [(v["window"], v["start_ms"], v["end_ms"], v["count"]) for v in w.open_series("s")]
+    assert ("1m", 120_000, 180_000, 1) in shown
+    assert ("5m/1m", -120_000, 180_000, 1) in shown  # the closed minute, folded in
+    assert all(v["end_ms"] - v["start_ms"] == (60_000 if v["window"] == "1m" else 300_000)
+               for v in w.open_series("s"))  # fmt: skip
