@@ -44,10 +44,6 @@ _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _INV_LOG_GAMMA = 1.0 / math.log(_GAMMA)
 
 
-def bucket_of(magnitude: float) -> int:
-    return math.ceil(math.log(magnitude) * _INV_LOG_GAMMA)
-
-
 def bucket_value(key: int) -> float:
     """The representative of bucket ``key``: within RELATIVE_ACCURACY of its members."""
     return 2.0 * _GAMMA**key / (_GAMMA + 1.0)

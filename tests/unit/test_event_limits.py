@@ -74,3 +74,25 @@ def test_a_step_and_tags_are_part_of_the_series_in_both_checks():
             "execution_id": "x", "step": "load", "tags": {"b": "2", "a": "1"}}  # fmt: skip
     assert verdicts(step) == ["step.end|etl|nightly|step=load|a=1,b=2"] * 2
     assert verdicts(event(service=""))[1].startswith("refused")
+
+
+@pytest.mark.parametrize(
+    ("tags", "kept"),
+    [
+        ({"k" * 64: "v" * 256}, True),
+        ({"k" * 65: "v"}, False),
+        ({"k": "v" * 257}, False),
+        ({"a=b": "v"}, False),
+        ({"a,b": "v"}, False),
+        ({"k": 1}, False),
+    ],
+)
+def test_the_sdks_tag_check_has_the_same_limits(tags, kept):
+    """``check_tags`` (the SDK's global and per-call tags) before anything is sent."""
+    from producers.events import check_tags
+
+    if kept:
+        assert check_tags(tags) == tags
+    else:
+        with pytest.raises(InvalidEvent):
+            check_tags(tags)
