@@ -238,9 +238,16 @@ def routing_key(event: dict[str, Any]) -> str:
 
     Every series maps to exactly one routing key, so a series never spans partitions.
     """
-    if event.get("kind") in WORKFLOW_KINDS:
-        return f"workflow|{event.get('service')}|{event.get('name')}"
+    kind = event.get("kind")
+    if kind in WORKFLOW_KINDS:
+        return route(kind, event.get("service"), event.get("name"), "")
     return series_key(event)
+
+
+def route(kind: Any, service: Any, name: Any, series: str) -> str:
+    """:func:`routing_key` from an event's fields and its series key (as the worker holds
+    them, already decoded)."""
+    return f"workflow|{service}|{name}" if kind in WORKFLOW_KINDS else series
 
 
 @functools.lru_cache(maxsize=65_536)

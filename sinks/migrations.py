@@ -146,14 +146,15 @@ def keep_for(client: Any, *, database: str, retention_days: int) -> list[str]:
     if not _IDENT.match(database):
         raise MigrationError(f"database name {database!r} is not a plain identifier")
     days = int(retention_days)
+    engines = dict(
+        client.query(
+            "SELECT name, engine_full FROM system.tables WHERE database = {d:String}",
+            parameters={"d": database},
+        ).result_rows
+    )
     changed = []
     for table, since in expiring().items():
-        rows = client.query(
-            "SELECT engine_full FROM system.tables "
-            "WHERE database = {d:String} AND name = {n:String}",
-            parameters={"d": database, "n": table},
-        ).result_rows
-        kept = _KEPT_DAYS.search(rows[0][0]) if rows else None
+        kept = _KEPT_DAYS.search(engines.get(table, ""))
         if kept is not None and int(kept[1]) != days:
             client.command(
                 f"ALTER TABLE {database}.{table} MODIFY TTL {since} + INTERVAL {days} DAY"

@@ -43,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from producers.events import WORKFLOW_KINDS, partition_for
+from producers.events import partition_for, route
 
 #: The Kafka header of a forwarded envelope: ``[origin partition, offset, index, ...]``,
 #: an offset and index per line, as a JSON array.
@@ -104,11 +104,9 @@ class Homes:
     def of(self, series: str, kind: str, service: str, name: str) -> int:
         home = self._known.get(series)
         if home is None:
-            # producers.events.routing_key, from the decoded fields: a workflow's events
-            # share the workflow's partition, whatever their step.
-            key = f"workflow|{service}|{name}" if kind in WORKFLOW_KINDS else series
             if len(self._known) >= 200_000:
                 self._known.clear()
+            key = route(kind, service, name, series)
             home = self._known[series] = partition_for(key, self.partitions)
         return home
 

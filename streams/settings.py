@@ -36,9 +36,9 @@ class WorkerSettings:
     #: ... and is processed and stored in parts of at most this many events, each one
     #: insert per partition: ClickHouse parses JSON rows fastest in big inserts, and every
     #: materialized view costs a fixed share per insert (bench.sink printed 75,477 rows/s
-    #: stored with 10,000 events a batch, 172,090-214,867 with 50,000 in separate runs;
-    #: with the views in parallel, 167,845-192,301 with 50,000 against 193,922-222,072 with
-    #: 100,000). Bounding by messages alone held a producer sending one event a message
+    #: stored with 20,000 events a batch, 172,090-214,867 with 100,000 in separate runs;
+    #: with the views in parallel, 167,845-192,301 with 100,000 against 193,922-222,072
+    #: with 200,000). Bounding by messages alone held a producer sending one event a message
     #: (most that are not the SDK) to 200 events an insert: bench.rerouting drained 1,568
     #: events/s so, 6,483 with 2,000 messages a batch.
     batch_max_events: int = env_field("VIGIL_BATCH_MAX_EVENTS", 100_000, int)

@@ -259,8 +259,9 @@ def simulate(*, rate: int, duration: float, seed: int) -> int:
         sim = Simulation(
             seed=seed, start_ms=int(time.time() * 1000), requests_per_s=max(rate * 0.9, 1.0)
         )
-        async with Client(_simulator(config)) as pub:
-            try:
+        pub = Client(_simulator(config))
+        try:
+            async with pub:  # closing flushes what is queued
                 began = time.monotonic()
                 tick = 0
                 while duration <= 0 or time.monotonic() - began < duration:
@@ -270,9 +271,8 @@ def simulate(*, rate: int, duration: float, seed: int) -> int:
                     await asyncio.sleep(max(0.0, began + tick * TICK_S - time.monotonic()))
                     if tick % int(10 / TICK_S) == 0:
                         print(f"vigil simulate: {pub.stats()}", flush=True)
-            finally:
-                await pub.flush(30)
-                stats.update(pub.stats())
+        finally:
+            stats.update(pub.stats())
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(feed())

@@ -9,13 +9,24 @@ batch: the events here span 10 minutes in one burst, and the grace (1 h) covers 
 reordering, as 30 s covers the second a hop takes for live traffic.
 """
 
+from pathlib import Path
+
 import orjson
 import pytest
 
-from producers.events import partition_for, routing_key
+from producers.events import partition_for, routing_key, series_key
 from streams.processing import Processor
-from streams.routing import HEADER, Received, find_header, read_header
+from streams.routing import (
+    HEADER,
+    BadHeader,
+    Forwards,
+    Homes,
+    Received,
+    find_header,
+    read_header,
+)
 from streams.windows import parse_windows
+from tests.samples import simulated
 
 NOW = 1_700_000_000_000
 PARTITIONS = 4
@@ -228,8 +239,6 @@ def test_the_header_is_found_among_kafka_headers_in_either_shape():
 
 
 def test_the_readme_gives_the_routing_key_of_its_example_event():
-    from pathlib import Path
-
     readme = Path(__file__).parents[2].joinpath("README.md").read_text()
     section = readme[readme.index("## Event schema v1") :]
     example = orjson.loads(section[section.index("{") : section.index("}}") + 2])
@@ -250,10 +259,6 @@ def test_a_service_publishing_off_partition_is_named_once_in_the_log(caplog):
 
 
 def test_every_event_goes_to_the_partition_of_its_routing_key():
-    from producers.events import series_key
-    from streams.routing import Homes
-    from tests.samples import simulated
-
     events = simulated(3000, seed=5, minutes=10)
     assert {e["kind"] for e in events} >= {"step.end", "metric", "span", "log"}
     for partitions in (4, 7):
@@ -276,15 +281,11 @@ def test_every_event_goes_to_the_partition_of_its_routing_key():
     ],
 )
 def test_a_header_that_cannot_be_read_says_why(value, lines, says):
-    from streams.routing import BadHeader
-
     with pytest.raises(BadHeader, match=says):
         read_header(value, lines)
 
 
 def test_forwards_close_an_envelope_at_its_event_or_byte_limit():
-    from streams.routing import Forwards
-
     by_count = Forwards(max_events=2, max_bytes=1 << 20)
     for i in range(5):
         by_count.add(origin=1, target=2, offset=i, index=0, line=b"x")
