@@ -26,10 +26,12 @@ def metric(
 
 
 def simulated(n: int, *, seed: int, minutes: int) -> list[dict[str, Any]]:
-    """The first ``n`` events of a simulated workflow engine over the last ``minutes``."""
+    """The first ``n`` events of a simulated workflow engine over the last ``minutes``,
+    starting on a whole minute: the same seed fills the same windows whenever it runs."""
     from vigil.simulation import Simulation
 
-    sim = Simulation(seed=seed, start_ms=int(time.time() * 1000) - minutes * 60_000)
+    start_ms = (int(time.time() * 1000) // 60_000 - minutes) * 60_000
+    sim = Simulation(seed=seed, start_ms=start_ms)
     events = []
     for event in sim.advance(minutes * 60_000):
         events.append(event)
