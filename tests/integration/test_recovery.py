@@ -162,7 +162,14 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
         second = start_worker(VIGIL_DATA_DIR=str(tmp_path / "held"), **env)
         first.wait_until(lambda s: len(s.get("assigned", [])) < 4, timeout=60)
         envelopes += await append_log(settings, later)
-        time.sleep(2)
+
+        def kept_up(stats: dict) -> bool:
+            """The first worker has applied the whole log of each partition it kept."""
+            held, done = stats.get("assigned", []), stats.get("processed", {})
+            return bool(held) and all(done.get(str(p), -1) + 1 >= per_partition[p] for p in held)
+
+        # The later events of the partitions it kept arrived while the others were away.
+        first.wait_until(kept_up, timeout=60)
         assert second.stop() == 0
     first.wait_until(lambda s: len(s.get("assigned", [])) == 4, timeout=60)
     await wait_committed(settings, envelopes, timeout=180, state=first.stats)

@@ -68,8 +68,12 @@ async def test_a_group_resumes_after_the_last_alert_it_handled(kafka_settings):
 
 
 async def test_without_a_group_a_subscriber_starts_at_the_end(kafka_settings):
-    alerts = alert_transitions()[:4]
-    await _publish(kafka_settings, alerts[:3])
+    """Three alerts before it subscribes, then one new alert at a time until it reads one:
+    the first it yields is one of the new ones (from the beginning it would be the first
+    of the three). No sleep guesses when it has found the end."""
+    before = alert_transitions()[:3]
+    await _publish(kafka_settings, before)
+    template = alert_transitions()[3]
     got: list[str] = []
     subscription = subscribe_alerts(
         kafka_settings.kafka_bootstrap, namespace=kafka_settings.namespace
@@ -82,10 +86,16 @@ async def test_without_a_group_a_subscriber_starts_at_the_end(kafka_settings):
                 return
 
     reading = asyncio.create_task(read())
-    await asyncio.sleep(3)  # the subscriber has found the end before the next one comes
-    await _publish(kafka_settings, alerts[3:])
-    await asyncio.wait_for(reading, 30)
-    assert got == [alerts[3].id]
+    after: list[str] = []
+    async with asyncio.timeout(60):
+        while not reading.done():
+            seq = 1000 + len(after)
+            new = msgspec.structs.replace(template, id=f"{template.fingerprint}-{seq}", seq=seq)
+            await _publish(kafka_settings, [new])
+            after.append(new.id)
+            await asyncio.wait([reading], timeout=0.5)
+    await reading
+    assert len(got) == 1 and got[0] in after, (got, [a.id for a in before], after)
 
 
 async def test_vigil_alerts_tail_prints_each_transition_once_as_the_documented_json(
