@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.report import emit, progress
 from bench.sink import batches
-from sinks import history
+from sinks import catalog
 from sinks.queries import ReadOnly
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
@@ -79,11 +79,11 @@ def query_latencies(stores: dict[str, StoreSettings], repeat: int) -> dict[str, 
             params = {**params, "series": series} if name == "series" else params
             p50 = {}
             for store, reader in readers.items():  # same query, same data: in turn
-                history.run(reader, name, params, now=now)  # warm
+                catalog.run(reader, name, params, now=now)  # warm
                 times = []
                 for _ in range(repeat):
                     t0 = time.perf_counter()
-                    history.run(reader, name, params, now=now)
+                    catalog.run(reader, name, params, now=now)
                     times.append((time.perf_counter() - t0) * 1000)
                 p50[store] = statistics.median(times)
                 out[f"{label} {store} p50_ms"] = round(p50[store], 1)

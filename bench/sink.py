@@ -11,7 +11,7 @@
 2. History at scale: ``--rows`` (default 10 million) synthetic raw events over 7 days are
    generated inside ClickHouse (INSERT ... SELECT, so the views fill as they would), then
    each main history query runs ``--repeat`` times with varied parameters through
-   ``sinks.history.run`` on the read-only client: p50 and p99 latency per query.
+   ``sinks.catalog.run`` on the read-only client: p50 and p99 latency per query.
 
     python -m bench.sink                      # about 3 minutes
     python -m bench.sink --rows 1000000 --ingest 200000
@@ -35,7 +35,7 @@ import orjson
 from bench.pipeline import make_events
 from bench.report import emit, progress
 from producers.envelopes import EnvelopeBuilder
-from sinks import history
+from sinks import catalog
 from sinks.queries import ReadOnly
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
@@ -232,12 +232,12 @@ def latencies(store: ReadOnly, now: datetime, repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     worst = []
     for label, make in query_plan(rng).items():
-        history.run(store, *make(), now=now)  # warm: first read of the parts
+        catalog.run(store, *make(), now=now)  # warm: first read of the parts
         times = []
         for _ in range(repeat):
             name, params = make()
             started = time.perf_counter()
-            history.run(store, name, params, now=now)
+            catalog.run(store, name, params, now=now)
             times.append((time.perf_counter() - started) * 1000)
         times.sort()
         p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]

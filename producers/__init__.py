@@ -6,8 +6,15 @@
 """
 
 from producers.alerts import Alert, subscribe_alerts
-from producers.client import Client, SyncClient, install, installed
-from producers.decorators import monitor_performance, track_errors, track_usage, track_workflow
+from producers.client import Client, SyncClient
+from producers.decorators import (
+    install,
+    installed,
+    monitor_performance,
+    track_errors,
+    track_usage,
+    track_workflow,
+)
 from producers.events import InvalidEvent
 from producers.settings import ProducerSettings
 from producers.tracing import current_span

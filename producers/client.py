@@ -30,26 +30,13 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Self
 
-from producers.decorators import DecoratorMethods
+from producers.decorators import DecoratorMethods, install, installed
 from producers.resources import ResourceSampler
 from producers.settings import ProducerSettings, from_env
 from producers.signals import Signals
 from producers.workflows import WorkflowHooks
 
 log = logging.getLogger("producers")
-
-_installed: Signals | None = None
-
-
-def install(client: Signals | None) -> None:
-    """Make ``client`` the one the module-level decorators record into (None: none)."""
-    global _installed
-    _installed = client
-
-
-def installed() -> Signals | None:
-    return _installed
-
 
 class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
     @classmethod
@@ -59,11 +46,11 @@ class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
         return cls(settings, **kwargs)
 
     def _on_start(self) -> None:
-        if _installed is None:
+        if installed() is None:
             install(self)
 
     def _on_close(self) -> None:
-        if _installed is self:
+        if installed() is self:
             install(None)
 
     def _begin(self) -> asyncio.Task[None] | None:

@@ -36,10 +36,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 Resolver = Callable[[], Any]
 
 
-def _installed() -> Any:
-    from producers.client import installed
+_installed: Any = None
 
-    return installed()
+
+def install(client: Any) -> None:
+    """Make ``client`` the one the module-level decorators record into (None: none)."""
+    global _installed
+    _installed = client
+
+
+def installed() -> Any:
+    """The client the module-level decorators record into (a :class:`Client` or
+    :class:`SyncClient`), or None."""
+    return _installed
 
 
 def _wrap(
@@ -124,7 +133,7 @@ def track_usage(
     user_arg: str | None = None,
     session_arg: str | None = None,
     capture_args: bool = False,
-    resolve: Resolver = _installed,
+    resolve: Resolver = installed,
 ) -> Callable[[F], F]:
     """Count calls as ``feature_used{feature=...}``, with the (hashed) user and session
     taken from the arguments named ``user_arg`` and ``session_arg``, and optionally the
@@ -174,7 +183,7 @@ def monitor_performance(
     *,
     memory: bool = False,
     tags: Mapping[str, str] | None = None,
-    resolve: Resolver = _installed,
+    resolve: Resolver = installed,
 ) -> Callable[[F], F]:
     """Record each call's wall time as ``duration_ms{function=...}``; with ``memory``,
     also ``memory_delta_bytes`` (traced memory if tracemalloc runs, else RSS)."""
@@ -200,7 +209,7 @@ def track_errors(
     name: str | None = None,
     *,
     context: Mapping[str, Any] | None = None,
-    resolve: Resolver = _installed,
+    resolve: Resolver = installed,
 ) -> Callable[[F], F]:
     """Record every exception the function raises (type, message, stack, ``context``);
     the exception is re-raised unchanged."""
@@ -225,7 +234,7 @@ def track_workflow(
     *,
     total_steps: int | None = None,
     execution_id_arg: str | None = None,
-    resolve: Resolver = _installed,
+    resolve: Resolver = installed,
 ) -> Callable[[F], F]:
     """Run the function as one workflow execution; inside it,
     :func:`producers.current_execution` gives the run, for ``run.step(...)``."""

@@ -216,19 +216,3 @@ class ProducerSettings:
             certfile=self.kafka_ssl_certfile or None,
             keyfile=self.kafka_ssl_keyfile or None,
         )
-
-    def faust_credentials(self) -> Any:
-        """The same options as Faust's ``broker_credentials`` (None for PLAINTEXT)."""
-        import faust
-
-        protocol = self.kafka_security_protocol
-        if protocol == "SSL":
-            return faust.SSLCredentials(self.ssl_context())
-        if protocol.startswith("SASL"):
-            return faust.SASLCredentials(
-                username=self.kafka_sasl_username,
-                password=self.kafka_sasl_password,
-                mechanism=self.kafka_sasl_mechanism,
-                ssl_context=self.ssl_context() if protocol == "SASL_SSL" else None,
-            )
-        return None

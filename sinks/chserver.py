@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from sinks.settings import ChServerSettings
+
 log = logging.getLogger("vigil.chserver")
 
 #: URL parameters that are not settings (ClickHouse's HTTP handler takes them itself).
@@ -410,26 +412,23 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: ChServerSettings) -> int:
     """Serve until SIGTERM or Ctrl-C; logs as the worker's (``VIGIL_LOG_FORMAT``)."""
     import logging.config
 
-    from sinks.settings import StoreSettings
-    from streams.ops import logging_config
+    from streams.logs import logging_config
 
-    fmt = os.environ.get("VIGIL_LOG_FORMAT", "json")
-    logging.config.dictConfig(logging_config(os.environ.get("VIGIL_LOG_LEVEL", "info"), fmt))
-    if not args.path:
-        args.path = str(StoreSettings().data_dir.resolve() / "chdb")
-    password = os.environ.get("VIGIL_CHSERVER_PASSWORD", "")
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    path = settings.path(args.path)
+    password = settings.password
     if not password and not _loopback(args.host):
         log.error("refusing to serve %s without VIGIL_CHSERVER_PASSWORD", args.host)
         return 2
-    server = serve(args.path, args.host, args.port, password)
+    server = serve(path, args.host, args.port, password)
     port = server.server_address[1]
     if args.port_file:
         Path(args.port_file).write_text(str(port))
-    log.info("chDB at %s served on http://%s:%d", args.path, args.host, port)
+    log.info("chDB at %s served on http://%s:%d", path, args.host, port)
 
     def stop(*_: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

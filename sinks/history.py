@@ -1,8 +1,8 @@
 """History queries, the same through ``vigil history NAME`` and ``GET /history/NAME``.
 
-Every query is a function ``fn(store, *, now, **params)`` over a :class:`ReadOnly` store;
-:data:`CATALOG` says which parameters each takes (text, as a command line or a query
-string gives them), and :func:`run` parses them and calls it. Results are JSON-safe.
+Every query is a function ``fn(store, *, now, **params)`` over a :class:`ReadOnly` store
+(``sinks.catalog`` says which parameters each takes and runs it; ``sinks.service`` serves
+them on a thread of their own). Results are JSON-safe.
 
 | name       | answers                                                                   |
 | ---------- | ------------------------------------------------------------------------- |
@@ -22,12 +22,7 @@ string gives them), and :func:`run` parses them and calls it. Results are JSON-s
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,16 +33,13 @@ from sinks.queries import (
     HistoryError,
     ReadOnly,
     change,
-    clean,
     like_pattern,
-    limit,
     parse_duration,
     parse_time,
     series_parts,
     time_range,
 )
 from sinks.significance import significance
-from sinks.store import open_client
 
 log = logging.getLogger(__name__)
 
@@ -419,13 +411,6 @@ def compare(
     }
 
 
-def report(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
-    """The data of ``vigil report`` (sinks.reports renders it as html, md or csv)."""
-    from sinks import reports  # reports builds on the queries above
-
-    return reports.build(store, now=now, since=since)
-
-
 def _series_filter(series: str) -> dict[str, str]:
     """The parameters that select ``series``: its kind, service and name (the primary key),
     and the key itself, empty when it is only ``kind|service|name`` (all its series)."""
@@ -440,189 +425,3 @@ def _series_filter(series: str) -> dict[str, str]:
 
 def _pct(ratio: float | None) -> float | None:
     return None if ratio is None else ratio * 100
-
-
-# -- the catalog: parameters as text, for the CLI and HTTP ------------------------------
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: str | None  # None: required
-    help: str
-
-
-@dataclass(frozen=True)
-class Query:
-    fn: Callable[..., Any]
-    params: tuple[Param, ...]
-    help: str
-
-
-_SINCE = Param("since", "24h", "start: a duration ago (24h), ISO 8601 or epoch ms")
-_UNTIL = Param("until", "now", "end (exclusive), same forms as since")
-_LIMIT = Param("limit", "100", "at most this many rows (each list)")
-_SERIES_HELP = (
-    "series key (metric|api|latency_ms|route=/a); kind|service|name alone takes all its series"
-)
-_SERVICE = Param("service", "", "only this service")
-_WORKFLOW = Param("workflow", "", "only this workflow")
-
-CATALOG: dict[str, Query] = {
-    "series": Query(
-        series,
-        (
-            Param("series", None, _SERIES_HELP),
-            _SINCE,
-            _UNTIL,
-            Param("step", "5m", "bucket width"),
-            Param("agg", "avg", "one of " + ", ".join(AGGREGATES)),
-        ),
-        "one series over time",
-    ),
-    "chart": Query(
-        chart,
-        (
-            Param("series", None, "the series key (kind|service|name[|...])"),
-            Param("since", "1h", _SINCE.help),
-            _UNTIL,
-            Param("window", "1m", "the windows to draw (one of VIGIL_WINDOWS)"),
-        ),
-        "one series as the dashboard charts it: windows, anomaly scores, alert spans",
-    ),
-    "workflows": Query(
-        workflows,
-        (Param("hours", "24", "the period (hours, or 30m, 7d)"), _WORKFLOW, _LIMIT),
-        "workflow statistics with the trend against the period before",
-    ),
-    "steps": Query(steps, (_SINCE, _UNTIL, _WORKFLOW, _LIMIT), "slowest and most failing steps"),
-    "errors": Query(errors, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "error types and recoveries"),
-    "resources": Query(
-        resources, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "CPU, memory and GPU use per service"
-    ),
-    "alerts": Query(
-        alerts,
-        (
-            _SINCE,
-            _UNTIL,
-            Param("rule", "", "only this rule"),
-            Param("series", "", "only this series"),
-            Param("state", "", "pending, firing or resolved"),
-            _LIMIT,
-        ),
-        "alert transitions",
-    ),
-    "daily": Query(
-        daily,
-        (
-            Param("days", "7", "the last N days, today included"),
-            Param("by", "series", "series or workflow"),
-            Param("kind", "", "only this kind (by series)"),
-            _SERVICE,
-            Param("name", "", "only this name (by series)"),
-            Param("series", "", "only this series (by series)"),
-            _WORKFLOW,
-            Param("limit", "1000", "at most this many rows"),
-        ),
-        "daily rollups",
-    ),
-    "logs": Query(
-        logs,
-        (
-            Param("text", "", "text found literally in the message (any case)"),
-            Param("level", "", "a level, or LEVEL+ for it and above"),
-            _SERVICE,
-            _SINCE,
-            _UNTIL,
-            _LIMIT,
-        ),
-        "log search",
-    ),
-    "trace": Query(
-        trace,
-        (Param("trace_id", None, "the trace"), Param("limit", "10000", "at most this many spans")),
-        "one trace as a span tree",
-    ),
-    "usage": Query(
-        usage,
-        (_SINCE, _UNTIL, _SERVICE, Param("length", "3", "length of call sequences"), _LIMIT),
-        "feature usage by feature and user, common sequences",
-    ),
-    "compare": Query(
-        compare,
-        (
-            Param("series", None, _SERIES_HELP),
-            Param("at", "", "the moment to compare around (a time)"),
-            Param("marker", "", "or: the latest log line with this name (e.g. deploy)"),
-            Param("window", "1h", "how long before and after"),
-        ),
-        "a series before and after a marker",
-    ),
-    "report": Query(
-        report, (Param("since", "24h", "the period: a duration ago, or a time"),), "report data"
-    ),
-}
-
-
-def run(store: ReadOnly, name: str, raw: Mapping[str, str], *, now: datetime) -> Any:
-    """Run query ``name`` with text parameters ``raw``; a JSON-safe result."""
-    query = CATALOG.get(name)
-    if query is None:
-        raise HistoryError(f"no history query {name!r}; there are: {', '.join(CATALOG)}")
-    known = {p.name for p in query.params}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise HistoryError(f"{name} takes no parameter {unknown[0]!r}; it takes {sorted(known)}")
-    kwargs: dict[str, Any] = {}
-    for param in query.params:
-        value = raw.get(param.name, param.default)
-        if value is None or (param.default is None and not str(value).strip()):
-            raise HistoryError(f"{name} needs the parameter {param.name!r} ({param.help})")
-        if len(str(value)) > 1024:
-            raise HistoryError(f"parameter {param.name!r} is longer than 1024 characters")
-        if param.name == "limit":
-            kwargs["limit_"] = limit(value)
-        else:
-            kwargs[param.name] = str(value)
-    try:
-        return clean(query.fn(store, now=now, **kwargs))
-    except HistoryError:
-        raise
-    except ValueError as exc:  # int("x") and the like: a parameter that does not parse
-        raise HistoryError(str(exc)) from None
-
-
-class Service:
-    """History queries for a process that owns the store (the worker serves them over
-    HTTP): a read-only client of its own, opened on first use, and a thread of its own,
-    so a slow query never holds up the writer's inserts on the event loop.
-
-    With chDB, this client shares the engine the worker's writer opened in this process
-    (chDB allows one process per path, and any number of clients in it).
-    """
-
-    def __init__(self, settings: Any, *, clock: Callable[[], float] | None = None) -> None:
-        self.settings = settings
-        self.clock = clock or time.time
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="vigil-history")
-        self._store: ReadOnly | None = None
-
-    def _run(self, name: str, params: Mapping[str, str]) -> Any:
-        if self._store is None:
-            self._store = ReadOnly.of(open_client(self.settings, migrate=False), self.settings)
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        return run(self._store, name, params, now=now)
-
-    async def answer(self, name: str, params: Mapping[str, str]) -> tuple[int, Any]:
-        """``(HTTP status, JSON body)``: 200 with the result, else ``{"error": ...}``."""
-        loop = asyncio.get_running_loop()
-        try:
-            return 200, await loop.run_in_executor(self._executor, self._run, name, dict(params))
-        except HistoryError as exc:
-            return exc.status, {"error": str(exc)}
-        except Exception as exc:  # the store is down or not migrated yet: say so, stay up
-            log.warning("history query %s failed: %r", name, exc)
-            return 503, {"error": f"the store could not answer: {type(exc).__name__}: {exc}"}
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.client.close()
-        self._executor.shutdown(wait=False)

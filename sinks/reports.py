@@ -23,11 +23,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from producers.events import WORKFLOW_KINDS
 from sinks import history
 from sinks.queries import ReadOnly, clean, time_range
 from sinks.tables import cell, md_escape, md_table
 
-WORKFLOW_KINDS = ("execution.start", "execution.end", "step.start", "step.end", "recovery")
 SPARK = "▁▂▃▄▅▆▇█"
 
 

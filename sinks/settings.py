@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from producers.settings import env_field
+from streams.settings import log_format
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,25 @@ class StoreSettings:
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
+
+
+@dataclass(frozen=True)
+class ChServerSettings:
+    """``vigil chserver``: ClickHouse's HTTP interface in front of one chDB directory."""
+
+    #: The chDB directory served when ``--path`` is not given is ``<data dir>/chdb``.
+    data_dir: Path = env_field("VIGIL_DATA_DIR", Path(".vigil"), Path)
+    #: Needed (HTTP basic auth) to serve anything but a loopback address.
+    password: str = env_field("VIGIL_CHSERVER_PASSWORD", "", secret=True)
+    log_level: str = env_field("VIGIL_LOG_LEVEL", "info")
+    log_format: str = env_field("VIGIL_LOG_FORMAT", "json", log_format)
+
+    def path(self, given: str | None) -> Path:
+        """The directory to serve: ``given``, else ``<data dir>/chdb``.
+
+        >>> ChServerSettings(data_dir=Path("/srv/vigil")).path(None)
+        PosixPath('/srv/vigil/chdb')
+        >>> ChServerSettings().path("/elsewhere")
+        PosixPath('/elsewhere')
+        """
+        return Path(given) if given else self.data_dir.resolve() / "chdb"

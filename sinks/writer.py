@@ -33,7 +33,7 @@ import msgspec
 from producers.alerts import Alert
 from sinks.settings import StoreSettings
 from sinks.store import StoreError, open_client
-from streams.ops import Latency
+from streams.metrics import Latency
 from streams.processing import BatchResult
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from streams.likelihood import AnomalyLikelihood
@@ -375,16 +375,13 @@ class RepeatDetector:
         return d
 
 
-_KINDS: dict[str, Any] = {
-    c.kind: c
-    for c in (
-        GaussianDetector,
-        SeasonalDetector,
-        MaxDetector,
-        LogView,
-        RepeatDetector,
-        AnomalyLikelihood,
-    )
+#: How each kind is restored from its :meth:`to_json` form.
+_KINDS: dict[str, Callable[[dict[str, Any]], Detector]] = {
+    **{
+        c.kind: c.restore
+        for c in (GaussianDetector, SeasonalDetector, MaxDetector, LogView, RepeatDetector)
+    },
+    AnomalyLikelihood.kind: lambda data: AnomalyLikelihood.restore(data, restore),
 }
 
 
@@ -421,4 +418,4 @@ def restore(data: dict[str, Any]) -> Detector:
     kind = data.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown detector kind {kind!r}; expected one of {sorted(_KINDS)}")
-    return _KINDS[kind].restore(data)  # type: ignore[no-any-return]
+    return _KINDS[kind](data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streams.summaries import RollingMoments, TailProbability
@@ -143,12 +144,14 @@ class AnomalyLikelihood:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any]) -> AnomalyLikelihood:
-        """Also a state written before ``span_ms`` and ``rarity`` existed (both off)."""
-        from streams.detection import restore  # the registry of kinds imports this module
-
+    def restore(
+        cls, data: dict[str, Any], inner: Callable[[dict[str, Any]], Detector]
+    ) -> AnomalyLikelihood:
+        """``inner`` restores the detector it wraps (``streams.detection.restore``, the
+        registry of kinds, which imports this module). Also a state written before
+        ``span_ms`` and ``rarity`` existed (both off)."""
         d = cls(
-            restore(data["detector"]),
+            inner(data["detector"]),
             history=data["history"],
             short=data["short"],
             grace=data["grace"],

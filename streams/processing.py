@@ -40,7 +40,7 @@ from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
 if TYPE_CHECKING:
-    from streams.ops import Latency
+    from streams.metrics import Latency
 
 log = logging.getLogger(__name__)
 _ENCODE = msgspec.json.Encoder().encode
@@ -186,6 +186,19 @@ class Processor:
         self.states.pop(partition, None)
         self.dirty.discard(partition)
         self.stored.pop(partition, None)
+
+    def acknowledge(
+        self, fingerprint: str, *, started_at: int, by: str, at: int, partitions: Any = None
+    ) -> bool:
+        """Acknowledge the firing episode ``started_at`` of the alert ``fingerprint``
+        wherever one of ``partitions`` (default: every one held) holds it; that partition
+        is checkpointed next time. False when none holds it firing in that episode."""
+        done = False
+        for p in self.states if partitions is None else partitions:
+            if self.states[p].evaluation.acknowledge(fingerprint, started_at, by, at):
+                self.dirty.add(p)
+                done = True
+        return done
 
     def owns(self, partition: int) -> bool:
         return partition in self.states

@@ -10,7 +10,8 @@ from streams import rules as rules_file
 from streams.windows import WindowSpec, parse_windows
 
 
-def _log_format(text: str) -> str:
+def log_format(text: str) -> str:
+    """``json`` or ``text``, whatever the case."""
     fmt = text.strip().lower()
     if fmt not in {"json", "text"}:
         raise ValueError("expected json or text")
@@ -48,7 +49,7 @@ class WorkerSettings:
     web_port: int = env_field("VIGIL_WEB_PORT", 6066, int)
     log_level: str = env_field("VIGIL_LOG_LEVEL", "warning")
     #: ``json`` (one object a line: time, level, logger, message) or ``text``.
-    log_format: str = env_field("VIGIL_LOG_FORMAT", "json", _log_format)
+    log_format: str = env_field("VIGIL_LOG_FORMAT", "json", log_format)
     #: Every HTTP page but /health and /ready needs ``Authorization: Bearer <token>``.
     #: Empty: a token is made once and kept in ``<data dir>/api-token`` (mode 0600);
     #: ``none`` turns the check off (the demo does).

@@ -16,12 +16,12 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
-from sinks import history
+from sinks import catalog
 from sinks.queries import HistoryError, ReadOnly
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from sinks.tables import cell, table
-from streams import ops
+from streams import auth
 from vigil import webclient
 
 
@@ -41,7 +41,7 @@ def local(settings: StoreSettings, name: str, params: dict[str, str]) -> Any:
     """Run the query on the store directly (raises StoreError, HistoryError)."""
     client = open_client(settings)
     try:
-        return history.run(ReadOnly.of(client, settings), name, params, now=datetime.now(UTC))
+        return catalog.run(ReadOnly.of(client, settings), name, params, now=datetime.now(UTC))
     finally:
         client.close()
 
@@ -52,7 +52,7 @@ def ask(
     """The answer and where it came from; raises HistoryError or StoreError. The worker
     is asked with the API token of ``VIGIL_API_TOKEN`` or of its data directory."""
     if url:
-        token = ops.client_token(os.environ, settings.data_dir)
+        token = auth.client_token(os.environ, settings.data_dir)
         answered = fetch(url, name, params, timeout=settings.query_timeout_s + 5, token=token)
         if answered is not None:
             status, body = answered

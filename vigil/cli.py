@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "report":
         return _report(args)
     elif args.command == "chserver":
-        from sinks import chserver as served
+        import os
 
-        return served.run(args)
+        from producers.settings import from_env
+        from sinks import chserver as served
+        from sinks.settings import ChServerSettings
+
+        return served.run(args, from_env(ChServerSettings, os.environ))
     elif args.command == "summary":
         from vigil import demo
 
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _history_parser(sub: Any) -> None:
-    from sinks.history import CATALOG
+    from sinks.catalog import CATALOG
 
     parser = sub.add_parser(
         "history",
@@ -232,7 +236,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from sinks.history import CATALOG
+    from sinks.catalog import CATALOG
     from sinks.queries import HistoryError
     from sinks.store import StoreError
     from vigil import answers

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from producers.settings import ProducerSettings, env_names, from_env
-from sinks.settings import StoreSettings
+from sinks.settings import ChServerSettings, StoreSettings
 from streams.settings import WorkerSettings
 
 
@@ -27,4 +27,5 @@ class Config:
 
 def known_variables() -> set[str]:
     """Every VIGIL_* variable that some settings class reads."""
-    return env_names(ProducerSettings) | env_names(WorkerSettings) | env_names(StoreSettings)
+    classes = (ProducerSettings, WorkerSettings, StoreSettings, ChServerSettings)
+    return set().union(*(env_names(c) for c in classes))

@@ -21,10 +21,10 @@ from typing import Any
 
 from producers.client import Client
 from producers.settings import ProducerSettings
-from sinks import history
+from sinks import catalog
 from sinks.queries import ReadOnly
 from sinks.store import open_client
-from streams import ops
+from streams import auth
 from vigil import webclient
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
@@ -77,7 +77,7 @@ def run(*, duration: float, rate: int, seed: int, linger: float = 0.0) -> int:
     login = "" if env["VIGIL_API_TOKEN"] == "none" else " (once with ?token=<VIGIL_API_TOKEN>)"
     print(f"vigil demo: live dashboard at http://127.0.0.1:{port}/dashboard{login}", flush=True)
     start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
-    token = ops.client_token(env, config.store.data_dir)
+    token = auth.client_token(env, config.store.data_dir)
 
     def stats() -> dict[str, Any] | None:
         return worker_stats(port, token)
@@ -198,8 +198,8 @@ def print_summary(config: Config, *, since: datetime) -> None:
     client = open_client(config.store)
     try:
         store = ReadOnly.of(client, config.store)
-        flows = history.run(store, "workflows", {"hours": hours}, now=now)
-        latency = history.run(
+        flows = catalog.run(store, "workflows", {"hours": hours}, now=now)
+        latency = catalog.run(
             store,
             "series",
             {
@@ -210,7 +210,7 @@ def print_summary(config: Config, *, since: datetime) -> None:
             },
             now=now,
         )
-        errors = history.run(store, "errors", {"since": since.isoformat(), "limit": "5"}, now=now)
+        errors = catalog.run(store, "errors", {"since": since.isoformat(), "limit": "5"}, now=now)
     finally:
         client.close()
     print(f"\nHistory since {since:%Y-%m-%d %H:%M} UTC, read back from ClickHouse")

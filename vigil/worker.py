@@ -9,9 +9,9 @@ import sys
 
 import faust
 
-from sinks import history
+from sinks import service
 from sinks.writer import ClickHouseSink
-from streams import ops
+from streams import auth, logs
 from streams.app import create_app
 from streams.rules import RuleFileError
 from vigil.config import Config
@@ -39,14 +39,14 @@ def run(environ: dict[str, str] | None = None) -> None:
         bootstrap = broker.bootstrap
         print(f"vigil: started the embedded Kafka broker at {bootstrap}", file=sys.stderr)
     config.store.data_dir.mkdir(parents=True, exist_ok=True)
-    token = ops.resolve_token(config.worker.api_token, config.store.data_dir)
+    token = auth.resolve_token(config.worker.api_token, config.store.data_dir)
     if token is None:
         print("vigil: the HTTP API asks for no token (VIGIL_API_TOKEN=none)", file=sys.stderr)
     elif not config.worker.api_token:
-        where = config.store.data_dir / ops.TOKEN_FILE
+        where = config.store.data_dir / auth.TOKEN_FILE
         print(f"vigil: the HTTP API needs the bearer token kept in {where}", file=sys.stderr)
     sink = ClickHouseSink(config.store)
-    queries = history.Service(config.store)
+    queries = service.Service(config.store)
     app = create_app(
         config.worker,
         config.kafka,
@@ -63,7 +63,7 @@ def run(environ: dict[str, str] | None = None) -> None:
         loglevel=level,
         quiet=True,
         redirect_stdouts=False,
-        logging_config=ops.logging_config(level, fmt),
+        logging_config=logs.logging_config(level, fmt),
     )
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -108,3 +109,30 @@ def test_an_address_past_loopback_needs_a_password(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert "refusing to serve 0.0.0.0 without VIGIL_CHSERVER_PASSWORD" in done.stderr
+
+
+def test_without_a_path_it_serves_the_chdb_of_vigil_data_dir(tmp_path):
+    """As its help says: ``$VIGIL_DATA_DIR/chdb`` (it once served ``.vigil/chdb`` of the
+    working directory whatever the variable said)."""
+    data, cwd, port_file = tmp_path / "data", tmp_path / "cwd", tmp_path / "port"
+    cwd.mkdir()
+    env = {**os.environ, "VIGIL_DATA_DIR": str(data), "VIGIL_LOG_FORMAT": "text"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "vigil.cli", "chserver", "--port", "0"]
+    proc = subprocess.Popen(
+        [*command, "--port-file", str(port_file)],
+        cwd=cwd, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists() or not port_file.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port_file.read_text()}/?query=SELECT%2042"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            assert reply.read() == b"42\n"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"chDB at {data.resolve() / 'chdb'} served" in err
+    assert (data / "chdb").is_dir() and not (cwd / ".vigil").exists()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sinks import history
+from sinks import catalog
 from sinks.queries import HistoryError, Limits, QueryTimeout, ReadOnly, TooManyRows
 from sinks.significance import welch
 from tests.history_data import (
@@ -36,7 +36,7 @@ def data(history_store):
 
 def ask(store, data, name, **params):
     now = datetime.fromtimestamp(data.now_ms / 1000, UTC)
-    return history.run(store, name, {k: str(v) for k, v in params.items()}, now=now)
+    return catalog.run(store, name, {k: str(v) for k, v in params.items()}, now=now)
 
 
 def quantile(values, q):
@@ -377,7 +377,7 @@ def test_the_read_only_store_refuses_writes_and_file_access_and_the_writer_still
 
 def test_times_are_checked_against_now(store, data):
     now = datetime.fromtimestamp(data.now_ms / 1000, UTC)
-    out = history.run(store, "logs", {"since": "1h", "until": "now"}, now=now)
+    out = catalog.run(store, "logs", {"since": "1h", "until": "now"}, now=now)
     lines = [e for e in data.events if e["kind"] in ("log", "error")]
     assert len(out) == sum(data.now_ms - HOUR <= e["ts"] < data.now_ms for e in lines) > 0
 
@@ -407,7 +407,7 @@ def test_a_chart_of_recent_windows_equals_the_windows_scores_and_alerts_the_work
     end_ms = data.now_ms
     start_ms = firing[0].at + 30_000  # inside the first episode
     now = datetime.fromtimestamp(end_ms / 1000, UTC)
-    out = history.run(
+    out = catalog.run(
         store, "chart", {"series": LATENCY, "since": str(start_ms), "window": "1m"}, now=now
     )
     assert out["source"] == "windows" and out["step_s"] == 60

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sinks import charts, history, reports
+from sinks import catalog, charts, reports
 from tests.browser import chromium
 from tests.history_data import HOSTILE_WORKFLOW, HOUR
 
@@ -22,7 +22,7 @@ WORKFLOW_KINDS = reports.WORKFLOW_KINDS
 def report(history_store):
     store, data = history_store
     now = datetime.fromtimestamp(data.now_ms / 1000, UTC)
-    return history.run(store, "report", {"since": "6h"}, now=now), data
+    return catalog.run(store, "report", {"since": "6h"}, now=now), data
 
 
 def test_each_workflow_has_a_score_from_its_components_and_the_figures_behind_it(report):

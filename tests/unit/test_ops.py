@@ -11,7 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers.settings import ProducerSettings, SettingsError, from_env
 from sinks.settings import StoreSettings
-from streams import ops
+from streams import auth, logs, metrics
+from streams.app import broker_credentials
 from streams.settings import WorkerSettings
 
 
@@ -31,25 +32,25 @@ from streams.settings import WorkerSettings
     ],
 )
 def test_a_bearer_token_matches_only_in_full(header, ok):
-    assert ops.token_matches(header, "s3cret-token") is ok
+    assert auth.token_matches(header, "s3cret-token") is ok
 
 
 def test_a_token_is_made_once_private_and_kept(tmp_path):
     data = tmp_path / "data"
-    first = ops.resolve_token("", data)
-    path = data / ops.TOKEN_FILE
+    first = auth.resolve_token("", data)
+    path = data / auth.TOKEN_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert len(first) >= 40 and ops.resolve_token("", data) == first
-    assert ops.client_token({}, data) == first  # what the CLI sends
-    assert ops.client_token({"VIGIL_API_TOKEN": "mine"}, data) == "mine"
-    assert ops.resolve_token("configured", data) == "configured"
-    assert ops.resolve_token("none", data) is None
-    assert ops.client_token({"VIGIL_API_TOKEN": "none"}, data) is None
-    assert ops.client_token({}, tmp_path / "elsewhere") is None
+    assert len(first) >= 40 and auth.resolve_token("", data) == first
+    assert auth.client_token({}, data) == first  # what the CLI sends
+    assert auth.client_token({"VIGIL_API_TOKEN": "mine"}, data) == "mine"
+    assert auth.resolve_token("configured", data) == "configured"
+    assert auth.resolve_token("none", data) is None
+    assert auth.client_token({"VIGIL_API_TOKEN": "none"}, data) is None
+    assert auth.client_token({}, tmp_path / "elsewhere") is None
 
 
 def _snapshot(**over):
-    latency = ops.Latency()
+    latency = metrics.Latency()
     for seconds in (0.004, 0.02, 0.02, 0.3, 40.0):
         latency.observe(seconds)
     base = dict(
@@ -64,11 +65,11 @@ def _snapshot(**over):
         uptime_s=9.0,
         assigned=2,
     )
-    return ops.Snapshot(**{**base, **over})
+    return metrics.Snapshot(**{**base, **over})
 
 
 def test_metrics_parse_as_prometheus_text_with_the_worker_figures():
-    text = ops.metrics_text(_snapshot()).decode()
+    text = metrics.metrics_text(_snapshot()).decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -94,7 +95,7 @@ def test_metrics_parse_as_prometheus_text_with_the_worker_figures():
 def test_log_records_are_one_json_object_a_line():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(ops.JsonFormatter())
+    handler.setFormatter(logs.JsonFormatter())
     logger = logging.getLogger("vigil.test.json")
     logger.addHandler(handler)
     logger.propagate = False
@@ -137,7 +138,7 @@ def test_secrets_stay_out_of_reprs_and_error_messages():
 def test_kafka_security_reaches_aiokafka_and_faust_options(tmp_path):
     plain = ProducerSettings()
     assert plain.kafka_options() == {"security_protocol": "PLAINTEXT"}
-    assert plain.faust_credentials() is None
+    assert broker_credentials(plain) is None
     sasl = from_env(
         ProducerSettings,
         {
@@ -151,7 +152,7 @@ def test_kafka_security_reaches_aiokafka_and_faust_options(tmp_path):
     assert options["security_protocol"] == "SASL_SSL"
     assert (options["sasl_mechanism"], options["sasl_plain_username"]) == ("SCRAM-SHA-512", "alice")
     assert options["sasl_plain_password"] == "pw" and options["ssl_context"].check_hostname
-    credentials = sasl.faust_credentials()
+    credentials = broker_credentials(sasl)
     assert credentials.protocol.value == "SASL_SSL"
     assert credentials.mechanism.value == "SCRAM-SHA-512" and credentials.username == "alice"
     assert "pw" not in repr(credentials)

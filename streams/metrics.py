@@ -1,29 +1,17 @@
-"""What operators need from a worker: liveness and readiness, its own metrics in the
-Prometheus text format, a bearer token on the HTTP API, and JSON log lines.
+"""The worker's own metrics in the Prometheus text format.
 
-Pure pieces, wired by :mod:`streams.app` and :mod:`vigil.worker`:
-
-- :func:`metrics_text` renders a :class:`Snapshot` through ``prometheus_client`` (the
-  reference implementation of the format: escaping, HELP/TYPE lines, histograms).
-- :class:`Latency` is a cumulative histogram of the sink's insert times.
-- :func:`auth_middleware` checks ``Authorization: Bearer <token>`` in constant time on
-  every path but :data:`OPEN_PATHS` (probes carry no token).
-- :class:`JsonFormatter` writes one JSON object a line.
+:func:`metrics_text` renders a :class:`Snapshot` through ``prometheus_client`` (the
+reference implementation of the format: escaping, HELP/TYPE lines, histograms);
+:class:`Latency` is a cumulative histogram of the sink's insert times.
 """
 
 from __future__ import annotations
 
 import bisect
-import hmac
-import logging
-import secrets
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -32,8 +20,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-#: Liveness and readiness probes: answered without a token.
-OPEN_PATHS = frozenset({"/health", "/ready"})
 CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset
 
 #: Seconds: ClickHouse inserts take milliseconds to seconds (a retried one, longer).
@@ -170,129 +156,3 @@ def metrics_text(snapshot: Snapshot) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(snapshot))
     return generate_latest(registry)
-
-
-# -- the HTTP API's token -----------------------------------------------------------------
-
-
-def token_matches(header: str | None, token: str) -> bool:
-    """Whether ``header`` is ``Bearer <token>``; constant time in the token's content."""
-    if not header:
-        return False
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and _same(given.strip(), token)
-
-
-def _same(given: str | None, token: str) -> bool:
-    """``given == token`` in time that does not depend on where they differ."""
-    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
-
-
-#: The cookie a browser holds the token in (HttpOnly, SameSite=Strict), set when the
-#: dashboard is opened once as ``/dashboard?token=...``.
-COOKIE = "vigil_token"
-
-
-def auth_middleware(token: str) -> Callable[..., Awaitable[Any]]:
-    """An aiohttp middleware: 401 without the bearer token (header, or the dashboard's
-    cookie), except on :data:`OPEN_PATHS`."""
-    from aiohttp import web
-
-    @web.middleware
-    async def check(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
-        if (
-            request.path in OPEN_PATHS
-            or token_matches(request.headers.get("Authorization"), token)
-            or _same(request.cookies.get(COOKIE), token)
-        ):
-            return await handler(request)
-        if request.path == "/dashboard" and _same(request.query.get("token"), token):
-            # The token moves into a cookie and out of the address bar (and history).
-            moved = web.HTTPFound("/dashboard")
-            moved.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
-            raise moved
-        return web.json_response(
-            {"error": "this API needs 'Authorization: Bearer <token>' (VIGIL_API_TOKEN)"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="vigil"'},
-        )
-
-    return check
-
-
-TOKEN_FILE = "api-token"
-
-
-def resolve_token(configured: str, data_dir: Path) -> str | None:
-    """The token the API requires: ``configured``; None for ``none``; else the one kept
-    in ``<data_dir>/api-token``, made (random, mode 0600) when there is none."""
-    if _off(configured):
-        return None
-    known = configured or _kept(data_dir)
-    if known:
-        return known
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    path = data_dir / TOKEN_FILE
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token
-
-
-def client_token(environ: Mapping[str, str], data_dir: Path) -> str | None:
-    """The token a client (CLI, demo, tests) sends: ``VIGIL_API_TOKEN``, else the file
-    the worker keeps under the data directory, if any."""
-    configured = environ.get("VIGIL_API_TOKEN", "")
-    return None if _off(configured) else configured or _kept(data_dir)
-
-
-def _off(configured: str) -> bool:
-    return configured.strip().lower() == "none"
-
-
-def _kept(data_dir: Path) -> str | None:
-    """The token the worker keeps under ``data_dir``, if it made one."""
-    path = data_dir / TOKEN_FILE
-    return path.read_text().strip() if path.exists() else None
-
-
-# -- logs ---------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: ``ts`` (ISO 8601, UTC), ``level``, ``logger``, ``message``,
-    and ``exc`` with the traceback when there is one."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(body, default=str).decode()
-
-
-def logging_config(level: str, fmt: str) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for the worker: JSON or text lines on stderr."""
-    formatter = (
-        {"()": f"{__name__}.JsonFormatter"}
-        if fmt == "json"
-        else {"format": "[%(asctime)s] %(levelname)s %(name)s: %(message)s"}
-    )
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"vigil": formatter},
-        "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "formatter": "vigil",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"level": level.upper(), "handlers": ["default"]},
-    }

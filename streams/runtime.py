@@ -1,0 +1,273 @@
+"""What one worker process holds while it runs, and what it does with it, apart from Faust.
+
+:class:`Runtime` owns the processor (made once the topics and the store are set up), the
+delivery of processed batches (:mod:`streams.delivery`), the control commands (silences
+and acknowledgements), the webhooks and the worker's counters. ``streams.app`` wires it to
+Faust (agent, timer, rebalance signals, shutdown); ``streams.web`` serves it. Time comes
+from the ``clock`` passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import msgspec
+import orjson
+
+from producers.alerts import Alert, last_published
+from producers.settings import ProducerSettings
+from producers.topics import Topics, cluster_id, ensure_topics
+from streams import control
+from streams.channels import Dispatcher
+from streams.delivery import Ack, Delivery, Outbox
+from streams.processing import BatchResult, Processor, Sink
+from streams.rules import RuleSet
+from streams.settings import WorkerSettings
+from streams.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        kafka: ProducerSettings,
+        sink: Sink,
+        outbox: Outbox,
+        *,
+        bootstrap: str,
+        rules: RuleSet,
+        clock: Callable[[], float],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self.topics = Topics.for_namespace(kafka.namespace)
+        self.options = kafka.kafka_options()
+        self.bootstrap = bootstrap
+        self.rules = rules
+        self.sink = sink
+        self.clock = clock
+        self.monotonic = monotonic
+        self.stats = WorkerStats(started=clock())
+        self.commands = control.Control()
+        self.dispatcher = Dispatcher(rules.channels)
+        #: One event per open /live stream, set whenever what the dashboard shows may
+        #: have changed (a batch processed or stored, a command): each stream clears its own.
+        self.watchers: set[asyncio.Event] = set()
+        self.delivery = Delivery(
+            sink,
+            outbox,
+            self.topics,
+            stats=self.stats,
+            clock=clock,
+            silenced=self.commands.silenced,
+            dispatch=self.dispatcher.dispatch,
+            changed=self.changed,
+        )
+        self.processor: Processor | None = None
+        #: In the consumer group (a first assignment came).
+        self.joined = False
+        #: The agent and the idle timer both change window state: one at a time.
+        self.state_lock = asyncio.Lock()
+        self._ready_lock = asyncio.Lock()
+        self._checkpointed: float | None = None
+        self._started: list[Any] = []
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def changed(self) -> None:
+        for wake in self.watchers:
+            wake.set()
+
+    async def ready(self) -> Processor:
+        """The processor, once the topics exist and the store is open (the first call
+        sets them up; the others wait for it)."""
+        async with self._ready_lock:
+            if self.processor is None:
+                topics, kafka = self.topics, self.kafka
+                partitions = await ensure_topics(
+                    self.bootstrap, topics, kafka.events_partitions, self.options
+                )
+                if partitions != kafka.events_partitions:
+                    log.warning(
+                        "%s has %d partitions, VIGIL_EVENTS_PARTITIONS says %d: producers "
+                        "that route by the setting publish events that hop once more",
+                        topics.events, partitions, kafka.events_partitions,
+                    )  # fmt: skip
+                await self.sink.start()
+                self._started.append(self.sink)
+                await self.dispatcher.start()
+                self._started.append(self.dispatcher)
+                source = f"{await cluster_id(self.bootstrap, self.options)}/{topics.events}"
+                settings = self.settings
+                self.processor = Processor(
+                    windows=settings.windows,
+                    grace_ms=settings.grace_seconds * 1000,
+                    idle_ms=int(settings.idle_seconds * 1000),
+                    horizon_ms=int(settings.workflow_horizon_hours * 3600 * 1000),
+                    source=source,
+                    rules=self.rules,
+                    partitions=partitions,
+                )
+            return self.processor
+
+    async def close(self) -> None:
+        """Stop what was started, in reverse order: the writer, the webhooks, the store."""
+        await self.delivery.close()
+        while self._started:
+            part = self._started.pop()
+            try:
+                await part.close()
+            except Exception as exc:  # stopping goes on: the rest is still closed
+                log.warning("closing %s failed: %r", type(part).__name__, exc)
+
+    def checkpoint_due(self) -> bool:
+        """Whether ``VIGIL_CHECKPOINT_SECONDS`` have passed since the last checkpoint."""
+        now = self.monotonic()
+        if self._checkpointed is None:
+            self._checkpointed = now
+        if now - self._checkpointed < self.settings.checkpoint_seconds:
+            return False
+        self._checkpointed = now
+        return True
+
+    async def take_over(self, processor: Processor, partitions: set[int]) -> None:
+        """Load the partitions not held yet: their checkpointed state, the offsets whose
+        raw rows are stored, and the highest alert ``seq`` stored and published; alerts
+        acknowledged while another worker held them are acknowledged here too."""
+        missing = {p for p in partitions if not processor.owns(p)}
+        if not missing:
+            return
+        stored = await self.sink.stored_offsets(processor.source)
+        stored_seqs = await self.sink.stored_alerts(processor.source)
+        saved = await self.sink.load_states(processor.source, missing)
+        tails = await last_published(
+            self.bootstrap, self.topics.alerts, missing, options=self.options
+        )
+        for p in missing:
+            processor.load(p, saved.get(p), stored.get(p, -1))
+            self.delivery.take_over(
+                p,
+                published=max((_seq(line, p) for line in tails.get(p, [])), default=0),
+                stored=stored_seqs.get(p, 0),
+            )
+            for alert in processor.states[p].evaluation.alerts():
+                ack = self.commands.acks.get(alert["fingerprint"])
+                if ack is not None:
+                    self._acknowledge(processor, alert["fingerprint"], ack, partitions=(p,))
+
+    async def process(self, messages: list[tuple[Any, ...]], acks: Sequence[Ack]) -> None:
+        """Apply messages of partitions this worker holds; queue the result for delivery
+        with the acknowledgements of the messages it came from."""
+        processor = await self.ready()
+        async with self.state_lock:
+            await self.take_over(processor, {m[0] for m in messages})
+            result = processor.process(
+                messages, now_ms=self.now_ms(), checkpoint=self.checkpoint_due()
+            )
+            self.reapply_acks(processor, result)
+        self.changed()  # the live state moved: the dashboard need not wait for the store
+        await self.delivery.put(result, acks)
+
+    async def tick(self, lag: dict[int, int]) -> None:
+        """Windows of partitions without traffic close by the wall clock; a checkpoint
+        when one is due, also when nothing changed (held messages get acknowledged).
+        ``lag``: per partition, the messages in Kafka past the last one applied."""
+        processor = self.processor
+        if processor is None:
+            return
+        async with self.state_lock:
+            due = self.checkpoint_due()
+            waiting = {p for p, n in lag.items() if n > 0}
+            result = processor.tick(now_ms=self.now_ms(), checkpoint=due, backlogged=waiting)
+            self.reapply_acks(processor, result)
+        if result.touched or result.checkpoint:
+            await self.delivery.put(result)
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """Partitions leave. What was processed is stored, and so is the state it made,
+        first: whoever holds them next (another worker, or this one again in the same
+        rebalance) resumes the state where the processing stopped, whichever offset its
+        consumer starts from, and every message acknowledged (so committed) is covered by
+        a stored checkpoint. The state lock keeps batches out meanwhile: one processed
+        after the checkpoint would be stored, then acknowledged at a later checkpoint
+        that no longer holds its state. (Without this, a partition given back to this
+        worker resumed an older checkpoint while its consumer went on past it, and the
+        messages between were missing from the windows: "offset 57 follows state offset
+        54", seen with two workers.)"""
+        processor = self.processor
+        if self.delivery.running:
+            async with self.state_lock:
+                if processor is not None:
+                    await self.delivery.handover(processor.checkpoint())
+                else:
+                    await self.delivery.drain()
+        for p in partitions:
+            self.stats.leave(p)
+            if processor is not None:
+                processor.drop(p)
+
+    def assign(self, partitions: Iterable[int]) -> None:
+        self.stats.assigned |= set(partitions)
+        self.joined = True
+
+    async def final_checkpoint(self) -> bool:
+        """On SIGTERM: store what was processed and checkpoint every partition held (none
+        counts as idle: stopping closes no window early). False when there was nothing
+        to do (no processor, or a writer that never ran or failed)."""
+        processor = self.processor
+        if processor is None or not self.delivery.running:
+            return False
+        async with self.state_lock:
+            result = processor.tick(
+                now_ms=self.now_ms(), checkpoint=True, backlogged=set(processor.states)
+            )
+        await self.delivery.handover(result)
+        return True
+
+    async def command(
+        self, body: dict[str, Any], publish: Callable[[bytes], Awaitable[Any]]
+    ) -> None:
+        """Publish a control command and apply it here at once (read your writes)."""
+        await publish(orjson.dumps(body))
+        self.apply_command(body)
+
+    def apply_command(self, body: dict[str, Any]) -> None:
+        self.commands.apply(body)
+        self.changed()
+        if body.get("type") == "ack" and self.processor is not None:
+            self._acknowledge(self.processor, body["fingerprint"], body)
+
+    def reapply_acks(self, processor: Processor, result: BatchResult) -> None:
+        """An alert that fires again in a replay, in the episode someone acknowledged
+        before the crash, is acknowledged again."""
+        for alert in result.alerts:
+            ack = self.commands.acks.get(alert.fingerprint)
+            if alert.state == "firing" and ack is not None:
+                self._acknowledge(processor, alert.fingerprint, ack, partitions=(alert.partition,))
+
+    @staticmethod
+    def _acknowledge(
+        processor: Processor, fingerprint: str, ack: dict[str, Any], partitions: Any = None
+    ) -> None:
+        processor.acknowledge(
+            fingerprint,
+            started_at=ack["started_at"],
+            by=ack["by"],
+            at=ack["at"],
+            partitions=partitions,
+        )
+
+
+def _seq(line: bytes, partition: int) -> int:
+    try:
+        alert = Alert.decode(line)
+    except msgspec.DecodeError:
+        return 0
+    return alert.seq if alert.partition == partition else 0

@@ -1,0 +1,277 @@
+"""The worker's HTTP pages, served by Faust's web server (aiohttp) over :mod:`streams.api`.
+
+| path                                    | what                                          |
+| --------------------------------------- | --------------------------------------------- |
+| ``/series/windows``, ``/series/open``   | a series' open windows (:mod:`streams.api`)   |
+| ``/executions/{id}``, ``/workflows/...``| live executions and workflows                 |
+| ``/overview``, ``/live``, ``/dashboard``| the dashboard, its data and its push stream   |
+| ``/alerts``, ``/alerts/{fp}/ack``       | pending and firing alerts; acknowledge one    |
+| ``/silences``, ``/silences/{id}``       | list, add and expire silences                 |
+| ``/history/{name}``                     | history queries (``sinks.history``)           |
+| ``/health``, ``/ready``                 | liveness and readiness (no token needed)      |
+| ``/stats``, ``/metrics``                | the worker's own figures (JSON, Prometheus)   |
+
+Every page but ``/health`` and ``/ready`` needs the bearer token (``streams.auth``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+
+from streams import api, control, metrics
+from streams.processing import Processor
+from streams.runtime import Runtime
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+
+
+@functools.cache
+def _dashboard() -> str:
+    """The dashboard page, read once (on first request, not at start-up)."""
+    return DASHBOARD.read_text(encoding="utf-8")
+
+
+def _answer(web: Any, build: Callable[[], Any]) -> Any:
+    try:
+        return web.json(build())
+    except api.ApiError as exc:
+        return web.json({"error": exc.reason}, status=exc.status)
+
+
+async def _request_json(request: Any) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise api.ApiError(400, "the body is not JSON") from None
+
+
+def _open_windows(processor: Processor | None) -> int:
+    return sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
+
+
+def add_pages(
+    app: faust.App,
+    rt: Runtime,
+    *,
+    lag: Callable[[], dict[int, int]],
+    publish_command: Callable[[bytes], Awaitable[Any]],
+    history: Any = None,
+) -> None:
+    """Serve ``rt`` on ``app``'s web server. ``lag``: per partition held, the messages
+    in Kafka past the last one applied; ``publish_command``: sends a control command and
+    returns once the broker has it; ``history``: answers ``/history/NAME`` (None: 404)."""
+
+    def all_alerts() -> list[dict[str, Any]]:
+        return api.alerts(rt.processor)
+
+    def firing() -> int:
+        return sum(a["status"] == "firing" for a in all_alerts())
+
+    def overview_now() -> dict[str, Any]:
+        now_ms = rt.now_ms()
+        return api.overview(
+            rt.processor,
+            rt.stats.counts,
+            events_per_s=rt.stats.rate(),
+            now_ms=now_ms,
+            silenced=rt.commands.silenced,
+            silences=rt.commands.listing(now_ms),
+        )
+
+    @app.page("/series/windows")
+    async def series_view(web: Any, request: Any) -> Any:
+        series = request.query.get("series")
+        return _answer(web, lambda: api.series_windows(rt.processor, series))
+
+    @app.page("/series/open")
+    async def series_open_view(web: Any, request: Any) -> Any:
+        """The dashboard's: a series' open windows, an empty list when it has none."""
+        series = request.query.get("series")
+        return _answer(web, lambda: api.series_open(rt.processor, series))
+
+    @app.page("/executions/{execution_id}")
+    async def execution_view(web: Any, request: Any, execution_id: str) -> Any:
+        now_ms = rt.now_ms()
+        return _answer(web, lambda: api.execution(rt.processor, execution_id, now_ms=now_ms))
+
+    @app.page("/workflows/{name}")
+    async def workflow_view(web: Any, request: Any, name: str) -> Any:
+        return _answer(web, lambda: api.workflow(rt.processor, name))
+
+    @app.page("/workflows/{name}/detail")
+    async def workflow_detail_view(web: Any, request: Any, name: str) -> Any:
+        now_ms = rt.now_ms()
+        return _answer(web, lambda: api.workflow_detail(rt.processor, name, now_ms=now_ms))
+
+    @app.page("/alerts")
+    async def alerts_view(web: Any, request: Any) -> Any:
+        now_ms = rt.now_ms()
+        silenced = rt.commands.silenced
+        listed = [{**a, "silenced": silenced(a["labels"], now_ms)} for a in all_alerts()]
+        return web.json({"alerts": listed})
+
+    @app.page("/alerts/{fingerprint}/ack")
+    class AckView(faust.web.View):
+        async def post(self, request: Any, fingerprint: str) -> Any:
+            try:
+                found = [a for a in all_alerts() if a["fingerprint"] == fingerprint]
+                if not found:
+                    raise api.ApiError(404, f"no pending or firing alert {fingerprint!r} here")
+                body = await _request_json(request)
+                try:
+                    cmd = control.ack_command(fingerprint, found[0], body, now_ms=rt.now_ms())
+                except control.NotFiring as exc:
+                    raise api.ApiError(409, str(exc)) from None
+                except control.CommandError as exc:
+                    raise api.ApiError(400, str(exc)) from None
+                await rt.command(cmd, publish_command)
+                return self.json({"acknowledged": fingerprint, "by": cmd["by"]})
+            except api.ApiError as exc:
+                return self.json({"error": exc.reason}, status=exc.status)
+
+    @app.page("/silences")
+    class SilencesView(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            return self.json({"silences": rt.commands.listing(rt.now_ms())})
+
+        async def post(self, request: Any) -> Any:
+            try:
+                body = await _request_json(request)
+                cmd = control.silence_command(body, now_ms=rt.now_ms(), silence_id=uuid.uuid4().hex)
+            except control.CommandError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            except api.ApiError as exc:
+                return self.json({"error": exc.reason}, status=exc.status)
+            await rt.command(cmd, publish_command)
+            return self.json({"id": cmd["id"], "ends_at": cmd["ends_at"]}, status=201)
+
+    @app.page("/silences/{silence_id}")
+    class SilenceView(faust.web.View):
+        async def delete(self, request: Any, silence_id: str) -> Any:
+            if silence_id not in rt.commands.silences:
+                return self.json({"error": f"no silence {silence_id!r}"}, status=404)
+            cmd = control.expire_command(silence_id, now_ms=rt.now_ms())
+            await rt.command(cmd, publish_command)
+            return self.json({"expired": silence_id})
+
+    @app.page("/history/{name}")
+    async def history_view(web: Any, request: Any, name: str) -> Any:
+        """A history query (``sinks.history``): parameters from the query string."""
+        if history is None:
+            return web.json({"error": "this worker serves no history queries"}, status=404)
+        params = {k: request.query.getone(k) for k in request.query}
+        status, body = await history.answer(name, params)
+        return web.json(body, status=status)
+
+    @app.page("/overview")
+    async def overview_view(web: Any, request: Any) -> Any:
+        return web.json(overview_now())
+
+    @app.page("/live")
+    async def live_view(web: Any, request: Any) -> Any:
+        """The overview as server-sent events: pushed when a batch is stored or a command
+        applied (at most every 0.25 s), and at least every second (ages, rates)."""
+        from aiohttp import web as aioweb
+
+        response = aioweb.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        wake = asyncio.Event()
+        rt.watchers.add(wake)
+        try:
+            while True:
+                wake.clear()
+                body = orjson.dumps(overview_now())
+                await response.write(b"event: overview\ndata: " + body + b"\n\n")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), 1.0)
+                await asyncio.sleep(0.25)
+        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+            pass  # the page went away (or the worker stops)
+        finally:
+            rt.watchers.discard(wake)
+        return response
+
+    @app.page("/dashboard")
+    async def dashboard_view(web: Any, request: Any) -> Any:
+        """The live dashboard: one page, no build step, nothing fetched from elsewhere."""
+        return web.html(_dashboard())
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        """Liveness: the event loop answers and the writer has not died."""
+        error = rt.delivery.error
+        if error is not None:
+            reason = f"the writer stopped: {error!r}"
+            return web.json({"status": "failing", "reason": reason}, status=503)
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready_view(web: Any, request: Any) -> Any:
+        """Readiness: topics and store set up, in the consumer group, store answering."""
+        waiting = []
+        if rt.processor is None:
+            waiting.append("topics and the store are not set up yet")
+        if not rt.joined:
+            waiting.append("not in the consumer group yet")
+        if rt.sink.failing:
+            waiting.append(f"ClickHouse inserts are failing: {rt.sink.last_error}")
+        if waiting:
+            return web.json({"status": "waiting", "reasons": waiting}, status=503)
+        return web.json({"status": "ready", "partitions": sorted(rt.stats.assigned)})
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        """Vigil's own figures in the Prometheus text format."""
+        sink, stats = rt.sink, rt.stats
+        snapshot = metrics.Snapshot(
+            counts=stats.counts,
+            events_per_s=stats.rate(),
+            lag=lag(),
+            open_windows=_open_windows(rt.processor),
+            firing=firing(),
+            sink_counts=sink.counts,
+            sink_latency=sink.latency,
+            sink_failing=sink.failing,
+            sink_inserting=sink.inserting is not None,
+            uptime_s=rt.clock() - stats.started,
+            assigned=len(stats.assigned),
+            rerouted=stats.rerouted,
+        )
+        return web.bytes(metrics.metrics_text(snapshot), content_type=metrics.CONTENT_TYPE)
+
+    @app.page("/stats")
+    async def stats_view(web: Any, request: Any) -> Any:
+        processor, stats = rt.processor, rt.stats
+        body: dict[str, Any] = dict(stats.counts)
+        body["events_per_s"] = round(stats.rate(), 1)
+        body["uptime_s"] = round(rt.clock() - stats.started, 1)
+        body["started_at"] = stats.started
+        body["first_batch_at"] = stats.first_batch_at
+        body["last_batch_at"] = stats.last_batch_at
+        body["partitions"] = sorted(processor.states) if processor else []
+        # Per partition, the highest offset whose output is stored and checkpointed.
+        body["offsets"] = {str(p): offset for p, offset in stats.applied.items()}
+        # Per partition, the highest offset applied to the state in memory (ahead of
+        # "offsets" by what waits to be stored).
+        states = processor.states.items() if processor else ()
+        body["processed"] = {str(p): state.offset for p, state in states}
+        body["assigned"] = sorted(stats.assigned)
+        body["open_windows"] = _open_windows(processor)
+        body["channels"] = rt.dispatcher.stats()
+        body["firing"] = firing()
+        body["published_seq"] = {str(p): seq for p, seq in rt.delivery.published.items()}
+        # Per partition they arrived on, events forwarded to their series' partition.
+        body["rerouted_from"] = {str(p): n for p, n in sorted(stats.rerouted.items())}
+        body["inserting"] = rt.sink.inserting  # the table, while one runs
+        return web.json(body)

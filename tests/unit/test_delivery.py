@@ -1,0 +1,428 @@
+"""The delivery protocol (streams.delivery) on in-memory fakes of the store and the topics:
+each processed batch stored, then published, then checkpointed, then acknowledged; and a
+crash between any two of those steps, followed by a restart that replays from the last
+commit, stores and publishes every alert transition once and loses no window.
+
+The batches are real: a Processor over a simulated workflow engine with a rule that fires
+and resolves every few minutes, two partitions, one bad line in each tenth envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import zlib
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+import pytest
+
+from producers.topics import Topics
+from streams.delivery import Delivery, WriterFailed
+from streams.metrics import Latency
+from streams.processing import BatchResult, Processor
+from streams.stats import WorkerStats
+from streams.windows import parse_windows
+from tests.samples import FLAPPING_RULES, ruleset
+
+TOPICS = Topics.for_namespace("t")
+START = 1_700_000_000_000
+PARTITIONS = (0, 1)
+STEPS = ("store", "publish", "checkpoint", "ack")
+
+
+class Crash(Exception):
+    """The worker process dies here."""
+
+
+class World:
+    """What outlives a worker: the store (ClickHouse), the topics and the group's committed
+    offsets. ``crash`` = (step, n): the n-th time (from 1) that step runs, the worker dies
+    in it (a store or a checkpoint is one batch, a publish or an ack one message)."""
+
+    def __init__(self, crash: tuple[str, int] | None = None) -> None:
+        self.crash = crash
+        self.calls = collections.Counter[str]()
+        self.log: list[tuple[str, Any]] = []
+        # The store.
+        self.alerts_stored: list[tuple[int, int]] = []
+        self.windows_stored: set[tuple[str, str, int]] = set()
+        self.states: dict[int, tuple[int, bytes]] = {}
+        self.raw_stored: dict[int, int] = {}
+        # The topics.
+        self.alerts_published: list[tuple[int, int]] = []
+        self.published_lines: list[bytes] = []
+        self.dead_letters: set[tuple[bytes, ...]] = set()
+        self.windows_published: set[bytes] = set()
+        self.topic_counts = collections.Counter[str]()
+        # The group.
+        self.committed: dict[int, int] = {}
+        self.commits_past_checkpoint: list[tuple[int, int, int]] = []
+        #: The highest alert seq per partition the last worker knew published and stored.
+        self.positions: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        self.held = asyncio.Event()
+        self.held.set()
+
+    def step(self, name: str) -> None:
+        self.calls[name] += 1
+        if self.crash == (name, self.calls[name]):
+            raise Crash(f"killed in {name} #{self.calls[name]}")
+
+    def commit(self, partition: int, offset: int) -> None:
+        """Acknowledging a message lets the group commit past it."""
+        covered = self.states.get(partition, (-1, b""))[0]
+        if offset > covered:
+            self.commits_past_checkpoint.append((partition, offset, covered))
+        self.committed[partition] = max(self.committed.get(partition, -1), offset)
+
+
+class FakeSink:
+    """The store's side of :class:`streams.processing.Sink`, in memory."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.counts = collections.Counter[str]()
+        self.latency = Latency()
+        self.failing = False
+        self.last_error: str | None = None
+        self.inserting: str | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def write(self, result: BatchResult, *, alerts: Any = None) -> None:
+        w = self.world
+        w.log.append(("store", len(result.closed)))
+        w.step("store")
+        await asyncio.sleep(0)
+        w.windows_stored |= {(r.series, r.label, r.end_ms) for r in result.closed}
+        stored = result.alerts if alerts is None else alerts
+        w.alerts_stored += [(a.partition, a.seq) for a in stored]
+        for p, raw in result.raw.items():
+            w.raw_stored[p] = max(w.raw_stored.get(p, -1), raw.last)
+
+    async def checkpoint(self, result: BatchResult) -> None:
+        if not result.checkpoint:
+            return  # the real sink writes nothing either
+        w = self.world
+        w.log.append(("checkpoint", sorted(result.states)))
+        w.step("checkpoint")
+        await asyncio.sleep(0)
+        w.states.update(result.states)
+
+
+class FakeOutbox:
+    """The topics: a message is on its topic once its delivery completes. While
+    ``world.held`` is clear, deliveries wait for it. The step ``publish`` is one message."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    async def send(
+        self, topic: str, value: bytes, *, key=None, partition=None, headers=None
+    ) -> Awaitable[Any]:
+        w = self.world
+        w.step("publish")  # one message handed to the producer; those before it go out
+
+        async def deliver() -> None:
+            await w.held.wait()
+            w.topic_counts[topic] += 1
+            w.log.append(("sent", topic))
+            if topic == TOPICS.deadletter:
+                w.dead_letters.add((value, *sorted(headers.items())))
+            if topic == TOPICS.windows:
+                w.windows_published |= set(value.splitlines())
+            if topic == TOPICS.alerts:
+                alert = orjson.loads(value)
+                w.alerts_published.append((alert["partition"], alert["seq"]))
+                w.published_lines.append(value)
+
+        return asyncio.ensure_future(deliver())
+
+
+def envelopes() -> list[tuple[int, int, bytes]]:
+    """Messages ``(partition, offset, value)`` of a simulated engine: each series always
+    on the same partition, 20 events an envelope, a bad line in each tenth one."""
+    from vigil.simulation import Simulation
+
+    sim = Simulation(seed=7, start_ms=START)
+    lines: dict[int, list[bytes]] = {p: [] for p in PARTITIONS}
+    for event in sim.advance(15 * 60_000):
+        lines[zlib.crc32(event["service"].encode()) % len(PARTITIONS)].append(orjson.dumps(event))
+    out = []
+    for p, ls in lines.items():
+        for offset, i in enumerate(range(0, len(ls), 20)):
+            chunk = ls[i : i + 20] + ([b"{bad"] if offset % 10 == 9 else [])
+            out.append((p, offset, b"\n".join(chunk)))
+    out.sort(key=lambda m: (m[1], m[0]))  # the two partitions interleaved
+    return out
+
+
+MESSAGES = envelopes()
+RULES = ruleset(FLAPPING_RULES)
+
+
+def worker(world: World) -> tuple[Processor, Delivery]:
+    """A worker started on ``world``: states from the last checkpoint, alert positions
+    from the store and the topic."""
+    processor = Processor(
+        windows=parse_windows("1m"), grace_ms=0, source="c/t", idle_ms=10**12, rules=RULES
+    )
+    delivery = Delivery(
+        FakeSink(world),
+        FakeOutbox(world),
+        TOPICS,
+        stats=WorkerStats(started=0.0),
+        clock=lambda: 0.0,
+    )
+    for p in PARTITIONS:
+        saved = world.states.get(p)
+        processor.load(p, saved[1] if saved else None, world.raw_stored.get(p, -1))
+        delivery.take_over(
+            p,
+            published=max((s for q, s in world.alerts_published if q == p), default=0),
+            stored=max((s for q, s in world.alerts_stored if q == p), default=0),
+        )
+    return processor, delivery
+
+
+async def run(world: World, *, batch: int = 6, every: int = 2) -> bool:
+    """Consume from the committed offsets to the end, ``batch`` messages a batch, a
+    checkpoint every ``every`` batches, then a final checkpoint. False if it crashed."""
+    processor, delivery = worker(world)
+
+    def ack(partition: int, offset: int) -> Awaitable[None]:
+        async def done() -> None:
+            world.log.append(("ack", (partition, offset)))
+            world.step("ack")
+            world.commit(partition, offset)
+
+        return done()
+
+    todo = [m for m in MESSAGES if m[1] > world.committed.get(m[0], -1)]
+    try:
+        for n, i in enumerate(range(0, len(todo), batch)):
+            part = todo[i : i + batch]
+            result = processor.process(part, now_ms=START, checkpoint=n % every == every - 1)
+            await delivery.put(result, [functools.partial(ack, p, o) for p, o, _ in part])
+        # Everything held counts as backlogged: no window closes by the clock.
+        end = processor.tick(now_ms=START, checkpoint=True, backlogged=set(PARTITIONS))
+        await delivery.handover(end)
+    except WriterFailed as exc:
+        assert isinstance(exc.__cause__, Crash), exc.__cause__
+        return False
+    finally:
+        await delivery.drain()
+        crashed = isinstance(delivery.error, Crash)
+        world.positions = dict(delivery.published), dict(delivery.stored_alerts)
+        await delivery.close()
+    return not crashed
+
+
+@functools.cache
+def reference() -> World:
+    world = World()
+    assert asyncio.run(run(world))
+    return world
+
+
+def test_the_reference_run_makes_enough_of_everything_to_compare():
+    world = reference()
+    assert len(world.alerts_stored) >= 20, world.alerts_stored
+    assert len(world.windows_stored) >= 100
+    assert world.topic_counts[TOPICS.deadletter] >= 10
+    assert world.committed == {p: max(m[1] for m in MESSAGES if m[0] == p) for p in PARTITIONS}
+    # What the worker says (/stats published_seq) is what the topic and the store hold.
+    highest = {p: max(s for q, s in world.alerts_published if q == p) for p in PARTITIONS}
+    assert world.positions == (highest, highest)
+
+
+@pytest.mark.parametrize("at", [0.0, 0.1, 0.3, 0.5, 0.7, 0.97])
+@pytest.mark.parametrize("step", STEPS)
+async def test_a_crash_in_any_step_then_a_restart_stores_and_publishes_each_transition_once(
+    step, at
+):
+    """Killed the first time a step runs, or at points from a tenth to nearly all the way
+    through the run (as many times as the reference run makes that step), then restarted."""
+    ref = reference()
+    world = World(crash=(step, 1 + int(at * (ref.calls[step] - 1))))
+    assert not await run(world), "the worker died where it was told to"
+    world.crash = None
+    assert await run(world), "the restarted worker finished"
+    # Nothing missing, nothing twice, on both sides (the reference made each once).
+    assert collections.Counter(world.alerts_stored) == collections.Counter(ref.alerts_stored)
+    assert collections.Counter(world.alerts_published) == collections.Counter(ref.alerts_published)
+    assert sorted(world.published_lines) == sorted(ref.published_lines)
+    # Every window stored and published, every dead letter published: at least once (a
+    # repeat is the store's to drop, by its deduplication token; consumers of the topics
+    # are told to expect one).
+    assert world.windows_stored == ref.windows_stored
+    assert world.windows_published == ref.windows_published
+    assert world.dead_letters == ref.dead_letters
+    assert world.commits_past_checkpoint == [], "a message committed before its state was saved"
+    assert world.committed == ref.committed
+
+
+async def test_each_batch_is_stored_then_published_then_checkpointed_then_acknowledged():
+    world = World()
+    processor, delivery = worker(world)
+    acked = []
+
+    async def ack(offset: int) -> None:
+        acked.append(offset)
+        world.log.append(("ack", offset))
+
+    world.held.clear()  # the broker has not confirmed anything yet
+    part = MESSAGES[:40]
+    result = processor.process(part, now_ms=START, checkpoint=True)
+    assert result.alerts and result.closed and result.rejected
+    await delivery.put(result, [functools.partial(ack, o) for _, o, _ in part])
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert [s for s, _ in world.log] == ["store"], "nothing checkpointed before it is delivered"
+    world.held.set()
+    await delivery.drain()
+    steps = [s for s, _ in world.log]
+    first_sent, last_sent = steps.index("sent"), len(steps) - 1 - steps[::-1].index("sent")
+    assert steps[0] == "store" and first_sent == 1
+    assert steps[last_sent + 1] == "checkpoint"
+    assert steps[last_sent + 2 :] == ["ack"] * len(part)
+    assert acked == [o for _, o, _ in part]
+    await delivery.close()
+
+
+async def test_messages_are_acknowledged_at_the_checkpoint_that_covers_them_not_before():
+    world = World()
+    processor, delivery = worker(world)
+    acked: list[int] = []
+
+    async def ack(offset: int) -> None:
+        acked.append(offset)
+
+    first, second = MESSAGES[:4], MESSAGES[4:8]
+    await delivery.put(
+        processor.process(first, now_ms=START, checkpoint=False),
+        [functools.partial(ack, o) for _, o, _ in first],
+    )
+    await delivery.drain()
+    assert acked == [] and world.states == {}
+    await delivery.put(
+        processor.process(second, now_ms=START, checkpoint=True),
+        [functools.partial(ack, o) for _, o, _ in second],
+    )
+    await delivery.drain()
+    assert acked == [o for _, o, _ in first + second]
+    assert {p: s[0] for p, s in world.states.items()} == {0: 3, 1: 3}
+    await delivery.close()
+
+
+async def test_a_handover_waits_for_the_batch_in_flight_then_saves_the_state_it_made():
+    """A revoke mid-batch: the batch being published finishes, then the checkpoint of the
+    state it made is stored, then its messages are acknowledged."""
+    world = World()
+    processor, delivery = worker(world)
+    acked: list[int] = []
+
+    async def ack(offset: int) -> None:
+        acked.append(offset)
+        world.log.append(("ack", offset))
+
+    world.held.clear()
+    part = MESSAGES[:20]
+    await delivery.put(
+        processor.process(part, now_ms=START, checkpoint=False),
+        [functools.partial(ack, o) for _, o, _ in part],
+    )
+    handover = asyncio.create_task(delivery.handover(processor.checkpoint()))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not handover.done() and world.states == {}
+    world.held.set()
+    await handover
+    steps = [s for s, _ in world.log]
+    assert steps[-len(part) - 2 :] == ["store", "checkpoint"] + ["ack"] * len(part)
+    assert {p: s[0] for p, s in world.states.items()} == {
+        p: max(o for q, o, _ in part if q == p) for p in PARTITIONS
+    }
+    await delivery.close()
+
+
+async def test_a_store_that_fails_stops_the_writer_and_nothing_after_it_goes_out():
+    world = World(crash=("store", 2))
+    processor, delivery = worker(world)
+    acked: list[int] = []
+
+    async def ack(offset: int) -> None:
+        acked.append(offset)
+
+    for i in range(0, 12, 4):
+        part = MESSAGES[i : i + 4]
+        try:
+            await delivery.put(
+                processor.process(part, now_ms=START, checkpoint=True),
+                [functools.partial(ack, o) for _, o, _ in part],
+            )
+        except WriterFailed as exc:
+            assert isinstance(exc.__cause__, Crash)
+            break
+    await delivery.drain()
+    assert isinstance(delivery.error, Crash)
+    assert [s for s, _ in world.log].count("checkpoint") == 1
+    assert acked == [o for _, o, _ in MESSAGES[:4]], "only the first batch, stored in full"
+    with pytest.raises(WriterFailed):
+        await delivery.put(BatchResult())
+    await delivery.close()
+
+
+async def test_a_delivery_the_broker_refuses_leaves_the_batch_unacknowledged():
+    world = World()
+    processor, delivery = worker(world)
+
+    class Refused(Exception):
+        pass
+
+    async def refusing(topic: str, value: bytes, **kw: Any) -> Awaitable[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_exception(Refused("not enough replicas"))
+        return future
+
+    delivery.outbox.send = refusing  # type: ignore[method-assign]
+    acked: list[int] = []
+
+    async def ack(offset: int) -> None:
+        acked.append(offset)
+
+    part = MESSAGES[:20]
+    await delivery.put(
+        processor.process(part, now_ms=START, checkpoint=True),
+        [functools.partial(ack, o) for _, o, _ in part],
+    )
+    await delivery.drain()
+    assert isinstance(delivery.error, Refused)
+    assert acked == [] and world.states == {}
+    await delivery.close()
+
+
+async def test_a_silenced_transition_is_published_flagged_and_not_sent_to_webhooks():
+    world = World()
+    processor, _ = worker(world)
+    dispatched: list[Any] = []
+    delivery = Delivery(
+        FakeSink(world),
+        FakeOutbox(world),
+        TOPICS,
+        stats=WorkerStats(started=0.0),
+        clock=lambda: 0.0,
+        silenced=lambda labels, at: True,
+        dispatch=lambda alerts, lines: dispatched.extend(alerts),
+    )
+    result = processor.process(MESSAGES[:40], now_ms=START, checkpoint=True)
+    assert result.alerts
+    await delivery.put(result)
+    await delivery.drain()
+    published = [orjson.loads(line) for line in world.published_lines]
+    assert published and all(a["silenced"] for a in published)
+    assert all(a.silenced for a in dispatched) and len(dispatched) == len(published)
+    await delivery.close()
