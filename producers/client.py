@@ -38,6 +38,7 @@ from producers.workflows import WorkflowHooks
 
 log = logging.getLogger("producers")
 
+
 class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Self:
@@ -103,7 +104,7 @@ class Client(_Lifecycle):
         await self.close()
 
 
-def _after_fork_in_child(ref: weakref.ref[SyncClient]) -> bool:
+def _after_fork_in_child(ref: weakref.ref[SyncClient]) -> None:
     """Restart the client behind ``ref`` in each forked child, as long as it lives."""
 
     def hook() -> None:

@@ -43,6 +43,8 @@ import msgspec
 import orjson
 from aiokafka.partitioner import murmur2
 
+from producers.series import key_of
+
 SCHEMA_VERSION = 1
 
 WORKFLOW_KINDS = frozenset(
@@ -220,17 +222,7 @@ def series_key(event: dict[str, Any]) -> str:
     """``kind|service|name[|step=...][|tag=value,...]``: the unit of windows and detection."""
     tags = event.get("tags")
     parts = (event["kind"], event["service"], event["name"], event.get("step"))
-    return _series_key(*parts, *tags.items()) if tags else _series_key(*parts)
-
-
-@functools.lru_cache(maxsize=262_144)  # the worker computes it for every event
-def _series_key(kind: str, service: str, name: str, step: str | None, *tags: Any) -> str:
-    key = f"{kind}|{service}|{name}"
-    if step:
-        key += f"|step={step}"
-    if tags:
-        key += "|" + ",".join(f"{k}={v}" for k, v in sorted(tags))
-    return key
+    return key_of(*parts, *tags.items()) if tags else key_of(*parts)
 
 
 def routing_key(event: dict[str, Any]) -> str:
@@ -253,7 +245,8 @@ def route(kind: Any, service: Any, name: Any, series: str) -> str:
 @functools.lru_cache(maxsize=65_536)
 def partition_for(key: str, partitions: int) -> int:
     """Kafka's default partitioner (murmur2), so any Kafka client agrees on the partition."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 # -- the worker's decoder -------------------------------------------------------------
@@ -332,7 +325,7 @@ def _checked(ev: Event, now_ms: int) -> str | None:
             return None
     tags = ev.tags
     if not tags:
-        return _series_key(ev.kind, ev.service, ev.name, ev.step)
+        return key_of(ev.kind, ev.service, ev.name, ev.step)
     items = tuple(tags.items())
     if items not in _CHECKED_TAGS:  # a tag set is checked once, not per event
         try:
@@ -342,7 +335,7 @@ def _checked(ev: Event, now_ms: int) -> str | None:
         if len(_CHECKED_TAGS) >= 100_000:
             _CHECKED_TAGS.clear()
         _CHECKED_TAGS.add(items)
-    return _series_key(ev.kind, ev.service, ev.name, ev.step, *items)
+    return key_of(ev.kind, ev.service, ev.name, ev.step, *items)
 
 
 def _decode_slow(line: bytes, now_ms: int) -> tuple[Event, str]:

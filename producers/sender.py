@@ -311,9 +311,8 @@ class Sender:
                         key = (kind, item["name"], item.get("step"))
                     if global_tags:
                         item["tags"] = {**global_tags, **tags} if tags else global_tags
-                    partition = partitions.get(key)
-                    if partition is None:
-                        partition = self._route(item, key)
+                    known = partitions.get(key)
+                    partition = self._route(item, key) if known is None else known
                     line = dumps(item, default=default, option=options)
                     if len(line) > MAX_EVENT_BYTES:
                         raise InvalidEvent(

@@ -211,8 +211,9 @@ class ProducerSettings:
     def ssl_context(self) -> ssl.SSLContext:
         from aiokafka.helpers import create_ssl_context
 
-        return create_ssl_context(
+        context: ssl.SSLContext = create_ssl_context(
             cafile=self.kafka_ssl_cafile or None,
             certfile=self.kafka_ssl_certfile or None,
             keyfile=self.kafka_ssl_keyfile or None,
         )
+        return context

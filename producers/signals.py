@@ -143,7 +143,7 @@ class Signals:
                 "value": value,
             }
             if tags:
-                event["tags"] = tags.copy()
+                event["tags"] = dict(tags)
             if attrs:
                 event["attrs"] = self._attrs(attrs)
             if ok is not None:

@@ -60,7 +60,7 @@ class WorkflowHooks:
 
     @guarded
     def _workflow(
-        self: Signals,
+        self,
         kind: str,
         workflow: str,
         execution_id: Any,
@@ -68,16 +68,17 @@ class WorkflowHooks:
         fields: dict[str, Any],
         attrs: Mapping[str, Any] | None,
     ) -> bool:
+        host: Signals = self  # type: ignore[assignment]  # mixed into the clients: Signals
         if execution_id is None:
             raise InvalidEvent(f"{kind}: execution_id is required")
         execution_id = str(execution_id)
         check_text("execution_id", execution_id, required=True)
-        if not self._keep_id("workflow", execution_id):
+        if not host._keep_id("workflow", execution_id):
             return False
         event: dict[str, Any] = {
             "kind": kind,
-            "service": self._service,
-            "ts": self._ts(ts),
+            "service": host._service,
+            "ts": host._ts(ts),
             "name": check_text("name", workflow, required=True),
             "execution_id": execution_id,
         }
@@ -87,11 +88,11 @@ class WorkflowHooks:
         if "step" in event:
             check_text("step", event["step"], required=True)
         if attrs:
-            event["attrs"] = {**event.get("attrs", {}), **self.privacy.sanitize(dict(attrs))}
-        return self._emit(event)
+            event["attrs"] = {**event.get("attrs", {}), **host.privacy.sanitize(dict(attrs))}
+        return host._emit(event)
 
     def execution_started(
-        self: Any,
+        self,
         workflow: str,
         execution_id: Any,
         *,
@@ -105,7 +106,7 @@ class WorkflowHooks:
         return self._workflow("execution.start", workflow, execution_id, ts, fields, attrs)
 
     def step_started(
-        self: Any,
+        self,
         workflow: str,
         execution_id: Any,
         step: str,
@@ -121,7 +122,7 @@ class WorkflowHooks:
 
     @guarded
     def step_completed(
-        self: Any,
+        self,
         workflow: str,
         execution_id: Any,
         step: str,
@@ -141,8 +142,9 @@ class WorkflowHooks:
             "status": status or ("success" if ok else "failed"),
         }
         if error is not None:
-            fields["message"] = self.privacy.message(error)
-            self.error(
+            host: Signals = self  # type: ignore[assignment]  # mixed into the clients
+            fields["message"] = host.privacy.message(error)
+            host.error(
                 error,
                 {"workflow": workflow, "step": step},
                 execution_id=str(execution_id),
@@ -150,7 +152,7 @@ class WorkflowHooks:
         return self._workflow("step.end", workflow, execution_id, ts, fields, attrs)
 
     def recovery_attempted(
-        self: Any,
+        self,
         workflow: str,
         execution_id: Any,
         *,
@@ -169,7 +171,7 @@ class WorkflowHooks:
 
     @guarded
     def execution_completed(
-        self: Any,
+        self,
         workflow: str,
         execution_id: Any,
         *,

@@ -35,8 +35,8 @@ from sinks.queries import (
     change,
     like_pattern,
     parse_duration,
+    parse_series,
     parse_time,
-    series_parts,
     time_range,
 )
 from sinks.significance import significance
@@ -90,7 +90,8 @@ def chart(
     per point, the detectors' anomaly scores, and the spans its alerts were pending or
     firing. Points are its closed ``window`` windows when the range holds at most
     :data:`CHART_WINDOWS` of them, else buckets of its raw events."""
-    kind, service, name = series_parts(series)
+    key = parse_series(series)
+    kind, service, name = key.kind, key.service, key.name
     start, end = time_range(since, until, now=now)
     width_text, _, hop_text = window.partition("/")
     hop_s = int(parse_duration(hop_text or width_text))
@@ -414,12 +415,12 @@ def compare(
 def _series_filter(series: str) -> dict[str, str]:
     """The parameters that select ``series``: its kind, service and name (the primary key),
     and the key itself, empty when it is only ``kind|service|name`` (all its series)."""
-    kind, service, name = series_parts(series)
+    key = parse_series(series)
     return {
-        "kind": kind,
-        "service": service,
-        "name": name,
-        "series": series if series.count("|") > 2 else "",
+        "kind": key.kind,
+        "service": key.service,
+        "name": key.name,
+        "series": "" if key.whole else series,
     }
 
 

@@ -92,9 +92,9 @@ class Aggregate:
 
     def summary(self) -> dict[str, Any]:
         """The figures a window reports for this series."""
-        sketch = self.sketch
-        has = sketch is not None and sketch.count > 0
-        p50, p95, p99 = sketch.quantiles(QUANTILES) if has else (None, None, None)
+        sketch = self.sketch if self.sketch is not None and self.sketch.count > 0 else None
+        has = sketch is not None
+        p50, p95, p99 = sketch.quantiles(QUANTILES) if sketch else (None, None, None)
         return {
             "count": self.count,
             "errors": self.errors,
@@ -102,8 +102,8 @@ class Aggregate:
             "values": self.values,
             "sum": self.sum,
             "mean": self.mean if has else None,
-            "min": sketch.min if has else None,
-            "max": sketch.max if has else None,
+            "min": sketch.min if sketch else None,
+            "max": sketch.max if sketch else None,
             "stddev": self.stddev,
             "p50": p50,
             "p95": p95,

@@ -41,6 +41,7 @@ import hashlib
 from typing import Any
 
 from producers.alerts import Alert
+from producers.series import SeriesKey
 from streams.alerting import AlertState, Observation, acknowledge, step
 from streams.detection import Detector, default_detector
 from streams.detection import restore as restore_detector
@@ -73,20 +74,6 @@ def signal_value(record: WindowRecord, signal: str) -> float | None:
         return 1.0 - record.error_rate if record.count else None
     value = getattr(record, signal)
     return None if value is None else float(value)
-
-
-def series_parts(series: str, kind: str, service: str, name: str) -> tuple[str, dict[str, str]]:
-    """The step and tags encoded in a series key (see :func:`producers.events.series_key`)."""
-    rest = series[len(kind) + len(service) + len(name) + 2 :]
-    step, tags = "", {}
-    for part in rest.split("|")[1:] if rest.startswith("|") else ():
-        if part.startswith("step=") and not step and not tags:
-            step = part[5:]
-        else:
-            for pair in part.split(","):
-                key, _, value = pair.partition("=")
-                tags[key] = value
-    return step, tags
 
 
 class Slot:
@@ -129,7 +116,8 @@ class Evaluation:
         if found is None:
             if len(self._matched) >= _MATCH_CACHE:
                 self._matched.clear()
-            step, tags = series_parts(series, kind, service, name)
+            key = SeriesKey.of(series, kind, service, name)
+            step, tags = key.step or "", dict(key.tags)
             found = tuple(
                 r for r in self.rules.rules if r.selector.matches(kind, service, name, step, tags)
             )
@@ -345,7 +333,7 @@ class Evaluation:
         series = key[1]
         fp = fingerprint(rule.name, series)
         # What the alert and its annotation templates share (rules.TEMPLATE_FIELDS).
-        shared = {
+        shared: dict[str, Any] = {
             "rule": rule.name,
             "series": series,
             "kind": kind,
@@ -362,7 +350,7 @@ class Evaluation:
             annotations = rule.render(
                 {
                     **shared,
-                    "step": series_parts(series, kind, service, name)[0],
+                    "step": SeriesKey.of(series, kind, service, name).step or "",
                     "window": rule.window or "sample",
                     "labels": dict(rule.labels),
                 }

@@ -158,7 +158,7 @@ class Executions:
         wf = self.workflows[run.workflow]
         if not run.total_steps:
             return None
-        means = {s: _mean_recent(d) for s, d in wf.steps.items() if d}
+        means = {s: m for s, d in wf.steps.items() if (m := _mean_recent(d)) is not None}
         if not means:
             return None
         overall = sum(means.values()) / len(means)
@@ -217,7 +217,8 @@ class Executions:
         runs = [r for r in self.running.values() if r.workflow == workflow]
         runs += [r for r in self.finished.values() if r.workflow == workflow]
         runs.sort(key=lambda r: (-(r.ended_ms or r.last_ms), r.execution_id))
-        return [self.execution(r.execution_id, now_ms=now_ms) for r in runs[:limit]]
+        found = (self.execution(r.execution_id, now_ms=now_ms) for r in runs[:limit])
+        return [e for e in found if e is not None]  # every one is held: never None
 
     def waterfall(self, workflow: str) -> list[dict[str, Any]]:
         """A typical execution of ``workflow``: its steps in order, each starting where the

@@ -367,9 +367,10 @@ def _rule(
         policy = Policy(for_ms=for_ms - hop, keep_firing_for_ms=keep)
     else:
         type_ = "threshold"
-        op = body.get("op")
-        if op not in OPS:
-            check.fail("op", f"op {op!r} is not one of {' '.join(OPS)}")
+        given = body.get("op")
+        if given not in OPS:
+            check.fail("op", f"op {given!r} is not one of {' '.join(OPS)}")
+        op = str(given)
         threshold = _number(body.get("threshold"), "threshold", check)
         if "recovery" in body:
             recovery = _number(body["recovery"], "recovery", check)

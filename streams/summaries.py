@@ -168,7 +168,8 @@ class TailProbability:
         if shape < 1e-6 or m1 <= 1e-9:  # a light tail: exponential, scale the mean excess
             return above / total * math.exp(-excess / max(m1, 1e-9))
         scale = 0.5 * m1 * (m1 * m1 / var + 1)
-        return above / total * (1 + shape * excess / scale) ** (-1 / shape)
+        tail: float = (1 + shape * excess / scale) ** (-1 / shape)
+        return above / total * tail
 
     def to_json(self) -> dict[str, Any]:
         return {

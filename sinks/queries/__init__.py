@@ -24,6 +24,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from producers.series import NotASeriesKey, SeriesKey
 from sinks.migrations import strip_comments
 
 #: ``agg`` of a series query -> the SQL that computes it per bucket.
@@ -193,11 +194,12 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def series_parts(series: str) -> tuple[str, str, str]:
-    parts = series.split("|")
-    if len(parts) < 3 or not all(parts[:3]):
-        raise HistoryError(f"{series!r} is not a series key (kind|service|name[|step=..][|tags])")
-    return parts[0], parts[1], parts[2]
+def parse_series(series: str) -> SeriesKey:
+    """A series key given as a query parameter (a bad one is the caller's error: 400)."""
+    try:
+        return SeriesKey.parse(series)
+    except NotASeriesKey as exc:
+        raise HistoryError(str(exc)) from None
 
 
 def change(now: float | None, before: float | None) -> float | None:

@@ -6,7 +6,7 @@ import random
 
 import orjson
 
-from streams.evaluation import Evaluation, fingerprint, series_parts
+from streams.evaluation import Evaluation, fingerprint
 from streams.processing import Processor
 from streams.records import WindowRecord
 from streams.windows import parse_windows
@@ -165,14 +165,6 @@ def test_detector_models_per_partition_are_capped_and_refusals_counted():
     for i in range(8):
         feed(e, [window(1, series=f"metric|api|latency_ms|host=h{i}")])
     assert len(e.slots) == 5 and e.counts["detector_series_refused"] == 3
-
-
-def test_series_parts_reads_step_and_tags_back_from_a_series_key():
-    assert series_parts("step.end|etl|daily|step=load", "step.end", "etl", "daily") == ("load", {})
-    assert series_parts("metric|api|lat|env=prod,zone=a", "metric", "api", "lat") == (
-        "",
-        {"env": "prod", "zone": "a"},
-    )
 
 
 def test_the_processor_checkpoints_alert_state_and_a_replay_repeats_the_same_alerts():

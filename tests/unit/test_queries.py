@@ -14,9 +14,9 @@ from sinks.queries import (
     clean,
     like_pattern,
     parse_duration,
+    parse_series,
     parse_time,
     query_names,
-    series_parts,
     sql_text,
 )
 from sinks.significance import significance, student_two_sided, welch
@@ -52,9 +52,10 @@ def test_a_like_pattern_matches_its_text_literally():
 
 
 def test_series_keys_give_the_primary_key_columns():
-    assert series_parts("metric|api|latency_ms|route=/a") == ("metric", "api", "latency_ms")
+    key = parse_series("metric|api|latency_ms|route=/a")
+    assert (key.kind, key.service, key.name) == ("metric", "api", "latency_ms")
     with pytest.raises(HistoryError, match="is not a series key"):
-        series_parts("metric||x")
+        parse_series("metric||x")
 
 
 def test_clean_makes_times_iso_and_nan_none_recursively():
