@@ -127,26 +127,15 @@ PRIVACY_MODES = ("off", "users", "all")
 
 
 @dataclass(frozen=True)
-class ProducerSettings:
-    """How producers and workers reach Kafka and name the topics."""
+class KafkaSettings:
+    """How every Kafka client (SDK, worker, Faust, admin) reaches Kafka, and the topics'
+    names: what the worker needs."""
 
     #: ``host:port[,host:port]`` of a Kafka cluster; empty starts the embedded broker.
     kafka_bootstrap: str = env_field("VIGIL_KAFKA_BOOTSTRAP", "")
     #: Prefix of every topic, consumer group and table: isolates deployments and tests.
     namespace: str = env_field("VIGIL_NAMESPACE", "vigil")
     events_partitions: int = env_field("VIGIL_EVENTS_PARTITIONS", 4, _positive_int)
-    #: An envelope (one Kafka message) carries at most this many events ...
-    envelope_max_events: int = env_field("VIGIL_ENVELOPE_MAX_EVENTS", 1000, _positive_int)
-    #: ... and at most this many bytes.
-    envelope_max_bytes: int = env_field("VIGIL_ENVELOPE_MAX_BYTES", 512 * 1024, _positive_int)
-    #: How long a partly filled envelope waits for more events before it is sent.
-    linger_ms: int = env_field("VIGIL_LINGER_MS", 50, int)
-    #: Events buffered in the producer before new ones are dropped (and counted).
-    queue_max_events: int = env_field("VIGIL_QUEUE_MAX_EVENTS", 100_000, _positive_int)
-    #: none, gzip, snappy, lz4 or zstd (the last three need their Python library).
-    compression: str = env_field("VIGIL_KAFKA_COMPRESSION", "none", _compression)
-    #: Bound on each Kafka request and on each send; a slower broker counts as down.
-    send_timeout_ms: int = env_field("VIGIL_SEND_TIMEOUT_MS", 10_000, _positive_int)
     #: How every Kafka client (SDK, worker, Faust, admin) connects: PLAINTEXT, SSL,
     #: SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     kafka_security_protocol: str = env_field(
@@ -163,6 +152,49 @@ class ProducerSettings:
     kafka_ssl_certfile: str = env_field("VIGIL_KAFKA_SSL_CERTFILE", "")
     kafka_ssl_keyfile: str = env_field("VIGIL_KAFKA_SSL_KEYFILE", "")
 
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Connection options for every aiokafka client (producer, consumer, admin)."""
+        protocol = self.kafka_security_protocol
+        out: dict[str, Any] = {"security_protocol": protocol}
+        if "SSL" in protocol:
+            out["ssl_context"] = self.ssl_context()
+        if protocol.startswith("SASL"):
+            out["sasl_mechanism"] = self.kafka_sasl_mechanism
+            out["sasl_plain_username"] = self.kafka_sasl_username
+            out["sasl_plain_password"] = self.kafka_sasl_password
+        return out
+
+    def ssl_context(self) -> ssl.SSLContext:
+        from aiokafka.helpers import create_ssl_context
+
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=self.kafka_ssl_cafile or None,
+            certfile=self.kafka_ssl_certfile or None,
+            keyfile=self.kafka_ssl_keyfile or None,
+        )
+        return context
+
+
+@dataclass(frozen=True)
+class ProducerSettings(KafkaSettings):
+    """The SDK's settings: the connection, then how it batches and what it adds."""
+
+    #: An envelope (one Kafka message) carries at most this many events ...
+    envelope_max_events: int = env_field("VIGIL_ENVELOPE_MAX_EVENTS", 1000, _positive_int)
+    #: ... and at most this many bytes.
+    envelope_max_bytes: int = env_field("VIGIL_ENVELOPE_MAX_BYTES", 512 * 1024, _positive_int)
+    #: How long a partly filled envelope waits for more events before it is sent.
+    linger_ms: int = env_field("VIGIL_LINGER_MS", 50, int)
+    #: Events buffered in the producer before new ones are dropped (and counted).
+    queue_max_events: int = env_field("VIGIL_QUEUE_MAX_EVENTS", 100_000, _positive_int)
+    #: none, gzip, snappy, lz4 or zstd (the last three need their Python library).
+    compression: str = env_field("VIGIL_KAFKA_COMPRESSION", "none", _compression)
+    #: Bound on each Kafka request and on each send; a slower broker counts as down.
+    send_timeout_ms: int = env_field("VIGIL_SEND_TIMEOUT_MS", 10_000, _positive_int)
     # -- what the producer SDK adds to every event (see producers.client) --------------
     #: The ``service`` of events that do not name one.
     service: str = env_field("VIGIL_SERVICE", "app")
@@ -191,29 +223,3 @@ class ProducerSettings:
         out = {k: v for k, v in tags.items() if v}
         out.update(self.tags)
         return out
-
-    @property
-    def embedded_kafka(self) -> bool:
-        return not self.kafka_bootstrap
-
-    def kafka_options(self) -> dict[str, Any]:
-        """Connection options for every aiokafka client (producer, consumer, admin)."""
-        protocol = self.kafka_security_protocol
-        out: dict[str, Any] = {"security_protocol": protocol}
-        if "SSL" in protocol:
-            out["ssl_context"] = self.ssl_context()
-        if protocol.startswith("SASL"):
-            out["sasl_mechanism"] = self.kafka_sasl_mechanism
-            out["sasl_plain_username"] = self.kafka_sasl_username
-            out["sasl_plain_password"] = self.kafka_sasl_password
-        return out
-
-    def ssl_context(self) -> ssl.SSLContext:
-        from aiokafka.helpers import create_ssl_context
-
-        context: ssl.SSLContext = create_ssl_context(
-            cafile=self.kafka_ssl_cafile or None,
-            certfile=self.kafka_ssl_certfile or None,
-            keyfile=self.kafka_ssl_keyfile or None,
-        )
-        return context

@@ -36,7 +36,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
-from producers.settings import ProducerSettings
+from producers.settings import KafkaSettings
 from producers.topics import Topics
 from streams import auth, routing, web
 from streams.processing import parts
@@ -70,7 +70,7 @@ class FaustOutbox:
         )
 
 
-def broker_credentials(kafka: ProducerSettings) -> Any:
+def broker_credentials(kafka: KafkaSettings) -> Any:
     """The SDK's connection options as Faust's ``broker_credentials`` (None: PLAINTEXT)."""
     protocol = kafka.kafka_security_protocol
     if protocol == "SSL":
@@ -87,7 +87,7 @@ def broker_credentials(kafka: ProducerSettings) -> Any:
 
 def create_app(
     settings: WorkerSettings,
-    kafka: ProducerSettings,
+    kafka: KafkaSettings,
     sink: Any,
     *,
     bootstrap: str,

@@ -18,7 +18,7 @@ import msgspec
 import orjson
 
 from producers.alerts import Alert, last_published
-from producers.settings import ProducerSettings
+from producers.settings import KafkaSettings
 from producers.topics import Topics, cluster_id, ensure_topics
 from streams import control
 from streams.channels import Dispatcher
@@ -35,7 +35,7 @@ class Runtime:
     def __init__(
         self,
         settings: WorkerSettings,
-        kafka: ProducerSettings,
+        kafka: KafkaSettings,
         sink: Sink,
         outbox: Outbox,
         *,

@@ -164,9 +164,9 @@ MESSAGES = envelopes()
 RULES = ruleset(FLAPPING_RULES)
 
 
-def worker(world: World) -> tuple[Processor, Delivery]:
+def worker(world: World, **options: Any) -> tuple[Processor, Delivery]:
     """A worker started on ``world``: states from the last checkpoint, alert positions
-    from the store and the topic."""
+    from the store and the topic; ``options`` for its Delivery."""
     processor = Processor(
         windows=parse_windows("1m"), grace_ms=0, source="c/t", idle_ms=10**12, rules=RULES
     )
@@ -176,6 +176,7 @@ def worker(world: World) -> tuple[Processor, Delivery]:
         TOPICS,
         stats=WorkerStats(started=0.0),
         clock=lambda: 0.0,
+        **options,
     )
     for p in PARTITIONS:
         saved = world.states.get(p)
@@ -407,14 +408,9 @@ async def test_a_delivery_the_broker_refuses_leaves_the_batch_unacknowledged():
 
 async def test_a_silenced_transition_is_published_flagged_and_not_sent_to_webhooks():
     world = World()
-    processor, _ = worker(world)
     dispatched: list[Any] = []
-    delivery = Delivery(
-        FakeSink(world),
-        FakeOutbox(world),
-        TOPICS,
-        stats=WorkerStats(started=0.0),
-        clock=lambda: 0.0,
+    processor, delivery = worker(
+        world,
         silenced=lambda labels, at: True,
         dispatch=lambda alerts, lines: dispatched.extend(alerts),
     )
