@@ -33,6 +33,27 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class HistoryClientSettings:
+    """Where ``vigil history`` and ``vigil report`` ask first: a running worker's HTTP API
+    (``none``: the store itself, directly)."""
+
+    #: Empty: the worker at ``VIGIL_WEB_HOST:VIGIL_WEB_PORT``.
+    history_url: str = env_field("VIGIL_HISTORY_URL", "")
+
+    def url(self, given: str | None, web_host: str, web_port: int) -> str | None:
+        """``given`` (a command-line option), else the setting, else the worker's own
+        address; None means the store itself.
+
+        >>> HistoryClientSettings().url(None, "127.0.0.1", 6066)
+        'http://127.0.0.1:6066'
+        >>> HistoryClientSettings(history_url="none").url(None, "h", 1) is None
+        True
+        """
+        url = given or self.history_url or f"http://{web_host}:{web_port}"
+        return None if url == "none" else url
+
+
+@dataclass(frozen=True)
 class ChServerSettings:
     """``vigil chserver``: ClickHouse's HTTP interface in front of one chDB directory."""
 

@@ -154,13 +154,12 @@ def _where(url: str | None) -> tuple[Any, str | None]:
     import os
 
     from producers.settings import from_env
+    from sinks.settings import HistoryClientSettings
     from streams.settings import WorkerSettings
 
     worker = from_env(WorkerSettings, os.environ)
-    url = (
-        url or os.environ.get("VIGIL_HISTORY_URL") or f"http://{worker.web_host}:{worker.web_port}"
-    )
-    return _store_settings(), None if url == "none" else url
+    client = from_env(HistoryClientSettings, os.environ)
+    return _store_settings(), client.url(url, worker.web_host, worker.web_port)
 
 
 def _archive(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from producers.settings import ProducerSettings, env_names, from_env
-from sinks.settings import ChServerSettings, StoreSettings
+from sinks.settings import ChServerSettings, HistoryClientSettings, StoreSettings
 from streams.settings import WorkerSettings
 
 
@@ -27,5 +27,11 @@ class Config:
 
 def known_variables() -> set[str]:
     """Every VIGIL_* variable that some settings class reads."""
-    classes = (ProducerSettings, WorkerSettings, StoreSettings, ChServerSettings)
+    classes = (
+        ProducerSettings,
+        WorkerSettings,
+        StoreSettings,
+        ChServerSettings,
+        HistoryClientSettings,
+    )
     return set().union(*(env_names(c) for c in classes))
