@@ -40,6 +40,7 @@ from sinks.queries import (
     time_range,
 )
 from sinks.significance import significance
+from streams.figures import CHART, LINES, QUANTILE_NAMES, QUANTILES
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,18 @@ def chart(
     bounds = {"start": start, "end": end, "limit": MAX_POINTS}
     if span_s / hop_s <= CHART_WINDOWS:
         source, step_s = "windows", hop_s
-        points = store.select("chart_windows", {**where, **bounds, "window": window})
+        points = store.select(
+            "chart_windows", {**where, **bounds, "window": window}, figures=", ".join(CHART)
+        )
     else:
         source = "events"
         step_s = next((s for s in CHART_STEPS if span_s / s <= CHART_BUCKETS), CHART_STEPS[-1])
-        points = store.select("chart_events", {**where, **bounds, "step_s": step_s})
+        quantiles = ", ".join(map(str, QUANTILES))
+        params = {**where, **bounds, "step_s": step_s}
+        points = store.select("chart_events", params, quantiles=quantiles)
         for point in points:
-            point["p50"], point["p95"], point["p99"] = point.pop("q") or (None, None, None)
+            found = point.pop("q") or [None] * len(QUANTILES)
+            point.update(zip(QUANTILE_NAMES, found, strict=True))
     scores = store.select("chart_scores", {**where, **bounds, "step_s": step_s})
     transitions = store.select("chart_alerts", {"series": series, **bounds})
     others = []
@@ -121,6 +127,8 @@ def chart(
         "from": start,
         "to": end,
         "points": points,
+        # What the chart draws as lines on the values' scale.
+        "lines": list(LINES),
         "scores": scores,
         "spans": alert_spans(transitions, start),
         "series_of_name": others,

@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from streams.figures import QUANTILE_NAMES, QUANTILES
 from streams.sketch import QuantileSketch
 
-QUANTILES = (0.5, 0.95, 0.99)
+_NO_QUANTILES = [None] * len(QUANTILES)
 
 
 class Aggregate:
@@ -91,10 +92,10 @@ class Aggregate:
         return math.sqrt(max(self.m2, 0.0) / n) if n else None
 
     def summary(self) -> dict[str, Any]:
-        """The figures a window reports for this series."""
+        """The figures a window reports for this series (``streams.figures``)."""
         sketch = self.sketch if self.sketch is not None and self.sketch.count > 0 else None
         has = sketch is not None
-        p50, p95, p99 = sketch.quantiles(QUANTILES) if sketch else (None, None, None)
+        quantiles = sketch.quantiles(QUANTILES) if sketch else _NO_QUANTILES
         return {
             "count": self.count,
             "errors": self.errors,
@@ -105,9 +106,7 @@ class Aggregate:
             "min": sketch.min if sketch else None,
             "max": sketch.max if sketch else None,
             "stddev": self.stddev,
-            "p50": p50,
-            "p95": p95,
-            "p99": p99,
+            **dict(zip(QUANTILE_NAMES, quantiles, strict=True)),
         }
 
     # -- JSON-safe form --------------------------------------------------------------

@@ -7,18 +7,24 @@ A :class:`WindowRecord` is one closed window of one series. Its ``row()`` is wha
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from streams.figures import NAMES
+
 _ENCODE = msgspec.json.Encoder().encode
+#: A record's figures in the order of ``streams.figures.NAMES``.
+_figures = operator.attrgetter(*NAMES)
 
 
 @dataclass(frozen=True, slots=True)
 class WindowRecord:
     """One closed window of one series: ``[start_ms, end_ms)``, advancing by ``hop_ms``."""
 
+    # The figures' fields follow streams.figures.FIGURES (error_rate is a property).
     series: str
     kind: str
     service: str
@@ -101,18 +107,7 @@ class WindowRecord:
             "width_s": (self.end_ms - self.start_ms) // 1000,
             "hop_s": self.hop_ms // 1000,
             "partition": self.partition,
-            "count": self.count,
-            "errors": self.errors,
-            "error_rate": self.error_rate,
-            "values": self.values,
-            "sum": self.sum,
-            "mean": self.mean,
-            "min": self.min,
-            "max": self.max,
-            "stddev": self.stddev,
-            "p50": self.p50,
-            "p95": self.p95,
-            "p99": self.p99,
+            **dict(zip(NAMES, _figures(self), strict=True)),
             "sketch_zeros": zeros,
             "sketch_pos": {str(k): n for k, n in pos.items()},
             "sketch_neg": {str(k): n for k, n in neg.items()},

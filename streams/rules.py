@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from streams.alerting import Policy
+from streams.figures import SIGNALS
 from streams.likelihood import ALERT_SCORE
 from streams.windows import parse_duration
 
@@ -67,20 +68,8 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-AGGREGATES = [
-    "count",
-    "errors",
-    "error_rate",
-    "success_rate",
-    "sum",
-    "mean",
-    "min",
-    "max",
-    "stddev",
-    "p50",
-    "p95",
-    "p99",
-]
+#: What a rule's ``signal`` may name (``streams.figures``).
+AGGREGATES = list(SIGNALS)
 SEVERITIES = ("info", "warning", "critical")
 #: What an annotation template may use, e.g. ``"{service} p95 is {value:.0f} ms"``.
 TEMPLATE_FIELDS = [

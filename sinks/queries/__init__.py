@@ -28,6 +28,10 @@ from producers.series import NotASeriesKey, SeriesKey
 from sinks.migrations import strip_comments
 
 #: ``agg`` of a series query -> the SQL that computes it per bucket.
+#: What a query's text may hold besides typed parameters: SQL that code builds from its
+#: own constants (an aggregate of :data:`AGGREGATES`; the window figures and quantiles of
+#: ``streams.figures``), never text from a request.
+FRAGMENTS = frozenset({"agg", "figures", "quantiles"})
 AGGREGATES = {
     "count": "count()",
     "sum": "sum(value)",
@@ -100,6 +104,11 @@ class ReadOnly:
         return cls(client, settings.database, limits)
 
     def select(self, name: str, params: dict[str, Any], **fragments: str) -> list[dict[str, Any]]:
+        """Run query ``name`` with typed ``params``; ``fragments`` (only :data:`FRAGMENTS`,
+        built by code, never from a request) are pasted into its text."""
+        unknown = set(fragments) - FRAGMENTS
+        if unknown:
+            raise ValueError(f"{name}: {sorted(unknown)} are not SQL fragments")
         sql = sql_text(name).replace("{db}", self.database)
         for key, fragment in fragments.items():
             sql = sql.replace("{" + key + "}", fragment)

@@ -8,7 +8,7 @@ SELECT
     avg(value) AS mean,
     min(value) AS min,
     max(value) AS max,
-    quantilesExactInclusive(0.5, 0.95, 0.99)(value) AS q
+    quantilesExactInclusive({quantiles})(value) AS q
 FROM {db}.events
 WHERE kind = {kind:String} AND service = {service:String} AND name = {name:String}
   AND series = {series:String}

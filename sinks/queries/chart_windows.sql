@@ -1,7 +1,7 @@
 -- The closed windows of one series over (start, end]: what its live chart draws, one
 -- point per window, at the window's end.
 SELECT
-    window_end AS t, count, errors, mean, min, max, p50, p95, p99
+    window_end AS t, {figures}
 FROM {db}.windows FINAL
 WHERE kind = {kind:String} AND service = {service:String} AND name = {name:String}
   AND series = {series:String} AND window = {window:String}

@@ -10,6 +10,7 @@ import pytest
 
 from sinks import migrations
 from sinks.queries import (
+    FRAGMENTS,
     HistoryError,
     clean,
     like_pattern,
@@ -103,7 +104,7 @@ def test_every_query_file_is_a_select_on_the_configured_database_with_typed_para
         assert body.upper().startswith("SELECT"), name
         assert "{db}." in body and ";" not in body, name
         for param in re.findall(r"\{(\w+)(:[^}]*)?\}", body):
-            assert param[0] in ("db", "agg") or param[1], f"{name}: {{{param[0]}}} has no type"
+            assert param[0] in {"db", *FRAGMENTS} or param[1], f"{name}: {{{param[0]}}} has no type"
 
 
 def test_migrations_split_into_statements_and_name_their_database():

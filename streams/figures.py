@@ -1,0 +1,70 @@
+"""The figures a closed window reports for its series, declared once.
+
+From :data:`FIGURES` derive: the quantiles the window's sketch is asked for
+(:data:`QUANTILES`, ``streams.aggregates``), the figures of a window record's row and the
+windows topic (``streams.records``), the signals rules and detectors may use
+(:data:`SIGNALS`, ``streams.rules``), the columns the dashboard's chart reads and draws
+(``sinks.history.chart``). The ``windows`` table's columns are checked against it
+(``tests/integration/test_figures.py``).
+
+Adding a quantile, say p90, is a :class:`Figure` here, a field of
+:class:`streams.records.WindowRecord` and a migration adding its column.
+
+>>> [f.name for f in FIGURES if f.quantile]
+['p50', 'p95', 'p99']
+>>> SIGNALS[:4]
+('count', 'errors', 'error_rate', 'success_rate')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    #: Its column's type in the ``windows`` table.
+    column: str
+    doc: str
+    #: The quantile of the window's values it is, if it is one.
+    quantile: float | None = None
+    #: Rules and detectors may use it as their signal.
+    signal: bool = True
+    #: The dashboard's chart draws it as a line (on the values' scale).
+    line: bool = False
+
+
+_VALUE = "Nullable(Float64)"
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("count", "UInt64", "events in the window"),
+    Figure("errors", "UInt64", "events with ok = false"),
+    Figure("error_rate", "Float64", "errors / count (0 without events)"),
+    Figure("values", "UInt64", "events that carried a value", signal=False),
+    Figure("sum", "Float64", "sum of the values"),
+    Figure("mean", _VALUE, "mean of the values", line=True),
+    Figure("min", _VALUE, "smallest value"),
+    Figure("max", _VALUE, "largest value"),
+    Figure("stddev", _VALUE, "population standard deviation of the values"),
+    Figure("p50", _VALUE, "median of the values (1 % relative error)", 0.5, line=True),
+    Figure("p95", _VALUE, "95th percentile of the values (1 % relative error)", 0.95, line=True),
+    Figure("p99", _VALUE, "99th percentile of the values (1 % relative error)", 0.99, line=True),
+)
+
+NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES)
+QUANTILES: tuple[float, ...] = tuple(f.quantile for f in FIGURES if f.quantile is not None)
+QUANTILE_NAMES: tuple[str, ...] = tuple(f.name for f in FIGURES if f.quantile is not None)
+#: What a rule's ``signal`` may name: the figures rules may use, and ``success_rate``
+#: (1 - error_rate) after ``error_rate``.
+SIGNALS: tuple[str, ...] = tuple(
+    name
+    for f in FIGURES
+    if f.signal
+    for name in ((f.name, "success_rate") if f.name == "error_rate" else (f.name,))
+)
+#: What the dashboard's chart of a series draws per point: counts and the lines.
+CHART: tuple[str, ...] = tuple(
+    f.name for f in FIGURES if f.line or f.name in ("count", "errors", "min", "max")
+)
+LINES: tuple[str, ...] = tuple(f.name for f in FIGURES if f.line)
