@@ -1,11 +1,11 @@
 """The figures a closed window reports for its series, declared once.
 
 From :data:`FIGURES` derive: the quantiles the window's sketch is asked for
-(:data:`QUANTILES`, ``streams.aggregates``), the figures of a window record's row and the
-windows topic (``streams.records``), the signals rules and detectors may use
+(:data:`QUANTILES`, ``streams.aggregates``), the signals rules and detectors may use
 (:data:`SIGNALS`, ``streams.rules``), the columns the dashboard's chart reads and draws
-(``sinks.history.chart``). The ``windows`` table's columns are checked against it
-(``tests/integration/test_figures.py``).
+(``sinks.history.chart``). Held to it by ``tests/integration/test_figures.py``: the
+``windows`` table's columns, and the figures of a window record's row (written out in
+``streams.records``: a loop over the names costs three times as much per window).
 
 Adding a quantile, say p90, is a :class:`Figure` here, a field of
 :class:`streams.records.WindowRecord` and a migration adding its column.

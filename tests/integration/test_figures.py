@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 #: The windows table's columns that are not figures: what a window is, and its sketch.
 NOT_FIGURES = {
     "series", "kind", "service", "name", "window", "window_start", "window_end", "width_s",
-    "hop_s", "partition", "sketch_zeros", "sketch_pos", "sketch_neg", "inserted_at",
+    "hop_s", "partition", "sketch_zeros", "sketch_pos", "sketch_neg",
 }  # fmt: skip
 
 
@@ -28,6 +28,7 @@ def test_the_windows_table_has_a_column_of_the_declared_type_for_each_figure(tmp
                 "WHERE database = 'vigil' AND table = 'windows'"
             ).result_rows
         )
+    assert NOT_FIGURES <= set(columns)
     figures = {name: kind for name, kind in columns.items() if name not in NOT_FIGURES}
     assert figures == {f.name: f.column for f in FIGURES}
 
@@ -41,5 +42,6 @@ def test_a_window_row_carries_every_figure_and_the_chart_reads_them():
     (record,) = out.closed
     row = record.row()
     assert [k for k in row if k in NAMES] == list(NAMES)
+    assert set(row) - set(NAMES) == NOT_FIGURES, "no figure undeclared"
     assert (row["count"], row["mean"], row["p95"], row["values"]) == (1, 2.5, 2.5, 1)
     assert set(CHART) <= set(NAMES)
