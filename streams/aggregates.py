@@ -96,7 +96,7 @@ class Aggregate:
         sketch = self.sketch if self.sketch is not None and self.sketch.count > 0 else None
         has = sketch is not None
         quantiles = sketch.quantiles(QUANTILES) if sketch else _NO_QUANTILES
-        return {
+        out = {
             "count": self.count,
             "errors": self.errors,
             "error_rate": self.error_rate,
@@ -106,8 +106,9 @@ class Aggregate:
             "min": sketch.min if sketch else None,
             "max": sketch.max if sketch else None,
             "stddev": self.stddev,
-            **dict(zip(QUANTILE_NAMES, quantiles, strict=True)),
         }
+        out.update(zip(QUANTILE_NAMES, quantiles, strict=True))
+        return out
 
     # -- JSON-safe form --------------------------------------------------------------
     def to_list(self) -> list[Any]:
