@@ -1,0 +1,140 @@
+"""The steps the worker's Faust signals call (streams.runtime), on the in-memory store and
+topics of tests.delivery_world: a revoke while a batch waits on the broker, the final
+checkpoint of a stop, acknowledgements from the control topic, and closing what was
+started in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import itertools
+from typing import Any
+
+from producers.settings import KafkaSettings
+from streams.processing import Processor
+from streams.rules import RuleSet
+from streams.runtime import Runtime
+from streams.settings import WorkerSettings
+from streams.windows import parse_windows
+from tests.delivery_world import MESSAGES, PARTITIONS, RULES, START, FakeOutbox, FakeSink, World
+
+
+def runtime(world: World, rules: RuleSet = RULES) -> Runtime:
+    """A runtime whose processor holds both partitions (as after an assignment); its
+    clock reads ``world.now_s`` (an hour after the events unless a test moves it; an idle
+    partition's windows close by it), checkpoints are an hour apart."""
+    world.now_s = START / 1000 + 3600
+    settings = dataclasses.replace(WorkerSettings(), checkpoint_seconds=3600.0)
+    rt = Runtime(
+        settings,
+        KafkaSettings(namespace="t"),
+        FakeSink(world),  # type: ignore[arg-type]
+        FakeOutbox(world),
+        bootstrap="unused:9092",
+        rules=rules,
+        clock=lambda: world.now_s,
+        monotonic=itertools.count().__next__,
+    )
+    rt.processor = Processor(
+        windows=parse_windows("1m"), grace_ms=0, source="c/t", idle_ms=5_000, rules=rules
+    )
+    for p in PARTITIONS:
+        rt.processor.load(p, None, -1)
+        rt.delivery.take_over(p, published=0, stored=0)
+    rt.assign(PARTITIONS)
+    return rt
+
+
+def acks(world: World, part: list[tuple[int, int, bytes]]) -> list[Any]:
+    async def ack(partition: int, offset: int) -> None:
+        world.log.append(("ack", (partition, offset)))
+        world.commit(partition, offset)
+
+    return [functools.partial(ack, p, o) for p, o, _ in part]
+
+
+async def test_a_revoke_while_a_batch_waits_on_the_broker_saves_the_state_it_made():
+    world = World()
+    rt = runtime(world)
+    world.held.clear()  # the broker has confirmed nothing yet
+    part = MESSAGES[:40]
+    await rt.process(part, acks(world, part))
+    revoking = asyncio.create_task(rt.revoke([0]))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not revoking.done() and world.states == {}, "it waits for the batch in flight"
+    world.held.set()
+    await revoking
+    last = {p: max(o for q, o, _ in part if q == p) for p in PARTITIONS}
+    assert {p: s[0] for p, s in world.states.items()} == last
+    assert world.committed == last, "every message acknowledged, covered by the checkpoint"
+    assert world.commits_past_checkpoint == []
+    assert rt.processor is not None and not rt.processor.owns(0) and rt.processor.owns(1)
+    assert rt.stats.assigned == {1}
+    await rt.close()
+
+
+async def test_a_stop_checkpoints_every_partition_and_closes_no_window_early():
+    world = World()
+    rt = runtime(world)
+    part = MESSAGES[:40]
+    await rt.process(part, acks(world, part))
+    await rt.delivery.drain()
+    closed_before = rt.stats.counts["windows_closed"]
+    open_before = sum(s.windows.open_windows for s in rt.processor.states.values())
+    world.now_s += 60  # both partitions idle for a minute: only a stop would close them
+    assert await rt.final_checkpoint()
+    assert rt.stats.counts["windows_closed"] == closed_before
+    assert sum(s.windows.open_windows for s in rt.processor.states.values()) == open_before
+    last = {p: max(o for q, o, _ in part if q == p) for p in PARTITIONS}
+    assert {p: s[0] for p, s in world.states.items()} == last and world.committed == last
+    await rt.close()
+
+
+async def test_an_acknowledgement_on_the_control_topic_reaches_the_firing_alert():
+    world = World()
+    rt = runtime(world)
+    part = MESSAGES[:400]
+    await rt.process(part, acks(world, part))
+    await rt.delivery.drain()
+    firing = [
+        (p, a)
+        for p, state in rt.processor.states.items()
+        for a in state.evaluation.alerts()
+        if a["status"] == "firing"
+    ]
+    assert firing, "the flapping rule fires within 400 envelopes"
+    partition, alert = firing[0]
+    rt.processor.dirty.clear()
+    rt.apply_command(
+        {
+            "type": "ack",
+            "fingerprint": alert["fingerprint"],
+            "started_at": alert["started_at"],
+            "by": "ops",
+            "at": START,
+        }
+    )
+    held = {a["fingerprint"]: a for a in rt.processor.states[partition].evaluation.alerts()}
+    assert (held[alert["fingerprint"]]["acked_by"], alert["acked_by"]) == ("ops", None)
+    assert rt.processor.dirty == {partition}, "the acknowledgement is checkpointed"
+    await rt.close()
+
+
+async def test_a_stop_closes_what_was_started_in_reverse_order_even_when_one_fails():
+    closed: list[str] = []
+
+    class Part:
+        def __init__(self, name: str, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        async def close(self) -> None:
+            closed.append(self.name)
+            if self.fails:
+                raise OSError("already gone")
+
+    rt = runtime(World())
+    rt._started = [Part("store"), Part("webhooks", fails=True), Part("other")]
+    await rt.close()
+    assert closed == ["other", "webhooks", "store"]
