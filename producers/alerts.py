@@ -123,36 +123,6 @@ async def read_from(
             return
 
 
-async def last_published(
-    bootstrap: str,
-    topic: str,
-    partitions: set[int],
-    *,
-    back: int = 50,
-    options: Mapping[str, Any] | None = None,
-) -> dict[int, list[bytes]]:
-    """The newest messages (at least the last ``back``) of each of ``partitions``;
-    ``options``: connection options (:meth:`ProducerSettings.kafka_options`)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, **(options or {})
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, max(0, ends[tp] - back))
-        out: dict[int, collections.deque[bytes]] = {
-            p: collections.deque(maxlen=back) for p in partitions
-        }
-        async for message in read_from(consumer, tps, ends=ends):
-            out[message.partition].append(message.value)
-        return {p: list(values) for p, values in out.items()}
-    finally:
-        await consumer.stop()
-
-
 async def subscribe_alerts(
     bootstrap: str,
     *,

@@ -14,10 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-import msgspec
 import orjson
 
-from producers.alerts import Alert, last_published
 from producers.settings import KafkaSettings
 from producers.topics import Topics, cluster_id, ensure_topics
 from streams import control
@@ -27,6 +25,7 @@ from streams.processing import BatchResult, Processor, Sink
 from streams.rules import RuleSet
 from streams.settings import WorkerSettings
 from streams.stats import WorkerStats
+from streams.tails import published_seqs
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +146,14 @@ class Runtime:
         stored = await self.sink.stored_offsets(processor.source)
         stored_seqs = await self.sink.stored_alerts(processor.source)
         saved = await self.sink.load_states(processor.source, missing)
-        tails = await last_published(
+        published = await published_seqs(
             self.bootstrap, self.topics.alerts, missing, options=self.options
         )
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
             self.delivery.take_over(
                 p,
-                published=max((_seq(line, p) for line in tails.get(p, [])), default=0),
+                published=published[p],
                 stored=stored_seqs.get(p, 0),
             )
             for alert in processor.states[p].evaluation.alerts():
@@ -263,11 +262,3 @@ class Runtime:
             at=ack["at"],
             partitions=partitions,
         )
-
-
-def _seq(line: bytes, partition: int) -> int:
-    try:
-        alert = Alert.decode(line)
-    except msgspec.DecodeError:
-        return 0
-    return alert.seq if alert.partition == partition else 0
