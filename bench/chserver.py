@@ -29,7 +29,7 @@ from sinks import catalog
 from sinks.queries import ReadOnly
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
-from streams.processing import BatchResult
+from streams.records import BatchResult
 from vigil.embedded import EmbeddedClickHouse
 
 QUERIES = {

@@ -39,7 +39,8 @@ from sinks import catalog
 from sinks.queries import ReadOnly
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
-from streams.processing import BatchResult, Processor
+from streams.processing import Processor
+from streams.records import BatchResult
 from streams.settings import WorkerSettings
 from streams.windows import parse_windows
 

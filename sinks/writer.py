@@ -34,7 +34,7 @@ from producers.alerts import Alert
 from sinks.settings import StoreSettings
 from sinks.store import StoreError, open_client
 from streams.metrics import Latency
-from streams.processing import BatchResult
+from streams.records import BatchResult
 
 log = logging.getLogger(__name__)
 _ENCODE = msgspec.json.Encoder().encode

@@ -96,7 +96,7 @@ def create_app(
     history: Any = None,
     api_token: str | None = None,
 ) -> faust.App:
-    """The Faust app of one worker; ``sink`` is a :class:`streams.processing.Sink`."""
+    """The Faust app of one worker; ``sink`` is a :class:`streams.delivery.Sink`."""
     topics = Topics.for_namespace(kafka.namespace)
     app = faust.App(
         f"{kafka.namespace}-worker",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +80,10 @@ def resolve_token(configured: str, data_dir: Path) -> str | None:
     return token
 
 
-def client_token(environ: Mapping[str, str], data_dir: Path) -> str | None:
-    """The token a client (CLI, demo, tests) sends: ``VIGIL_API_TOKEN``, else the file
-    the worker keeps under the data directory, if any."""
-    configured = environ.get("VIGIL_API_TOKEN", "")
+def client_token(configured: str, data_dir: Path) -> str | None:
+    """The token a client (CLI, demo, tests) sends: the configured one
+    (``WorkerSettings.api_token``, from ``VIGIL_API_TOKEN``), else the file the worker
+    keeps under the data directory, if any."""
     return None if _off(configured) else configured or _kept(data_dir)
 
 

@@ -1,7 +1,7 @@
 """The delivery protocol: what each processed batch becomes, in an order that neither loses
 nor doubles anything across a crash at any point.
 
-For each :class:`~streams.processing.BatchResult`, in the order the batches were processed:
+For each :class:`~streams.records.BatchResult`, in the order the batches were processed:
 
 1. **store**: raw rows, closed windows, detector scores and the alert transitions not
    stored before (``Sink.write``, which returns once ClickHouse acknowledged them);
@@ -21,7 +21,7 @@ partition is taken over) keep a replayed transition from being stored or publish
 Dead letters, forwards and windows on their topics are at least once (a forward's repeat is
 recognised by the partition it reaches, :mod:`streams.routing`).
 
-No Kafka and no ClickHouse here: a :class:`~streams.processing.Sink` and an
+No Kafka and no ClickHouse here: a :class:`Sink` and an
 :class:`Outbox` are passed in, and so is the clock (``tests/unit/test_delivery.py`` runs
 the protocol on in-memory fakes, one crash at a time).
 """
@@ -29,6 +29,7 @@ the protocol on in-memory fakes, one crash at a time).
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -37,12 +38,52 @@ import msgspec
 from producers.alerts import Alert
 from producers.envelopes import EnvelopeBuilder
 from producers.topics import Topics
-from streams.processing import BatchResult, Sink
+from streams.metrics import Latency
+from streams.records import BatchResult
 from streams.routing import HEADER
 from streams.stats import WorkerStats
 
 #: Acknowledges one message held since it was taken from the events topic.
 Ack = Callable[[], Awaitable[Any]]
+
+
+class Sink(Protocol):
+    """Where the worker's output goes; the composition root supplies ClickHouse."""
+
+    #: Inserts acknowledged and retried, by kind (for /metrics).
+    counts: collections.Counter[str]
+    #: Time from each insert's first try to its acknowledgement.
+    latency: Latency
+    #: True while the store does not answer (retrying); the last error, for /ready.
+    failing: bool
+    last_error: str | None
+    #: The table an insert is running into right now, if any.
+    inserting: str | None
+
+    async def start(self) -> None:
+        """Open the store (retrying until it opens)."""
+        ...
+
+    async def stored_offsets(self, source: str) -> dict[int, int]:
+        """The highest offset stored per partition of ``source``."""
+        ...
+
+    async def stored_alerts(self, source: str) -> dict[int, int]:
+        """The highest alert transition ``seq`` stored per partition of ``source``."""
+        ...
+
+    async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
+        """The newest checkpoint (``BatchResult.states``) of each of ``partitions``."""
+        ...
+
+    async def write(self, result: BatchResult, *, alerts: list[Alert] | None = None) -> None:
+        """Store raw rows, windows, scores and ``alerts`` (default: the result's);
+        returns once acknowledged (retrying meanwhile)."""
+        ...
+
+    async def checkpoint(self, result: BatchResult) -> None:
+        """Store ``result.states``, after everything else the batch produced."""
+        ...
 
 
 class Outbox(Protocol):

@@ -18,29 +18,23 @@ than its series' own is forwarded there (:mod:`streams.routing`) instead of appl
 
 from __future__ import annotations
 
-import collections
-import functools
 import json
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
 
-from producers.alerts import Alert
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, Event, InvalidEvent, decode
 from streams.evaluation import Evaluation
 from streams.executions import Executions
-from streams.records import Rejected, ScoreRecord, WindowRecord
-from streams.routing import BadHeader, Forward, Forwards, Homes, Received, read_header
+from streams.records import BatchResult, RawBatch, Rejected
+from streams.routing import BadHeader, Forwards, Homes, Received, read_header
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
-
-if TYPE_CHECKING:
-    from streams.metrics import Latency
 
 log = logging.getLogger(__name__)
 _ENCODE = msgspec.json.Encoder().encode
@@ -81,43 +75,6 @@ class PartitionState:
         out.alerts.extend(alerts)
         out.scores.extend(scores)
         return bool(closed or alerts or scores)
-
-
-@dataclass
-class RawBatch:
-    """Raw rows of one partition, from contiguous offsets ``first..last``."""
-
-    partition: int
-    first: int
-    last: int
-    rows: list[bytes] = field(default_factory=list)
-
-
-@dataclass
-class BatchResult:
-    source: str = ""
-    raw: dict[int, RawBatch] = field(default_factory=dict)
-    rejected: list[Rejected] = field(default_factory=list)
-    closed: list[WindowRecord] = field(default_factory=list)
-    #: Alert transitions, per partition in the order made (``seq``).
-    alerts: list[Alert] = field(default_factory=list)
-    #: Detector scores of the closed windows.
-    scores: list[ScoreRecord] = field(default_factory=list)
-    #: Envelopes of events on their way to their series' partition (streams.routing).
-    forwards: list[Forward] = field(default_factory=list)
-    #: Events forwarded, per partition they arrived on.
-    rerouted: collections.Counter[int] = field(default_factory=collections.Counter)
-    touched: set[int] = field(default_factory=set)
-    #: True when this result carries a checkpoint: every partition changed since the
-    #: previous one, partition -> (offset, state snapshot) in ``states``.
-    checkpoint: bool = False
-    states: dict[int, tuple[int, bytes]] = field(default_factory=dict)
-    counts: collections.Counter[str] = field(default_factory=collections.Counter)
-
-    @functools.cached_property
-    def window_lines(self) -> list[bytes]:
-        """The closed windows as JSON lines, encoded once for the table and the topic."""
-        return [record.line() for record in self.closed]
 
 
 class Processor:
@@ -415,42 +372,3 @@ def parts(items: list[T], max_events: int, newlines: Callable[[T], int]) -> list
     if run:
         out.append(run)
     return out
-
-
-class Sink(Protocol):
-    """Where the worker's output goes; the composition root supplies ClickHouse."""
-
-    #: Inserts acknowledged and retried, by kind (for /metrics).
-    counts: collections.Counter[str]
-    #: Time from each insert's first try to its acknowledgement.
-    latency: Latency
-    #: True while the store does not answer (retrying); the last error, for /ready.
-    failing: bool
-    last_error: str | None
-    #: The table an insert is running into right now, if any.
-    inserting: str | None
-
-    async def start(self) -> None:
-        """Open the store (retrying until it opens)."""
-        ...
-
-    async def stored_offsets(self, source: str) -> dict[int, int]:
-        """The highest offset stored per partition of ``source``."""
-        ...
-
-    async def stored_alerts(self, source: str) -> dict[int, int]:
-        """The highest alert transition ``seq`` stored per partition of ``source``."""
-        ...
-
-    async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
-        """The newest checkpoint (``BatchResult.states``) of each of ``partitions``."""
-        ...
-
-    async def write(self, result: BatchResult, *, alerts: list[Alert] | None = None) -> None:
-        """Store raw rows, windows, scores and ``alerts`` (default: the result's);
-        returns once acknowledged (retrying meanwhile)."""
-        ...
-
-    async def checkpoint(self, result: BatchResult) -> None:
-        """Store ``result.states``, after everything else the batch produced."""
-        ...

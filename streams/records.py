@@ -1,16 +1,23 @@
 """Records that the stream stage writes: their schema lives here (no Faust import).
 
 A :class:`WindowRecord` is one closed window of one series. Its ``row()`` is what the
-``windows`` table stores and what the windows topic carries. Alert transitions are
+``windows`` table stores and what the windows topic carries. A :class:`BatchResult` is
+everything processing one batch made, for the delivery (``streams.delivery``) to store,
+publish and checkpoint. Alert transitions are
 :class:`producers.alerts.Alert`: the SDK decodes them, and may not import this package.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import collections
+import functools
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
+from producers.alerts import Alert
+from streams.routing import Forward
 
 _ENCODE = msgspec.json.Encoder().encode
 
@@ -167,3 +174,40 @@ class Rejected:
     index: int
     line: bytes
     reason: str
+
+
+@dataclass
+class RawBatch:
+    """Raw rows of one partition, from contiguous offsets ``first..last``."""
+
+    partition: int
+    first: int
+    last: int
+    rows: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    source: str = ""
+    raw: dict[int, RawBatch] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+    closed: list[WindowRecord] = field(default_factory=list)
+    #: Alert transitions, per partition in the order made (``seq``).
+    alerts: list[Alert] = field(default_factory=list)
+    #: Detector scores of the closed windows.
+    scores: list[ScoreRecord] = field(default_factory=list)
+    #: Envelopes of events on their way to their series' partition (streams.routing).
+    forwards: list[Forward] = field(default_factory=list)
+    #: Events forwarded, per partition they arrived on.
+    rerouted: collections.Counter[int] = field(default_factory=collections.Counter)
+    touched: set[int] = field(default_factory=set)
+    #: True when this result carries a checkpoint: every partition changed since the
+    #: previous one, partition -> (offset, state snapshot) in ``states``.
+    checkpoint: bool = False
+    states: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @functools.cached_property
+    def window_lines(self) -> list[bytes]:
+        """The closed windows as JSON lines, encoded once for the table and the topic."""
+        return [record.line() for record in self.closed]

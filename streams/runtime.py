@@ -20,8 +20,9 @@ from producers.settings import KafkaSettings
 from producers.topics import Topics, cluster_id, ensure_topics
 from streams import control
 from streams.channels import Dispatcher
-from streams.delivery import Ack, Delivery, Outbox
-from streams.processing import BatchResult, Processor, Sink
+from streams.delivery import Ack, Delivery, Outbox, Sink
+from streams.processing import Processor
+from streams.records import BatchResult
 from streams.rules import RuleSet
 from streams.settings import WorkerSettings
 from streams.stats import WorkerStats

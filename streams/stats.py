@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from streams.processing import BatchResult
+from streams.records import BatchResult
 
 
 class WorkerStats:

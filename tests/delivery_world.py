@@ -14,7 +14,7 @@ import orjson
 
 from producers.topics import Topics
 from streams.metrics import Latency
-from streams.processing import BatchResult
+from streams.records import BatchResult
 from tests.samples import FLAPPING_RULES, ruleset
 
 TOPICS = Topics.for_namespace("t")
@@ -71,7 +71,7 @@ class World:
 
 
 class FakeSink:
-    """The store's side of :class:`streams.processing.Sink`, in memory."""
+    """The store's side of :class:`streams.delivery.Sink`, in memory."""
 
     def __init__(self, world: World) -> None:
         self.world = world

@@ -18,8 +18,8 @@ from producers.alerts import Alert
 from producers.events import partition_for, routing_key, series_key
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
-from streams.processing import BatchResult, Processor
-from streams.records import ScoreRecord, WindowRecord
+from streams.processing import Processor
+from streams.records import BatchResult, ScoreRecord, WindowRecord
 from streams.rules import parse
 from streams.windows import parse_windows
 from tests.samples import detector_rule

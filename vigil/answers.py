@@ -16,12 +16,14 @@ import urllib.parse
 from datetime import UTC, datetime
 from typing import Any
 
+from producers.settings import from_env
 from sinks import catalog
 from sinks.queries import HistoryError, ReadOnly
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from sinks.tables import cell, table
 from streams import auth
+from streams.settings import WorkerSettings
 from vigil import webclient
 
 
@@ -52,7 +54,8 @@ def ask(
     """The answer and where it came from; raises HistoryError or StoreError. The worker
     is asked with the API token of ``VIGIL_API_TOKEN`` or of its data directory."""
     if url:
-        token = auth.client_token(os.environ, settings.data_dir)
+        configured = from_env(WorkerSettings, os.environ).api_token
+        token = auth.client_token(configured, settings.data_dir)
         answered = fetch(url, name, params, timeout=settings.query_timeout_s + 5, token=token)
         if answered is not None:
             status, body = answered

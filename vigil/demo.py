@@ -77,7 +77,7 @@ def run(*, duration: float, rate: int, seed: int, linger: float = 0.0) -> int:
     login = "" if env["VIGIL_API_TOKEN"] == "none" else " (once with ?token=<VIGIL_API_TOKEN>)"
     print(f"vigil demo: live dashboard at http://127.0.0.1:{port}/dashboard{login}", flush=True)
     start_ms = int(time.time() * 1000 - duration * 1000 * SPEED)
-    token = auth.client_token(env, config.store.data_dir)
+    token = auth.client_token(env["VIGIL_API_TOKEN"], config.store.data_dir)
 
     def stats() -> dict[str, Any] | None:
         return worker_stats(port, token)

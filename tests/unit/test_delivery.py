@@ -19,7 +19,8 @@ import orjson
 import pytest
 
 from streams.delivery import Delivery, WriterFailed
-from streams.processing import BatchResult, Processor
+from streams.processing import Processor
+from streams.records import BatchResult
 from streams.stats import WorkerStats
 from streams.windows import parse_windows
 from tests.delivery_world import (

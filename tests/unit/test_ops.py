@@ -41,12 +41,12 @@ def test_a_token_is_made_once_private_and_kept(tmp_path):
     path = data / auth.TOKEN_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(first) >= 40 and auth.resolve_token("", data) == first
-    assert auth.client_token({}, data) == first  # what the CLI sends
-    assert auth.client_token({"VIGIL_API_TOKEN": "mine"}, data) == "mine"
+    assert auth.client_token("", data) == first  # what the CLI sends
+    assert auth.client_token("mine", data) == "mine"
     assert auth.resolve_token("configured", data) == "configured"
     assert auth.resolve_token("none", data) is None
-    assert auth.client_token({"VIGIL_API_TOKEN": "none"}, data) is None
-    assert auth.client_token({}, tmp_path / "elsewhere") is None
+    assert auth.client_token("none", data) is None
+    assert auth.client_token("", tmp_path / "elsewhere") is None
 
 
 def _snapshot(**over):
