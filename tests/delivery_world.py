@@ -45,6 +45,8 @@ class World:
         self.alerts_published: list[tuple[int, int]] = []
         self.published_lines: list[bytes] = []
         self.dead_letters: set[tuple[bytes, ...]] = set()
+        #: Every message handed to the producer: (topic, key, partition, headers, value).
+        self.handed: list[tuple[str, Any, Any, Any, bytes]] = []
         self.windows_published: set[bytes] = set()
         self.topic_counts = collections.Counter[str]()
         # The group.
@@ -117,6 +119,7 @@ class FakeOutbox:
     ) -> Awaitable[Any]:
         w = self.world
         w.step("publish")  # one message handed to the producer; those before it go out
+        w.handed.append((topic, key, partition, headers, value))
 
         async def deliver() -> None:
             await w.held.wait()

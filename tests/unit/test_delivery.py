@@ -295,3 +295,52 @@ async def test_a_silenced_transition_is_published_flagged_and_not_sent_to_webhoo
     assert published and all(a["silenced"] for a in published)
     assert all(a.silenced for a in dispatched) and len(dispatched) == len(published)
     await delivery.close()
+
+
+async def test_each_message_goes_to_its_topic_on_the_partition_of_its_series():
+    """Absolute, not against another run: alerts keyed by fingerprint on their series'
+    partition, windows on theirs, dead letters with the headers the README documents;
+    and the counts /stats shows."""
+    world = World()
+    seen: list[tuple[Any, Any]] = []
+    processor, delivery = worker(world, silenced=lambda labels, at: bool(seen.append((labels, at))))
+    result = processor.process(MESSAGES[:200], now_ms=START, checkpoint=True)
+    alerts, closed, rejected = list(result.alerts), list(result.closed), list(result.rejected)
+    assert alerts and closed and rejected
+    await delivery.put(result)
+    await delivery.drain()
+    by_topic: dict[str, list[tuple[Any, ...]]] = collections.defaultdict(list)
+    for topic, key, partition, headers, value in world.handed:
+        by_topic[topic].append((key, partition, headers, value))
+    assert sorted((k, p) for k, p, _, _ in by_topic[TOPICS.alerts]) == sorted(
+        (a.fingerprint.encode(), a.partition) for a in alerts
+    )
+    assert seen == [(a.labels, a.evaluated_at) for a in alerts], "silences asked per alert"
+    windows = collections.Counter(r.partition for r in closed)
+    lines = collections.Counter()
+    for key, partition, _, value in by_topic[TOPICS.windows]:
+        assert key is None and partition in PARTITIONS
+        lines[partition] += len(value.splitlines())
+    assert lines == windows, "each window on the partition of its series"
+    expected = {
+        (
+            r.line,
+            ("vigil-reason", r.reason.encode()),
+            ("vigil-source-index", str(r.index).encode()),
+            ("vigil-source-offset", str(r.offset).encode()),
+            ("vigil-source-partition", str(r.partition).encode()),
+            ("vigil-source-topic", TOPICS.events.encode()),
+        )
+        for r in rejected
+    }
+    assert world.dead_letters == expected
+    counts = delivery.stats.counts
+    assert (counts["alerts"], counts["alerts_replayed"]) == (len(alerts), 0)
+    # The same batch again (a replay): nothing published twice, each skip counted.
+    again = processor.process(MESSAGES[:0], now_ms=START)
+    again.alerts = alerts
+    await delivery.put(again)
+    await delivery.drain()
+    assert (counts["alerts"], counts["alerts_replayed"]) == (len(alerts), len(alerts))
+    assert len(by_topic[TOPICS.alerts]) == len([m for m in world.handed if m[0] == TOPICS.alerts])
+    await delivery.close()
