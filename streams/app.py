@@ -210,7 +210,7 @@ def create_app(
         """Every command on the control topic, from the beginning, as it comes."""
         await rt.ready()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, **kafka.kafka_options()
+            bootstrap_servers=bootstrap, enable_auto_commit=False, **rt.options
         )
         await consumer.start()
         try:

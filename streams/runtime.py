@@ -165,7 +165,8 @@ class Runtime:
     async def process(self, messages: list[tuple[Any, ...]], acks: Sequence[Ack]) -> None:
         """Apply messages of partitions this worker holds; queue the result for delivery
         with the acknowledgements of the messages it came from."""
-        processor = await self.ready()
+        # Set up once (the agent awaited it): no lock taken per batch.
+        processor = self.processor or await self.ready()
         async with self.state_lock:
             await self.take_over(processor, {m[0] for m in messages})
             result = processor.process(
