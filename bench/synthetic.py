@@ -274,16 +274,34 @@ def _windows(times: list[int], onsets: list[int]) -> list[list[str]]:
 
 def write(root: Path, seed: int) -> dict[str, list[list[str]]]:
     """The corpus of ``seed`` under ``root``; returns its labels (path -> windows)."""
-    rng = np.random.default_rng(seed)
+    return write_seeds(root, [seed], prefix=False)
+
+
+def write_seeds(root: Path, seeds: list[int], *, prefix: bool = True) -> dict[str, list[list[str]]]:
+    """The corpora of ``seeds`` side by side under ``root``, as one corpus: each file's
+    name starts with ``s<seed>_`` (:func:`seed_of` reads it back) unless ``prefix`` is off,
+    so a shape's folder holds that shape from every seed."""
     labels: dict[str, list[list[str]]] = {}
-    for shape, make in GENERATORS.items():
-        for k in range(FILES_PER_SHAPE):
-            anomalies = int(rng.integers(1, 4))
-            labels.update(_file(root, f"{shape}/{shape}_{k}.csv", *make(rng, anomalies)))
-        labels.update(_file(root, f"quiet/{shape}_quiet.csv", *make(rng, 0)))
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        tag = f"s{seed}_" if prefix else ""
+        for shape, make in GENERATORS.items():
+            for k in range(FILES_PER_SHAPE):
+                anomalies = int(rng.integers(1, 4))
+                rel = f"{shape}/{tag}{shape}_{k}.csv"
+                labels.update(_file(root, rel, *make(rng, anomalies)))
+            labels.update(_file(root, f"quiet/{tag}{shape}_quiet.csv", *make(rng, 0)))
     (root / "labels").mkdir(parents=True, exist_ok=True)
     (root / "labels" / "combined_windows.json").write_text(json.dumps(labels, indent=1))
     return labels
+
+
+def seed_of(rel: str) -> int:
+    """The seed of a file written by :func:`write_seeds`."""
+    name = rel.rsplit("/", 1)[-1]
+    if not name.startswith("s") or "_" not in name:
+        raise ValueError(f"{rel!r} was not written by write_seeds (no s<seed>_ prefix)")
+    return int(name[1:].split("_", 1)[0])
 
 
 def _file(

@@ -2,13 +2,16 @@
 
 Each row is scored before it is learned (as in the stream); a score at or above
 ``THRESHOLD`` is an active observation for the alert state machine, and ``alert`` is 1 on
-the rows where the alert goes to firing. The configuration is fixed here, the same for
-every file: nothing is tuned per series or after seeing labels.
+the rows where the alert goes to firing: the second row in a row over the threshold
+(``POLICY``). The configuration is fixed here, the same for every file: nothing is tuned
+per series or after seeing labels.
 
 >>> rows = [(f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}", 10.0 + i % 3) for i in range(600)]
 >>> rows[500] = (rows[500][0], 90.0)
->>> [r[0] for r in run(rows) if r[3]]
-['2024-01-01 00:08:20']
+>>> [r[0] for r in run(rows) if r[2] >= THRESHOLD][:2]  # the spike, and the row after
+['2024-01-01 00:08:20', '2024-01-01 00:08:21']
+>>> [r[0] for r in run(rows) if r[3]]  # pending at the spike, firing at the row after
+['2024-01-01 00:08:21']
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import random
 
 import orjson
 
+from streams.detection import default_detector
 from streams.evaluation import Evaluation, fingerprint
 from streams.processing import Processor
 from streams.records import WindowRecord
@@ -125,6 +126,28 @@ def test_a_detector_fires_on_a_level_shift_and_not_before():
     firing = [a for a in alerts if a.state == "firing"]
     assert firing and all(a.at // MIN > 300 for a in firing)
     assert firing[0].at // MIN <= 305 and firing[0].score >= 0.9999
+
+
+def test_one_odd_window_is_pending_and_the_second_in_a_row_fires():
+    """A detector fires on its second window in a row over its threshold: one window over
+    it goes to pending and back, silently; two in a row fire at the second."""
+    rng = random.Random(3)
+    means = [100 + rng.gauss(0, 5) for _ in range(400)]
+    means[350] = 400.0  # the window ending at minute 351
+    model = default_detector()
+    scores = []
+    for i, m in enumerate(means):
+        scores.append(model.score_one(m, (i + 1) * MIN))
+        model.learn_one(m, (i + 1) * MIN)
+    first, second = scores[350], scores[351]
+    assert max(scores[:350]) < second < first  # the spike, then less of it
+    records = [window(i + 1, mean=m) for i, m in enumerate(means)]
+    between = DETECTOR + f"threshold = {(first + second) / 2!r}\n"
+    alerts = feed(Evaluation(ruleset(between), 0), records)
+    assert [(a.state, a.at // MIN) for a in alerts] == [("pending", 351)]
+    both = DETECTOR + f"threshold = {second!r}\n"
+    alerts = feed(Evaluation(ruleset(both), 0), records)
+    assert [(a.state, a.at // MIN) for a in alerts][:2] == [("pending", 351), ("firing", 352)]
 
 
 def test_state_restored_from_a_snapshot_makes_the_same_transitions():

@@ -43,3 +43,16 @@ def test_the_same_seed_writes_the_same_corpus_and_another_does_not(tmp_path):
     rel = "bursty/bursty_0.csv"
     assert (a / "data" / rel).read_bytes() == (b / "data" / rel).read_bytes()
     assert (a / "data" / rel).read_bytes() != (c / "data" / rel).read_bytes()
+
+
+def test_several_seeds_make_one_corpus_whose_files_name_their_seed(tmp_path):
+    both = synthetic.write_seeds(tmp_path / "both", [3, 4])
+    alone = synthetic.write(tmp_path / "three", seed=3)
+    assert len(both) == 2 * len(alone)
+    assert {synthetic.seed_of(rel) for rel in both} == {3, 4}
+    for rel, windows in alone.items():
+        shape, name = rel.split("/")
+        twin = f"{shape}/s3_{name}"
+        assert both[twin] == windows
+        data = tmp_path / "both" / "data" / twin
+        assert data.read_bytes() == (tmp_path / "three" / "data" / rel).read_bytes()
