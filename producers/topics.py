@@ -9,10 +9,13 @@
 |                           |                | ``vigil-reason``, ``vigil-source-topic``,          |
 |                           |                | ``vigil-source-partition``, ``vigil-source-offset``|
 |                           |                | and ``vigil-source-index`` say why and whence      |
-| ``<ns>.windows.v1``       | none           | closed windows as JSON lines (``windows`` rows), on|
-|                           |                | the partition of their series; at least once: a    |
-|                           |                | replay after a crash may repeat a window, and      |
-|                           |                | ``(series, window, window_end)`` identifies it     |
+| ``<ns>.windows.v2``       | none           | closed windows as JSON lines in envelopes, on the  |
+|                           |                | partition of their series, times in ms             |
+|                           |                | (``window_start_ms``, ``window_end_ms``,           |
+|                           |                | ``hop_ms``; v1 carried the table's rows, in        |
+|                           |                | seconds); at least once: a replay after a crash    |
+|                           |                | may repeat a window, and ``(series, window,        |
+|                           |                | window_end_ms)`` identifies it                     |
 | ``<ns>.alerts.v1``        | fingerprint    | one alert transition as JSON (README: "Alerts"), on|
 |                           |                | the partition of its series; ``(partition, seq)``  |
 |                           |                | numbers them, replays publish none twice           |
@@ -52,7 +55,7 @@ class Topics:
         return cls(
             events=f"{namespace}.events.v1",
             deadletter=f"{namespace}.deadletter.v1",
-            windows=f"{namespace}.windows.v1",
+            windows=f"{namespace}.windows.v2",
             alerts=f"{namespace}.alerts.v1",
             control=f"{namespace}.control.v1",
         )

@@ -28,16 +28,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import msgspec
-
 from producers.alerts import Alert
+from sinks import rows
 from sinks.settings import StoreSettings
 from sinks.store import StoreError, open_client
 from streams.metrics import Latency
 from streams.records import BatchResult
 
 log = logging.getLogger(__name__)
-_ENCODE = msgspec.json.Encoder().encode
 
 
 class ClickHouseSink:
@@ -110,15 +108,15 @@ class ClickHouseSink:
                 await self._insert(f"{db}.events", b"\n".join(raw.rows), token)
                 self.counts["raw_rows"] += len(raw.rows)
         if result.closed:
-            payload = b"\n".join(result.window_lines)
+            payload = rows.lines(rows.window_row(w) for w in result.closed)
             await self._insert(f"{db}.windows", payload, _content_token("w", payload))
             self.counts["windows"] += len(result.closed)
         if alerts:
-            payload = b"\n".join(_ENCODE(_alert_row(a, result.source)) for a in alerts)
+            payload = rows.lines(rows.alert_row(a, result.source) for a in alerts)
             await self._insert(f"{db}.alerts", payload, _content_token("a", payload))
             self.counts["alerts"] += len(alerts)
         if result.scores:
-            payload = b"\n".join(score.line() for score in result.scores)
+            payload = rows.lines(rows.score_row(score) for score in result.scores)
             await self._insert(f"{db}.anomaly_scores", payload, _content_token("s", payload))
             self.counts["scores"] += len(result.scores)
 
@@ -202,17 +200,6 @@ class ClickHouseSink:
 def _content_token(prefix: str, payload: bytes) -> str:
     """A deduplication token made of what is inserted: the same rows again are dropped."""
     return f"{prefix}:{hashlib.blake2b(payload, digest_size=16).hexdigest()}"
-
-
-def _alert_row(alert: Alert, source: str) -> dict[str, Any]:
-    """The ``alerts`` table row: the topic's fields, times in seconds (DateTime64(3)), and
-    the Kafka log the transition was made from."""
-    row = alert.to_dict()
-    del row["v"], row["channels"]
-    row["source"] = source
-    for key in ("at", "started_at", "evaluated_at"):
-        row[key] /= 1000
-    return row
 
 
 def _bytes(value: Any) -> bytes:

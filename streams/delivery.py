@@ -293,8 +293,8 @@ def window_envelopes(result: BatchResult, max_bytes: int = 512 * 1024) -> list[t
     """Closed windows as JSON-line envelopes on the partition of their series."""
     builder = EnvelopeBuilder(max_events=len(result.closed) + 1, max_bytes=max_bytes)
     out = []
-    for record, line in zip(result.closed, result.window_lines, strict=True):
-        closed = builder.add(record.partition, line)
+    for record in result.closed:
+        closed = builder.add(record.partition, record.line())
         if closed is not None:
             out.append((record.partition, closed[0]))
     out.extend((partition, envelope) for partition, envelope, _ in builder.drain())

@@ -1,7 +1,8 @@
 """Records that the stream stage writes: their schema lives here (no Faust import).
 
-A :class:`WindowRecord` is one closed window of one series. Its ``row()`` is what the
-``windows`` table stores and what the windows topic carries. A :class:`BatchResult` is
+A :class:`WindowRecord` is one closed window of one series; its ``message()`` is what the
+windows topic carries (times in ms, as everywhere in Python and on topics; the tables'
+rows are ``sinks.rows``). A :class:`BatchResult` is
 everything processing one batch made, for the delivery (``streams.delivery``) to store,
 publish and checkpoint. Alert transitions are
 :class:`producers.alerts.Alert`: the SDK decodes them, and may not import this package.
@@ -10,7 +11,6 @@ publish and checkpoint. Alert transitions are
 from __future__ import annotations
 
 import collections
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,19 +84,17 @@ class WindowRecord:
         return self.errors / self.count if self.count else 0.0
 
     def line(self) -> bytes:
-        """:meth:`row` as one JSON line.
+        """:meth:`message` as one JSON line.
 
         msgspec, not orjson: orjson's small results each hold a 4 KiB buffer, and a
         minute closing 100,000 series keeps that many lines alive at once.
         """
-        return _ENCODE(self.row())
+        return _ENCODE(self.message())
 
-    def row(self) -> dict[str, Any]:
-        """The ``windows`` table row, also the JSON on the windows topic.
-
-        Times are seconds (ClickHouse reads them into DateTime64(3)); the sketch is two
-        maps of bucket -> count, which ``sumMap`` merges in SQL.
-        """
+    def message(self) -> dict[str, Any]:
+        """The window as the windows topic carries it: times in milliseconds, as on the
+        events and alerts topics (the ``windows`` table's row, in seconds, is
+        ``sinks.rows.window_row``); the sketch is two maps of bucket -> count."""
         zeros, pos, neg = self.sketch if self.sketch is not None else (0, {}, {})
         return {
             "series": self.series,
@@ -104,13 +102,12 @@ class WindowRecord:
             "service": self.service,
             "name": self.name,
             "window": self.label,
-            "window_start": self.start_ms / 1000,
-            "window_end": self.end_ms / 1000,
-            "width_s": (self.end_ms - self.start_ms) // 1000,
-            "hop_s": self.hop_ms // 1000,
+            "window_start_ms": self.start_ms,
+            "window_end_ms": self.end_ms,
+            "hop_ms": self.hop_ms,
             "partition": self.partition,
             # The figures of streams.figures, in its order (tests/integration/test_figures.py
-            # holds them to it): written out, this row costs a third of a loop over them.
+            # holds them to it): written out, this costs a third of a loop over them.
             "count": self.count,
             "errors": self.errors,
             "error_rate": self.error_rate,
@@ -145,24 +142,6 @@ class ScoreRecord:
     score: float
     threshold: float
     partition: int
-
-    def line(self) -> bytes:
-        """The ``anomaly_scores`` table row as one JSON line (times in seconds)."""
-        return _ENCODE(
-            {
-                "series": self.series,
-                "kind": self.kind,
-                "service": self.service,
-                "name": self.name,
-                "detector": self.detector,
-                "window": self.label,
-                "window_end": self.end_ms / 1000,
-                "value": self.value,
-                "score": self.score,
-                "threshold": self.threshold,
-                "partition": self.partition,
-            }
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +185,3 @@ class BatchResult:
     checkpoint: bool = False
     states: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
-
-    @functools.cached_property
-    def window_lines(self) -> list[bytes]:
-        """The closed windows as JSON lines, encoded once for the table and the topic."""
-        return [record.line() for record in self.closed]

@@ -1,13 +1,21 @@
 """The window figures are declared once (``streams.figures``): the ``windows`` table the
 migrations make has a column of the declared type for each, and no figure column the
-declaration lacks; a record's row and the chart carry exactly them."""
+declaration lacks; a window's row and topic message carry exactly them, and the chart
+reads them back from the table."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from sinks import history, rows
+from sinks.queries import ReadOnly
+from sinks.settings import StoreSettings
+from sinks.writer import ClickHouseSink
 from streams.figures import CHART, FIGURES, NAMES
 from streams.processing import Processor
+from streams.records import BatchResult
 from streams.windows import parse_windows
 from tests.conftest import open_store
 
@@ -33,15 +41,51 @@ def test_the_windows_table_has_a_column_of_the_declared_type_for_each_figure(tmp
     assert figures == {f.name: f.column for f in FIGURES}
 
 
-def test_a_window_row_carries_every_figure_and_the_chart_reads_them():
+def _closed_window():
     p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t")
     p.load(0, None, -1)
     line = b'{"kind":"metric","ts":1700000000000,"service":"s","name":"m","value":2.5}'
-    out = p.process([(0, 0, line)], now_ms=1700000000000)
-    out = p.tick(now_ms=1700000000000 + 3_600_000)
-    (record,) = out.closed
-    row = record.row()
+    p.process([(0, 0, line)], now_ms=1700000000000)
+    (record,) = p.tick(now_ms=1700000000000 + 3_600_000).closed
+    return record
+
+
+def test_a_window_row_and_message_carry_every_figure_in_the_declared_order():
+    record = _closed_window()
+    row, message = rows.window_row(record), record.message()
     assert [k for k in row if k in NAMES] == list(NAMES)
+    assert [k for k in message if k in NAMES] == list(NAMES)
     assert set(row) - set(NAMES) == NOT_FIGURES, "no figure undeclared"
     assert (row["count"], row["mean"], row["p95"], row["values"]) == (1, 2.5, 2.5, 1)
-    assert set(CHART) <= set(NAMES)
+    # The topic in milliseconds, the table in seconds: the same window.
+    assert (message["window_start_ms"], message["window_end_ms"]) == (
+        1_699_999_980_000,
+        1_700_000_040_000,
+    )
+    assert (row["window_start"], row["window_end"]) == (1_699_999_980.0, 1_700_000_040.0)
+    assert {k: message[k] for k in NAMES} == {k: row[k] for k in NAMES}
+
+
+async def test_the_chart_draws_every_chart_figure_of_a_stored_window(tmp_path):
+    """The row goes through the real writer into the windows table, and the dashboard's
+    chart query reads each figure it declares back, with the window's values."""
+    record = _closed_window()
+    settings = StoreSettings(data_dir=tmp_path)
+    sink = ClickHouseSink(settings)
+    await sink.start()
+    try:
+        await sink.write(BatchResult(source="c/t", closed=[record]))
+        chart = history.chart(
+            ReadOnly.of(sink.client, settings),
+            now=datetime(2023, 11, 15, tzinfo=UTC),
+            series=record.series,
+            since="2023-11-14T21:00:00",  # two hours of 1m windows: read from the windows
+            until="2023-11-14T23:00:00",
+            window="1m",
+        )
+    finally:
+        await sink.close()
+    assert chart["source"] == "windows"
+    (point,) = chart["points"]
+    assert set(point) == {"t", *CHART}
+    assert {k: point[k] for k in CHART} == {k: getattr(record, k) for k in CHART}

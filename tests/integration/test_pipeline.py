@@ -99,7 +99,7 @@ async def test_events_flow_into_clickhouse_and_bad_ones_into_the_deadletter_topi
             "SELECT series, window, toUnixTimestamp64Milli(window_end), count "
             "FROM vigil.windows FINAL"
         ).result_rows
-    # The windows topic carries the same windows (at least once).
+    # The windows topic carries the same windows (at least once), times in ms.
     on_topic = await read_records(
         kafka_settings.kafka_bootstrap,
         topics.windows,
@@ -107,7 +107,7 @@ async def test_events_flow_into_clickhouse_and_bad_ones_into_the_deadletter_topi
         weight=lambda r: r.value.count(b"\n") + 1,
     )
     topic_rows = {
-        (w["series"], w["window"], round(w["window_end"] * 1000), w["count"])
+        (w["series"], w["window"], w["window_end_ms"], w["count"])
         for r in on_topic
         for w in map(orjson.loads, r.value.split(b"\n"))
     }

@@ -71,9 +71,10 @@ def test_a_window_reports_exact_statistics_and_its_position():
     assert rec.mean == pytest.approx(statistics.fmean(values))
     assert rec.stddev == pytest.approx(statistics.pstdev(values))
     assert rec.p50 == pytest.approx(4.25, rel=0.01)
-    row = rec.row()
-    assert (row["width_s"], row["hop_s"], row["partition"], row["error_rate"]) == (60, 60, 2, 0.4)
-    assert sum(row["sketch_pos"].values()) == 5
+    message = rec.message()
+    assert (message["window_end_ms"] - message["window_start_ms"], message["hop_ms"]) == (MIN, MIN)
+    assert (message["partition"], message["error_rate"]) == (2, 0.4)
+    assert sum(message["sketch_pos"].values()) == 5
 
 
 def test_parse_windows_accepts_tumbling_and_hopping_lists():

@@ -1,0 +1,72 @@
+"""The stream's records as ClickHouse rows: the one module that knows the tables' columns
+and their units.
+
+Records and topics carry times in milliseconds; the tables' times are ``DateTime64(3)``,
+which JSONEachRow fills from seconds: an integer there is read as seconds too (chDB read
+``1700000000123`` as ``9999-12-31 23:59:59``), so every time becomes ``ms / 1000`` here.
+The raw ``events`` row is the exception: the processor builds it while it decodes each
+event (``streams.processing``, the hot path), with the same rule.
+
+>>> from tests.samples import window
+>>> row = window_row(window(5, mean=2.0, count=3))
+>>> (row["window_start"], row["window_end"], row["width_s"], row["count"], row["mean"])
+(240.0, 300.0, 60, 3, 2.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from producers.alerts import Alert
+from streams.records import ScoreRecord, WindowRecord
+
+# msgspec, not orjson: orjson's small results each hold a 4 KiB buffer, and a minute
+# closing 100,000 series keeps that many lines alive at once.
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def window_row(w: WindowRecord) -> dict[str, Any]:
+    """The ``windows`` table row of a closed window: its topic message (every figure of
+    ``streams.figures``, and the sketch as two maps of bucket -> count, which ``sumMap``
+    merges in SQL) with the times in seconds, and the width and hop."""
+    row = w.message()
+    start, end, hop = row.pop("window_start_ms"), row.pop("window_end_ms"), row.pop("hop_ms")
+    row["window_start"], row["window_end"] = start / 1000, end / 1000
+    row["width_s"], row["hop_s"] = (end - start) // 1000, hop // 1000
+    return row
+
+
+def score_row(s: ScoreRecord) -> dict[str, Any]:
+    """The ``anomaly_scores`` table row of a detector's score of one window."""
+    return {
+        "series": s.series,
+        "kind": s.kind,
+        "service": s.service,
+        "name": s.name,
+        "detector": s.detector,
+        "window": s.label,
+        "window_end": s.end_ms / 1000,
+        "value": s.value,
+        "score": s.score,
+        "threshold": s.threshold,
+        "partition": s.partition,
+    }
+
+
+def alert_row(alert: Alert, source: str) -> dict[str, Any]:
+    """The ``alerts`` table row: the topic's fields, and the Kafka log the transition was
+    made from."""
+    row = alert.to_dict()
+    del row["v"], row["channels"]
+    row["source"] = source
+    for key in ("at", "started_at", "evaluated_at"):
+        row[key] /= 1000
+    return row
+
+
+def lines(rows: Iterable[dict[str, Any]]) -> bytes:
+    """Rows as JSONEachRow: one JSON object a line."""
+    return b"\n".join(_ENCODE(row) for row in rows)
