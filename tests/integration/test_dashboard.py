@@ -254,9 +254,11 @@ async def test_the_series_and_alerts_views_draw_what_history_and_the_live_state_
         assert shown["points"] == expected["points"] and shown["scores"] == expected["scores"]
         assert view["bars"] == len(expected["points"])
         assert sorted(view["lines"]) == ["mean", "p50", "p95", "p99", "score"]
-        assert view["spans"] == ["span-firing", "span-firing"]
+        # The detector was pending one window (its first unusual one), then fired.
+        assert view["spans"] == ["span-pending", "span-firing", "span-firing"]
         assert sorted(r[:2] for r in view["spanRows"]) == [
             ["latency_anomaly", "firing"],
+            ["latency_anomaly", "pending"],
             ["slow_api", "firing"],
         ]
         last = expected["points"][-1]
