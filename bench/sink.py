@@ -37,6 +37,7 @@ from bench.report import emit, progress
 from producers.envelopes import EnvelopeBuilder
 from sinks import catalog
 from sinks.queries import ReadOnly
+from sinks.rows import RawRows
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
 from streams.processing import Processor
@@ -52,7 +53,12 @@ DAY_S = 86_400
 def batches(n: int, per_batch: int = BATCH_MESSAGES) -> list[BatchResult]:
     """``n`` events through the processor, as the worker's batches (not timed)."""
     now_ms = int(time.time() * 1000)
-    processor = Processor(windows=parse_windows("1m"), grace_ms=0, source="bench/events")
+    processor = Processor(
+        windows=parse_windows("1m"),
+        grace_ms=0,
+        source="bench/events",
+        raw_rows=RawRows("bench/events"),
+    )
     processor.load(0, None, -1)
     builder = EnvelopeBuilder(max_events=ENVELOPE_EVENTS, max_bytes=1 << 30)
     envelopes = []

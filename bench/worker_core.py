@@ -25,6 +25,7 @@ import orjson
 from bench.pipeline import make_events
 from bench.report import emit, progress
 from producers.events import _validate, decode
+from sinks.rows import RawRows
 from streams.detection import default_detector
 from streams.processing import Processor
 from streams.windows import parse_windows
@@ -59,7 +60,9 @@ def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
     del lines
     gc.collect()
     before = _rss_mb()
-    processor = Processor(windows=parse_windows("1m,5m,5m/1m"), grace_ms=30_000, source="b/t")
+    processor = Processor(
+        windows=parse_windows("1m,5m,5m/1m"), grace_ms=30_000, source="b/t", raw_rows=RawRows("b/t")
+    )
     processor.load(0, None, -1)
     started = time.perf_counter()
     for j in range(0, len(messages), 20):

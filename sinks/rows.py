@@ -4,8 +4,9 @@ and their units.
 Records and topics carry times in milliseconds; the tables' times are ``DateTime64(3)``,
 which JSONEachRow fills from seconds: an integer there is read as seconds too (chDB read
 ``1700000000123`` as ``9999-12-31 23:59:59``), so every time becomes ``ms / 1000`` here.
-The raw ``events`` row is the exception: the processor builds it while it decodes each
-event (``streams.processing``, the hot path), with the same rule.
+The raw ``events`` row is made while the processor decodes each event (the hot path):
+:class:`RawRows` is handed to it (``Processor(raw_rows=...)``, through the sink), so
+streams decides what an event is and this module what its row is.
 
 >>> from tests.samples import window
 >>> row = window_row(window(5, mean=2.0, count=3))
@@ -15,17 +16,60 @@ event (``streams.processing``, the hot path), with the same rule.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+import orjson
 
 from producers.alerts import Alert
+from producers.events import Event
 from streams.records import ScoreRecord, WindowRecord
 
 # msgspec, not orjson: orjson's small results each hold a 4 KiB buffer, and a minute
 # closing 100,000 series keeps that many lines alive at once.
 _ENCODE = msgspec.json.Encoder().encode
+
+
+class RawRows:
+    """The ``events`` table row of a checked event, as one JSONEachRow line: the event's
+    own fields (``ts`` in seconds) and where it came from (``source``, partition, offset,
+    index in its envelope), and ``late`` when it was.
+
+    >>> row = RawRows("c/t")(
+    ...     Event(kind="metric", ts=1_700_000_000_123, service="s", name="m", value=2.5),
+    ...     "metric|s|m", 3, 41, 0, True,
+    ... )
+    >>> import orjson; r = orjson.loads(row)
+    >>> (r["ts"], r["series"], r["source"], r["partition"], r["offset"], r["idx"], r["late"])
+    (1700000000.123, 'metric|s|m', 'c/t', 3, 41, 0, True)
+    """
+
+    def __init__(self, source: str) -> None:
+        self._quoted: dict[str, bytes] = {}  # series -> its JSON string
+        self._source_field = b'"source":%s,"partition":' % orjson.dumps(source)
+
+    def __call__(
+        self, ev: Event, series: str, partition: int, offset: int, index: int, late: bool
+    ) -> bytes:
+        ev.ts = ev.ts / 1000  # type: ignore[assignment]  # the event is not used after this
+        quoted = self._quoted.get(series)
+        if quoted is None:
+            if len(self._quoted) >= 100_000:
+                self._quoted.clear()
+            # Not orjson.dumps: its small results each hold a 4 KiB buffer, and this
+            # cache keeps up to 100,000 of them.
+            quoted = self._quoted[series] = json.dumps(series).encode()
+        return b'%s,"series":%s,%s%d,"offset":%d,"idx":%d%s}' % (
+            _ENCODE(ev)[:-1],
+            quoted,
+            self._source_field,
+            partition,
+            offset,
+            index,
+            b',"late":true' if late else b"",
+        )
 
 
 def window_row(w: WindowRecord) -> dict[str, Any]:

@@ -99,6 +99,9 @@ class ClickHouseSink:
         )
         return {int(p): _bytes(s) for p, s in result.result_rows}
 
+    def raw_rows(self, source: str) -> rows.RawRows:
+        return rows.RawRows(source)
+
     async def write(self, result: BatchResult, *, alerts: list[Alert] | None = None) -> None:
         db = self.settings.database
         alerts = result.alerts if alerts is None else alerts

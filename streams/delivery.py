@@ -39,7 +39,7 @@ from producers.alerts import Alert
 from producers.envelopes import EnvelopeBuilder
 from producers.topics import Topics
 from streams.metrics import Latency
-from streams.records import BatchResult
+from streams.records import BatchResult, RawRowFormat
 from streams.routing import HEADER
 from streams.stats import WorkerStats
 
@@ -62,6 +62,11 @@ class Sink(Protocol):
 
     async def start(self) -> None:
         """Open the store (retrying until it opens)."""
+        ...
+
+    def raw_rows(self, source: str) -> RawRowFormat:
+        """How this store wants each checked event of ``source`` as a raw row (the
+        processor makes them as it decodes)."""
         ...
 
     async def stored_offsets(self, source: str) -> dict[int, int]:

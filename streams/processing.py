@@ -18,7 +18,6 @@ than its series' own is forwarded there (:mod:`streams.routing`) instead of appl
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -28,16 +27,15 @@ import msgspec
 import orjson
 
 from producers.envelopes import split
-from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, Event, InvalidEvent, decode
+from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, decode
 from streams.evaluation import Evaluation
 from streams.executions import Executions
-from streams.records import BatchResult, RawBatch, Rejected
+from streams.records import BatchResult, RawBatch, RawRowFormat, Rejected
 from streams.routing import BadHeader, Forwards, Homes, Received, read_header
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
 log = logging.getLogger(__name__)
-_ENCODE = msgspec.json.Encoder().encode
 T = TypeVar("T")
 
 
@@ -88,10 +86,13 @@ class Processor:
         horizon_ms: int = 24 * 3600 * 1000,
         rules: RuleSet | None = None,
         partitions: int | None = None,
+        raw_rows: RawRowFormat | None = None,
     ) -> None:
         """``partitions``: the events topic's partition count, to re-route events that
         arrived on another partition than their series' own; None applies every event
-        where it arrives (one partition's view: a backtest, a unit test)."""
+        where it arrives (one partition's view: a backtest, a unit test). ``raw_rows``:
+        how the store wants each checked event as a raw row (the sink's
+        ``raw_rows(source)``); None keeps only the offsets (a processor without a store)."""
         #: Identifies the Kafka log the offsets belong to (cluster id / topic), so that a
         #: fresh embedded broker, whose offsets restart at 0, is not mistaken for a replay.
         self.source = source
@@ -103,8 +104,7 @@ class Processor:
         self.states: dict[int, PartitionState] = {}
         #: Partitions whose state changed since the last checkpoint.
         self.dirty: set[int] = set()
-        self._quoted: dict[str, bytes] = {}  # series -> its JSON string
-        self._source_field = b'"source":%s,"partition":' % orjson.dumps(source)
+        self.raw_rows = raw_rows
         self.stored: dict[int, int] = {}
         self.homes = Homes(partitions) if partitions else None
         self._told: set[str] = set()  # services warned of events off their partition
@@ -172,6 +172,7 @@ class Processor:
         counts = out.counts
         sampling = self.rules.samples
         homes = self.homes
+        raw_rows = self.raw_rows
         forwards = Forwards()
         for partition, offset, value, *hop in messages:
             state = self.states[partition]
@@ -258,8 +259,8 @@ class Processor:
                                 ts=ev.ts, value=ev.value, now_ms=now_ms,
                             )
                         )  # fmt: skip
-                if raw is not None:
-                    raw.rows.append(self._raw_row(ev, series, partition, offset, index, late))
+                if raw is not None and raw_rows is not None:
+                    raw.rows.append(raw_rows(ev, series, partition, offset, index, late))
             if want_state:
                 state.offset = offset
                 out.touched.add(partition)
@@ -291,30 +292,6 @@ class Processor:
             "the routing key to save the hop (README: Publishing from another language)",
             service, series, arrived, home,
         )  # fmt: skip
-
-    def _raw_row(
-        self, ev: Event, series: str, partition: int, offset: int, index: int, late: bool
-    ) -> bytes:
-        """The ``events`` table row of a checked event, as one JSONEachRow line: the
-        event's own fields (ts in seconds: ClickHouse reads them into DateTime64(3)) and
-        where it came from."""
-        ev.ts = ev.ts / 1000  # type: ignore[assignment]  # the event is not used after this
-        quoted = self._quoted.get(series)
-        if quoted is None:
-            if len(self._quoted) >= 100_000:
-                self._quoted.clear()
-            # Not orjson.dumps: its small results each hold a 4 KiB buffer, and this
-            # cache keeps up to 100,000 of them.
-            quoted = self._quoted[series] = json.dumps(series).encode()
-        return b'%s,"series":%s,%s%d,"offset":%d,"idx":%d%s}' % (
-            _ENCODE(ev)[:-1],
-            quoted,
-            self._source_field,
-            partition,
-            offset,
-            index,
-            b',"late":true' if late else b"",
-        )
 
     def tick(
         self, *, now_ms: int, checkpoint: bool = True, backlogged: Collection[int] = ()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from producers.alerts import Alert
+from producers.events import Event
 from streams.routing import Forward
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -153,6 +154,15 @@ class Rejected:
     index: int
     line: bytes
     reason: str
+
+
+class RawRowFormat(Protocol):
+    """How the store wants each checked event as a raw row (``sinks.rows.RawRows``): the
+    event, its series, where it came from, and whether it arrived late, as one line."""
+
+    def __call__(
+        self, ev: Event, series: str, partition: int, offset: int, index: int, late: bool
+    ) -> bytes: ...
 
 
 @dataclass

@@ -114,6 +114,7 @@ class Runtime:
                     source=source,
                     rules=self.rules,
                     partitions=partitions,
+                    raw_rows=self.sink.raw_rows(source),
                 )
             return self.processor
 

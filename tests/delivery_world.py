@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from producers.topics import Topics
+from sinks.rows import RawRows
 from streams.metrics import Latency
 from streams.records import BatchResult
 from tests.samples import FLAPPING_RULES, ruleset
@@ -85,6 +86,9 @@ class FakeSink:
 
     async def start(self) -> None:
         pass
+
+    def raw_rows(self, source: str) -> RawRows:
+        return RawRows(source)
 
     async def write(self, result: BatchResult, *, alerts: Any = None) -> None:
         w = self.world

@@ -16,6 +16,7 @@ import orjson
 
 from producers.alerts import Alert
 from producers.events import partition_for, routing_key, series_key
+from sinks.rows import RawRows
 from sinks.settings import StoreSettings
 from sinks.writer import ClickHouseSink
 from streams.processing import Processor
@@ -237,7 +238,13 @@ def processed(h: History, source: str = "c/t") -> list[BatchResult]:
     events per partition, one batch per partition. ``h.alerts``, ``h.windows`` and
     ``h.scores`` get the transitions, closed windows and detector scores."""
     rules = parse(RULES, "rules.toml", windows=("1m",))
-    processor = Processor(windows=parse_windows("1m"), grace_ms=0, source=source, rules=rules)
+    processor = Processor(
+        windows=parse_windows("1m"),
+        grace_ms=0,
+        source=source,
+        raw_rows=RawRows(source),
+        rules=rules,
+    )
     by_partition: dict[int, list[bytes]] = {}
     for e in sorted(h.events, key=lambda e: e["ts"]):
         event = {k: v for k, v in e.items() if k != "series"}

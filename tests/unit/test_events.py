@@ -12,6 +12,7 @@ from producers.events import (
     series_key,
     validate,
 )
+from sinks.rows import RawRows
 from tests.malformed import malformed
 from vigil.simulation import Simulation
 
@@ -121,7 +122,7 @@ def test_every_malformed_fixture_line_is_rejected_by_the_processor_with_its_reas
     from streams.windows import parse_windows
 
     bad = malformed(40)
-    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t")
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t", raw_rows=RawRows("c/t"))
     p.load(0, None, -1)
     out = p.process([(0, i, line) for i, (line, _) in enumerate(bad)], now_ms=NOW)
     assert out.raw == {0: out.raw[0]} and out.raw[0].rows == []

@@ -1,5 +1,6 @@
 import orjson
 
+from sinks.rows import RawRows
 from streams.processing import Processor
 from streams.windows import parse_windows
 
@@ -15,7 +16,7 @@ def _metric(ts, value=1.0, name="m"):
 
 
 def _processor():
-    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", raw_rows=RawRows("c1/t"))
     p.load(0, None, -1)
     return p
 
@@ -53,7 +54,7 @@ def test_restored_state_skips_what_it_already_applied_but_raw_follows_the_store(
     p = _processor()
     p.process([(0, 0, _env(_metric(NOW))), (0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
     snapshot = p.states[0].snapshot()
-    q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", raw_rows=RawRows("c1/t"))
     q.load(0, snapshot, stored_offset=0)  # the store holds offset 0 only
     out = q.process([(0, 0, _env(_metric(NOW))), (0, 1, _env(_metric(NOW + 1)))], now_ms=NOW)
     assert (out.raw[0].first, len(out.raw[0].rows)) == (1, 1)
@@ -69,7 +70,7 @@ def test_late_events_are_flagged_in_raw_rows():
 
 
 def test_a_checkpoint_covers_every_partition_changed_since_the_last_one():
-    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", raw_rows=RawRows("c1/t"))
     for partition in (0, 1):
         p.load(partition, None, -1)
     first = p.process([(0, 0, _env(_metric(NOW)))], now_ms=NOW, checkpoint=False)
@@ -90,19 +91,27 @@ def test_a_checkpoint_on_demand_resumes_the_state_where_processing_stopped():
     on_revoke = p.checkpoint()
     assert periodic.states[0][0] == 0 and on_revoke.states[0][0] == 2
     assert on_revoke.checkpoint and on_revoke.raw == {} and p.dirty == set()
-    q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", raw_rows=RawRows("c1/t"))
     q.load(0, on_revoke.states[0][1], stored_offset=2)
     out = q.process([(0, 3, _env(_metric(NOW + 3)))], now_ms=NOW)
     assert out.counts["state_gaps"] == 0 and out.counts["valid"] == 1
     assert q.checkpoint().states == {}  # and nothing since: an empty one
-    stale = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+    stale = Processor(
+        windows=parse_windows("1m"), grace_ms=0, source="c1/t", raw_rows=RawRows("c1/t")
+    )
     stale.load(0, periodic.states[0][1], stored_offset=2)
     assert stale.process([(0, 3, _env(_metric(NOW + 3)))], now_ms=NOW).counts["state_gaps"] == 1
 
 
 def test_a_partition_with_a_backlog_is_slow_not_idle():
     """Event time follows the wall clock only where nothing waits in Kafka."""
-    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", idle_ms=5_000)
+    p = Processor(
+        windows=parse_windows("1m"),
+        grace_ms=0,
+        source="c1/t",
+        raw_rows=RawRows("c1/t"),
+        idle_ms=5_000,
+    )
     for partition in (0, 1):
         p.load(partition, None, -1)
     for partition in (0, 1):
@@ -157,7 +166,13 @@ def test_detector_scores_come_with_the_windows_they_score_and_again_on_replay():
     )
 
     def run(snapshot=None):
-        p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t", rules=rules)
+        p = Processor(
+            windows=parse_windows("1m"),
+            grace_ms=0,
+            source="c1/t",
+            raw_rows=RawRows("c1/t"),
+            rules=rules,
+        )
         p.load(0, snapshot, -1)
         return p
 

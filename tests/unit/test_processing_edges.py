@@ -4,6 +4,7 @@ each test here kills mutants that the rest of the suite let live."""
 import orjson
 import pytest
 
+from sinks.rows import RawRows
 from streams import processing
 from streams.processing import Processor, parts
 from streams.windows import parse_windows
@@ -24,7 +25,11 @@ def _metric(ts, value=1.0, name="temp", **extra):
 
 def _processor(windows="1m", rules=None, partitions=(0,)):
     p = Processor(
-        windows=parse_windows(windows), grace_ms=0, source="c9/t", rules=ruleset(rules or "")
+        windows=parse_windows(windows),
+        grace_ms=0,
+        source="c9/t",
+        rules=ruleset(rules or ""),
+        raw_rows=RawRows("c9/t"),
     )
     for partition in partitions:
         p.load(partition, None, -1)

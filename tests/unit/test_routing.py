@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from producers.events import partition_for, routing_key, series_key
+from sinks.rows import RawRows
 from streams.processing import Processor
 from streams.routing import (
     HEADER,
@@ -54,7 +55,11 @@ class Log:
 
 def processor(partitions=PARTITIONS):
     p = Processor(
-        windows=parse_windows("1m"), grace_ms=GRACE_MS, source="c/t", partitions=partitions
+        windows=parse_windows("1m"),
+        grace_ms=GRACE_MS,
+        source="c/t",
+        partitions=partitions,
+        raw_rows=RawRows("c/t"),
     )
     for partition in range(4):
         p.load(partition, None, -1)
@@ -150,7 +155,9 @@ def test_rerouted_events_are_counted_per_partition_they_arrived_on():
 
 
 def test_without_a_partition_count_every_event_stays_where_it_arrived():
-    p = Processor(windows=parse_windows("1m"), grace_ms=GRACE_MS, source="c/t")
+    p = Processor(
+        windows=parse_windows("1m"), grace_ms=GRACE_MS, source="c/t", raw_rows=RawRows("c/t")
+    )
     p.load(3, None, -1)
     out = p.process([(3, 0, line(e)) for e in EVENTS], now_ms=NOW)
     assert out.forwards == [] and len(out.raw[3].rows) == len(EVENTS)
