@@ -10,6 +10,13 @@
 Both rates come from the same run on the same data, so their ratio is meaningful on a
 noisy machine. Prints JSON, then a table.
 
+With ``--workers N`` (N > 1) it runs twice in one go, each time on a backlog and a store of
+its own behind ``vigil chserver`` (how several processes share chDB): one worker, then N
+workers in one consumer group, and prints the N workers' events/s and their scaling
+against the one (the clock runs from the first batch any worker received to the last any
+stored, rebalances included). Everything runs on this machine: with 2 cores, the broker,
+``vigil chserver`` and the workers share them.
+
 Windows ``1m,5m,5m/1m`` with sketches, and live execution tracking, are on. Run it for
 1,000 and for 100,000 series:
 
@@ -28,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -40,7 +48,7 @@ from producers.topics import Topics
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from vigil.demo import worker_stats
-from vigil.embedded import EmbeddedBroker, free_port, spawn, stop
+from vigil.embedded import EmbeddedBroker, EmbeddedClickHouse, free_port, spawn, stop
 from vigil.simulation import Simulation
 
 SPAN_MS = 10 * 60_000
@@ -115,103 +123,163 @@ async def baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"seconds": elapsed, "events_per_s": n / elapsed}
 
 
-def run_worker(env: dict[str, str], n: int, log_path: Path) -> dict[str, float]:
-    port = free_port()
+def run_workers(env: dict[str, str], n: int, workdir: Path, count: int) -> dict[str, float]:
+    """``count`` workers drain the backlog of ``n`` events together; the clock runs from
+    the first batch any of them received to the last batch any of them stored."""
+    ports = [free_port() for _ in range(count)]
     token = secrets.token_urlsafe(16)
     spawned = time.time()
-    proc = spawn(
-        [sys.executable, "-m", "vigil.cli", "worker"],
-        env={**env, "VIGIL_WEB_PORT": str(port), "VIGIL_API_TOKEN": token},
-        log_path=log_path,
-    )
+    procs = [
+        spawn(
+            [sys.executable, "-m", "vigil.cli", "worker"],
+            env={
+                **env,
+                "VIGIL_WEB_PORT": str(port),
+                "VIGIL_API_TOKEN": token,
+                "VIGIL_DATA_DIR": str(workdir / f"worker{i}"),
+            },
+            log_path=workdir / f"worker{i}.log",
+        )
+        for i, port in enumerate(ports)
+    ]
     peak_rss_mb = 0.0
     began = time.perf_counter()
+    label = "worker (incl. start-up)" if count == 1 else f"{count} workers (incl. start-up)"
     try:
         while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"worker exited with {proc.returncode}; see {log_path}")
-            s = worker_stats(port, token) or {}
-            progress("worker (incl. start-up)", s.get("valid", 0), n, began)
-            if s.get("valid", 0) >= n:
+            for i, proc in enumerate(procs):
+                if proc.poll() is not None:
+                    raise SystemExit(f"worker {i} exited with {proc.returncode}; see {workdir}")
+            stats = [worker_stats(port, token) or {} for port in ports]
+            valid = sum(s.get("valid", 0) for s in stats)
+            progress(label, valid, n, began)
+            if valid >= n:
                 break
             time.sleep(0.2)
-        status = Path(f"/proc/{proc.pid}/status")
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak_rss_mb = int(line.split()[1]) / 1024
+        for proc in procs:
+            status = Path(f"/proc/{proc.pid}/status")
+            if status.exists():
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_rss_mb += int(line.split()[1]) / 1024
     finally:
-        code = stop(proc, timeout=60)
+        codes = [stop(proc, timeout=60) for proc in procs]
     print(file=sys.stderr)
-    assert code == 0, f"worker exit code {code}"
-    # The worker's own clock: from its first batch received to its last batch stored.
-    busy = s["last_batch_at"] - s["first_batch_at"]
+    assert codes == [0] * count, f"worker exit codes {codes}"
+    # The workers' own clocks: from the first batch received to the last batch stored.
+    busy = [s for s in stats if "first_batch_at" in s]
+    first = min(s["first_batch_at"] for s in busy)
+    last = max(s["last_batch_at"] for s in busy)
     return {
-        "ready_seconds": s["first_batch_at"] - spawned,
-        "seconds": busy,
-        "events_per_s": n / max(busy, 1e-9),
+        "ready_seconds": first - spawned,
+        "seconds": last - first,
+        "events_per_s": n / max(last - first, 1e-9),
         "peak_rss_mb": peak_rss_mb,
-        "rerouted": sum(s.get("rerouted_from", {}).values()),
+        "rerouted": sum(sum(s.get("rerouted_from", {}).values()) for s in stats),
+        "events_per_worker": [s.get("valid", 0) for s in stats],
     }
+
+
+def drain(
+    bootstrap: str, events: list[dict], workdir: Path, count: int, dsn: str
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Publish ``events`` under a namespace of their own, read them with the bare
+    consumer, then drain them with ``count`` workers into the store at ``dsn`` (chDB in
+    the first worker's data directory when empty): (publish, baseline, workers) figures
+    and the raw rows stored."""
+    n = len(events)
+    namespace = f"bench{os.getpid()}w{count}"
+    settings = ProducerSettings(
+        kafka_bootstrap=bootstrap,
+        namespace=namespace,
+        queue_max_events=200_000,
+        resource_interval_s=0,
+    )
+    produced = asyncio.run(publish(settings, events))
+    topic = Topics.for_namespace(namespace).events
+    base = asyncio.run(baseline(bootstrap, topic, n))
+    env = dict(
+        os.environ,
+        VIGIL_KAFKA_BOOTSTRAP=bootstrap,
+        VIGIL_NAMESPACE=namespace,
+        VIGIL_WINDOWS="1m,5m,5m/1m",
+        VIGIL_CLICKHOUSE_DSN=dsn,
+    )
+    worker = run_workers(env, n, workdir, count)
+    store = StoreSettings(data_dir=workdir / "worker0", clickhouse_dsn=dsn)
+    client = open_client(store)
+    try:
+        stored = client.query(f"SELECT count() FROM {store.database}.events").result_rows[0][0]
+    finally:
+        client.close()
+    if stored != n:
+        raise SystemExit(f"stored {stored} rows for {n} events")
+    return {**produced, "baseline": base["events_per_s"]}, worker, int(stored)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--series", type=int, default=1_000, help="distinct metric series")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N > 1: one worker, then N, each on a store of its own behind vigil chserver",
+    )
     args = parser.parse_args()
     n = args.events
     events = make_events(n, args.series)
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
-    namespace = f"bench{os.getpid()}"
     external = os.environ.get("VIGIL_KAFKA_BOOTSTRAP", "")
     broker = None if external else EmbeddedBroker(log_path=workdir / "broker.log").start()
     bootstrap = external or broker.bootstrap  # type: ignore[union-attr]
+    runs = [1] if args.workers == 1 else [1, args.workers]
+    figures = {}
     try:
-        settings = ProducerSettings(
-            kafka_bootstrap=bootstrap,
-            namespace=namespace,
-            queue_max_events=200_000,
-            resource_interval_s=0,
-        )
-        produced = asyncio.run(publish(settings, events))
-        del events
-        topic = Topics.for_namespace(namespace).events
-        base = asyncio.run(baseline(bootstrap, topic, n))
-        env = dict(
-            os.environ,
-            VIGIL_KAFKA_BOOTSTRAP=bootstrap,
-            VIGIL_NAMESPACE=namespace,
-            VIGIL_DATA_DIR=str(workdir / "data"),
-            VIGIL_WINDOWS="1m,5m,5m/1m",
-        )
-        worker = run_worker(env, n, workdir / "worker.log")
-        store = StoreSettings(
-            data_dir=workdir / "data", clickhouse_dsn=os.environ.get("VIGIL_CLICKHOUSE_DSN", "")
-        )
-        client = open_client(store)
-        try:
-            stored = client.query(f"SELECT count() FROM {store.database}.events").result_rows[0][0]
-        finally:
-            client.close()
+        for count in runs:
+            root = workdir / f"run{count}"
+            root.mkdir()
+            dsn = os.environ.get("VIGIL_CLICKHOUSE_DSN", "")
+            server = None
+            if args.workers > 1 and not dsn:  # several processes: one store, shared
+                server = EmbeddedClickHouse(root / "chdb", log_path=root / "chserver.log")
+                dsn = server.start().dsn
+            try:
+                figures[count] = drain(bootstrap, events, root, count, dsn)
+            finally:
+                if server is not None:
+                    server.stop()
     finally:
         if broker is not None:
             broker.stop()
-    result = {
+    produced, worker, stored = figures[1]
+    result: dict[str, Any] = {
         "events": n,
         "series": args.series,
-        "stored_rows": int(stored),
+        "stored_rows": stored,
         "producer_events_per_s": round(produced["events_per_s"]),
-        "baseline_consumer_events_per_s": round(base["events_per_s"]),
+        "baseline_consumer_events_per_s": round(produced["baseline"]),
         "pipeline_events_per_s": round(worker["events_per_s"]),
-        "pipeline_vs_baseline": round(worker["events_per_s"] / base["events_per_s"], 3),
+        "pipeline_vs_baseline": round(worker["events_per_s"] / produced["baseline"], 3),
         "worker_ready_seconds": round(worker["ready_seconds"], 2),
         "worker_peak_rss_mb": round(worker["peak_rss_mb"], 1),
         "envelopes": produced["envelopes"],
     }
+    if args.workers > 1:
+        k = args.workers
+        _, many, stored_many = figures[k]
+        result["store"] = "vigil chserver (one per run)"
+        result[f"{k} workers: stored_rows"] = stored_many
+        result[f"{k} workers: events_per_s"] = round(many["events_per_s"])
+        result[f"{k} workers: events_per_s per worker"] = round(many["events_per_s"] / k)
+        result[f"{k} workers: events per worker"] = many["events_per_worker"]
+        result[f"{k} workers: peak_rss_mb, all"] = round(many["peak_rss_mb"], 1)
+        result[f"{k} workers: scaling against one"] = round(
+            many["events_per_s"] / worker["events_per_s"], 3
+        )
+        result["cores"] = os.cpu_count()
     emit(result)
-    if stored != n:
-        raise SystemExit(f"stored {stored} rows for {n} events")
 
 
 if __name__ == "__main__":
