@@ -4,7 +4,9 @@ Each receiver (``[channel.NAME]`` in the rules file) has its own bounded queue a
 task that POSTs the alerts topic's JSON to it, with a timeout per attempt and retries
 with exponential backoff (0.5 s doubling, at most 30 s). A slow or dead receiver fills
 only its own queue; when that is full a transition is dropped for that receiver and
-counted (``dropped``), and the worker moves on. Silenced transitions are not delivered.
+counted (``dropped``), and the worker moves on. Silenced transitions are not delivered,
+nor transitions to a state the channel does not take (``states``: firing and resolved
+unless it says otherwise).
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ class Dispatcher:
                 continue
             for name in self.receivers if alert.channels is None else alert.channels:
                 receiver = self.receivers.get(name)
-                if receiver is not None:
+                if receiver is not None and alert.state in receiver.channel.states:
                     receiver.offer(line)
 
     def stats(self) -> dict[str, Any]:

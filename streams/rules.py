@@ -103,7 +103,7 @@ _KEYS = {
              "for", "keep_firing_for", "flap", "severity", "labels", "annotations", "channels"},
     "detector": {"name", "match", "signal", "window", "threshold", "min_count", "for",
                  "keep_firing_for", "flap", "severity", "labels", "annotations", "channels"},
-    "channel": {"url", "timeout", "retries", "queue", "headers"},
+    "channel": {"url", "timeout", "retries", "queue", "headers", "states"},
 }  # fmt: skip
 _MATCH_KEYS = {"kind", "service", "name", "step", "tags"}
 
@@ -180,7 +180,10 @@ class Rule:
 
 @dataclass(frozen=True)
 class Channel:
-    """A webhook receiver: each transition is POSTed as the alerts topic's JSON."""
+    """A webhook receiver: each transition to one of ``states`` is POSTed as the alerts
+    topic's JSON. By default firing and resolved, as Alertmanager notifies: a pending
+    alert that clears before it fires tells a receiver nothing to act on (the topic and
+    the dashboard still show it)."""
 
     name: str
     url: str
@@ -188,6 +191,7 @@ class Channel:
     retries: int = 5
     queue: int = 1000
     headers: tuple[tuple[str, str], ...] = ()
+    states: tuple[str, ...] = ("firing", "resolved")
 
 
 @dataclass(frozen=True)
@@ -444,7 +448,12 @@ def _channel(name: str, body: Any, check: _Checker) -> Channel:
     if not isinstance(queue, int) or queue < 1:
         check.fail(None, f"queue must be a whole number >= 1, got {queue!r}")
     headers = _strings(body.get("headers", {}), None, check)
-    return Channel(name, url, timeout, retries, queue, headers)
+    states = body.get("states", list(Channel.states))
+    known = ("pending", "firing", "resolved")
+    if not isinstance(states, list) or not states or not set(states) <= set(known):
+        check.fail(None, f"states must be a list of {', '.join(known)}, got {states!r}")
+    ordered = tuple(state for state in known if state in states)
+    return Channel(name, url, timeout, retries, queue, headers, ordered)
 
 
 def _flap(flap: Any, policy: Policy, check: _Checker) -> Policy:

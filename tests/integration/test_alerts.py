@@ -32,6 +32,7 @@ RULES = """
 url = "http://127.0.0.1:{port}/hook"
 timeout = "2s"
 retries = 3
+states = ["pending", "firing", "resolved"]
 
 [[rule]]
 name = "slow_transform"

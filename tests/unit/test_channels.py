@@ -58,10 +58,13 @@ async def serve() -> AsyncIterator[Callable]:
         await runner.cleanup()
 
 
-def _alert(seq: int, *, channels: list[str] | None = None, silenced: bool = False) -> Alert:
+def _alert(
+    seq: int, *, channels: list[str] | None = None, silenced: bool = False, state: str = "firing"
+) -> Alert:
+    previous = {"pending": "inactive", "firing": "pending", "resolved": "firing"}[state]
     return Alert(
         id=f"fp-{seq}", fingerprint="fp", rule="r", type="threshold", series="metric|api|m",
-        kind="metric", service="api", name="m", state="firing", previous="pending",
+        kind="metric", service="api", name="m", state=state, previous=previous,
         at=60_000 * seq, started_at=0, value=1.0, op=">", threshold=0.5, score=None,
         window="1m", severity="warning", labels={}, annotations={}, channels=channels,
         flapping=False, silenced=silenced, partition=0, seq=seq, evaluated_at=0,
@@ -182,4 +185,22 @@ async def test_the_body_is_the_alerts_topic_json_with_the_channel_headers(serve)
     assert body == orjson.loads(alert.line())
     assert got["Content-Type"] == "application/json"
     assert (got["Authorization"], got["X-Team"]) == ("Bearer s3cret", "payments")
+    await d.close()
+
+
+async def test_a_channel_gets_firing_and_resolved_unless_it_asks_for_pending(serve):
+    """Pending is left out by default (as Alertmanager notifies): most pending alerts clear
+    without firing. A channel that lists it gets it; the order is kept either way."""
+    calm, everything = Scripted([204]), Scripted([204])
+    d = await _dispatcher(
+        calm=Channel("calm", await serve(calm)),
+        all=Channel("all", await serve(everything), states=("pending", "firing", "resolved")),
+    )
+    states = ["pending", "firing", "resolved", "pending"]  # the last one cleared silently
+    _send(d, *(_alert(i + 1, state=s) for i, s in enumerate(states)))
+    await _until(lambda: d.stats()["all"].get("delivered") == 4)
+    await _until(lambda: d.stats()["calm"].get("delivered", 0) >= 2)
+    await asyncio.sleep(0.2)  # nothing more arrives at the calm one
+    assert [b["state"] for _, _, b in calm.requests] == ["firing", "resolved"]
+    assert [b["state"] for _, _, b in everything.requests] == states
     await d.close()

@@ -215,3 +215,17 @@ def test_flap_damping_is_set_per_rule_and_keeps_the_defaults_it_does_not_name():
     assert (damped.policy.max_flaps, damped.policy.flap_window_ms) == (2, 3_600_000)
     assert damped.policy.flap_hold_ms == 1_800_000
     assert (calm.policy.flap_window_ms, calm.policy.flap_hold_ms) == (7_200_000, 0)
+
+
+def test_a_channel_takes_firing_and_resolved_unless_its_states_say_otherwise():
+    plain, loud = rules(
+        '[channel.a]\nurl = "http://x/hook"\n\n'
+        '[channel.b]\nurl = "http://x/hook"\nstates = ["resolved", "pending", "firing"]\n'
+    ).channels.values()
+    assert plain.states == ("firing", "resolved")
+    assert loud.states == ("pending", "firing", "resolved")
+    for bad in ("[]", '["firing", "acked"]', '"firing"'):
+        with pytest.raises(
+            RuleFileError, match="states must be a list of pending, firing, resolved"
+        ):
+            rules(f'[channel.c]\nurl = "http://x/hook"\nstates = {bad}\n')
