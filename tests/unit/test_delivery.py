@@ -18,9 +18,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.delivery import Delivery, WriterFailed
+from streams.delivery import Delivery, WriterFailed, window_envelopes
 from streams.processing import Processor
 from streams.records import BatchResult
+from streams.routing import HEADER, Forward
 from streams.stats import WorkerStats
 from streams.windows import parse_windows
 from tests.delivery_world import (
@@ -344,3 +345,45 @@ async def test_each_message_goes_to_its_topic_on_the_partition_of_its_series():
     assert (counts["alerts"], counts["alerts_replayed"]) == (len(alerts), len(alerts))
     assert len(by_topic[TOPICS.alerts]) == len([m for m in world.handed if m[0] == TOPICS.alerts])
     await delivery.close()
+
+
+async def test_forwards_go_to_the_events_topic_on_their_target_with_their_hop_header():
+    """Absolute: each forwarded envelope is handed to the events topic, unkeyed, on the
+    partition of its series, with the vigil-hop header naming its lines' origin; the
+    batch's time is the delivery's clock."""
+    world = World()
+    _, delivery = worker(world)
+    delivery.clock = lambda: 1234.5
+    forwards = [
+        Forward(target=2, value=b'{"a":1}\n{"a":2}', header=b"0:17:0,0:17:1", count=2),
+        Forward(target=0, value=b'{"b":1}', header=b"3:4:0", count=1),
+    ]
+    result = BatchResult(source="c/t", forwards=forwards)
+    await delivery.put(result)
+    await delivery.drain()
+    handed = [m for m in world.handed if m[0] == TOPICS.events]
+    assert handed == [
+        (TOPICS.events, None, 2, {HEADER: b"0:17:0,0:17:1"}, b'{"a":1}\n{"a":2}'),
+        (TOPICS.events, None, 0, {HEADER: b"3:4:0"}, b'{"b":1}'),
+    ]
+    assert delivery.stats.last_batch_at == 1234.5
+    await delivery.close()
+
+
+def test_closed_windows_travel_in_one_envelope_per_partition_or_in_parts_that_fit():
+    processor, _ = worker(World())
+    closed = processor.process(MESSAGES[:200], now_ms=START).closed
+    assert len({r.partition for r in closed}) > 1 and len(closed) > 10
+    result = BatchResult(source="c/t", closed=closed)
+
+    def lines(envelopes: list[tuple[int, bytes]]) -> collections.Counter[tuple[int, bytes]]:
+        return collections.Counter((p, line) for p, e in envelopes for line in e.splitlines())
+
+    expected = collections.Counter((r.partition, r.line()) for r in closed)
+    whole = window_envelopes(result)
+    assert sorted(p for p, _ in whole) == sorted({r.partition for r in closed})
+    assert lines(whole) == expected
+    small = window_envelopes(result, max_bytes=2_000)  # a few windows an envelope
+    assert len(whole) < len(small) < len(closed)
+    assert all(len(e) <= 2_000 for _, e in small)
+    assert lines(small) == expected
