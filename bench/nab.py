@@ -65,7 +65,7 @@ CANDIDATES = {_name(choice): choice for choice in GRID}
 DEFAULT = _name(GRID[0])
 BEFORE = _name(GRID[-1])
 #: The default without confirmation: what the confirmation alone changes.
-UNCONFIRMED = _name((True, True, True, True, False))
+UNCONFIRMED = _name(tuple(choice != "confirm" for choice in CHOICES))
 
 
 def lookup(name: str) -> corpus.Variant:

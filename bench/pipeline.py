@@ -181,12 +181,12 @@ def run_workers(env: dict[str, str], n: int, workdir: Path, count: int) -> dict[
 
 
 def drain(
-    bootstrap: str, events: list[dict], workdir: Path, count: int, dsn: str
+    bootstrap: str, events: list[dict], workdir: Path, count: int, dsn: str, *, bare: bool
 ) -> tuple[dict[str, float], dict[str, float], int]:
     """Publish ``events`` under a namespace of their own, read them with the bare
-    consumer, then drain them with ``count`` workers into the store at ``dsn`` (chDB in
-    the first worker's data directory when empty): (publish, baseline, workers) figures
-    and the raw rows stored."""
+    consumer when ``bare``, then drain them with ``count`` workers into the store at
+    ``dsn`` (chDB in the first worker's data directory when empty): (publish and
+    baseline, workers) figures and the raw rows stored."""
     n = len(events)
     namespace = f"bench{os.getpid()}w{count}"
     settings = ProducerSettings(
@@ -197,7 +197,8 @@ def drain(
     )
     produced = asyncio.run(publish(settings, events))
     topic = Topics.for_namespace(namespace).events
-    base = asyncio.run(baseline(bootstrap, topic, n))
+    if bare:
+        produced["baseline"] = asyncio.run(baseline(bootstrap, topic, n))["events_per_s"]
     env = dict(
         os.environ,
         VIGIL_KAFKA_BOOTSTRAP=bootstrap,
@@ -214,7 +215,7 @@ def drain(
         client.close()
     if stored != n:
         raise SystemExit(f"stored {stored} rows for {n} events")
-    return {**produced, "baseline": base["events_per_s"]}, worker, int(stored)
+    return produced, worker, int(stored)
 
 
 def main() -> None:
@@ -230,6 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.events
     events = make_events(n, args.series)
+    json_bytes = sum(len(orjson.dumps(e)) for e in events) / n
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     external = os.environ.get("VIGIL_KAFKA_BOOTSTRAP", "")
     broker = None if external else EmbeddedBroker(log_path=workdir / "broker.log").start()
@@ -246,7 +248,8 @@ def main() -> None:
                 server = EmbeddedClickHouse(root / "chdb", log_path=root / "chserver.log")
                 dsn = server.start().dsn
             try:
-                figures[count] = drain(bootstrap, events, root, count, dsn)
+                # The bare consumer once: the N workers are compared with the one.
+                figures[count] = drain(bootstrap, events, root, count, dsn, bare=count == 1)
             finally:
                 if server is not None:
                     server.stop()
@@ -265,6 +268,7 @@ def main() -> None:
         "worker_ready_seconds": round(worker["ready_seconds"], 2),
         "worker_peak_rss_mb": round(worker["peak_rss_mb"], 1),
         "envelopes": produced["envelopes"],
+        "event_json_bytes_mean": round(json_bytes, 1),
     }
     if args.workers > 1:
         k = args.workers

@@ -20,5 +20,5 @@ def emit(result: dict[str, Any]) -> None:
     width = max(len(k) for k in result) + 2
     print(f"{'measure':<{width}}{'value':>14}")
     for key, value in result.items():
-        shown = f"{value:>14,}" if isinstance(value, int) else f"{value:>14}"
+        shown = f"{value:>14,}" if isinstance(value, int) else f"{value!s:>14}"
         print(f"{key:<{width}}{shown}")

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-from bench.pipeline import make_events, run_worker
+from bench.pipeline import make_events, run_workers
 from bench.report import emit, progress
 from producers.envelopes import EnvelopeBuilder
 from producers.events import partition_for, routing_key
@@ -102,10 +102,11 @@ def main() -> None:
                 os.environ,
                 VIGIL_KAFKA_BOOTSTRAP=broker.bootstrap,
                 VIGIL_NAMESPACE=namespace,
-                VIGIL_DATA_DIR=str(workdir / way.replace(" ", "-")),
                 VIGIL_WINDOWS="1m,5m,5m/1m",
             )
-            worker = run_worker(env, n, workdir / f"{way.replace(' ', '-')}.log")
+            run = workdir / way.replace(" ", "-")  # its worker's data and log
+            run.mkdir()
+            worker = run_workers(env, n, run, 1)
             rates[way] = worker["events_per_s"]
             rerouted[way] = worker["rerouted"]
     finally:

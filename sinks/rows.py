@@ -9,7 +9,7 @@ The raw ``events`` row is made while the processor decodes each event (the hot p
 streams decides what an event is and this module what its row is.
 
 >>> from tests.samples import window
->>> row = window_row(window(5, mean=2.0, count=3))
+>>> row = window_row(window(5, mean=2.0, count=3).message())
 >>> (row["window_start"], row["window_end"], row["width_s"], row["count"], row["mean"])
 (240.0, 300.0, 60, 3, 2.0)
 """
@@ -25,7 +25,7 @@ import orjson
 
 from producers.alerts import Alert
 from producers.events import Event
-from streams.records import ScoreRecord, WindowRecord
+from streams.records import ScoreRecord
 
 # msgspec, not orjson: orjson's small results each hold a 4 KiB buffer, and a minute
 # closing 100,000 series keeps that many lines alive at once.
@@ -72,11 +72,12 @@ class RawRows:
         )
 
 
-def window_row(w: WindowRecord) -> dict[str, Any]:
-    """The ``windows`` table row of a closed window: its topic message (every figure of
-    ``streams.figures``, and the sketch as two maps of bucket -> count, which ``sumMap``
-    merges in SQL) with the times in seconds, and the width and hop."""
-    row = w.message()
+def window_row(message: dict[str, Any]) -> dict[str, Any]:
+    """The ``windows`` table row of a closed window from its topic message
+    (:meth:`WindowRecord.message`: every figure of ``streams.figures``, and the sketch as
+    two maps of bucket -> count, which ``sumMap`` merges in SQL): the times in seconds,
+    and the width and hop."""
+    row = dict(message)
     start, end, hop = row.pop("window_start_ms"), row.pop("window_end_ms"), row.pop("hop_ms")
     row["window_start"], row["window_end"] = start / 1000, end / 1000
     row["width_s"], row["hop_s"] = (end - start) // 1000, hop // 1000

@@ -111,7 +111,7 @@ class ClickHouseSink:
                 await self._insert(f"{db}.events", b"\n".join(raw.rows), token)
                 self.counts["raw_rows"] += len(raw.rows)
         if result.closed:
-            payload = rows.lines(rows.window_row(w) for w in result.closed)
+            payload = rows.lines(rows.window_row(m) for m in result.window_messages)
             await self._insert(f"{db}.windows", payload, _content_token("w", payload))
             self.counts["windows"] += len(result.closed)
         if alerts:

@@ -11,6 +11,7 @@ publish and checkpoint. Alert transitions are
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -195,3 +196,9 @@ class BatchResult:
     checkpoint: bool = False
     states: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @functools.cached_property
+    def window_messages(self) -> list[dict[str, Any]]:
+        """Each closed window's :meth:`WindowRecord.message`, made once for the topic and
+        the table's row (``sinks.rows.window_row``)."""
+        return [record.message() for record in self.closed]

@@ -224,7 +224,7 @@ def test_a_channel_takes_firing_and_resolved_unless_its_states_say_otherwise():
     ).channels.values()
     assert plain.states == ("firing", "resolved")
     assert loud.states == ("pending", "firing", "resolved")
-    for bad in ("[]", '["firing", "acked"]', '"firing"'):
+    for bad in ("[]", '["firing", "acked"]', '"firing"', "[{ a = 1 }]"):
         with pytest.raises(
             RuleFileError, match="states must be a list of pending, firing, resolved"
         ):
