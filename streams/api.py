@@ -14,12 +14,15 @@ parameter, 404 for something this worker does not hold; its message says why).
 | ``/overview``, ``/live``      | the dashboard's overview (:func:`overview`); ``/live``   |
 |                               | pushes it as server-sent events                        |
 
-A worker answers for the partitions it holds; with several workers, ask each (a 404
-says the series or execution is not here).
+These functions answer for the partitions one worker holds (a 404 says the series or
+execution is not here); :mod:`streams.web` asks the group's other workers
+(:mod:`streams.peers`) for the rest, and :func:`held` and :func:`merge` make one
+overview of the group's partitions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streams.processing import Processor
@@ -109,44 +112,81 @@ def alerts(processor: Processor | None) -> list[dict[str, Any]]:
 #: Running executions listed in the overview, the most recently active first.
 MAX_RUNNING = 50
 
+#: What the overview shows of each workflow.
+WORKFLOW_FIELDS = (
+    "workflow",
+    "service",
+    "runs",
+    "running",
+    "success_rate",
+    "duration_p50_ms",
+    "duration_p95_ms",
+    "bottleneck",
+)
 
-def overview(
-    processor: Processor | None,
-    counts: Any,
-    *,
-    events_per_s: float,
-    now_ms: int,
-    silenced: Any = None,
-    silences: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """What the dashboard's overview shows, from the partitions held here: throughput and
-    dead letters, running executions with progress and ETA, each workflow's success rate
-    and p95 duration, and the alerts pending or firing with their age."""
-    running = []
-    workflows: dict[str, dict[str, Any]] = {}
-    for state in _states(processor).values():
+
+def held(processor: Processor | None, *, now_ms: int) -> dict[str, dict[str, Any]]:
+    """What the overview needs of each partition held here, keyed by the partition (a
+    string: this goes over HTTP as JSON): the offset applied, the running executions
+    (each with the time it was last active), the workflows and the pending and firing
+    alerts. Another worker merges it with its own (:func:`merge`)."""
+    out = {}
+    for partition, state in sorted(_states(processor).items()):
         ex = state.executions
-        for run in ex.running.values():
-            running.append((run.last_ms, ex.execution(run.execution_id, now_ms=now_ms)))
+        workflows = {}
         for name in ex.workflows:
             view = ex.workflow(name)
             if view is not None:
-                workflows[name] = {
-                    k: view[k]
-                    for k in (
-                        "workflow",
-                        "service",
-                        "runs",
-                        "running",
-                        "success_rate",
-                        "duration_p50_ms",
-                        "duration_p95_ms",
-                        "bottleneck",
-                    )
-                }
-    running.sort(key=lambda pair: (-pair[0], pair[1]["execution_id"]))
+                workflows[name] = {k: view[k] for k in WORKFLOW_FIELDS}
+        out[str(partition)] = {
+            "offset": state.offset,
+            "running": [
+                [run.last_ms, ex.execution(run.execution_id, now_ms=now_ms)]
+                for run in ex.running.values()
+            ],
+            "workflows": workflows,
+            "alerts": state.evaluation.alerts(),
+        }
+    return out
+
+
+def merge(parts: Iterable[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
+    """One part per partition from several workers' :func:`held`. While a partition moves,
+    two workers may both report it; the one that applied more of it is the newer.
+
+    >>> merge([{"0": {"offset": 5}}, {"0": {"offset": 9}, "1": {"offset": 2}}])
+    {0: {'offset': 9}, 1: {'offset': 2}}
+    """
+    out: dict[int, dict[str, Any]] = {}
+    for some in parts:
+        for key, part in some.items():
+            partition = int(key)
+            if partition not in out or part["offset"] > out[partition]["offset"]:
+                out[partition] = part
+    return dict(sorted(out.items()))
+
+
+def overview(
+    parts: Mapping[int, Mapping[str, Any]],
+    counts: Mapping[str, int],
+    *,
+    events_per_s: float,
+    now_ms: int,
+    windows: list[str],
+    silenced: Any = None,
+    silences: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What the dashboard's overview shows, from the partitions' parts (:func:`held`,
+    :func:`merge`): throughput and dead letters, running executions with progress and
+    ETA, each workflow's success rate and p95 duration, and the alerts pending or firing
+    with their age."""
+    running = sorted(
+        (pair for part in parts.values() for pair in part["running"]),
+        key=lambda pair: (-pair[0], pair[1]["execution_id"]),
+    )
+    workflows = {name: view for part in parts.values() for name, view in part["workflows"].items()}
     listed = []
-    for alert in alerts(processor):
+    for alert in (a for part in parts.values() for a in part["alerts"]):
         muted = bool(silenced(alert["labels"], now_ms)) if silenced else False
         listed.append(
             {
@@ -165,8 +205,8 @@ def overview(
         "events": counts.get("valid", 0),
         "dead_letters": counts.get("rejected", 0),
         "late": counts.get("late", 0),
-        "partitions": sorted(_states(processor)),
-        "windows": [spec.label for spec in processor.specs] if processor is not None else [],
+        "partitions": sorted(parts),
+        "windows": windows,
         "running": [view for _, view in running[:MAX_RUNNING]],
         "running_total": len(running),
         "workflows": [workflows[name] for name in sorted(workflows)],

@@ -39,6 +39,7 @@ from faust.types import TP
 from producers.settings import KafkaSettings
 from producers.topics import Topics
 from streams import auth, routing, web
+from streams.peers import Peers, advertised_url
 from streams.processing import parts
 from streams.rules import RuleSet
 from streams.runtime import Runtime
@@ -98,6 +99,7 @@ def create_app(
 ) -> faust.App:
     """The Faust app of one worker; ``sink`` is a :class:`streams.delivery.Sink`."""
     topics = Topics.for_namespace(kafka.namespace)
+    url = advertised_url(settings.web_host, settings.web_port, settings.advertised_url)
     app = faust.App(
         f"{kafka.namespace}-worker",
         broker=f"kafka://{bootstrap}",
@@ -125,6 +127,8 @@ def create_app(
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
+        # Sent to the group with each join: every member learns every other one's pages.
+        canonical_url=url,
         # Every page but /health and /ready needs the bearer token (streams.auth).
         web_application_options=(
             {"middlewares": [auth.auth_middleware(api_token)]} if api_token else None
@@ -228,7 +232,17 @@ def create_app(
         finally:
             await consumer.stop()
 
-    web.add_pages(app, rt, lag=lag, publish_command=publish_command, history=history)
+    def members() -> dict[str, list[int]]:
+        """Each member's URL and the events partitions it holds, as the last rebalance
+        handed them to every member (empty before the first)."""
+        try:
+            spread = app.assignor.external_topics_metadata()
+        except AttributeError:  # no assignment yet
+            return {}
+        return {member: list(held.get(topics.events, ())) for member, held in spread.items()}
+
+    peers = Peers(members, url, token=api_token)
+    web.add_pages(app, rt, lag=lag, publish_command=publish_command, peers=peers, history=history)
 
     @app.on_before_shutdown.connect
     async def flush_on_stop(sender: Any, **kwargs: Any) -> None:
@@ -244,6 +258,7 @@ def create_app(
             log.warning("stopping without a final checkpoint (replayed next time): %r", exc)
         try:
             async with asyncio.timeout(CLOSE_SECONDS):
+                await peers.close()
                 await rt.close()
         except Exception as exc:
             log.warning("stopping: not everything closed within %d s: %r", CLOSE_SECONDS, exc)

@@ -178,13 +178,20 @@ class Runtime:
         await self.delivery.put(result, acks)
 
     async def tick(self, lag: dict[int, int]) -> None:
-        """Windows of partitions without traffic close by the wall clock; a checkpoint
+        """Partitions assigned and not loaded yet are taken over; windows of partitions
+        without traffic close by the wall clock; a checkpoint
         when one is due, also when nothing changed (held messages get acknowledged).
         ``lag``: per partition, the messages in Kafka past the last one applied."""
         processor = self.processor
         if processor is None:
             return
         async with self.state_lock:
+            try:
+                # Partitions assigned without traffic since: loaded now, so that their
+                # windows close by the wall clock and the pages show what they hold.
+                await self.take_over(processor, self.stats.assigned)
+            except Exception as exc:  # the store does not answer: the next tick retries
+                log.warning("taking assigned partitions over failed, retrying: %r", exc)
             due = self.checkpoint_due()
             waiting = {p for p, n in lag.items() if n > 0}
             result = processor.tick(now_ms=self.now_ms(), checkpoint=due, backlogged=waiting)

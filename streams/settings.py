@@ -47,6 +47,10 @@ class WorkerSettings:
     rules: str = env_field("VIGIL_RULES", "default")
     web_host: str = env_field("VIGIL_WEB_HOST", "127.0.0.1")
     web_port: int = env_field("VIGIL_WEB_PORT", 6066, int)
+    #: How the group's other workers reach this one's pages (they ask it for the
+    #: partitions it holds). Empty: ``http://VIGIL_WEB_HOST:VIGIL_WEB_PORT``, with this
+    #: machine's address when the host is 0.0.0.0.
+    advertised_url: str = env_field("VIGIL_ADVERTISED_URL", "")
     log_level: str = env_field("VIGIL_LOG_LEVEL", "warning")
     #: ``json`` (one object a line: time, level, logger, message) or ``text``.
     log_format: str = env_field("VIGIL_LOG_FORMAT", "json", log_format)

@@ -12,6 +12,12 @@
 | ``/stats``, ``/metrics``                | the worker's own figures (JSON, Prometheus)   |
 
 Every page but ``/health`` and ``/ready`` needs the bearer token (``streams.auth``).
+
+Every worker answers for the whole group: the overview, ``/live`` and ``/alerts`` merge
+what this worker holds with what each peer holds (``/held``), and a series, execution or
+workflow not held here is asked of the peers (:mod:`streams.peers`). ``?scope=local``
+answers from this worker's partitions only (what a peer asks for). ``/stats`` and
+``/metrics`` stay this worker's own figures.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import faust
 import orjson
 
 from streams import api, control, metrics
+from streams.peers import LOCAL, LOCAL_VALUE, Peers
 from streams.processing import Processor
 from streams.runtime import Runtime
 
@@ -38,13 +45,6 @@ DASHBOARD = Path(__file__).with_name("dashboard.html")
 def _dashboard() -> str:
     """The dashboard page, read once (on first request, not at start-up)."""
     return DASHBOARD.read_text(encoding="utf-8")
-
-
-def _answer(web: Any, build: Callable[[], Any]) -> Any:
-    try:
-        return web.json(build())
-    except api.ApiError as exc:
-        return web.json({"error": exc.reason}, status=exc.status)
 
 
 async def _request_json(request: Any) -> Any:
@@ -58,74 +58,153 @@ def _open_windows(processor: Processor | None) -> int:
     return sum(s.windows.open_windows for s in processor.states.values()) if processor else 0
 
 
+def _local(request: Any) -> bool:
+    """Asked for this worker's partitions only (by a peer)."""
+    return bool(request.query.get(LOCAL) == LOCAL_VALUE)
+
+
 def add_pages(
     app: faust.App,
     rt: Runtime,
     *,
     lag: Callable[[], dict[int, int]],
     publish_command: Callable[[bytes], Awaitable[Any]],
+    peers: Peers,
     history: Any = None,
 ) -> None:
     """Serve ``rt`` on ``app``'s web server. ``lag``: per partition held, the messages
     in Kafka past the last one applied; ``publish_command``: sends a control command and
-    returns once the broker has it; ``history``: answers ``/history/NAME`` (None: 404)."""
+    returns once the broker has it; ``peers``: the group's other workers; ``history``:
+    answers ``/history/NAME`` (None: 404)."""
 
-    def all_alerts() -> list[dict[str, Any]]:
+    def local_alerts() -> list[dict[str, Any]]:
         return api.alerts(rt.processor)
 
     def firing() -> int:
-        return sum(a["status"] == "firing" for a in all_alerts())
+        return sum(a["status"] == "firing" for a in local_alerts())
 
-    def overview_now() -> dict[str, Any]:
+    def held_now(now_ms: int) -> dict[str, Any]:
+        counts = rt.stats.counts
+        return {
+            "worker": peers.me,
+            "partitions": api.held(rt.processor, now_ms=now_ms),
+            "counts": {k: counts.get(k, 0) for k in ("valid", "rejected", "late")},
+            "events_per_s": rt.stats.rate(),
+        }
+
+    async def group_now(ask: bool) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+        """The time, this worker's and its peers' :func:`held_now` merged, and the
+        workers (each with the partitions it holds and whether it answered)."""
         now_ms = rt.now_ms()
-        return api.overview(
-            rt.processor,
-            rt.stats.counts,
-            events_per_s=rt.stats.rate(),
+        mine = held_now(now_ms)
+        answers = await peers.ask("/held") if ask else []
+        bodies = [mine] + [a.body for a in answers if a.ok]
+        counts: dict[str, int] = {}
+        for body in bodies:
+            for k, n in body["counts"].items():
+                counts[k] = counts.get(k, 0) + n
+        workers = [{"url": peers.me, "partitions": sorted(map(int, mine["partitions"]))}]
+        for a in answers:
+            held = sorted(map(int, a.body["partitions"])) if a.ok else list(a.partitions)
+            workers.append({"url": a.url, "partitions": held, "answered": a.ok, "error": a.error})
+        group = {
+            "parts": api.merge(body["partitions"] for body in bodies),
+            "counts": counts,
+            "events_per_s": sum(body["events_per_s"] for body in bodies),
+        }
+        return now_ms, group, workers
+
+    async def overview_now(ask: bool = True) -> dict[str, Any]:
+        now_ms, group, workers = await group_now(ask)
+        parts = group["parts"]
+        body = api.overview(
+            parts,
+            group["counts"],
+            events_per_s=group["events_per_s"],
             now_ms=now_ms,
+            windows=[spec.label for spec in rt.processor.specs] if rt.processor else [],
             silenced=rt.commands.silenced,
             silences=rt.commands.listing(now_ms),
         )
+        body["workers"] = workers
+        # Held by a worker that did not answer, and by nobody who did.
+        unanswered = {p for w in workers if w.get("answered") is False for p in w["partitions"]}
+        body["missing_partitions"] = sorted(unanswered - set(parts))
+        return body
+
+    async def group_alerts(ask: bool) -> list[dict[str, Any]]:
+        _, group, _ = await group_now(ask)
+        return [a for part in group["parts"].values() for a in part["alerts"]]
+
+    async def anywhere(
+        web: Any, request: Any, build: Callable[[], Any], found: Callable[[Any], bool] = bool
+    ) -> Any:
+        """``build()`` from what this worker holds; when it does not hold it (a 404, or
+        an answer ``found`` rejects), the first peer that does."""
+        try:
+            body, status = build(), 200
+        except api.ApiError as exc:
+            if exc.status != 404:
+                return web.json({"error": exc.reason}, status=exc.status)
+            body, status = {"error": exc.reason}, 404
+        if (status != 200 or not found(body)) and not _local(request):
+            query = {k: v for k, v in request.query.items() if k != LOCAL}
+            for answer in await peers.ask(request.rel_url.raw_path, query):
+                if answer.ok and found(answer.body):
+                    return web.json(answer.body, status=200)
+        return web.json(body, status=status)
+
+    @app.page("/held")
+    async def held_view(web: Any, request: Any) -> Any:
+        """What this worker holds, per partition (what a peer merges into its pages)."""
+        return web.json(held_now(rt.now_ms()))
 
     @app.page("/series/windows")
     async def series_view(web: Any, request: Any) -> Any:
         series = request.query.get("series")
-        return _answer(web, lambda: api.series_windows(rt.processor, series))
+        return await anywhere(web, request, lambda: api.series_windows(rt.processor, series))
 
     @app.page("/series/open")
     async def series_open_view(web: Any, request: Any) -> Any:
         """The dashboard's: a series' open windows, an empty list when it has none."""
         series = request.query.get("series")
-        return _answer(web, lambda: api.series_open(rt.processor, series))
+        build = functools.partial(api.series_open, rt.processor, series)
+        return await anywhere(web, request, build, lambda body: bool(body["windows"]))
 
     @app.page("/executions/{execution_id}")
     async def execution_view(web: Any, request: Any, execution_id: str) -> Any:
         now_ms = rt.now_ms()
-        return _answer(web, lambda: api.execution(rt.processor, execution_id, now_ms=now_ms))
+        return await anywhere(
+            web, request, lambda: api.execution(rt.processor, execution_id, now_ms=now_ms)
+        )
 
     @app.page("/workflows/{name}")
     async def workflow_view(web: Any, request: Any, name: str) -> Any:
-        return _answer(web, lambda: api.workflow(rt.processor, name))
+        return await anywhere(web, request, lambda: api.workflow(rt.processor, name))
 
     @app.page("/workflows/{name}/detail")
     async def workflow_detail_view(web: Any, request: Any, name: str) -> Any:
         now_ms = rt.now_ms()
-        return _answer(web, lambda: api.workflow_detail(rt.processor, name, now_ms=now_ms))
+        return await anywhere(
+            web, request, lambda: api.workflow_detail(rt.processor, name, now_ms=now_ms)
+        )
 
     @app.page("/alerts")
     async def alerts_view(web: Any, request: Any) -> Any:
         now_ms = rt.now_ms()
         silenced = rt.commands.silenced
-        listed = [{**a, "silenced": silenced(a["labels"], now_ms)} for a in all_alerts()]
+        everyone = await group_alerts(not _local(request))
+        listed = [{**a, "silenced": silenced(a["labels"], now_ms)} for a in everyone]
         return web.json({"alerts": listed})
 
     @app.page("/alerts/{fingerprint}/ack")
     class AckView(faust.web.View):
         async def post(self, request: Any, fingerprint: str) -> Any:
             try:
-                found = [a for a in all_alerts() if a["fingerprint"] == fingerprint]
+                everyone = await group_alerts(True)
+                found = [a for a in everyone if a["fingerprint"] == fingerprint]
                 if not found:
-                    raise api.ApiError(404, f"no pending or firing alert {fingerprint!r} here")
+                    raise api.ApiError(404, f"no pending or firing alert {fingerprint!r}")
                 body = await _request_json(request)
                 try:
                     cmd = control.ack_command(fingerprint, found[0], body, now_ms=rt.now_ms())
@@ -174,7 +253,7 @@ def add_pages(
 
     @app.page("/overview")
     async def overview_view(web: Any, request: Any) -> Any:
-        return web.json(overview_now())
+        return web.json(await overview_now(not _local(request)))
 
     @app.page("/live")
     async def live_view(web: Any, request: Any) -> Any:
@@ -191,7 +270,7 @@ def add_pages(
         try:
             while True:
                 wake.clear()
-                body = orjson.dumps(overview_now())
+                body = orjson.dumps(await overview_now())
                 await response.write(b"event: overview\ndata: " + body + b"\n\n")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), 1.0)

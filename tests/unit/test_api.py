@@ -95,7 +95,7 @@ def test_the_overview_lists_running_executions_workflows_and_alerts_by_urgency()
     ]
     p.process([(0, 0, b"\n".join(orjson.dumps(e) for e in events))], now_ms=NOW + 70_000)
     counts = {"valid": len(events), "rejected": 2}
-    out = api.overview(p, counts, events_per_s=12.34, now_ms=NOW + 90_000)
+    out = _overview(p, counts, events_per_s=12.34, now_ms=NOW + 90_000)
     assert (out["events"], out["dead_letters"], out["events_per_s"]) == (9, 2, 12.3)
     assert [r["execution_id"] for r in out["running"]] == ["r2", "r1"]  # latest activity first
     assert out["running"][0]["current_step"] == "a" and out["running_total"] == 2
@@ -104,5 +104,11 @@ def test_the_overview_lists_running_executions_workflows_and_alerts_by_urgency()
     assert [a["rule"] for a in out["alerts"]] == ["deeper", "deep"]  # critical first
     assert all(a["status"] == "firing" and a["age_s"] == 30.0 for a in out["alerts"])
     assert out["firing"] == 2
-    muted = api.overview(p, counts, events_per_s=0, now_ms=NOW, silenced=lambda labels, at: True)
+    muted = _overview(p, counts, events_per_s=0, now_ms=NOW, silenced=lambda labels, at: True)
     assert all(a["silenced"] for a in muted["alerts"])
+
+
+def _overview(p, counts, *, now_ms, **options):
+    """The overview of one worker's partitions, as a lone worker's page makes it."""
+    parts = api.merge([api.held(p, now_ms=now_ms)])
+    return api.overview(parts, counts, now_ms=now_ms, windows=["1m"], **options)
