@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from producers.settings import env_field
+from sinks.cluster import Cluster
 from streams.settings import log_format
 
 
@@ -16,6 +17,10 @@ class StoreSettings:
     clickhouse_dsn: str = env_field("VIGIL_CLICKHOUSE_DSN", "", secret=True)
     database: str = env_field("VIGIL_CLICKHOUSE_DATABASE", "vigil")
     data_dir: Path = env_field("VIGIL_DATA_DIR", Path(".vigil"), Path)
+    #: A ClickHouse cluster's name (its ``remote_servers`` entry): the schema is made
+    #: ``ON CLUSTER`` in its replicated and distributed form (``sinks.cluster``). Empty:
+    #: one node, as chDB runs.
+    clickhouse_cluster: str = env_field("VIGIL_CLICKHOUSE_CLUSTER", "")
     #: Raw events older than this are dropped by ClickHouse (TTL).
     retention_days: int = env_field("VIGIL_RETENTION_DAYS", 90, int)
     #: History queries (CLI, HTTP, reports) stop with an error past this many seconds...
@@ -26,6 +31,10 @@ class StoreSettings:
     @property
     def dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.data_dir.resolve() / 'chdb'}"
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return Cluster(self.clickhouse_cluster) if self.clickhouse_cluster else None
 
     @property
     def embedded(self) -> bool:

@@ -21,6 +21,11 @@ class StoreError(RuntimeError):
 
 def open_client(settings: StoreSettings, *, migrate: bool = True) -> Any:
     """A clickhouse-connect client on ``settings.dsn``, with the schema up to date."""
+    if settings.embedded and settings.cluster:
+        raise StoreError(
+            "VIGIL_CLICKHOUSE_CLUSTER needs ClickHouse servers (VIGIL_CLICKHOUSE_DSN): "
+            "embedded chDB is one node"
+        )
     if settings.embedded:
         path = settings.dsn.removeprefix("chdb://")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +39,11 @@ def open_client(settings: StoreSettings, *, migrate: bool = True) -> Any:
         )
         raise StoreError(f"cannot open ClickHouse at {settings.dsn}: {exc}{hint}") from exc
     if migrate:
-        options = {"database": settings.database, "retention_days": settings.retention_days}
+        options = {
+            "database": settings.database,
+            "retention_days": settings.retention_days,
+            "cluster": settings.cluster,
+        }
         migrations.apply(client, **options)
         migrations.keep_for(client, **options)
     return client

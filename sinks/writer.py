@@ -52,6 +52,12 @@ class ClickHouseSink:
         self.failing = False
         #: The table an insert is running into right now, if any (for /stats).
         self.inserting: str | None = None
+        #: On a cluster, inserts into the distributed tables return once the shard stored
+        #: the rows (a checkpoint is never ahead of them); the deduplication token travels
+        #: with the rows to the shard (``sinks.cluster``).
+        self._distributed: dict[str, Any] = (
+            {"insert_distributed_sync": 1} if settings.cluster else {}
+        )
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -135,6 +141,7 @@ class ClickHouseSink:
                 f"{db}.worker_state",
                 rows,
                 column_names=["source", "partition", "offset", "state"],
+                settings=self._distributed or None,
             )
             self.counts["checkpoints"] += len(rows)
 
@@ -154,6 +161,7 @@ class ClickHouseSink:
             # into a Null table took about as long as the whole insert). The default 10 MiB
             # chunks leave a batch of a few MiB to one thread; 1 MiB chunks use every core.
             "min_chunk_bytes_for_parallel_parsing": 1 << 20,
+            **self._distributed,
         }
         await self._retrying(
             table,

@@ -176,6 +176,14 @@ def _archive(args: argparse.Namespace) -> int:
         verb = "restored" if args.restore else "archived"
         print(f"  {verb} {entry.table}/{entry.partition}: {entry.rows:,} rows", flush=True)
 
+    if settings.cluster is not None:
+        # Partitions are moved on the node a command reaches; a cluster has them on each.
+        print(
+            "vigil archive: not on a cluster yet (VIGIL_CLICKHOUSE_CLUSTER is set): "
+            "archive each shard's local tables with ClickHouse's BACKUP instead",
+            file=sys.stderr,
+        )
+        return 2
     try:
         before = None if args.restore else dt.date.fromisoformat(args.before)
         client = open_client(settings)
