@@ -5,7 +5,8 @@
 | ``<ns>.events.v1``        | routing key or | an envelope: events as JSON lines (see envelopes); |
 |                           | none           | header ``vigil-hop`` on envelopes the worker       |
 |                           |                | forwarded to their series' partition (routing)     |
-| ``<ns>.deadletter.v1``    | none           | the original bytes of one rejected event; headers  |
+| ``<ns>.deadletter.v1``    | none           | the original bytes of one rejected event (or an    |
+|                           |                | OTLP item, as JSON); headers                       |
 |                           |                | ``vigil-reason``, ``vigil-source-topic``,          |
 |                           |                | ``vigil-source-partition``, ``vigil-source-offset``|
 |                           |                | and ``vigil-source-index`` say why and whence      |
@@ -59,6 +60,23 @@ class Topics:
             alerts=f"{namespace}.alerts.v1",
             control=f"{namespace}.control.v1",
         )
+
+
+def deadletter_headers(
+    reason: str, topic: str, partition: int | None, offset: int | None, index: int
+) -> dict[str, bytes]:
+    """The headers of a dead letter: why, and where its bytes came from (``partition``
+    and ``offset`` None when they came from no Kafka log, e.g. an OTLP request).
+
+    >>> deadletter_headers("bad", "t", 0, 7, 2)["vigil-source-offset"]
+    b'7'
+    """
+    headers = {"vigil-reason": reason.encode(), "vigil-source-topic": topic.encode()}
+    if partition is not None and offset is not None:
+        headers["vigil-source-partition"] = str(partition).encode()
+        headers["vigil-source-offset"] = str(offset).encode()
+    headers["vigil-source-index"] = str(index).encode()
+    return headers
 
 
 async def ensure_topics(

@@ -37,7 +37,7 @@ import msgspec
 
 from producers.alerts import Alert
 from producers.envelopes import EnvelopeBuilder
-from producers.topics import Topics
+from producers.topics import Topics, deadletter_headers
 from streams.metrics import Latency
 from streams.records import BatchResult, RawRowFormat
 from streams.routing import HEADER
@@ -273,13 +273,9 @@ class Delivery:
         return await self.outbox.send(
             self.topics.deadletter,
             rej.line,
-            headers={
-                "vigil-reason": rej.reason.encode(),
-                "vigil-source-topic": self.topics.events.encode(),
-                "vigil-source-partition": str(rej.partition).encode(),
-                "vigil-source-offset": str(rej.offset).encode(),
-                "vigil-source-index": str(rej.index).encode(),
-            },
+            headers=deadletter_headers(
+                rej.reason, self.topics.events, rej.partition, rej.offset, rej.index
+            ),
         )
 
     def _unpublished(self, result: BatchResult) -> list[Alert]:

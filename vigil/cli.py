@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     chserver.add_argument("--host", default="127.0.0.1")
     chserver.add_argument("--port", type=int, default=8123, help="0 picks a free port")
     chserver.add_argument("--port-file", help="write the port here once listening")
+    otel = sub.add_parser(
+        "otlp",
+        help="receive OpenTelemetry (OTLP/HTTP, and the Collector's Kafka topics) as events",
+        description="Publishes to VIGIL_KAFKA_BOOTSTRAP's events topic; "
+        "VIGIL_OTLP_KAFKA_TOPICS also reads the Collector's Kafka exporter topics.",
+    )
+    otel.add_argument("--port", type=int, help="default VIGIL_OTLP_PORT (4318); 0 picks one")
     args = parser.parse_args(argv)
 
     if args.command == "worker":
@@ -105,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.settings import ChServerSettings
 
         return served.run(args, from_env(ChServerSettings, os.environ))
+    elif args.command == "otlp":
+        from vigil import otlp
+
+        return otlp.run(args.port)
     elif args.command == "summary":
         from vigil import demo
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from producers.settings import ProducerSettings, env_names, from_env
 from sinks.settings import ChServerSettings, HistoryClientSettings, StoreSettings
 from streams.settings import WorkerSettings
+from vigil.otlp import OtlpSettings
 
 
 @dataclass(frozen=True)
@@ -33,5 +34,6 @@ def known_variables() -> set[str]:
         StoreSettings,
         ChServerSettings,
         HistoryClientSettings,
+        OtlpSettings,
     )
     return set().union(*(env_names(c) for c in classes))

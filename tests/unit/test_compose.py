@@ -55,6 +55,8 @@ def _listens(compose: dict, name: str) -> set[int]:
     env = service.get("environment", {})
     if "VIGIL_WEB_PORT" in env:
         return {int(env["VIGIL_WEB_PORT"])}
+    if "VIGIL_OTLP_PORT" in env:
+        return {int(env["VIGIL_OTLP_PORT"])}
     if name == "frontdoor":
         return {
             int(p) for p in re.findall(r"^\s*listen\s+(\d+)\s*;", _frontdoor_config(compose), re.M)
@@ -121,12 +123,14 @@ def test_the_front_door_reaches_the_workers_web_port_and_the_readme_gives_its_ad
 
 
 def test_every_worker_needs_the_one_token_given_to_compose(compose):
-    token = compose["services"]["worker"]["environment"]["VIGIL_API_TOKEN"]
-    # Required (``:?``), from one variable: no worker makes its own.
-    assert re.fullmatch(r"\$\{VIGIL_API_TOKEN:\?[^}]+\}", token), token
-    others = [
-        n for n, s in compose["services"].items() if n != "worker" and "VIGIL_API_TOKEN" in str(s)
-    ]
+    # The workers' API and the OTLP receiver check it; nothing else holds it.
+    guarded = {"worker", "otlp"}
+    for name in sorted(guarded):
+        token = compose["services"][name]["environment"]["VIGIL_API_TOKEN"]
+        # Required (``:?``), from one variable: no process makes its own.
+        assert re.fullmatch(r"\$\{VIGIL_API_TOKEN:\?[^}]+\}", token), (name, token)
+    services = compose["services"].items()
+    others = [n for n, s in services if n not in guarded and "VIGIL_API_TOKEN" in str(s)]
     assert others == []
 
 
