@@ -1,83 +1,169 @@
-"""Delivery of alert transitions to webhook receivers, never stalling the worker.
+"""Delivery of alert transitions to channels, never stalling the worker.
 
-Each receiver (``[channel.NAME]`` in the rules file) has its own bounded queue and one
-task that POSTs the alerts topic's JSON to it, with a timeout per attempt and retries
-with exponential backoff (0.5 s doubling, at most 30 s). A slow or dead receiver fills
-only its own queue; when that is full a transition is dropped for that receiver and
-counted (``dropped``), and the worker moves on. Silenced transitions are not delivered,
-nor transitions to a state the channel does not take (``states``: firing and resolved
-unless it says otherwise).
+Each channel (``[channel.NAME]`` in the rules file) has its own bounded queue and one
+task that sends to it, with a timeout per attempt and retries with exponential backoff
+(0.5 s doubling, at most 30 s). A slow or dead receiver fills only its own queue; when
+that is full a transition is dropped for that channel and counted (``dropped``), and the
+worker moves on. Silenced transitions are not delivered, nor transitions to a state the
+channel does not take (``states``: firing and resolved unless it says otherwise).
+
+A plain webhook gets each transition as the alerts topic's JSON. An Alertmanager webhook
+and an Apprise channel get groups (``streams.notifications``: what goes out, when): the
+Alertmanager body, or the channel's title and body sent through Apprise (Slack,
+PagerDuty, Teams, Telegram, email, ...). Grouping is per worker: with several workers, one
+group's alerts may come in one message from each worker that holds some of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import orjson
 
 from producers.alerts import Alert
+from streams import notifications
 from streams.rules import Channel
 
 log = logging.getLogger(__name__)
 
 
-class Receiver:
-    """One webhook: a bounded queue and the task that empties it."""
+class _Refused(Exception):
+    """A receiver refused a message (a 4xx other than 408 and 429)."""
 
-    def __init__(self, channel: Channel, session: aiohttp.ClientSession) -> None:
+
+class Receiver:
+    """One channel: a bounded queue (or, for grouped kinds, the groups waiting) and the
+    task that empties it."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        session: aiohttp.ClientSession,
+        *,
+        external_url: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.channel = channel
         self.session = session
+        self.external_url = external_url
+        self.clock = clock
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=channel.queue)
+        self.groups = notifications.Grouper(
+            group_by=channel.group_by,
+            wait_ms=int(channel.group_wait_s * 1000),
+            repeat_ms=int(channel.repeat_s * 1000),
+        )
         self.counts = collections.Counter[str]()
         self.last_error: str | None = None
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._apprise: Any = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        run = self._run_groups if self.channel.grouped else self._run
+        self._task = asyncio.get_running_loop().create_task(run())
 
-    def offer(self, body: bytes) -> bool:
+    def offer(self, alert: Alert, line: bytes) -> bool:
+        if self.channel.grouped:
+            if self.groups.waiting >= self.channel.queue:
+                self.counts["dropped"] += 1
+                return False
+            self.groups.add(alert, now_ms=self._now_ms())
+            self._wake.set()
+            return True
         try:
-            self.queue.put_nowait(body)
+            self.queue.put_nowait(line)
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
             return False
         return True
 
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
     async def _run(self) -> None:
         while True:
             body = await self.queue.get()
             try:
-                await self._deliver(body)
+                await self._deliver(lambda body=body: self._post(body), "an alert")
             finally:
                 self.queue.task_done()
 
-    async def _deliver(self, body: bytes) -> None:
+    async def _run_groups(self) -> None:
+        while True:
+            for group in self.groups.due(now_ms=self._now_ms()):
+                await self._deliver(lambda group=group: self._send(group), f"{len(group)} alerts")
+            upcoming = self.groups.next_ms()
+            wait = None if upcoming is None else max(0.0, (upcoming - self._now_ms()) / 1000)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _send(self, group: list[Alert]) -> str | None:
+        """Send one group; None when it went out, else why not."""
+        channel = self.channel
+        if channel.kind == "alertmanager":
+            body = notifications.alertmanager(
+                group, receiver=channel.name, group_by=channel.group_by,
+                external_url=self.external_url,
+            )  # fmt: skip
+            return await self._post(orjson.dumps(body))
+        title, text = notifications.message(
+            group, title=channel.title, body=channel.body, external_url=self.external_url
+        )
+        if self._apprise is None:
+            import apprise
+
+            self._apprise = apprise.Apprise()
+            self._apprise.add(channel.url.split())
+        sent = await asyncio.wait_for(
+            self._apprise.async_notify(title=title, body=text), channel.timeout_s
+        )
+        return None if sent else "Apprise could not deliver it (its log says why)"
+
+    async def _post(self, body: bytes) -> str | None:
+        """POST ``body``; None when taken, else why not (:class:`_Refused` when retrying
+        will not help)."""
         channel = self.channel
         headers = {"Content-Type": "application/json", **dict(channel.headers)}
         timeout = aiohttp.ClientTimeout(total=channel.timeout_s)
+        async with self.session.post(
+            channel.url, data=body, headers=headers, timeout=timeout
+        ) as response:
+            if response.status < 300:
+                return None
+            if 400 <= response.status < 500 and response.status not in (408, 429):
+                raise _Refused(f"HTTP {response.status}")
+            return f"HTTP {response.status}"
+
+    async def _deliver(self, attempt: Callable[[], Any], what: str) -> None:
+        channel = self.channel
         backoff = 0.5
-        for attempt in range(channel.retries + 1):
+        for n in range(channel.retries + 1):
             try:
-                async with self.session.post(
-                    channel.url, data=body, headers=headers, timeout=timeout
-                ) as response:
-                    if response.status < 300:
-                        self.counts["delivered"] += 1
-                        return
-                    self.last_error = f"HTTP {response.status}"
-                    if 400 <= response.status < 500 and response.status not in (408, 429):
-                        break  # the receiver refuses it: retrying will not help
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            if attempt < channel.retries:
+                error = await attempt()
+            except _Refused as exc:  # the receiver refuses it: retrying will not help
+                self.last_error = str(exc)
+                break
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+            if error is None:
+                self.counts["delivered"] += 1
+                return
+            self.last_error = error
+            if n < channel.retries:
                 self.counts["retries"] += 1
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
         self.counts["failed"] += 1
-        log.warning("webhook %s: gave up on an alert: %s", channel.name, self.last_error)
+        log.warning("channel %s: gave up on %s: %s", channel.name, what, self.last_error)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -88,8 +174,9 @@ class Receiver:
 class Dispatcher:
     """Routes transitions to the receivers their rule names (every one when it names none)."""
 
-    def __init__(self, channels: dict[str, Channel]) -> None:
+    def __init__(self, channels: dict[str, Channel], *, external_url: str = "") -> None:
         self.channels = channels
+        self.external_url = external_url
         self.receivers: dict[str, Receiver] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -98,7 +185,8 @@ class Dispatcher:
             return
         self._session = aiohttp.ClientSession()
         for name, channel in self.channels.items():
-            receiver = self.receivers[name] = Receiver(channel, self._session)
+            receiver = Receiver(channel, self._session, external_url=self.external_url)
+            self.receivers[name] = receiver
             receiver.start()
 
     def dispatch(self, alerts: list[Alert], lines: list[bytes]) -> None:
@@ -108,11 +196,15 @@ class Dispatcher:
             for name in self.receivers if alert.channels is None else alert.channels:
                 receiver = self.receivers.get(name)
                 if receiver is not None and alert.state in receiver.channel.states:
-                    receiver.offer(line)
+                    receiver.offer(alert, line)
 
     def stats(self) -> dict[str, Any]:
         return {
-            name: {**r.counts, "queued": r.queue.qsize(), "last_error": r.last_error}
+            name: {
+                **r.counts,
+                "queued": r.queue.qsize() + r.groups.waiting,
+                "last_error": r.last_error,
+            }
             for name, r in self.receivers.items()
         }
 

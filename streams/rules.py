@@ -56,6 +56,7 @@ from typing import Any, NoReturn
 from streams.alerting import STATUSES, Policy
 from streams.figures import SIGNALS
 from streams.likelihood import ALERT_SCORE
+from streams.notifications import DEFAULT_BODY, DEFAULT_TITLE, check_template
 from streams.windows import parse_duration
 
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
@@ -103,7 +104,8 @@ _KEYS = {
              "for", "keep_firing_for", "flap", "severity", "labels", "annotations", "channels"},
     "detector": {"name", "match", "signal", "window", "threshold", "min_count", "for",
                  "keep_firing_for", "flap", "severity", "labels", "annotations", "channels"},
-    "channel": {"url", "timeout", "retries", "queue", "headers", "states"},
+    "channel": {"url", "apprise", "format", "title", "body", "group_by", "group_wait",
+                "repeat_interval", "timeout", "retries", "queue", "headers", "states"},
 }  # fmt: skip
 _MATCH_KEYS = {"kind", "service", "name", "step", "tags"}
 
@@ -180,10 +182,18 @@ class Rule:
 
 @dataclass(frozen=True)
 class Channel:
-    """A webhook receiver: each transition to one of ``states`` is POSTed as the alerts
-    topic's JSON. By default firing and resolved, as Alertmanager notifies: a pending
-    alert that clears before it fires tells a receiver nothing to act on (the topic and
-    the dashboard still show it)."""
+    """Where transitions to one of ``states`` go (by default firing and resolved, as
+    Alertmanager notifies: a pending alert that clears before it fires tells a receiver
+    nothing to act on; the topic and the dashboard still show it). ``kind``:
+
+    - ``webhook``: each transition POSTed to ``url`` as the alerts topic's JSON;
+    - ``alertmanager``: groups POSTed to ``url`` in Alertmanager's webhook format;
+    - ``apprise``: groups sent to ``url``, one or more Apprise URLs (Slack, PagerDuty,
+      Teams, Telegram, email, ...), as ``title`` and ``body`` made from the templates.
+
+    Groups (``streams.notifications``): the transitions that agree on ``group_by`` labels
+    within ``group_wait_s`` go out as one message, sent again every ``repeat_s`` while
+    one still fires (0: never)."""
 
     name: str
     url: str
@@ -192,6 +202,16 @@ class Channel:
     queue: int = 1000
     headers: tuple[tuple[str, str], ...] = ()
     states: tuple[str, ...] = ("firing", "resolved")
+    kind: str = "webhook"
+    title: str = DEFAULT_TITLE
+    body: str = DEFAULT_BODY
+    group_by: tuple[str, ...] = ("alertname",)
+    group_wait_s: float = 0.0
+    repeat_s: float = 0.0
+
+    @property
+    def grouped(self) -> bool:
+        return self.kind != "webhook"
 
 
 @dataclass(frozen=True)
@@ -438,9 +458,44 @@ def _channel(name: str, body: Any, check: _Checker) -> Channel:
     unknown = sorted(set(body) - _KEYS["channel"])
     if unknown:
         check.fail(None, f"unknown key {unknown[0]!r}; expected one of {sorted(_KEYS['channel'])}")
-    url = body.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        check.fail(None, f"url must be an http:// or https:// address, got {url!r}")
+    if ("url" in body) == ("apprise" in body):
+        check.fail(None, "a channel has either url (a webhook) or apprise (Apprise URLs)")
+    options: dict[str, Any] = {}
+    if "url" in body:
+        url = body.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            check.fail(None, f"url must be an http:// or https:// address, got {url!r}")
+        shape = body.get("format", "vigil")
+        if shape not in ("vigil", "alertmanager"):
+            check.fail("format", f"format must be vigil or alertmanager, got {shape!r}")
+        options["kind"] = "webhook" if shape == "vigil" else "alertmanager"
+        if shape == "vigil" and {"group_by", "group_wait", "repeat_interval"} & set(body):
+            check.fail(None, 'grouping needs format = "alertmanager" or an apprise channel: '
+                       "the vigil format sends each transition as it comes")  # fmt: skip
+    else:
+        url = _apprise(body.get("apprise"), check)
+        options["kind"] = "apprise"
+    if options["kind"] != "apprise" and {"title", "body"} & set(body):
+        check.fail(None, "title and body are the templates of an apprise channel")
+    for key in ("title", "body"):
+        if key in body:
+            if not isinstance(body[key], str):
+                check.fail(key, f"{key} must be a string")
+            try:
+                check_template(body[key])
+            except ValueError as exc:
+                check.fail(key, f"{key}: {exc}")
+            options[key] = body[key]
+    if "group_by" in body:
+        group_by = body["group_by"]
+        if not isinstance(group_by, list) or not all(isinstance(k, str) for k in group_by):
+            check.fail("group_by", f"group_by must be a list of label names, got {group_by!r}")
+        options["group_by"] = tuple(group_by)
+    if "group_wait" in body:
+        options["group_wait_s"] = _duration(body["group_wait"], "group_wait", check) / 1000
+    if "repeat_interval" in body:
+        repeat = _duration(body["repeat_interval"], "repeat_interval", check) / 1000
+        options["repeat_s"] = repeat
     timeout = _duration(body.get("timeout", "5s"), None, check) / 1000
     retries, queue = body.get("retries", 5), body.get("queue", 1000)
     if not isinstance(retries, int) or not 0 <= retries <= 100:
@@ -453,7 +508,22 @@ def _channel(name: str, body: Any, check: _Checker) -> Channel:
     if not isinstance(states, list) or not states or not all(s in known for s in states):
         check.fail(None, f"states must be a list of {', '.join(known)}, got {states!r}")
     ordered = tuple(state for state in known if state in states)
-    return Channel(name, url, timeout, retries, queue, headers, ordered)
+    return Channel(name, url, timeout, retries, queue, headers, ordered, **options)
+
+
+def _apprise(urls: Any, check: _Checker) -> str:
+    """One or more Apprise URLs (a string, or a list), each one Apprise knows; joined by
+    spaces as Apprise reads them."""
+    import apprise
+
+    listed = [urls] if isinstance(urls, str) else urls
+    if not isinstance(listed, list) or not listed or not all(isinstance(u, str) for u in listed):
+        check.fail("apprise", f"apprise must be an Apprise URL or a list of them, got {urls!r}")
+    for url in listed:
+        if not apprise.Apprise().add(url):
+            check.fail("apprise", f"{url.split('://')[0]}:// is not a service Apprise knows "
+                       "(its URLs: https://github.com/caronc/apprise/wiki)")  # fmt: skip
+    return " ".join(listed)
 
 
 def _flap(flap: Any, policy: Policy, check: _Checker) -> Policy:

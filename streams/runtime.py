@@ -55,7 +55,7 @@ class Runtime:
         self.monotonic = monotonic
         self.stats = WorkerStats(started=clock())
         self.commands = control.Control()
-        self.dispatcher = Dispatcher(rules.channels)
+        self.dispatcher = Dispatcher(rules.channels, external_url=settings.external_url)
         #: One event per open /live stream, set whenever what the dashboard shows may
         #: have changed (a batch processed or stored, a command): each stream clears its own.
         self.watchers: set[asyncio.Event] = set()

@@ -47,6 +47,9 @@ class WorkerSettings:
     rules: str = env_field("VIGIL_RULES", "default")
     web_host: str = env_field("VIGIL_WEB_HOST", "127.0.0.1")
     web_port: int = env_field("VIGIL_WEB_PORT", 6066, int)
+    #: The address people open the dashboard at (e.g. the front door's): alert messages
+    #: link to their series' view there. Empty: no link.
+    external_url: str = env_field("VIGIL_EXTERNAL_URL", "")
     #: How the group's other workers reach this one's pages (they ask it for the
     #: partitions it holds). Empty: ``http://VIGIL_WEB_HOST:VIGIL_WEB_PORT``, with this
     #: machine's address when the host is 0.0.0.0.
