@@ -130,6 +130,21 @@ def step(
     raise ValueError(f"unknown alert status {status!r}; expected one of {STATUSES}")
 
 
+def retire(state: AlertState, at: int) -> Transition | None:
+    """The transition of an alert whose rule changed or went away (a reload): a firing
+    alert resolves at ``at``; a pending one ends without one, as when it clears.
+
+    >>> retire(AlertState("firing", started_at=5, last_active_at=9, value=2.0), 10)
+    Transition(previous='firing', to='resolved', at=10, started_at=5, value=2.0, flapping=False)
+    >>> retire(AlertState("pending", started_at=5), 10) is None
+    True
+    """
+    if state.status != "firing":
+        return None
+    assert state.started_at is not None
+    return Transition("firing", "resolved", at, state.started_at, state.value)
+
+
 def _fire(
     state: AlertState, obs: Observation, at: int, *, started: int, fired: tuple[int, ...]
 ) -> tuple[AlertState, Transition]:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from streams.processing import Processor
+from streams.rules import Rule
 
 MAX_PARAM = 1024
 
@@ -213,6 +214,24 @@ def overview(
         "alerts": listed,
         "firing": sum(a["status"] == "firing" for a in listed),
         "silences": [s for s in silences or [] if s["ends_at"] > now_ms],
+    }
+
+
+def rule_view(rule: Rule) -> dict[str, Any]:
+    """A rule as ``/rules`` lists it."""
+    return {
+        "name": rule.name,
+        "type": rule.type,
+        "signal": rule.signal,
+        "window": rule.window,
+        "op": rule.op,
+        "threshold": rule.threshold,
+        "severity": rule.severity,
+        "labels": dict(rule.labels),
+        "channels": list(rule.channels) if rule.channels is not None else None,
+        "for_ms": rule.policy.for_ms,
+        "keep_firing_for_ms": rule.policy.keep_firing_for_ms,
+        "location": rule.location,
     }
 
 

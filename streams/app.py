@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,15 @@ def create_app(
     async def close_idle() -> None:
         """Windows of partitions without traffic close by the wall clock."""
         await rt.tick(lag())
+
+    @app.task
+    async def reload_on_sighup() -> None:
+        """SIGHUP reads the rules file again (this worker only, as Prometheus does;
+        ``POST /-/reload`` asks every worker)."""
+        await rt.ready()
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGHUP, lambda: rt.spawn(rt.reload_quietly())
+        )
 
     @app.task
     async def follow_control() -> None:

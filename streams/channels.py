@@ -189,6 +189,24 @@ class Dispatcher:
             self.receivers[name] = receiver
             receiver.start()
 
+    async def update(self, channels: dict[str, Channel]) -> None:
+        """Use ``channels`` from now on (a rules reload): a channel whose definition did
+        not change keeps its receiver, queue and groups; the others are closed (what they
+        still held is dropped) or started."""
+        for name, receiver in list(self.receivers.items()):
+            if channels.get(name) != receiver.channel:
+                await receiver.close()
+                del self.receivers[name]
+        self.channels = channels
+        if channels and self._session is None:
+            self._session = aiohttp.ClientSession()
+        for name, channel in channels.items():
+            if name not in self.receivers:
+                assert self._session is not None
+                receiver = Receiver(channel, self._session, external_url=self.external_url)
+                self.receivers[name] = receiver
+                receiver.start()
+
     def dispatch(self, alerts: list[Alert], lines: list[bytes]) -> None:
         for alert, line in zip(alerts, lines, strict=True):
             if alert.silenced:

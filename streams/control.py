@@ -1,4 +1,5 @@
-"""Silences and acknowledgements: commands on the control topic, applied by every worker.
+"""Silences, acknowledgements and rule reloads: commands on the control topic, applied by
+every worker.
 
 The HTTP API turns a request into a command (:func:`silence_command`,
 :func:`expire_command`, :func:`ack_command`) and publishes it to ``<ns>.control.v1``;
@@ -141,6 +142,12 @@ def silence_command(body: Any, *, now_ms: int, silence_id: str) -> dict[str, Any
         "comment": _text(body, "comment"),
         "at": now_ms,
     }
+
+
+def reload_command(*, now_ms: int) -> dict[str, Any]:
+    """Every worker reads its rules file again (one that loaded its rules after ``at``
+    already has them)."""
+    return {"type": "reload", "at": now_ms}
 
 
 def expire_command(silence_id: str, *, now_ms: int) -> dict[str, Any]:

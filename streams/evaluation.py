@@ -42,7 +42,7 @@ from typing import Any
 
 from producers.alerts import Alert
 from producers.series import SeriesKey
-from streams.alerting import AlertState, Observation, acknowledge, step
+from streams.alerting import AlertState, Observation, Transition, acknowledge, retire, step
 from streams.detection import Detector, default_detector
 from streams.detection import restore as restore_detector
 from streams.records import ScoreRecord, WindowRecord
@@ -326,8 +326,19 @@ class Evaluation:
         slot.state = state
         if state.status != "inactive" or rule.type == "absence":
             self._live.add(key)
-        if transition is None:
-            return
+        if transition is not None:
+            self._emit(rule, key, slot, transition, at, score, out)
+
+    def _emit(
+        self,
+        rule: Rule,
+        key: tuple[str, str],
+        slot: Slot,
+        transition: Transition,
+        at: int,
+        score: float | None,
+        out: list[Alert],
+    ) -> None:
         self.seq += 1
         kind, service, name = slot.meta
         series = key[1]
@@ -375,6 +386,28 @@ class Evaluation:
                 evaluated_at=self._now,
             )
         )
+
+    def reload(self, rules: RuleSet, *, now_ms: int) -> list[Alert]:
+        """Evaluate ``rules`` from now on. An alert of a rule whose definition is the same
+        keeps its state (pending, firing, acknowledged, its detector's model); an alert
+        of a rule that changed or went away ends: firing, it resolves (the transition is
+        returned, at the last window it saw); pending, it is dropped as when it clears."""
+        old = self._by_name
+        self.rules, self._by_name = rules, {r.name: r for r in rules.rules}
+        self._matched.clear()
+        self._now = now_ms
+        out: list[Alert] = []
+        for key, slot in list(self.slots.items()):
+            before, after = old[key[0]], self._by_name.get(key[0])
+            if after is not None and after.same_as(before):
+                continue
+            at = slot.last_end or slot.state.last_active_at or now_ms
+            transition = retire(slot.state, at)
+            if transition is not None:
+                self._emit(before, key, slot, transition, at, None, out)
+            self._drop(key)
+            self.counts["slots_of_changed_rules"] += 1
+        return out
 
     # -- what people look at, and persistence ----------------------------------------------
     def alerts(self) -> list[dict[str, Any]]:

@@ -157,6 +157,20 @@ class Processor:
                 done = True
         return done
 
+    def reload(self, rules: RuleSet, *, now_ms: int) -> BatchResult:
+        """Evaluate ``rules`` from now on in every partition held (and those taken over
+        later); the result carries the transitions of alerts whose rule changed or went
+        away (``Evaluation.reload``) and a checkpoint of every partition, so that a
+        replay never evaluates the old rules again."""
+        self.rules = rules
+        out = BatchResult(source=self.source)
+        for partition, state in self.states.items():
+            out.alerts.extend(state.evaluation.reload(rules, now_ms=now_ms))
+            out.touched.add(partition)
+        self.dirty |= set(self.states)
+        self._checkpoint(out)
+        return out
+
     def owns(self, partition: int) -> bool:
         return partition in self.states
 

@@ -161,6 +161,10 @@ class Rule:
     channels: tuple[str, ...] | None = None
     location: str = ""
 
+    def same_as(self, other: Rule) -> bool:
+        """The same definition, wherever in the file it is written."""
+        return dataclasses.replace(self, location="") == dataclasses.replace(other, location="")
+
     def active(self, value: float | None, *, firing: bool) -> bool:
         """Whether the condition holds for ``value`` (against ``recovery`` once firing)."""
         if value is None or not math.isfinite(value):

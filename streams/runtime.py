@@ -10,6 +10,7 @@ from the ``clock`` passed in.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from streams.channels import Dispatcher
 from streams.delivery import Ack, Delivery, Outbox, Sink
 from streams.processing import Processor
 from streams.records import BatchResult
-from streams.rules import RuleSet
+from streams.rules import RuleFileError, RuleSet
 from streams.settings import WorkerSettings
 from streams.stats import WorkerStats
 from streams.tails import published_seqs
@@ -70,6 +71,12 @@ class Runtime:
             changed=self.changed,
         )
         self.processor: Processor | None = None
+        #: Rule reloads done and refused; the reasons of the last refused one; when the
+        #: rules running were loaded (ms).
+        self.reloads = collections.Counter[str]()
+        self.reload_error: list[str] | None = None
+        self.loaded_at = self.now_ms()
+        self._pending: set[asyncio.Task[None]] = set()
         #: In the consumer group (a first assignment came).
         self.joined = False
         #: The agent and the idle timer both change window state: one at a time.
@@ -177,6 +184,29 @@ class Runtime:
         self.changed()  # the live state moved: the dashboard need not wait for the store
         await self.delivery.put(result, acks)
 
+    async def reload(self) -> RuleSet:
+        """Read the rules file (``VIGIL_RULES``) again and evaluate it from now on; raises
+        :class:`streams.rules.RuleFileError` for a file that cannot be used, and the rules
+        running keep running. Alerts of rules that did not change keep their state; those
+        of changed or removed rules resolve (``Evaluation.reload``)."""
+        try:
+            rules = self.settings.load_rules()
+        except RuleFileError as exc:
+            self.reloads["failed"] += 1
+            self.reload_error = exc.errors
+            raise
+        processor = self.processor or await self.ready()
+        async with self.state_lock:
+            result = processor.reload(rules, now_ms=self.now_ms())
+        self.rules = rules
+        await self.dispatcher.update(rules.channels)
+        self.reloads["done"] += 1
+        self.reload_error = None
+        self.loaded_at = self.now_ms()
+        log.info("rules reloaded from %s: %d rules", rules.path or "the defaults", len(rules.rules))
+        await self.delivery.put(result)
+        return rules
+
     async def tick(self, lag: dict[int, int]) -> None:
         """Partitions assigned and not loaded yet are taken over; windows of partitions
         without traffic close by the wall clock; a checkpoint
@@ -252,6 +282,21 @@ class Runtime:
         self.changed()
         if body.get("type") == "ack" and self.processor is not None:
             self._acknowledge(self.processor, body["fingerprint"], body)
+        if body.get("type") == "reload" and body["at"] > self.loaded_at:
+            self.spawn(self.reload_quietly())
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` on its own task, kept until it is done."""
+        self._pending = {t for t in self._pending if not t.done()}
+        self._pending.add(asyncio.ensure_future(work))
+
+    async def reload_quietly(self) -> None:
+        """:meth:`reload`, logging a refused file instead of raising (SIGHUP, the
+        control topic)."""
+        try:
+            await self.reload()
+        except RuleFileError as exc:
+            log.error("rules not reloaded, the running ones stay:\n%s", "\n".join(exc.errors))
 
     def reapply_acks(self, processor: Processor, result: BatchResult) -> None:
         """An alert that fires again in a replay, in the episode someone acknowledged

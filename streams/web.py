@@ -36,6 +36,7 @@ import orjson
 from streams import api, control, metrics
 from streams.peers import LOCAL, LOCAL_VALUE, Peers
 from streams.processing import Processor
+from streams.rules import RuleFileError
 from streams.runtime import Runtime
 
 DASHBOARD = Path(__file__).with_name("dashboard.html")
@@ -241,6 +242,53 @@ def add_pages(
             cmd = control.expire_command(silence_id, now_ms=rt.now_ms())
             await rt.command(cmd, publish_command)
             return self.json({"expired": silence_id})
+
+    @app.page("/-/reload")
+    class ReloadView(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            """Every worker reads its rules file again: checked here first (a bad file
+            is refused with its reasons and the running rules stay), applied here, then
+            asked of the others through the control topic."""
+            try:
+                rt.settings.load_rules()
+            except RuleFileError as exc:
+                return self.json(
+                    {"error": "the rules file is refused", "errors": exc.errors}, status=400
+                )
+            await publish_command(orjson.dumps(control.reload_command(now_ms=rt.now_ms())))
+            try:
+                rules = await rt.reload()
+            except RuleFileError as exc:  # changed between the check and now
+                return self.json(
+                    {"error": "the rules file is refused", "errors": exc.errors}, status=400
+                )
+            return self.json({"reloaded": rules.path or "default", "rules": len(rules.rules)})
+
+    @app.page("/rules")
+    async def rules_view(web: Any, request: Any) -> Any:
+        """Each rule with its state (firing, pending or inactive over the group) and its
+        alerts; the channels; where the rules came from and the reloads."""
+        everyone = await group_alerts(not _local(request))
+        rules = rt.rules
+        listed = []
+        for rule in rules.rules:
+            mine = [a for a in everyone if a["rule"] == rule.name]
+            states = {a["status"] for a in mine}
+            state = next((s for s in ("firing", "pending") if s in states), "inactive")
+            listed.append({**api.rule_view(rule), "state": state, "alerts": mine})
+        return web.json(
+            {
+                "file": rules.path or "default",
+                "loaded_at": rt.loaded_at,
+                "reloads": dict(rt.reloads),
+                "last_error": rt.reload_error,
+                "rules": listed,
+                "channels": [
+                    {"name": c.name, "kind": c.kind, "states": list(c.states)}
+                    for c in rules.channels.values()
+                ],
+            }
+        )
 
     @app.page("/history/{name}")
     async def history_view(web: Any, request: Any, name: str) -> Any:

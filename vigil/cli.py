@@ -63,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     chserver.add_argument("--host", default="127.0.0.1")
     chserver.add_argument("--port", type=int, default=8123, help="0 picks a free port")
     chserver.add_argument("--port-file", help="write the port here once listening")
+    rules = sub.add_parser("rules", help="check alert rule files and run their unit tests")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    for verb, what in (
+        ("check", "check rule files (exit 1 and file:line reasons when one is wrong)"),
+        ("test", "run unit tests of rules on given series (exit 1 when one fails)"),
+    ):
+        verb_parser = rules_sub.add_parser(verb, help=what, description=what)
+        verb_parser.add_argument(
+            "files", nargs="+", help="rule files" if verb == "check" else "test files"
+        )
+        verb_parser.add_argument(
+            "--windows", help="the windows the rules may use (default VIGIL_WINDOWS)"
+        )
     otel = sub.add_parser(
         "otlp",
         help="receive OpenTelemetry (OTLP/HTTP, and the Collector's Kafka topics) as events",
@@ -112,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.settings import ChServerSettings
 
         return served.run(args, from_env(ChServerSettings, os.environ))
+    elif args.command == "rules":
+        return _rules(args)
     elif args.command == "otlp":
         from vigil import otlp
 
@@ -121,6 +136,45 @@ def main(argv: list[str] | None = None) -> int:
 
         return demo.print_summary_from_env(since_hours=args.since_hours)
     return 0
+
+
+def _rules(args: argparse.Namespace) -> int:
+    """``vigil rules check`` and ``vigil rules test``, as promtool's: exit 0 when every
+    file is good (every test passes), 1 when one is not."""
+    import os
+    from pathlib import Path
+
+    from producers.settings import from_env
+    from streams import ruletests
+    from streams.rules import RuleFileError
+    from streams.settings import WorkerSettings
+
+    windows = args.windows or ",".join(
+        s.label for s in from_env(WorkerSettings, os.environ).windows
+    )
+    paths = [Path(f) for f in args.files]
+    if args.rules_command == "check":
+        code, lines = ruletests.check_files(paths, windows=windows)
+        for line in lines:
+            print(line, file=sys.stderr if code and ": SUCCESS" not in line else sys.stdout)
+        return code
+    code = 0
+    for path in paths:
+        print(f"Unit testing: {path}")
+        try:
+            outcome = ruletests.run_file(path, windows=windows)
+        except (ruletests.RuleTestError, RuleFileError) as exc:
+            print(f"  FAILED: {exc}", file=sys.stderr)
+            code = 1
+            continue
+        if outcome.failures:
+            code = 1
+            print(f"  FAILED: {len(outcome.failures)} of {outcome.tests} checks", file=sys.stderr)
+            for failure in outcome.failures:
+                print(f"    {failure}", file=sys.stderr)
+        else:
+            print(f"  SUCCESS: {outcome.tests} tests")
+    return code
 
 
 def _history_parser(sub: Any) -> None:
