@@ -244,7 +244,10 @@ class Engine:
         # A SETTINGS clause of the statement itself comes after its last parenthesis (one
         # inside a subquery does not count).
         top = head[head.rfind(")") + 1 :]
-        joiner = ", " if re.search(r"\bSETTINGS\b", top, re.I) else " SETTINGS "
+        # (``system.settings`` is a table, not the clause: the keyword is followed by a
+        # setting and "=", and no dot comes before it.)
+        clause = re.search(r"(?<![.\w`\"])SETTINGS\s+\w+\s*=", top, re.I)
+        joiner = ", " if clause else " SETTINGS "
         return f"{head}{joiner}{extra}{tail}"
 
     @staticmethod
@@ -332,6 +335,7 @@ class _Handler(BaseHTTPRequestHandler):
             settings = {
                 k: v for k, v in args.items() if k not in TRANSPORT and not k.startswith("param_")
             }
+            settings.update(self.server.forced)  # a request cannot lift them
             output, summary = self.server.engine.execute(
                 sql,
                 fmt=args.get("default_format") or "TabSeparated",
@@ -387,18 +391,44 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], engine: Engine, password: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        engine: Engine,
+        password: str,
+        forced: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.engine = engine
         self.password = password
+        self.forced = dict(forced or {})
 
 
 def serve(
-    path: str | Path, host: str = "127.0.0.1", port: int = 8123, password: str = ""
+    path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8123,
+    password: str = "",
+    *,
+    forced: dict[str, str] | None = None,
 ) -> _Server:
     """A server on ``host:port`` (0: any free port) for the chDB data at ``path``; call
-    ``serve_forever()`` on it, ``shutdown()`` and ``engine.close()`` to stop."""
-    return _Server((host, port), Engine(path), password)
+    ``serve_forever()`` on it, ``shutdown()`` and ``engine.close()`` to stop. ``forced``:
+    settings every statement runs with, whatever a request asks (``readonly=1`` and the
+    limits of the worker's read-only SQL)."""
+    return _Server((host, port), Engine(path), password, forced)
+
+
+def read_only(path: str | Path, host: str, port: int, password: str, **limits: Any) -> _Server:
+    """The worker's SQL on its own store: read-only, within ``limits`` (settings such as
+    ``max_execution_time`` and ``max_result_rows``), with ``password`` (the API token;
+    empty serves a loopback ``host`` only), answering on a thread of its own."""
+    if not password and not _loopback(host):
+        raise ValueError(f"refusing to serve SQL on {host} without a token (VIGIL_API_TOKEN)")
+    forced = {"readonly": "1", **{k: str(v) for k, v in limits.items()}}
+    server = serve(path, host, port, password, forced=forced)
+    threading.Thread(target=server.serve_forever, name="vigil-sql", daemon=True).start()
+    return server
 
 
 def _loopback(host: str) -> bool:

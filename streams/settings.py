@@ -50,6 +50,10 @@ class WorkerSettings:
     #: The address people open the dashboard at (e.g. the front door's): alert messages
     #: link to their series' view there. Empty: no link.
     external_url: str = env_field("VIGIL_EXTERNAL_URL", "")
+    #: Where the worker answers SQL on its embedded store, read-only (ClickHouse's HTTP
+    #: interface, the API token as password): a port, 0 for any free one, ``off`` for
+    #: none. Only with embedded chDB (a ClickHouse server answers SQL itself).
+    sql_port: str = env_field("VIGIL_SQL_PORT", "8123")
     #: How the group's other workers reach this one's pages (they ask it for the
     #: partitions it holds). Empty: ``http://VIGIL_WEB_HOST:VIGIL_WEB_PORT``, with this
     #: machine's address when the host is 0.0.0.0.

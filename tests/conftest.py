@@ -131,7 +131,8 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
     def _start(**overrides: str) -> WorkerProcess:
-        env = {**worker_env, "VIGIL_WEB_PORT": str(free_port()), **overrides}
+        ports = {"VIGIL_WEB_PORT": str(free_port()), "VIGIL_SQL_PORT": str(free_port())}
+        env = {**worker_env, **ports, **overrides}
         w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log")
         started.append(w)
         return w
@@ -153,6 +154,21 @@ def history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
     store_history(history, data_dir)
     with open_store(data_dir) as client:
         yield ReadOnly(client, "vigil"), history
+
+
+@pytest.fixture(scope="session")
+def clickhouse_js(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Node.js with the official ``@clickhouse/client`` (installed on first use). Without
+    them the tests that use it fail in CI (``CI`` set) and are skipped elsewhere."""
+    from tests.node import find_or_install
+
+    found = find_or_install(tmp_path_factory.mktemp("npm"))
+    if isinstance(found, str):
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI needs the JavaScript client: {found}", pytrace=False)
+        warnings.warn(found, stacklevel=1)
+        pytest.skip(found)
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,11 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Any
 
 import faust
 
-from sinks import service
+from sinks import chserver, service
 from sinks.writer import ClickHouseSink
 from streams import auth, logs
 from streams.app import create_app
@@ -47,6 +48,7 @@ def run(environ: dict[str, str] | None = None) -> None:
         print(f"vigil: the HTTP API needs the bearer token kept in {where}", file=sys.stderr)
     sink = ClickHouseSink(config.store)
     queries = service.Service(config.store)
+    sql = _serve_sql(config, token)
     app = create_app(
         config.worker,
         config.kafka,
@@ -70,8 +72,36 @@ def run(environ: dict[str, str] | None = None) -> None:
         worker.execute_from_commandline()
     finally:
         with contextlib.suppress(Exception):
+            if sql is not None:
+                sql.shutdown()
             queries.close()
             if sink.client is not None:
                 sink.client.close()
         if broker is not None:
             broker.stop()
+
+
+def _serve_sql(config: Config, token: str | None) -> Any:
+    """Read-only SQL on the embedded store (``VIGIL_SQL_PORT``), or None: off, a
+    ClickHouse server (it answers SQL itself), or a port taken (said, and the worker runs
+    on without it)."""
+    port = config.worker.sql_port
+    if port == "off" or not config.store.embedded:
+        return None
+    host = config.worker.web_host
+    try:
+        server = chserver.read_only(
+            config.store.dsn.removeprefix("chdb://"),
+            host,
+            int(port),
+            token or "",
+            max_execution_time=config.store.query_timeout_s,
+            max_result_rows=config.store.query_max_rows,
+            result_overflow_mode="throw",
+        )
+    except (OSError, ValueError) as exc:
+        print(f"vigil: no SQL on the store (VIGIL_SQL_PORT={port}): {exc}", file=sys.stderr)
+        return None
+    bound = server.server_address[1]
+    print(f"vigil: read-only SQL on the store at http://{host}:{bound}", file=sys.stderr)
+    return server

@@ -31,6 +31,9 @@ def test_a_readonly_requests_settings_go_before_its_format_and_join_its_own():
     inner = "SELECT * FROM (SELECT 1 SETTINGS max_threads = 2) AS s"
     assert clause(inner, ro) == inner + " SETTINGS readonly = '1'"
     assert clause("SELECT 'it''s';", {"x": "a'b"}) == "SELECT 'it''s' SETTINGS x = 'a\\'b'"
+    # A table named settings is not the clause (clickhouse-connect's first query).
+    table = "SELECT name, value FROM system.settings LIMIT 10000"
+    assert clause(table, ro) == table + " SETTINGS readonly = '1'"
 
 
 @pytest.mark.parametrize(
