@@ -49,13 +49,19 @@ def local(settings: StoreSettings, name: str, params: dict[str, str]) -> Any:
 
 
 def ask(
-    settings: StoreSettings, url: str | None, name: str, params: dict[str, str]
+    settings: StoreSettings,
+    url: str | None,
+    name: str,
+    params: dict[str, str],
+    token: str | None = None,
 ) -> tuple[Any, str]:
     """The answer and where it came from; raises HistoryError or StoreError. The worker
-    is asked with the API token of ``VIGIL_API_TOKEN`` or of its data directory."""
+    is asked with ``token``, else the API token of ``VIGIL_API_TOKEN`` or of its data
+    directory."""
     if url:
-        configured = from_env(WorkerSettings, os.environ).api_token
-        token = auth.client_token(configured, settings.data_dir)
+        if token is None:
+            configured = from_env(WorkerSettings, os.environ).api_token
+            token = auth.client_token(configured, settings.data_dir)
         answered = fetch(url, name, params, timeout=settings.query_timeout_s + 5, token=token)
         if answered is not None:
             status, body = answered
@@ -72,7 +78,7 @@ def render(result: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(result, indent=2, ensure_ascii=False)
     if fmt == "csv":
-        return _csv(_main_rows(result))
+        return _csv(main_rows(result))
     if isinstance(result, dict) and "roots" in result:
         return _trace(result)
     if isinstance(result, list):
@@ -121,7 +127,7 @@ def _trace(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _main_rows(result: Any) -> list[dict[str, Any]]:
+def main_rows(result: Any) -> list[dict[str, Any]]:
     if isinstance(result, list):
         return result
     for value in result.values():

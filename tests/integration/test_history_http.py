@@ -1,5 +1,6 @@
-"""History through a running worker: events published with the SDK, answered over HTTP and
-by ``vigil history`` (through the worker, then on its own once the worker is gone)."""
+"""History through a running worker: events published with the SDK, answered over HTTP, by
+``vigil history`` and by ``vigil.History`` from Python (through the worker, then on their
+own once the worker is gone)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 
 import pytest
 
 from producers.client import Client
+from sinks.queries import HistoryError
 from tests.history_data import HOSTILE_WORKFLOW, HOUR, generate
+from vigil import History
 
 pytestmark = pytest.mark.integration
 
@@ -73,10 +77,30 @@ async def test_the_worker_answers_history_over_http_and_the_cli_with_or_without_
     bad = cli(worker.env, "series", "not-a-key")
     assert bad.returncode == 2 and "is not a series key" in bad.stderr
 
+    # From Python: the same answer, as typed rows, a DataFrame and an Arrow table.
+    history = History.from_env(worker.env)
+    runs = history.workflows(hours=6)
+    assert runs.source == history.url == f"http://127.0.0.1:{worker.port}"
+    assert {r.workflow: r.runs for r in runs.rows} == expected
+    frame, arrow = runs.to_pandas(), runs.to_arrow()
+    assert dict(zip(frame["workflow"], frame["runs"], strict=True)) == expected
+    assert sorted(arrow.column("workflow").to_pylist()) == sorted(expected)
+    logs = history.logs(since="1d", level="error").rows
+    assert logs and all(isinstance(r.ts, datetime) and r.level == "error" for r in logs)
+    with pytest.raises(HistoryError, match="is not a series key"):
+        history.series("not-a-key")
+    with pytest.raises(TypeError, match="no parameter 'hourz'"):
+        history.workflows(hourz=6)
+    with pytest.raises(AttributeError):
+        history.drop_tables()
+
     assert worker.stop() == 0
     alone = cli(worker.env, "workflows", "--hours", "6", "--json")  # nobody listens now
     assert alone.returncode == 0, alone.stderr
     assert {w["workflow"]: w["runs"] for w in json.loads(alone.stdout)} == expected
+    by_itself = History.from_env(worker.env).workflows(hours=6)
+    assert by_itself.source.startswith("chdb://")
+    assert {r.workflow: r.runs for r in by_itself.rows} == expected
 
     table = cli(worker.env, "trace", "t-1")
     assert table.returncode == 0, table.stderr
