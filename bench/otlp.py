@@ -3,9 +3,10 @@ same events through the SDK, in the same run on the embedded broker.
 
 1. OTLP path: N spans, then N metric points, made by the OpenTelemetry SDK and encoded
    by its own OTLP encoder into requests of 512 items (the batch span processor's
-   default), POSTed to the receiver (running in this process) one after another; each
-   answer comes once the broker has the request's events. Rate from the first POST to
-   the last answer, and the process CPU time per item.
+   default), POSTed to the receiver (running in this process) by ``--exporters``
+   exporters at once, each one request at a time as an SDK's exporter does; each answer
+   comes once the broker has the request's events. Rate from the first POST to the last
+   answer, and the process CPU time per item.
 2. Baseline: the very events the receiver made of them, published with the SDK's
    ``Client.publish`` and flushed, in the same process.
 
@@ -74,7 +75,7 @@ def metric_requests(n: int) -> list[bytes]:
 
 
 async def through_receiver(
-    settings: ProducerSettings, path: str, bodies: list[bytes], items: int
+    settings: ProducerSettings, path: str, bodies: list[bytes], items: int, lanes: int
 ) -> dict[str, float]:
     import aiohttp
 
@@ -93,12 +94,18 @@ async def through_receiver(
     try:
         async with aiohttp.ClientSession() as session:
             began, cpu = time.perf_counter(), time.process_time()
-            for i, body in enumerate(bodies):
-                async with session.post(url, data=body, headers=headers) as response:
-                    assert response.status == 200, await response.text()
-                    await response.read()
-                if i % 20 == 0:
-                    progress(path, min((i + 1) * BATCH, items), items, began)
+            sent = [0]
+
+            async def lane(mine: list[bytes]) -> None:
+                for body in mine:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        assert response.status == 200, await response.text()
+                        await response.read()
+                    sent[0] += 1
+                    if sent[0] % 20 == 0:
+                        progress(path, min(sent[0] * BATCH, items), items, began)
+
+            await asyncio.gather(*(lane(bodies[i::lanes]) for i in range(lanes)))
             wall, used = time.perf_counter() - began, time.process_time() - cpu
     finally:
         stop.set()
@@ -127,10 +134,13 @@ def _events(signal: str, bodies: list[bytes]) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=100_000, help="spans, and metric points")
+    parser.add_argument(
+        "--exporters", type=int, default=4, help="exporters posting at once (each one at a time)"
+    )
     args = parser.parse_args()
     n = args.items
     spans, points = span_requests(n), metric_requests(n)
-    result: dict[str, Any] = {"items": n, "items_per_request": BATCH}
+    result: dict[str, Any] = {"items": n, "items_per_request": BATCH, "exporters": args.exporters}
     log_path = Path(tempfile.mkdtemp(prefix="vigil-bench-")) / "broker.log"
     with EmbeddedBroker(log_path=log_path) as broker:
         base = ProducerSettings(
@@ -143,7 +153,9 @@ def main() -> None:
             events = _events(signal, bodies)
             assert len(events) == n, (name, len(events))
             otlp = asyncio.run(
-                through_receiver(dataclasses.replace(base, namespace=f"o{name}"), path, bodies, n)
+                through_receiver(
+                    dataclasses.replace(base, namespace=f"o{name}"), path, bodies, n, args.exporters
+                )
             )
             sdk = asyncio.run(through_sdk(dataclasses.replace(base, namespace=f"s{name}"), events))
             result[f"otlp_{name}_per_s"] = round(otlp["per_s"])

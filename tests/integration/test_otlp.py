@@ -10,12 +10,14 @@ import gzip
 import logging
 import time
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from google.protobuf import json_format
 
+from producers.events import series_key
 from producers.topics import Topics
 from tests.topics import read_records
 from vigil.otlp import OtlpSettings, serve
@@ -223,6 +225,14 @@ async def test_the_opentelemetry_sdk_exports_to_vigil_and_the_store_has_every_it
     assert {r["execution_id"] for r in by_kind["execution.end"]} == {trace_id}
     status, flow = worker.call("/workflows/fulfil")
     assert status == 200 and flow["runs"] == 1 and flow["success_rate"] == 1.0, flow
+    # Windows and history show them.
+    key = series_key({"kind": "metric", "service": "checkout", "name": "orders",
+                      "tags": {"region": "eu"}})  # fmt: skip
+    status, opened = worker.call(f"/series/open?series={quote(key)}")
+    assert status == 200 and opened["windows"], opened
+    assert opened["windows"][0]["count"] == 1 and opened["windows"][0]["mean"] == 5.0
+    status, found = worker.call("/history/logs?since=1h&text=parcel")
+    assert status == 200 and [r["trace_id"] for r in found] == [trace_id], found
 
 
 async def test_otlp_json_and_collector_topics_arrive_and_bad_input_is_refused_or_dead_lettered(
