@@ -127,19 +127,34 @@ def _decompress(body: bytes, encoding: str) -> bytes:
 class Engine:
     """One chDB connection on ``path``, run one statement at a time."""
 
-    def __init__(self, path: str | Path) -> None:
-        import chdb
-
+    def __init__(self, path: str | Path, *, lazy: bool = False) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = str(path)
-        self._conn = chdb.connect(self.path)
+        self._conn: Any = None
         self._lock = threading.Lock()
+        if not lazy:
+            self._connect()
         self._database = "default"
         self._applied: dict[str, str] = {}  # settings SET on the connection now
 
+    def _connect(self) -> Any:
+        """The connection, opened now if it is not yet (a lazy engine opens it on its
+        first statement: the store may still be held by another process at start)."""
+        if self._conn is None:
+            import chdb
+
+            try:
+                self._conn = chdb.connect(self.path)
+            except Exception as exc:  # chDB raises several types; all mean "not now"
+                raise StatementError(
+                    f"Code: 1000. DB::Exception: cannot open the store yet: {exc}", 1000
+                ) from None
+        return self._conn
+
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
     def execute(
         self,
@@ -192,6 +207,7 @@ class Engine:
             sql = self._with_settings_clause(sql, {"readonly": "1"})
         try:
             with self._lock:
+                self._connect()
                 self._use(database)
                 self._sync_settings(settings)
                 try:
@@ -426,7 +442,8 @@ def read_only(path: str | Path, host: str, port: int, password: str, **limits: A
     if not password and not _loopback(host):
         raise ValueError(f"refusing to serve SQL on {host} without a token (VIGIL_API_TOKEN)")
     forced = {"readonly": "1", **{k: str(v) for k, v in limits.items()}}
-    server = serve(path, host, port, password, forced=forced)
+    # Opened on the first statement: the worker may be waiting for the store to free.
+    server = _Server((host, port), Engine(path, lazy=True), password, forced)
     threading.Thread(target=server.serve_forever, name="vigil-sql", daemon=True).start()
     return server
 
