@@ -162,11 +162,19 @@ class WorkflowHooks:
         attempt: int | None = None,
         attrs: Mapping[str, Any] | None = None,
         ts: int | None = None,
+        duration_ms: float | None = None,
     ) -> bool:
         extra: dict[str, Any] = {"strategy": str(strategy)[:64]}
         if attempt is not None:
             extra["attempt"] = attempt
-        fields = {"step": step, "ok": bool(ok), "status": str(strategy)[:32], "attrs": extra}
+        fields: dict[str, Any] = {
+            "step": step,
+            "ok": bool(ok),
+            "status": str(strategy)[:32],
+            "attrs": extra,
+        }
+        if duration_ms is not None:
+            fields["value"] = float(duration_ms)
         return self._workflow("recovery", workflow, execution_id, ts, fields, attrs)
 
     @guarded
@@ -263,12 +271,42 @@ class Execution(_Block):
         return Step(self, name, attrs)
 
     def recovery(
-        self, strategy: str, ok: bool, *, step: str | None = None, attempt: int | None = None
+        self,
+        strategy: str,
+        ok: bool | None = None,
+        *,
+        step: str | None = None,
+        attempt: int | None = None,
+    ) -> Recovery | None:
+        """Report one recovery attempt (retry, fallback, rollback, ...). With ``ok``, at
+        once; without, a context manager that times the attempt and reports its duration
+        and outcome: a success unless the block raises (or sets ``attempt.ok``)::
+
+            with run.recovery("retry", step="load"):
+                load_again()
+        """
+        if ok is None:
+            return Recovery(self, strategy, step, attempt)
+        self._recovered(strategy, ok, step, attempt, None)
+        return None
+
+    def _recovered(
+        self,
+        strategy: str,
+        ok: bool,
+        step: str | None,
+        attempt: int | None,
+        duration_ms: float | None,
     ) -> None:
-        """Report one recovery attempt (retry, fallback, rollback, ...) and its outcome."""
         self.recoveries += 1
         self.client.recovery_attempted(
-            self.workflow, self.execution_id, strategy=strategy, ok=ok, step=step, attempt=attempt
+            self.workflow,
+            self.execution_id,
+            strategy=strategy,
+            ok=ok,
+            step=step,
+            attempt=attempt,
+            duration_ms=duration_ms,
         )
 
     def __enter__(self) -> Execution:
@@ -302,6 +340,27 @@ class Execution(_Block):
         # While this run is still current, so that its span carries the execution id.
         self._span.__exit__(exc_type, exc, tb)
         restore(_current, self._token)
+
+
+class Recovery:
+    """One timed recovery attempt of an :class:`Execution` (``run.recovery(strategy)``)."""
+
+    def __init__(
+        self, run: Execution, strategy: str, step: str | None, attempt: int | None
+    ) -> None:
+        self.run, self.strategy, self.step, self.attempt = run, strategy, step, attempt
+        #: The outcome; None: a success unless the block raises.
+        self.ok: bool | None = None
+        self._t0 = 0.0
+
+    def __enter__(self) -> Recovery:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        ok = self.ok if self.ok is not None else exc is None
+        duration_ms = (time.perf_counter() - self._t0) * 1000
+        self.run._recovered(self.strategy, ok, self.step, self.attempt, duration_ms)
 
 
 class Step(_Block):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -163,3 +164,25 @@ def test_a_step_error_whose_str_fails_still_ends_the_step():
     vigil.step_completed("etl", "r1", "load", duration_ms=5.0, ok=False, error=Weird())
     step_end = next(e for e in wire(vigil) if e["kind"] == "step.end")
     assert step_end["message"] == "<Weird>" and vigil.stats()["internal_errors"] == 0
+
+
+def test_a_timed_recovery_reports_its_duration_and_outcome():
+    vigil = offline()
+    with vigil.execution("etl", "run-2", total_steps=1) as run, run.step("load"):
+        with run.recovery("retry", step="load", attempt=1):
+            time.sleep(0.02)
+        with pytest.raises(OSError), run.recovery("fallback", step="load"):
+            raise OSError("no fallback either")
+        with run.recovery("rollback", step="load") as undo:
+            undo.ok = False
+    recoveries = [e for e in wire(vigil) if e["kind"] == "recovery"]
+    assert [(e["status"], e["ok"]) for e in recoveries] == [
+        ("retry", True),
+        ("fallback", False),
+        ("rollback", False),
+    ]
+    assert recoveries[0]["value"] >= 20 and recoveries[0]["attrs"]["attempt"] == 1
+    assert all(isinstance(e["value"], float) for e in recoveries)
+    assert run.recoveries == 3
+    for event in recoveries:
+        validate(event, now_ms=NOW_MS)
