@@ -76,7 +76,9 @@ CATALOG: dict[str, Query] = {
         history.errors, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "error types and recoveries"
     ),
     "resources": Query(
-        history.resources, (_SINCE, _UNTIL, _SERVICE, _LIMIT), "CPU, memory and GPU use per service"
+        history.resources,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "CPU, memory and GPU use per service: mean, median, stddev, p95, max",
     ),
     "alerts": Query(
         history.alerts,
@@ -89,6 +91,21 @@ CATALOG: dict[str, Query] = {
             _LIMIT,
         ),
         "alert transitions",
+    ),
+    "alert_stats": Query(
+        history.alert_stats,
+        (_SINCE, _UNTIL, Param("rule", "", "only this rule"), _LIMIT),
+        "alert statistics: transitions by rule, severity and state, time to resolve",
+    ),
+    "operations": Query(
+        history.operations,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "per operation (span name): spans, traces, errors and durations",
+    ),
+    "metrics": Query(
+        history.metrics,
+        (_SINCE, _UNTIL, _SERVICE, Param("limit", "1000", "at most this many series")),
+        "the metrics each service sends, with their current value",
     ),
     "daily": Query(
         history.daily,

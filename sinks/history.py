@@ -250,6 +250,39 @@ def resources(
     )
 
 
+def alert_stats(
+    store: ReadOnly, *, now: datetime, since: str, until: str, rule: str, limit_: int
+) -> dict[str, Any]:
+    """Per rule and severity: transitions by state, series touched, time to resolve; and
+    the totals by state and by severity."""
+    start, end = time_range(since, until, now=now)
+    rows = store.select("alert_stats", {"start": start, "end": end, "rule": rule, "limit": limit_})
+    by_severity: dict[str, int] = {}
+    for r in rows:
+        by_severity[r["severity"]] = by_severity.get(r["severity"], 0) + r["fired"]
+    by_state = {s: sum(r[key] for r in rows) for s, key in _STATES}
+    return {"rules": rows, "fired_by_severity": by_severity, "by_state": by_state}
+
+
+_STATES = (("pending", "pending"), ("firing", "fired"), ("resolved", "resolved"))
+
+
+def operations(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
+) -> list[dict[str, Any]]:
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    return store.select("operations", params)
+
+
+def metrics(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
+) -> list[dict[str, Any]]:
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    return store.select("metrics", params)
+
+
 def alerts(
     store: ReadOnly,
     *,

@@ -153,6 +153,11 @@ def generate(now_ms: int, seed: int = 11) -> History:
             tags={"q": HOSTILE_TAG},
         )
 
+    # The resource sampler's CPU samples of one service, every 15 minutes.
+    for i in range(48):
+        add(kind="metric", ts=start + i * 15 * 60_000 + 7, name="cpu_percent",
+            value=round(rng.uniform(5, 95), 2), service="worker")  # fmt: skip
+
     # Errors, log lines with LIKE characters and SQL in them, and one trace.
     for name, n in (("TimeoutError", 7), ("KeyError", 3), ("Drop'Table;Error", 2)):
         for i in range(n):

@@ -1,9 +1,12 @@
--- Resource use per service over [start, end): the SDK's resource samples.
+-- Resource use per service over [start, end): the SDK's resource samples (mean, median,
+-- population standard deviation, p95, max).
 SELECT
     service,
     name AS resource,
     count() AS samples,
     avg(value) AS mean,
+    quantileExactInclusive(0.5)(value) AS median,
+    stddevPop(value) AS stddev,
     quantileExactInclusive(0.95)(value) AS p95,
     max(value) AS max
 FROM {db}.events

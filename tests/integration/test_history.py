@@ -147,6 +147,70 @@ def test_alert_history_holds_every_transition_the_rules_made(store, data):
     assert {a.rule for a in data.alerts} >= {"slow_api", "failed_runs"}
 
 
+def test_alert_statistics_equal_a_recount_of_the_transitions_the_rules_made(store, data):
+    out = ask(store, data, "alert_stats", since="12h", limit=1000)
+    expected = {}
+    for key in {(a.rule, a.severity) for a in data.alerts}:
+        mine = [a for a in data.alerts if (a.rule, a.severity) == key]
+        took = sorted((a.at - a.started_at) / 1000 for a in mine if a.state == "resolved")
+        expected[key] = {
+            "pending": sum(a.state == "pending" for a in mine),
+            "fired": sum(a.state == "firing" for a in mine),
+            "resolved": len(took),
+            "series": len({a.series for a in mine}),
+            "mean_resolve_s": statistics.mean(took) if took else None,
+            "p95_resolve_s": quantile(took, 0.95) if took else None,
+        }
+    got = {(r["rule"], r["severity"]): {k: r[k] for k in expected[next(iter(expected))]}
+           for r in out["rules"]}  # fmt: skip
+    assert got.keys() == expected.keys() and expected
+    for key, want in expected.items():
+        for field, value in want.items():
+            assert got[key][field] == (pytest.approx(value) if value else value), (key, field)
+    assert out["by_state"]["firing"] == sum(a.state == "firing" for a in data.alerts)
+    assert sum(out["fired_by_severity"].values()) == out["by_state"]["firing"]
+    assert any(w["resolved"] for w in expected.values()), "an episode resolved: times to check"
+
+
+def test_operations_summarise_every_span_name_of_every_service(store, data):
+    out = ask(store, data, "operations", since="12h", limit=1000)
+    spans = data.of("span")
+    names = {(e["service"], e["name"]) for e in spans}
+    assert {(r["service"], r["operation"]) for r in out} == names
+    for r in out:
+        mine = [e for e in spans if (e["service"], e["name"]) == (r["service"], r["operation"])]
+        durations = [e["value"] for e in mine]
+        assert (r["spans"], r["traces"]) == (len(mine), len({e["trace_id"] for e in mine}))
+        assert r["errors"] == sum(not e["ok"] for e in mine)
+        assert r["p95_ms"] == pytest.approx(quantile(durations, 0.95))
+        assert r["max_ms"] == max(durations)
+
+
+def test_metrics_per_source_give_every_series_and_its_latest_value(store, data):
+    out = ask(store, data, "metrics", since="13h", limit=10_000)
+    samples = [e for e in data.events if e["kind"] == "metric"]
+    by_series = collections.defaultdict(list)
+    for e in samples:
+        by_series[e["series"]].append(e)
+    assert {r["series"] for r in out} == set(by_series)
+    for r in out:
+        mine = sorted(by_series[r["series"]], key=lambda e: e["ts"])
+        assert (r["service"], r["metric"]) == (mine[-1]["service"], mine[-1]["name"])
+        assert r["samples"] == len(mine) and r["last_at"] == iso(mine[-1]["ts"])
+        assert r["current"] == pytest.approx(mine[-1]["value"])
+        assert r["mean"] == pytest.approx(statistics.mean(e["value"] for e in mine))
+
+
+def test_resources_give_median_and_spread_beside_mean_and_p95(store, data):
+    (cpu,) = ask(store, data, "resources", since="13h", service="worker")
+    values = [e["value"] for e in data.events if e["name"] == "cpu_percent"]
+    assert (cpu["resource"], cpu["samples"]) == ("cpu_percent", len(values)) and values
+    assert cpu["mean"] == pytest.approx(statistics.mean(values))
+    assert cpu["median"] == pytest.approx(statistics.median(values))
+    assert cpu["stddev"] == pytest.approx(statistics.pstdev(values))
+    assert cpu["p95"] == pytest.approx(quantile(values, 0.95))
+
+
 def test_daily_rollups_equal_the_same_aggregates_computed_from_raw_rows(store, data):
     """The materialized views' states, merged, against one GROUP BY over the raw rows."""
     raw = store.client.query(

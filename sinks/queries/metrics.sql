@@ -1,0 +1,19 @@
+-- The metrics each source (service) sent over [start, end), one row per series: its
+-- current value (the latest sample) and when, and its samples' count, mean, min and max.
+SELECT
+    service,
+    name AS metric,
+    series,
+    count() AS samples,
+    argMax(value, (ts, offset, idx)) AS current,
+    max(ts) AS last_at,
+    avg(value) AS mean,
+    min(value) AS min,
+    max(value) AS max
+FROM {db}.events
+WHERE kind = 'metric'
+  AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
+  AND ({service:String} = '' OR service = {service:String})
+GROUP BY service, metric, series
+ORDER BY service, metric, series
+LIMIT {limit:UInt32}
