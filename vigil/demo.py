@@ -82,16 +82,12 @@ def run(*, duration: float, rate: int, seed: int, linger: float = 0.0) -> int:
     def stats() -> dict[str, Any] | None:
         return worker_stats(port, token)
 
+    progress = Progress(stats)
     try:
-        published = asyncio.run(
-            _feed(config, bootstrap, stats, worker, duration, rate, seed, start_ms)
-        )
-        _drain(stats, worker, published)
-        if linger > 0:
-            print(f"vigil demo: the dashboard stays live for {linger:g} s (Ctrl-C ends it)")
-            deadline = time.monotonic() + linger
-            while time.monotonic() < deadline and worker.poll() is None:
-                time.sleep(0.2)
+        asyncio.run(
+            _session(config, bootstrap, progress, worker, duration, rate, seed, start_ms, linger,
+                     fresh=broker is not None)
+        )  # fmt: skip
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker")
         return 130
@@ -106,10 +102,102 @@ def run(*, duration: float, rate: int, seed: int, linger: float = 0.0) -> int:
     return 0
 
 
+class Progress:
+    """The demo's live lines: the worker's figures, with the current rate (events the
+    worker processed since the line before, per second, not its average since start)."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any] | None]) -> None:
+        self.stats = stats
+        self.began = time.monotonic()
+        self._last: tuple[float, int] | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+    def start(self) -> None:
+        """The live part begins: time and rate count from here."""
+        self.began = time.monotonic()
+        s = self.stats() or {}
+        self._last = (self.began, s.get("valid", 0) + s.get("rejected", 0))
+
+    def line(self, published: int) -> dict[str, Any] | None:
+        s, now = self.stats(), time.monotonic()
+        if s is None:
+            print(
+                f"[{self.elapsed():5.1f}s] published {published:>8,}  worker starting...",
+                flush=True,
+            )
+            return None
+        done = s.get("valid", 0) + s.get("rejected", 0)
+        rate = 0.0
+        if self._last is not None and now > self._last[0]:
+            rate = (done - self._last[1]) / (now - self._last[0])
+        self._last = (now, done)
+        print(
+            f"[{self.elapsed():5.1f}s] published {published:>8,}  processed {s.get('valid', 0):>8,}"
+            f"  {rate:>8,.0f} ev/s  windows closed {s.get('windows_closed', 0):>5}"
+            f"  open {s.get('open_windows', 0):>4}  late {s.get('late', 0):>4}"
+            f"  DLQ {s.get('rejected', 0):>3}",
+            flush=True,
+        )
+        return s
+
+
+async def _session(
+    config: Config,
+    bootstrap: str,
+    progress: Progress,
+    worker: Any,
+    duration: float,
+    rate: int,
+    seed: int,
+    start_ms: int,
+    linger: float,
+    *,
+    fresh: bool,
+) -> None:
+    """The feed, then the drain and the linger, with each alert transition printed as the
+    worker publishes it (from the topic's start on a fresh embedded broker)."""
+    follower = asyncio.create_task(_print_alerts(config, bootstrap, progress, fresh=fresh))
+    try:
+        published = await _feed(config, bootstrap, progress, worker, duration, rate, seed, start_ms)
+        await _drain(progress, worker, published)
+        if linger > 0:
+            print(f"vigil demo: the dashboard stays live for {linger:g} s (Ctrl-C ends it)")
+            deadline = time.monotonic() + linger
+            while time.monotonic() < deadline and worker.poll() is None:
+                await asyncio.sleep(0.2)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follower
+
+
+async def _print_alerts(config: Config, bootstrap: str, progress: Progress, *, fresh: bool) -> None:
+    """Each transition: when, state, rule, series, value and severity."""
+    from producers.alerts import subscribe_alerts
+
+    await asyncio.sleep(2)  # the worker makes the alerts topic as it starts
+    try:
+        async for a in subscribe_alerts(
+            bootstrap, namespace=config.kafka.namespace, from_beginning=fresh,
+            include_silenced=True, options=config.kafka.kafka_options(),
+        ):  # fmt: skip
+            value = "" if a.value is None else f"  value {a.value:,.4g}"
+            muted = "  (silenced)" if a.silenced else ""
+            print(
+                f"[{progress.elapsed():5.1f}s] alert {a.state:<8} {a.rule}  {a.series}{value}"
+                f"  {a.severity}{muted}",
+                flush=True,
+            )
+    except Exception as exc:  # the demo goes on without these lines
+        print(f"vigil demo: alert transitions not shown: {exc!r}", flush=True)
+
+
 async def _feed(
     config: Config,
     bootstrap: str,
-    stats: Callable[[], dict[str, Any] | None],
+    progress: Progress,
     worker: Any,
     duration: float,
     rate: int,
@@ -147,13 +235,14 @@ async def _feed(
             "before, so the detectors know what is usual; now live",
             flush=True,
         )
-        began = time.monotonic()
+        await asyncio.to_thread(progress.start)
+        began = progress.began
         next_line = began + 1
         for tick in range(int(duration / TICK_S)):
             for event in sim.advance(int(TICK_S * 1000 * SPEED)):
                 published += pub.publish(event)
             while notes and sim.now_ms >= notes[0][0]:
-                print(f"[{time.monotonic() - began:5.1f}s] {notes.pop(0)[1]}", flush=True)
+                print(f"[{progress.elapsed():5.1f}s] {notes.pop(0)[1]}", flush=True)
             if tick % 40 == 7:  # a buggy client: its events must land in the dead-letter topic
                 published += pub.publish_line("buggy-client", b'{"kind": "metric", "ts": "now"}')
             if worker.poll() is not None:
@@ -161,34 +250,19 @@ async def _feed(
             await asyncio.sleep(max(0.0, began + (tick + 1) * TICK_S - time.monotonic()))
             if time.monotonic() >= next_line:
                 next_line += 1
-                _print_line(time.monotonic() - began, published, stats())
+                await asyncio.to_thread(progress.line, published)
         await pub.flush(30)
     return published
 
 
-def _print_line(elapsed: float, published: int, s: dict[str, Any] | None) -> None:
-    if s is None:
-        print(f"[{elapsed:5.1f}s] published {published:>8,}  worker starting...", flush=True)
-        return
-    print(
-        f"[{elapsed:5.1f}s] published {published:>8,}  processed {s.get('valid', 0):>8,}"
-        f"  {s.get('events_per_s', 0):>8,.0f} ev/s  windows closed {s.get('windows_closed', 0):>5}"
-        f"  open {s.get('open_windows', 0):>4}  late {s.get('late', 0):>4}"
-        f"  DLQ {s.get('rejected', 0):>3}",
-        flush=True,
-    )
-
-
-def _drain(
-    stats: Callable[[], dict[str, Any] | None], worker: Any, published: int, timeout: float = 60
-) -> None:
+async def _drain(progress: Progress, worker: Any, published: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and worker.poll() is None:
-        s = stats() or {}
+        s = await asyncio.to_thread(progress.stats) or {}
         if s.get("valid", 0) + s.get("rejected", 0) >= published:
-            _print_line(0, published, s)
+            await asyncio.to_thread(progress.line, published)
             return
-        time.sleep(0.3)
+        await asyncio.sleep(0.3)
     print("warning: the worker had not processed everything when the demo ended")
 
 
@@ -199,18 +273,16 @@ def print_summary(config: Config, *, since: datetime) -> None:
     try:
         store = ReadOnly.of(client, config.store)
         flows = catalog.run(store, "workflows", {"hours": hours}, now=now)
-        latency = catalog.run(
-            store,
-            "series",
-            {
-                "series": "metric|api|latency_ms",
-                "since": since.isoformat(),
-                "step": "5m",
-                "agg": "p95",
-            },
-            now=now,
+        sent = catalog.run(
+            store, "metrics", {"since": since.isoformat(), "limit": "10000"}, now=now
         )
+        busiest = _busiest(sent)
+        latency = None
+        if busiest is not None:
+            params = {"series": busiest, "since": since.isoformat(), "step": "5m", "agg": "p95"}
+            latency = catalog.run(store, "series", params, now=now)
         errors = catalog.run(store, "errors", {"since": since.isoformat(), "limit": "5"}, now=now)
+        alerts = catalog.run(store, "alert_stats", {"since": since.isoformat()}, now=now)
     finally:
         client.close()
     print(f"\nHistory since {since:%Y-%m-%d %H:%M} UTC, read back from ClickHouse")
@@ -221,11 +293,22 @@ def print_summary(config: Config, *, since: datetime) -> None:
             f"  {f['mean_ms'] / 1000:>7.1f}  {f['p50_ms'] / 1000:>7.1f}"
             f"  {f['p95_ms'] / 1000:>7.1f}"
         )
-    print("\n  api latency_ms p95 per 5 min    count     p95")
-    for point in latency["points"]:
-        bar = "#" * int((point["value"] or 0) / 20)
-        t, n, p95 = point["t"][11:16], point["count"], point["value"]
-        print(f"    {t}                  {n:>8,}  {p95:>6.0f}  {bar}")
+    if latency is None:
+        print("\n  no metric samples in the period")
+    else:
+        print(f"\n  {busiest}: p95 per 5 min     count     p95")
+        top = max((p["value"] or 0 for p in latency["points"]), default=0) or 1
+        for point in latency["points"]:
+            bar = "#" * round(30 * (point["value"] or 0) / top)
+            t, n, p95 = point["t"][11:16], point["count"], point["value"]
+            shown = "" if p95 is None else f"{p95:>8.4g}"
+            print(f"    {t}                  {n:>8,}  {shown:>8}  {bar}")
+    print("\n  alerts                          fired  resolved  mean to resolve")
+    for r in alerts["rules"]:
+        took = "" if r["mean_resolve_s"] is None else f"{r['mean_resolve_s'] / 60:.1f} min"
+        print(f"    {r['rule']:<30}{r['fired']:>6}  {r['resolved']:>8}  {took:>15}")
+    if not alerts["rules"]:
+        print("    none")
     print("\n  top errors")
     for e in errors["types"]:
         print(f"    {e['count']:>6}  {e['service']}/{e['type']}")
@@ -234,9 +317,18 @@ def print_summary(config: Config, *, since: datetime) -> None:
         print(f"  recoveries: {errors['recovery_attempts']} attempts, {rate:.0%} succeeded")
     where = f"VIGIL_DATA_DIR={config.store.data_dir} " if config.store.embedded else ""
     print(
-        f"\nMore: {where}vigil history workflows|steps|errors|alerts|daily|logs|usage ..."
+        f"\nMore: {where}vigil history workflows|steps|errors|alert_stats|metrics|logs ..."
         " (--help lists them)"
     )
+
+
+def _busiest(sent: list[dict[str, Any]]) -> str | None:
+    """The series to chart: the latency series with the most samples, else the metric
+    series with the most (None when there is none)."""
+    if not sent:
+        return None
+    latency = [m for m in sent if "latency" in m["metric"]]
+    return str(max(latency or sent, key=lambda m: (m["samples"], m["series"]))["series"])
 
 
 def print_summary_from_env(*, since_hours: float) -> int:

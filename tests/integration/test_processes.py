@@ -64,7 +64,15 @@ def test_demo_runs_end_to_end_and_leaves_no_process_behind(tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "History since" in out.stdout
-    for section in ("workflows", "latency_ms p95", "top errors", "vigil history"):
+    for section in (
+        "workflows",
+        "p95 per 5 min",
+        "alerts",
+        "top errors",
+        "vigil history",
+    ):
         assert section in out.stdout
     assert "DLQ" in out.stdout
+    # The last progress line carries the time it was printed (it read 0.0 s once).
+    assert "[  0.0s] published" not in out.stdout
     assert _wait_gone(marker, timeout=5) == []
