@@ -133,6 +133,17 @@ CATALOG: dict[str, Query] = {
         ),
         "log search",
     ),
+    "log_patterns": Query(
+        history.log_patterns,
+        (
+            _SINCE,
+            _UNTIL,
+            _SERVICE,
+            Param("level", "", "a level, or LEVEL+ for it and above"),
+            _LIMIT,
+        ),
+        "log templates (Drain3) with their counts, and those new against the period before",
+    ),
     "trace": Query(
         history.trace,
         (Param("trace_id", None, "the trace"), Param("limit", "10000", "at most this many spans")),

@@ -26,6 +26,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sinks import patterns
 from sinks.queries import (
     AGGREGATES,
     LEVELS,
@@ -348,15 +349,53 @@ def logs(
 ) -> list[dict[str, Any]]:
     """Newest first. ``level`` is one level or ``warning+`` (that level and above)."""
     start, end = time_range(since, until, now=now)
-    levels: list[str] = []
-    if level:
-        base = level.rstrip("+")
-        if base not in LEVELS:
-            raise HistoryError(f"level {level!r} is not one of {', '.join(LEVELS)} (or LEVEL+)")
-        levels = list(LEVELS[LEVELS.index(base) :]) if level.endswith("+") else [base]
     pattern = like_pattern(text) if text else ""
-    params = {"start": start, "end": end, "service": service, "levels": levels}
+    params = {"start": start, "end": end, "service": service, "levels": _levels(level)}
     return store.select("logs", {**params, "pattern": pattern, "limit": limit_})
+
+
+def _levels(level: str) -> list[str]:
+    """``level`` (or ``LEVEL+``: it and above) as the levels it takes; [] for all."""
+    if not level:
+        return []
+    base = level.rstrip("+")
+    if base not in LEVELS:
+        raise HistoryError(f"level {level!r} is not one of {', '.join(LEVELS)} (or LEVEL+)")
+    return list(LEVELS[LEVELS.index(base) :]) if level.endswith("+") else [base]
+
+
+#: Log lines mined per period at most (the baseline and the period each).
+MINED_LINES = 200_000
+
+
+def log_patterns(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    since: str,
+    until: str,
+    service: str,
+    level: str,
+    limit_: int,
+) -> dict[str, Any]:
+    """The templates of the period's log lines (``sinks.patterns``), the most frequent
+    first, each flagged new when no line of the period as long just before had it."""
+    start, end = time_range(since, until, now=now)
+    base = {"service": service, "levels": _levels(level), "limit": MINED_LINES}
+    before = start - (end - start)
+    baseline = store.select("log_lines", {**base, "start": before, "end": start})
+    period = store.select("log_lines", {**base, "start": start, "end": end})
+    mined = patterns.mine(
+        ((r["ts"], r["level"], r["message"]) for r in baseline),
+        ((r["ts"], r["level"], r["message"]) for r in period),
+    )
+    return {
+        "lines": len(period),
+        "templates": len(mined),
+        "new": sum(p["new"] for p in mined),
+        "truncated": len(period) >= MINED_LINES,
+        "patterns": mined[:limit_],
+    }
 
 
 def trace(store: ReadOnly, *, now: datetime, trace_id: str, limit_: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 import statistics
 from datetime import UTC, datetime
 
@@ -199,6 +200,38 @@ def test_metrics_per_source_give_every_series_and_its_latest_value(store, data):
         assert r["samples"] == len(mine) and r["last_at"] == iso(mine[-1]["ts"])
         assert r["current"] == pytest.approx(mine[-1]["value"])
         assert r["mean"] == pytest.approx(statistics.mean(e["value"] for e in mine))
+
+
+def test_log_patterns_group_every_line_of_a_template_and_flag_what_is_new(store, data):
+    out = ask(store, data, "log_patterns", since="13h", level="info+", limit=100)
+    lines = [e for e in data.events if e["kind"] in ("log", "error") and e.get("level") != "debug"]
+    assert out["lines"] == len(lines) and sum(p["count"] for p in out["patterns"]) == len(lines)
+    # The generated lines: four phrasings numbered "[i]", and error types numbered "#i".
+    # (Numbers are masked: "100%" is "<NUM>%".)
+    stems = {"plain line": "plain line", "100% done_now": "<NUM>% done_now",
+             "SELECT * FROM users; --": "SELECT * FROM", "Path C": "Path C"}  # fmt: skip
+    for stem, template in stems.items():
+        n = sum(e["message"].startswith(stem) for e in lines)
+        (found,) = [p for p in out["patterns"] if p["template"].startswith(template)]
+        assert found["count"] == n > 0, (stem, found)
+        assert "<NUM>" in found["template"] and found["new"] is True  # nothing before
+    timeouts = [p for p in out["patterns"] if p["template"].startswith("TimeoutError")]
+    assert [p["count"] for p in timeouts] == [7]
+    levels = sum((collections.Counter(p["levels"]) for p in out["patterns"]), collections.Counter())
+    assert levels == collections.Counter(e.get("level") or "error" for e in lines)
+    # The last 4 hours against the 4 before: new is what the 4 before did not have (lines
+    # compared with their numbers blotted out, independently of the miner).
+    later = ask(store, data, "log_patterns", since="4h", level="info+", limit=100)
+    cut = data.now_ms - 4 * HOUR
+
+    def shape(message):
+        return re.sub(r"\d+", "#", message)
+
+    before = {shape(e["message"]) for e in lines if cut - 4 * HOUR <= e["ts"] < cut}
+    assert later["patterns"] and later["new"] < later["templates"]
+    assert {p["example"]: p["new"] for p in later["patterns"]} == {
+        p["example"]: shape(p["example"]) not in before for p in later["patterns"]
+    }
 
 
 def test_resources_give_median_and_spread_beside_mean_and_p95(store, data):
