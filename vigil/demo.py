@@ -83,11 +83,9 @@ def run(*, duration: float, rate: int, seed: int, linger: float = 0.0) -> int:
         return worker_stats(port, token)
 
     progress = Progress(stats)
+    run = DemoRun(config, bootstrap, worker, duration, rate, seed, start_ms)
     try:
-        asyncio.run(
-            _session(config, bootstrap, progress, worker, duration, rate, seed, start_ms, linger,
-                     fresh=broker is not None)
-        )  # fmt: skip
+        asyncio.run(_session(run, progress, linger, fresh=broker is not None))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the worker and the broker")
         return 130
@@ -143,24 +141,27 @@ class Progress:
         return s
 
 
-async def _session(
-    config: Config,
-    bootstrap: str,
-    progress: Progress,
-    worker: Any,
-    duration: float,
-    rate: int,
-    seed: int,
-    start_ms: int,
-    linger: float,
-    *,
-    fresh: bool,
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    """What one demo runs: the settings, the broker, the worker process, and the feed's
+    duration (s), rate (events/s), seed and simulated start (ms)."""
+
+    config: Config
+    bootstrap: str
+    worker: Any
+    duration: float
+    rate: int
+    seed: int
+    start_ms: int
+
+
+async def _session(run: DemoRun, progress: Progress, linger: float, *, fresh: bool) -> None:
     """The feed, then the drain and the linger, with each alert transition printed as the
     worker publishes it (from the topic's start on a fresh embedded broker)."""
-    follower = asyncio.create_task(_print_alerts(config, bootstrap, progress, fresh=fresh))
+    worker = run.worker
+    follower = asyncio.create_task(_print_alerts(run.config, run.bootstrap, progress, fresh=fresh))
     try:
-        published = await _feed(config, bootstrap, progress, worker, duration, rate, seed, start_ms)
+        published = await _feed(run, progress)
         await _drain(progress, worker, published)
         if linger > 0:
             print(f"vigil demo: the dashboard stays live for {linger:g} s (Ctrl-C ends it)")
@@ -194,16 +195,9 @@ async def _print_alerts(config: Config, bootstrap: str, progress: Progress, *, f
         print(f"vigil demo: alert transitions not shown: {exc!r}", flush=True)
 
 
-async def _feed(
-    config: Config,
-    bootstrap: str,
-    progress: Progress,
-    worker: Any,
-    duration: float,
-    rate: int,
-    seed: int,
-    start_ms: int,
-) -> int:
+async def _feed(run: DemoRun, progress: Progress) -> int:
+    config, bootstrap, worker = run.config, run.bootstrap, run.worker
+    duration, rate, seed, start_ms = run.duration, run.rate, run.seed, run.start_ms
     span_ms = int(duration * 1000 * SPEED)
     # Something to alert on: latency shifts halfway, and from 40% to 60% of the run most
     # workflow steps fail (the default rules on failed executions and success rates fire,
