@@ -17,7 +17,7 @@ from producers.decorators import (
 )
 from producers.events import InvalidEvent
 from producers.settings import ProducerSettings
-from producers.tracing import current_span
+from producers.tracing import current_span, inject
 from producers.workflows import current_execution
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "SyncClient",
     "current_execution",
     "current_span",
+    "inject",
     "install",
     "installed",
     "monitor_performance",

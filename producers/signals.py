@@ -222,9 +222,16 @@ class Signals:
         attrs: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         trace_id: str | None = None,
+        kind: str = "internal",
+        traceparent: str | None = None,
     ) -> Span:
-        """A context manager that times a block as one span of the current trace."""
-        return Span(self, name, attrs=attrs, tags=tags, trace_id=trace_id)
+        """A context manager that times a block as one span of the current trace (of
+        ``traceparent``'s trace when there is no current span: a request from another
+        service); ``kind`` as OpenTelemetry's."""
+        return Span(
+            self, name, attrs=attrs, tags=tags, trace_id=trace_id, kind=kind,
+            traceparent=traceparent,
+        )  # fmt: skip
 
     @guarded
     def publish(self, event: Mapping[str, Any]) -> bool:
@@ -264,15 +271,22 @@ class Signals:
             "trace_id": span.trace_id,
             "span_id": span.span_id,
             "value": duration_ms,
-            "ok": error is None,
-            "status": "ok" if error is None else "error",
         }
+        status = span.status or ("ok" if error is None else "error")
+        event["ok"], event["status"] = status == "ok", status
         if span.parent_id:
             event["parent_id"] = span.parent_id
         if error is not None:
             event["message"] = self.privacy.message(error)
-        if span.attrs:
-            event["attrs"] = self._attrs(span.attrs)
+        elif span.status_message:
+            event["message"] = self.privacy.message(span.status_message)
+        attrs = self._attrs(span.attrs) if span.attrs else {}
+        if span.kind != "internal":
+            attrs["span_kind"] = span.kind
+        if span.events:
+            attrs["events"] = span.events
+        if attrs:
+            event["attrs"] = attrs
         if span.tags:
             event["tags"] = self._tag_set(span.tags)
         check_text("name", span.name, required=True)

@@ -26,6 +26,8 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from sinks import patterns
 from sinks.queries import (
     AGGREGATES,
@@ -404,7 +406,7 @@ def trace(store: ReadOnly, *, now: datetime, trace_id: str, limit_: int) -> dict
         raise HistoryError("trace_id is required (a log line's trace_id, for example)")
     spans = store.select("trace_spans", {"trace_id": trace_id, "limit": limit_})
     lines = store.select("trace_logs", {"trace_id": trace_id, "limit": limit_})
-    by_id = {s["span_id"]: {**s, "logs": [], "children": []} for s in spans}
+    by_id = {s["span_id"]: {**_span_node(s), "logs": [], "children": []} for s in spans}
     roots = []
     for node in by_id.values():
         parent = by_id.get(node["parent_id"])
@@ -425,6 +427,20 @@ def trace(store: ReadOnly, *, now: datetime, trace_id: str, limit_: int) -> dict
         "roots": roots,
         "logs": loose,  # log lines whose span is not stored (sampled out or still open)
     }
+
+
+def _span_node(span: dict[str, Any]) -> dict[str, Any]:
+    """A stored span as the trace tree shows it: its kind and span events out of its
+    attributes (``internal`` and none when it has no such attributes)."""
+    node = {k: v for k, v in span.items() if k != "attrs"}
+    try:
+        attrs = orjson.loads(span.get("attrs") or "{}")
+    except orjson.JSONDecodeError:
+        attrs = {}
+    attrs = attrs if isinstance(attrs, dict) else {}
+    node["kind"] = attrs.get("span_kind", "internal")
+    node["events"] = attrs.get("events", [])
+    return node
 
 
 def usage(

@@ -186,3 +186,53 @@ def test_a_timed_recovery_reports_its_duration_and_outcome():
     assert run.recoveries == 3
     for event in recoveries:
         validate(event, now_ms=NOW_MS)
+
+
+def test_a_span_carries_its_kind_status_and_events():
+    vigil = offline()
+    with vigil.span("checkout", kind="server") as root:
+        root.add_event("cart loaded", {"items": 3})
+        with vigil.span("charge", kind="client") as call:
+            call.set_status("error", "card declined")
+        with vigil.span("odd", kind="sideways"):
+            pass
+    charge, odd, checkout = wire(vigil)
+    assert (charge["ok"], charge["status"], charge["message"]) == (False, "error", "card declined")
+    assert charge["attrs"] == {"span_kind": "client"}
+    assert "attrs" not in odd  # an unknown kind is internal, the default, not written
+    assert checkout["attrs"] == {
+        "span_kind": "server",
+        "events": [{"name": "cart loaded", "ts": NOW_MS, "items": 3}],
+    }
+    assert (checkout["ok"], checkout["status"]) == (True, "ok")
+    for event in (charge, odd, checkout):
+        validate(event, now_ms=NOW_MS)
+
+
+def test_a_trace_crosses_services_with_w3c_traceparent():
+    from producers import inject
+
+    front, back = offline(service="front"), offline(service="back")
+    with front.span("call back", kind="client") as call:
+        headers = inject({"accept": "json"})
+    assert headers["traceparent"] == f"00-{call.trace_id}-{call.span_id}-01"
+    with (
+        back.span("handle", kind="server", traceparent=headers["traceparent"]) as handle,
+        back.span("db"),
+    ):
+        pass
+    (sent,) = wire(front)
+    db, handled = wire(back)
+    assert handled["trace_id"] == db["trace_id"] == sent["trace_id"]
+    assert handled["parent_id"] == sent["span_id"] and db["parent_id"] == handled["span_id"]
+    assert handle.traceparent is not None
+    # Not sampled upstream: not here either. An unreadable header: a trace of its own.
+    unsampled = f"00-{call.trace_id}-{call.span_id}-00"
+    with back.span("quiet", traceparent=unsampled):
+        pass
+    with back.span("fresh", traceparent="00-nonsense") as fresh:
+        pass
+    (alone,) = wire(back)
+    assert alone["name"] == "fresh" and "parent_id" not in alone
+    assert fresh.trace_id != call.trace_id
+    assert inject({}) == {}  # no current span: nothing to carry
