@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from producers.resources import NAMES as RESOURCE_NAMES
 from sinks import patterns
 from sinks.queries import (
     AGGREGATES,
@@ -248,9 +249,8 @@ def resources(
     store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
 ) -> list[dict[str, Any]]:
     start, end = time_range(since, until, now=now)
-    return store.select(
-        "resources", {"start": start, "end": end, "service": service, "limit": limit_}
-    )
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    return store.select("resources", {**params, "names": list(RESOURCE_NAMES)})
 
 
 def alert_stats(

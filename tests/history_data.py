@@ -157,6 +157,8 @@ def generate(now_ms: int, seed: int = 11) -> History:
     for i in range(48):
         add(kind="metric", ts=start + i * 15 * 60_000 + 7, name="cpu_percent",
             value=round(rng.uniform(5, 95), 2), service="worker")  # fmt: skip
+        add(kind="metric", ts=start + i * 15 * 60_000 + 7, name="container_memory_mb",
+            value=float(400 + i), service="worker")  # fmt: skip
 
     # Errors, log lines with LIKE characters and SQL in them, and one trace.
     for name, n in (("TimeoutError", 7), ("KeyError", 3), ("Drop'Table;Error", 2)):

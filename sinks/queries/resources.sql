@@ -11,8 +11,7 @@ SELECT
     max(value) AS max
 FROM {db}.events
 WHERE kind = 'metric'
-  AND name IN ('cpu_percent', 'memory_mb', 'system_cpu_percent', 'system_memory_percent',
-               'gpu_percent', 'gpu_memory_mb')
+  AND name IN {names:Array(String)}
   AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
   AND ({service:String} = '' OR service = {service:String})
 GROUP BY service, resource

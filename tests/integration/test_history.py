@@ -235,7 +235,10 @@ def test_log_patterns_group_every_line_of_a_template_and_flag_what_is_new(store,
 
 
 def test_resources_give_median_and_spread_beside_mean_and_p95(store, data):
-    (cpu,) = ask(store, data, "resources", since="13h", service="worker")
+    rows = ask(store, data, "resources", since="13h", service="worker")
+    assert [r["resource"] for r in rows] == ["container_memory_mb", "cpu_percent"]
+    memory, cpu = rows
+    assert (memory["samples"], memory["max"], memory["median"]) == (48, 447.0, 423.5)
     values = [e["value"] for e in data.events if e["name"] == "cpu_percent"]
     assert (cpu["resource"], cpu["samples"]) == ("cpu_percent", len(values)) and values
     assert cpu["mean"] == pytest.approx(statistics.mean(values))
