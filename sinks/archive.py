@@ -76,7 +76,7 @@ def export(
                 for chunk in client.raw_stream(query, parameters={"p": partition}, fmt="Parquet"):
                     out.write(chunk)
             data = path.read_bytes()  # read once: counted by ClickHouse, then hashed
-            with _copy(client, database, table, "archive_check", engine=" ENGINE = Null") as check:
+            with copy_of(client, database, table, "archive_check", null=True) as check:
                 counted = int(client.raw_insert(check, None, data, fmt="Parquet").written_rows)
             if counted != rows:
                 raise ArchiveError(
@@ -108,7 +108,7 @@ def restore(
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != entry.sha256:
             raise ArchiveError(f"{path} does not match its checksum in {MANIFEST}")
-        with _copy(client, database, entry.table, f"restore_{entry.table}") as staging:
+        with copy_of(client, database, entry.table, f"restore_{entry.table}") as staging:
             client.raw_insert(staging, None, data, fmt="Parquet")
             client.command(
                 f"ALTER TABLE {database}.{entry.table} "
@@ -121,11 +121,12 @@ def restore(
 
 
 @contextlib.contextmanager
-def _copy(client: Any, database: str, table: str, name: str, *, engine: str = "") -> Any:
+def copy_of(client: Any, database: str, table: str, name: str, *, null: bool = False) -> Any:
     """An empty copy of ``table`` named ``name`` (dropped after), e.g. a staging table,
     or with ``ENGINE = Null`` a place to count a file's rows (chDB or a server that
     cannot see this disk)."""
     copy = f"{database}.{name}"
+    engine = " ENGINE = Null" if null else ""
     client.command(f"DROP TABLE IF EXISTS {copy}")
     client.command(f"CREATE TABLE {copy} AS {database}.{table}{engine}")
     try:

@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = archive.add_mutually_exclusive_group(required=True)
     mode.add_argument("--before", help="archive partitions older than this date (YYYY-MM-DD)")
     mode.add_argument("--restore", action="store_true", help="load the archive back")
+    export = sub.add_parser(
+        "export", help="every table's rows of the last N days as Parquet and CSV, with a manifest"
+    )
+    export.add_argument("--days", type=float, default=7, help="the period: the last N days")
+    export.add_argument("-o", "--output", required=True, help="the directory to write")
     report = sub.add_parser("report", help="per-workflow report: html, md, json or csv")
     report.add_argument("--since", default="24h", help="the period (24h, 7d, or a time)")
     report.add_argument("--format", choices=("html", "md", "json", "csv"), default="html")
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return _history(args)
     elif args.command == "archive":
         return _archive(args)
+    elif args.command == "export":
+        return _export(args)
     elif args.command == "report":
         return _report(args)
     elif args.command == "chserver":
@@ -225,6 +232,36 @@ def _where(url: str | None) -> tuple[Any, str | None]:
     worker = from_env(WorkerSettings, os.environ)
     client = from_env(HistoryClientSettings, os.environ)
     return _store_settings(), client.url(url, worker.web_host, worker.web_port)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from sinks import export
+    from sinks.store import StoreError, open_client
+
+    settings = _store_settings()
+    end = dt.datetime.now(dt.UTC)
+    start = end - dt.timedelta(days=args.days)
+    try:
+        client = open_client(settings)
+    except StoreError as exc:
+        print(f"vigil export: {exc}", file=sys.stderr)
+        return 2
+    try:
+        done = export.export(
+            client, settings.database, start, end, Path(args.output),
+            progress=lambda e: print(f"  {e.table}: {e.rows:,} rows", flush=True),
+        )  # fmt: skip
+    except export.ExportError as exc:
+        print(f"vigil export: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    rows = sum(e.rows for e in done)
+    print(f"exported {rows:,} rows of {len(done)} tables to {args.output} ({export.MANIFEST})")
+    return 0
 
 
 def _archive(args: argparse.Namespace) -> int:
