@@ -313,13 +313,12 @@ def _archive(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from sinks import charts, reports
     from sinks.queries import HistoryError
     from sinks.store import StoreError
     from vigil import answers
+    from vigil.history import render_report
 
     settings, url = _where(args.url)
     try:
@@ -327,13 +326,7 @@ def _report(args: argparse.Namespace) -> int:
     except (HistoryError, StoreError) as exc:
         print(f"vigil report: {exc}", file=sys.stderr)
         return 2
-    render = {
-        "html": charts.html,
-        "md": reports.markdown,
-        "csv": reports.csv_text,
-        "json": lambda d: json.dumps(d, indent=2, ensure_ascii=False),
-    }[args.format]
-    text = render(data)
+    text = render_report(data, args.format)
     output = args.output or ("vigil-report.html" if args.format == "html" else None)
     if output is None:
         print(text)

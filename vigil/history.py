@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from producers.settings import from_env
@@ -93,6 +94,24 @@ class Result:
         return pyarrow.Table.from_pylist([dict(r) for r in self.rows])
 
 
+def render_report(data: Any, fmt: str) -> str:
+    """The report's data as ``fmt``: html (charts, one self-contained file), md, csv or
+    json (``vigil report --format``)."""
+    import json
+
+    from sinks import charts, reports
+
+    renderers = {
+        "html": charts.html,
+        "md": reports.markdown,
+        "csv": reports.csv_text,
+        "json": lambda d: json.dumps(d, indent=2, ensure_ascii=False),
+    }
+    if fmt not in renderers:
+        raise ValueError(f"report format {fmt!r}: one of {', '.join(renderers)}")
+    return str(renderers[fmt](data))
+
+
 class History:
     """The catalogue's queries on one Vigil's history (``url``: a worker's address, None
     for the store itself)."""
@@ -126,6 +145,29 @@ class History:
         text = {k: str(v) for k, v in params.items() if v is not None}
         data, source = answers.ask(self.settings, self.url, name, text, token=self.token)
         return Result(name, data, source)
+
+    def report_text(self, since: str = "24h", fmt: str = "html") -> str:
+        """The per-workflow report of ``vigil report`` (html, md, csv or json) as text."""
+        return render_report(self.query("report", since=since).data, fmt)
+
+    def write_report(self, path: str | os.PathLike[str], since: str = "24h") -> Path:
+        """The report written to ``path``, its format from the extension (.html, .md,
+        .csv or .json)."""
+        target = Path(path)
+        fmt = target.suffix.lstrip(".").lower() or "html"
+        target.write_text(self.report_text(since, fmt), encoding="utf-8")
+        return target
+
+    def summary(self, days: float = 1) -> dict[str, Result]:
+        """What ``vigil summary`` prints, over the last ``days``: workflows, errors and
+        recoveries, alert statistics, and the metrics each service sends."""
+        since = f"{days * 24:g}h"
+        return {
+            "workflows": self.query("workflows", hours=since),
+            "errors": self.query("errors", since=since),
+            "alerts": self.query("alert_stats", since=since),
+            "metrics": self.query("metrics", since=since),
+        }
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in CATALOG:

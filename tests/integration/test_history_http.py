@@ -38,7 +38,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_the_worker_answers_history_over_http_and_the_cli_with_or_without_it(
-    kafka_settings, start_worker
+    kafka_settings, start_worker, tmp_path
 ):
     data = generate(now_ms=int(time.time() // 60 * 60_000))
     worker = start_worker()
@@ -87,6 +87,14 @@ async def test_the_worker_answers_history_over_http_and_the_cli_with_or_without_
     assert sorted(arrow.column("workflow").to_pylist()) == sorted(expected)
     logs = history.logs(since="1d", level="error").rows
     assert logs and all(isinstance(r.ts, datetime) and r.level == "error" for r in logs)
+    assert "etl" in history.report_text(since="13h", fmt="md")
+    written = history.write_report(tmp_path / "week.html", since="13h")
+    assert written.read_text().startswith("<!doctype html>")
+    summary = history.summary(days=1)
+    assert {r.workflow: r.runs for r in history.workflows(hours=24).rows} == {
+        r.workflow: r.runs for r in summary["workflows"].rows
+    }
+    assert {m.metric for m in summary["metrics"].rows} >= {"latency_ms"}
     with pytest.raises(HistoryError, match="is not a series key"):
         history.series("not-a-key")
     with pytest.raises(TypeError, match="no parameter 'hourz'"):
