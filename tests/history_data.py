@@ -115,6 +115,8 @@ def generate(now_ms: int, seed: int = 11) -> History:
                         ok=recovered,
                         status=rng.choice(["retry", "fallback"]),
                         service="engine",
+                        # Every other one timed (run.recovery() as a context manager).
+                        **({"value": float(40 * recoveries)} if recoveries % 2 else {}),
                     )
                     ok_all = ok_all and recovered
             add(

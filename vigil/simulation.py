@@ -158,6 +158,13 @@ class Simulation:
             "span_id": self._id("span"),
             "value": float(duration),
             "ok": ok,
+            # The engine runs the step for the workflow: a span of its own work (internal,
+            # the default, not written); a failed step says where in a span event.
+            **(
+                {}
+                if ok
+                else {"status": "error", "attrs": {"events": [{"name": "step failed", "ts": t}]}}
+            ),
         }
         yield {
             "kind": "log",
@@ -191,6 +198,8 @@ class Simulation:
                 "step": name,
                 "ok": recovered,
                 "status": "retry",
+                # The backoff before the retry, as a timed recovery reports its duration.
+                "value": float(100 * 2 ** (run.attempts - 1)),
                 "attrs": {"strategy": "retry", "attempt": run.attempts},
             }
             if recovered:

@@ -132,6 +132,13 @@ def test_error_types_and_recovery_success_equal_a_recount(store, data):
     by_strategy = collections.Counter((e["name"], e["status"]) for e in recoveries)
     assert {(r["workflow"], r["strategy"]): r["attempts"] for r in out["recoveries"]} == by_strategy
     assert out["recovery_attempts"] == len(recoveries)
+    # Timed attempts (the SDK's run.recovery(), the engine's backoff) give their durations.
+    for r in out["recoveries"]:
+        key = (r["workflow"], r["strategy"])
+        mine = [e["value"] for e in recoveries if (e["name"], e["status"]) == key and "value" in e]
+        assert r["timed"] == len(mine)
+        assert r["mean_ms"] == (pytest.approx(statistics.mean(mine)) if mine else None)
+    assert any(r["timed"] for r in out["recoveries"]), "timed attempts to check"
     assert out["recovery_success_rate"] == pytest.approx(
         sum(e["ok"] for e in recoveries) / len(recoveries)
     )

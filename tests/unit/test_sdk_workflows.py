@@ -142,7 +142,9 @@ def test_explicit_hooks_give_the_same_event_shapes_as_the_simulated_engines():
     vigil.execution_started("etl", "r9", total_steps=2, trace_id="t9")
     vigil.step_started("etl", "r9", "load", index=0, total_steps=2)
     vigil.step_completed("etl", "r9", "load", duration_ms=80.0, ok=False, error="timeout")
-    vigil.recovery_attempted("etl", "r9", strategy="retry", ok=True, step="load", attempt=1)
+    vigil.recovery_attempted(
+        "etl", "r9", strategy="retry", ok=True, step="load", attempt=1, duration_ms=100.0
+    )
     vigil.execution_completed(
         "etl", "r9", ok=True, duration_ms=400.0, steps_done=2, total_steps=2, recoveries=1
     )
