@@ -1,7 +1,7 @@
 """OpenTelemetry's OTLP as Vigil events: traces, metrics and logs from any OTel SDK or
 Collector, decoded with the official ``opentelemetry-proto`` messages.
 
-:func:`decode` reads an OTLP request body (protobuf or OTLP/JSON, gzip or not);
+:func:`decode` reads an OTLP request body (protobuf or OTLP/JSON);
 :func:`translate` turns it into schema v1 events, and what has no Vigil form into
 :class:`Unmapped` items with the reason (the receiver dead-letters them).
 
@@ -36,7 +36,6 @@ Prometheus stores a counter) and a cumulative histogram as its mean since start.
 
 from __future__ import annotations
 
-import gzip
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -77,46 +76,39 @@ class Translated:
     unmapped: list[Unmapped] = field(default_factory=list)
 
 
-def _request_type(signal: str) -> Any:
+def _messages(signal: str) -> tuple[Any, Any]:
+    """The ``Export*ServiceRequest`` and ``Export*ServiceResponse`` classes of ``signal``."""
     if signal == "traces":
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as m
 
-        return trace_service_pb2.ExportTraceServiceRequest
+        return m.ExportTraceServiceRequest, m.ExportTraceServiceResponse
     if signal == "metrics":
-        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as n
 
-        return metrics_service_pb2.ExportMetricsServiceRequest
+        return n.ExportMetricsServiceRequest, n.ExportMetricsServiceResponse
     if signal == "logs":
-        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as o
 
-        return logs_service_pb2.ExportLogsServiceRequest
+        return o.ExportLogsServiceRequest, o.ExportLogsServiceResponse
     raise OtlpError(f"unknown OTLP signal {signal!r}; expected traces, metrics or logs")
 
 
 def response_type(signal: str) -> Any:
     """The ``Export*ServiceResponse`` message class of ``signal``."""
-    module = _request_type(signal).__module__
-    import sys
-
-    return getattr(
-        sys.modules[module], _request_type(signal).__name__.replace("Request", "Response")
-    )
+    return _messages(signal)[1]
 
 
-def decode(signal: str, body: bytes, *, json: bool, gzipped: bool = False) -> Any:
+def decode(signal: str, body: bytes, *, json: bool) -> Any:
     """The ``Export*ServiceRequest`` of ``signal`` in ``body`` (protobuf, or OTLP/JSON
-    with ``json``; the Collector's Kafka exporter writes the same two encodings)."""
+    with ``json``; the Collector's Kafka exporter writes the same two encodings). A gzip
+    ``Content-Encoding`` is undone before (by the HTTP server; Kafka's compression by
+    the consumer)."""
     from google.protobuf import json_format
     from google.protobuf.message import DecodeError
 
-    if gzipped:
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError) as exc:
-            raise OtlpError(f"the body is not gzip: {exc}") from None
     if len(body) > MAX_BODY_BYTES:
         raise OtlpError(f"the body is {len(body)} bytes, more than {MAX_BODY_BYTES}")
-    message = _request_type(signal)()
+    message = _messages(signal)[0]()
     try:
         if json:
             # OTLP/JSON writes trace and span ids in hex where protobuf's JSON has base64.

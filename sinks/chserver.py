@@ -427,12 +427,14 @@ def serve(
     password: str = "",
     *,
     forced: dict[str, str] | None = None,
+    lazy: bool = False,
 ) -> _Server:
     """A server on ``host:port`` (0: any free port) for the chDB data at ``path``; call
     ``serve_forever()`` on it, ``shutdown()`` and ``engine.close()`` to stop. ``forced``:
     settings every statement runs with, whatever a request asks (``readonly=1`` and the
-    limits of the worker's read-only SQL)."""
-    return _Server((host, port), Engine(path), password, forced)
+    limits of the worker's read-only SQL); ``lazy``: open the store on the first
+    statement."""
+    return _Server((host, port), Engine(path, lazy=lazy), password, forced)
 
 
 def read_only(path: str | Path, host: str, port: int, password: str, **limits: Any) -> _Server:
@@ -443,7 +445,7 @@ def read_only(path: str | Path, host: str, port: int, password: str, **limits: A
         raise ValueError(f"refusing to serve SQL on {host} without a token (VIGIL_API_TOKEN)")
     forced = {"readonly": "1", **{k: str(v) for k, v in limits.items()}}
     # Opened on the first statement: the worker may be waiting for the store to free.
-    server = _Server((host, port), Engine(path, lazy=True), password, forced)
+    server = serve(path, host, port, password, forced=forced, lazy=True)
     threading.Thread(target=server.serve_forever, name="vigil-sql", daemon=True).start()
     return server
 

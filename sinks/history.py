@@ -22,6 +22,7 @@ them on a thread of their own). Results are JSON-safe.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -245,14 +246,6 @@ def errors(
     }
 
 
-def resources(
-    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
-) -> list[dict[str, Any]]:
-    start, end = time_range(since, until, now=now)
-    params = {"start": start, "end": end, "service": service, "limit": limit_}
-    return store.select("resources", {**params, "names": list(RESOURCE_NAMES)})
-
-
 def alert_stats(
     store: ReadOnly, *, now: datetime, since: str, until: str, rule: str, limit_: int
 ) -> dict[str, Any]:
@@ -270,20 +263,20 @@ def alert_stats(
 _STATES = (("pending", "pending"), ("firing", "fired"), ("resolved", "resolved"))
 
 
-def operations(
-    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
-) -> list[dict[str, Any]]:
+def _per_service(
+    query: str, store: ReadOnly, *, now: datetime, since: str, until: str, service: str,
+    limit_: int, **extra: Any,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows of ``query`` over the period, for one service or all."""
     start, end = time_range(since, until, now=now)
     params = {"start": start, "end": end, "service": service, "limit": limit_}
-    return store.select("operations", params)
+    return store.select(query, {**params, **extra})
 
 
-def metrics(
-    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
-) -> list[dict[str, Any]]:
-    start, end = time_range(since, until, now=now)
-    params = {"start": start, "end": end, "service": service, "limit": limit_}
-    return store.select("metrics", params)
+operations = functools.partial(_per_service, "operations")
+metrics = functools.partial(_per_service, "metrics")
+#: CPU, memory, GPU, disk, network and container samples per service.
+resources = functools.partial(_per_service, "resources", names=list(RESOURCE_NAMES))
 
 
 def alerts(

@@ -17,6 +17,7 @@ text or numbers; a bad one raises :class:`sinks.queries.HistoryError`.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -72,7 +73,7 @@ class Result:
     data: Any
     source: str
 
-    @property
+    @functools.cached_property
     def rows(self) -> list[Row]:
         main = answers.main_rows(self.data)
         return [typed(r) if isinstance(r, dict) else Row(value=typed(r)) for r in main]
