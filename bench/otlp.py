@@ -144,7 +144,10 @@ def main() -> None:
     log_path = Path(tempfile.mkdtemp(prefix="vigil-bench-")) / "broker.log"
     with EmbeddedBroker(log_path=log_path) as broker:
         base = ProducerSettings(
-            kafka_bootstrap=broker.bootstrap, namespace="bench", resource_interval_s=0
+            kafka_bootstrap=broker.bootstrap,
+            namespace="bench",
+            resource_interval_s=0,
+            capture_runtime=False,
         )
         for name, signal, path, bodies in (
             ("spans", "traces", "/v1/traces", spans),

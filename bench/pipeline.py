@@ -194,6 +194,7 @@ def drain(
         namespace=namespace,
         queue_max_events=200_000,
         resource_interval_s=0,
+        capture_runtime=False,
     )
     produced = asyncio.run(publish(settings, events))
     topic = Topics.for_namespace(namespace).events

@@ -94,6 +94,20 @@ async def caller_cost(settings: ProducerSettings, calls: int) -> dict[str, Any]:
             out[f"{name}_noop_median_us"] = median
             out[f"{name}_noop_p99_us"] = p99
             out[f"{name}_vs_bare"] = round(median / max(out["bare_noop_median_us"], 1e-3), 1)
+        # An execution of one step: as before (measure off), and measuring what it used.
+        for label, measure in (("plain", False), ("measured", True)):
+            samples = []
+            for i in range(calls // 10):
+                t0 = clock()
+                with vigil.execution("bench", measure=measure) as run, run.step("s"):
+                    pass
+                samples.append(clock() - t0)
+                if i % 100 == 99:
+                    await asyncio.sleep(0)
+            out[f"execution_{label}_median_us"] = _percentiles(samples)[0]
+        out["execution_measured_vs_plain"] = round(
+            out["execution_measured_median_us"] / out["execution_plain_median_us"], 2
+        )
         await vigil.flush(60)
     return out
 
@@ -239,7 +253,10 @@ def main() -> None:
     log_path = Path(tempfile.mkdtemp(prefix="vigil-bench-")) / "broker.log"
     with EmbeddedBroker(log_path=log_path) as broker:
         base = ProducerSettings(
-            kafka_bootstrap=broker.bootstrap, namespace="bench", resource_interval_s=0
+            kafka_bootstrap=broker.bootstrap,
+            namespace="bench",
+            resource_interval_s=0,
+            capture_runtime=False,
         )
 
         def ns(name: str) -> ProducerSettings:

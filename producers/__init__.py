@@ -18,6 +18,7 @@ from producers.decorators import (
 from producers.events import InvalidEvent
 from producers.settings import ProducerSettings
 from producers.tracing import current_span, inject
+from producers.usage import session
 from producers.workflows import current_execution
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "install",
     "installed",
     "monitor_performance",
+    "session",
     "subscribe_alerts",
     "track_errors",
     "track_usage",

@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, Self
 
+from producers import runtime
 from producers.decorators import DecoratorMethods, install, installed
 from producers.resources import ResourceSampler
 from producers.settings import ProducerSettings, from_env
@@ -40,6 +41,8 @@ log = logging.getLogger("producers")
 
 
 class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
+    _runtime_task: asyncio.Task[None] | None = None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Self:
         """A client configured by the ``VIGIL_*`` variables (see ProducerSettings)."""
@@ -55,8 +58,12 @@ class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
             install(None)
 
     def _begin(self) -> asyncio.Task[None] | None:
-        """On the sender's loop: start the sender, and the resource sampler if it is on."""
+        """On the sender's loop: start the sender, publish the runtime (read on a thread:
+        listing packages takes about 0.1 s) and start the resource sampler if it is on."""
         self._sender.start()
+        loop = asyncio.get_running_loop()
+        if self.settings.capture_runtime:
+            self._runtime_task = loop.create_task(self._publish_runtime())
         if self.settings.resource_interval_s <= 0:
             return None
         try:
@@ -64,9 +71,33 @@ class _Lifecycle(Signals, WorkflowHooks, DecoratorMethods):
         except Exception as exc:  # a sandbox may refuse /proc: run without samples
             self._internal(exc)
             return None
-        return asyncio.get_running_loop().create_task(
-            sampler.run(self, self.settings.resource_interval_s)
-        )
+        return loop.create_task(sampler.run(self, self.settings.resource_interval_s))
+
+    async def _publish_runtime(self) -> None:
+        try:
+            info = await asyncio.get_running_loop().run_in_executor(None, runtime.capture)
+        except Exception as exc:  # a sandbox may refuse a read: start without it
+            self._internal(exc)
+            return
+        where = f" at {info['revision'][:12]}" if "revision" in info else ""
+        message = f"{info['implementation']} {info['python']} on {info['host']}{where}"
+        self.log("info", message, name=runtime.NAME, attrs=info)
+
+    async def _settled(self, timeout: float) -> float:
+        """Let the runtime line (read on a thread at start) be queued before a flush or a
+        close, waiting at most half of ``timeout`` (and 2 s); returns the time left."""
+        task = self._runtime_task
+        if task is None or task.done():
+            return timeout
+        started = time.monotonic()
+        await asyncio.wait({task}, timeout=min(timeout / 2, 2.0))
+        return max(timeout - (time.monotonic() - started), 0.0)
+
+    async def _flush(self, timeout: float) -> bool:
+        return await self._sender.flush(await self._settled(timeout))
+
+    async def _close(self, timeout: float) -> bool:
+        return await self._sender.close(await self._settled(timeout))
 
 
 class Client(_Lifecycle):
@@ -85,7 +116,7 @@ class Client(_Lifecycle):
         """Wait for every queued event to be acknowledged; False when ``timeout`` ran out."""
         if self._sender._task is None:
             return not self._sender.queued
-        return await self._sender.flush(timeout)
+        return await self._flush(timeout)
 
     async def close(self, timeout: float = 10.0) -> bool:
         """Flush and stop, within ``timeout`` seconds; unsent events count as failed."""
@@ -95,7 +126,7 @@ class Client(_Lifecycle):
             await asyncio.gather(self._sampler_task, return_exceptions=True)
         if self._sender._task is None:
             return not self._sender.queued
-        return await self._sender.close(timeout)
+        return await self._close(timeout)
 
     async def __aenter__(self) -> Client:
         return await self.start()
@@ -189,7 +220,7 @@ class SyncClient(_Lifecycle):
         """Block until every queued event is acknowledged, at most ``timeout`` seconds."""
         if self._loop is None or self._closed:
             return not self._sender.queued
-        return bool(self._call(self._sender.flush(timeout), timeout + 0.05))
+        return bool(self._call(self._flush(timeout), timeout + 0.05))
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush and stop the thread, within ``timeout`` seconds."""
@@ -199,7 +230,7 @@ class SyncClient(_Lifecycle):
         self._closed = True
         atexit.unregister(self._at_exit)
         deadline = time.monotonic() + timeout
-        flushed = bool(self._call(self._sender.close(timeout * 0.9), timeout * 0.95))
+        flushed = bool(self._call(self._close(timeout * 0.9), timeout * 0.95))
         self._loop.call_soon_threadsafe(self._loop.stop)
         assert self._thread is not None
         # A daemon thread: if it lingers, it cannot keep the host from exiting.

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import time
 import tracemalloc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
+
+from producers.measure import Measure
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Returns the client to record into, or None.
@@ -127,55 +128,90 @@ def _arguments(func: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     return bound
 
 
+def _sized(value: Any) -> float | None:
+    """A data size: the length of a sized value, a number as it is, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(len(value))
+    except TypeError:
+        return None
+
+
 def track_usage(
     feature: str | None = None,
     *,
     user_arg: str | None = None,
     session_arg: str | None = None,
+    size_arg: str | None = None,
+    params: Sequence[str] = (),
     capture_args: bool = False,
     resolve: Resolver = installed,
 ) -> Callable[[F], F]:
-    """Count calls as ``feature_used{feature=...}``, with the (hashed) user and session
-    taken from the arguments named ``user_arg`` and ``session_arg``, and optionally the
-    sanitized arguments."""
+    """Record each call as a use of ``feature`` (``producers.usage``): its duration and
+    outcome, the (hashed) user and session from the arguments named ``user_arg`` and
+    ``session_arg`` (else the current session), the data size from ``size_arg`` (its
+    length, or the number itself), and the parameters named in ``params`` as the call's
+    combination (``capture_args``: every argument). Nothing is recorded for a user who
+    opted out."""
 
     def decorate(func: F) -> F:
-        tags = {"feature": feature or func.__qualname__}
+        name = feature or func.__qualname__
+        extra = {"function": func.__qualname__}
         user = _argument(func, user_arg)
         session = _argument(func, session_arg)
-        arguments = _arguments(func) if capture_args else None
+        size = _argument(func, size_arg)
+        arguments = _arguments(func) if capture_args or params else None
+        keep = tuple(params)
 
         def before(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            attrs = {"function": func.__qualname__}
-            if user_arg:
-                attrs["user"] = client.privacy.user(user(args, kwargs))
-            if session_arg:
-                attrs["session"] = client.privacy.session(session(args, kwargs))
-            if arguments is not None:
-                attrs["params"] = client.privacy.sanitize(arguments(args, kwargs))
-            return attrs
+            chosen = arguments(args, kwargs) if arguments is not None else None
+            if chosen is not None and keep:
+                chosen = {k: v for k, v in chosen.items() if k in keep}
+            who = user(args, kwargs)
+            data = _sized(size(args, kwargs)) if size_arg else None
+            return who, session(args, kwargs), data, chosen, time.perf_counter()
 
-        def after(client: Any, attrs: Any, exc: BaseException | None) -> None:
-            client.metric("feature_used", 1.0, tags, attrs=attrs, ok=exc is None)
+        def after(client: Any, state: Any, exc: BaseException | None) -> None:
+            who, sid, data, chosen, t0 = state
+            client.feature_used(
+                name, user=who, session=sid, duration_ms=(time.perf_counter() - t0) * 1000,
+                size=data, params=chosen, ok=exc is None, attrs=extra,
+            )  # fmt: skip
 
+        for param in keep:
+            _argument(func, param)  # a name the function does not take fails here, early
         return _wrap(func, resolve, before, after)
 
     return decorate
 
 
-@functools.cache
-def _process(pid: int) -> Any:
-    """One psutil handle per process (by pid: a forked child must not read its parent)."""
-    import psutil
+class _CallMemory:
+    """Memory before, after and at the peak of one call, and its CPU time: traced Python
+    memory when tracemalloc runs (its peak is reset at the call's start, so it is the
+    call's own), else the process RSS (``producers.measure``: the peak is exact when the
+    call raised the process's high-water mark)."""
 
-    return psutil.Process(pid)
+    __slots__ = ("_measure", "before")
 
+    def __init__(self) -> None:
+        self._measure = Measure()
+        if tracemalloc.is_tracing():
+            tracemalloc.reset_peak()
+            self.before = tracemalloc.get_traced_memory()[0]
+        else:
+            self.before = self._measure.rss_before()
 
-def _memory() -> int:
-    """Bytes in use: traced Python memory when tracemalloc runs, else the process RSS."""
-    if tracemalloc.is_tracing():
-        return tracemalloc.get_traced_memory()[0]
-    return int(_process(os.getpid()).memory_info().rss)
+    def stop(self) -> tuple[float, float, float, float]:
+        """``(before, after, peak, cpu_ms)``."""
+        figures = self._measure.stop()
+        if tracemalloc.is_tracing():
+            after, peak = tracemalloc.get_traced_memory()
+        else:
+            after, peak = figures.get("rss_after_bytes", 0), figures.get("rss_peak_bytes", 0)
+        return float(self.before), float(after), float(max(peak, after)), figures.get("cpu_ms", 0.0)
 
 
 def monitor_performance(
@@ -185,20 +221,26 @@ def monitor_performance(
     tags: Mapping[str, str] | None = None,
     resolve: Resolver = installed,
 ) -> Callable[[F], F]:
-    """Record each call's wall time as ``duration_ms{function=...}``; with ``memory``,
-    also ``memory_delta_bytes`` (traced memory if tracemalloc runs, else RSS)."""
+    """Record each call's wall time as ``duration_ms{function=...}``; with ``memory``, also
+    ``memory_delta_bytes`` (after less before, both in its attributes with the peak),
+    ``memory_peak_bytes`` (the peak above where the call started) and ``cpu_ms`` (the
+    process's CPU time during the call): traced memory if tracemalloc runs, else RSS."""
 
     def decorate(func: F) -> F:
         series = {"function": name or func.__qualname__, **(tags or {})}
 
         def before(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return (_memory() if memory else 0), time.perf_counter()
+            return (_CallMemory() if memory else None), time.perf_counter()
 
         def after(client: Any, state: Any, exc: BaseException | None) -> None:
             duration_ms = (time.perf_counter() - state[1]) * 1000
             client.metric("duration_ms", duration_ms, series, ok=exc is None)
-            if memory:
-                client.metric("memory_delta_bytes", float(_memory() - state[0]), series)
+            if state[0] is not None:
+                was, now, peak, cpu_ms = state[0].stop()
+                sizes = {"before": was, "after": now, "peak": peak}
+                client.metric("memory_delta_bytes", now - was, series, attrs=sizes)
+                client.metric("memory_peak_bytes", max(peak - was, 0.0), series)
+                client.metric("cpu_ms", cpu_ms, series)
 
         return _wrap(func, resolve, before, after)
 

@@ -210,6 +210,11 @@ class ProducerSettings(KafkaSettings):
     sampling: tuple[tuple[str, float], ...] = env_field("VIGIL_SAMPLING", (), _rates)
     #: Seconds between resource samples (CPU, memory, GPU); 0 turns the sampler off.
     resource_interval_s: float = env_field("VIGIL_RESOURCE_INTERVAL_S", 10.0, float)
+    #: Publish the runtime (Python, platform, host, git revision, package versions) once
+    #: at start, as one log line (``producers.runtime``).
+    capture_runtime: bool = env_field("VIGIL_CAPTURE_RUNTIME", True, parse_bool)
+    #: An automatic session (``producers.usage``) ends after this long without a use.
+    session_idle_s: float = env_field("VIGIL_SESSION_IDLE_S", 1800.0, float)
     privacy_mode: str = env_field("VIGIL_PRIVACY_MODE", "users", _privacy_mode)
     #: Key of the user/session id hash. Without one, a random key per process is used:
     #: ids stay private but cannot be joined across processes.

@@ -29,6 +29,7 @@ from producers.privacy import Privacy
 from producers.sender import METRIC, Sender
 from producers.settings import ProducerSettings, SettingsError
 from producers.tracing import Span, current_span
+from producers.usage import UsageHooks
 from producers.workflows import current_execution
 
 log = logging.getLogger("producers")
@@ -41,7 +42,7 @@ _SAMPLED_BY_EVENT = frozenset({"log", "error"})
 MAX_LOGGED_CAUSES = 100
 
 
-class Signals:
+class Signals(UsageHooks):
     """The call-site half of a client; :class:`producers.Client` adds the lifecycle."""
 
     def __init__(
@@ -94,7 +95,7 @@ class Signals:
     def stats(self) -> dict[str, Any]:
         """queued, sent, dropped, failed, retried, invalid, sampled_out and the last error."""
         out = self._sender.stats()
-        for key in ("invalid", "sampled_out", "disabled", "internal_errors"):
+        for key in ("invalid", "sampled_out", "disabled", "internal_errors", "opted_out"):
             out[key] = self._counts[key]
         return out
 
@@ -146,6 +147,9 @@ class Signals:
                 event["tags"] = dict(tags)
             if attrs:
                 event["attrs"] = self._attrs(attrs)
+                if self._opted_out and self._names_opted_out(event["attrs"]):
+                    self._counts["opted_out"] += 1
+                    return False
             if ok is not None:
                 event["ok"] = bool(ok)
             return self._emit(event) if self.strict else self._put(event)
@@ -254,6 +258,13 @@ class Signals:
             return False
         if self._rates and event["kind"] in _SAMPLED_BY_EVENT and not self._keep(event["kind"]):
             return False
+        if self._opted_out:
+            attrs = event.get("attrs")
+            if self._names_opted_out(attrs) or self._names_opted_out(
+                attrs.get("context") if isinstance(attrs, dict) else None
+            ):
+                self._counts["opted_out"] += 1
+                return False
         if self.strict:
             # The whole schema, on a completed copy: the same check the worker applies.
             validate(self._sender.complete(dict(event)), now_ms=self._ts(None))

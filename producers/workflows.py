@@ -19,6 +19,20 @@ Plain code uses the context managers, which time everything and report exception
 
 Declaring ``total_steps`` lets the worker show progress and an ETA. Executions are
 sampled whole (``VIGIL_SAMPLING=workflow=0.1``): the decision comes from the id.
+
+A step may say what kind of work it does (``action``: io, compute, network, ...) and
+which steps it waited on (``after``), so history can show recovery per action type and
+the critical path; a phase names a stretch of an execution, timed as a span of its own,
+and every step started inside it carries its name. The context manager also measures
+what the execution used (``producers.measure``: CPU time, memory, disk and network
+bytes) and reports it on its end::
+
+    with vigil.execution("etl") as run:
+        with run.phase("fetch"):
+            with run.step("download", action="network"):
+                ...
+        with run.step("load", action="io", after=["download"]):
+            ...
 """
 
 from __future__ import annotations
@@ -32,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from producers.events import InvalidEvent, check_text
 from producers.guard import guarded
+from producers.measure import Measure
 from producers.tracing import AlsoAsync, Span, restore
 
 if TYPE_CHECKING:
@@ -45,6 +60,27 @@ _current: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
 def current_execution() -> Execution | None:
     """The innermost execution context of this thread or task, if any."""
     return _current.get()
+
+
+#: At most this many steps in a step's ``after``.
+MAX_AFTER = 32
+
+
+def _step_fields(
+    action: str | None, after: Any, phase: str | None, extra: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The attributes that describe a step: its action type, the steps it waited on and
+    its phase (beside ``extra``); None when there are none."""
+    if action is not None:
+        extra["action"] = check_text("step", str(action), required=True)
+    if after is not None:
+        names = [after] if isinstance(after, str) else list(after)
+        if len(names) > MAX_AFTER:
+            raise InvalidEvent(f"after lists {len(names)} steps; at most {MAX_AFTER}")
+        extra["after"] = [check_text("step", str(n), required=True) for n in names]
+    if phase is not None:
+        extra["phase"] = check_text("step", str(phase), required=True)
+    return extra or None
 
 
 def _duration(value: Any) -> float:
@@ -105,6 +141,7 @@ class WorkflowHooks:
         fields = {"trace_id": trace_id, "attrs": extra}
         return self._workflow("execution.start", workflow, execution_id, ts, fields, attrs)
 
+    @guarded
     def step_started(
         self,
         workflow: str,
@@ -113,11 +150,16 @@ class WorkflowHooks:
         *,
         index: int | None = None,
         total_steps: int | None = None,
+        action: str | None = None,
+        after: Any = None,
+        phase: str | None = None,
         attrs: Mapping[str, Any] | None = None,
         ts: int | None = None,
     ) -> bool:
+        """The start of a step: ``action`` is its kind of work, ``after`` the steps it
+        waited on (names), ``phase`` the phase it belongs to."""
         extra = {k: v for k, v in (("index", index), ("total_steps", total_steps)) if v is not None}
-        fields = {"step": step, "attrs": extra or None}
+        fields = {"step": step, "attrs": _step_fields(action, after, phase, extra)}
         return self._workflow("step.start", workflow, execution_id, ts, fields, attrs)
 
     @guarded
@@ -131,15 +173,20 @@ class WorkflowHooks:
         ok: bool = True,
         status: str | None = None,
         error: BaseException | str | None = None,
+        action: str | None = None,
+        after: Any = None,
+        phase: str | None = None,
         attrs: Mapping[str, Any] | None = None,
         ts: int | None = None,
     ) -> bool:
-        """The end of a step; an ``error`` is also recorded as an error event."""
+        """The end of a step (``action``, ``after`` and ``phase`` as at its start: history
+        reads them from the end); an ``error`` is also recorded as an error event."""
         fields: dict[str, Any] = {
             "step": step,
             "value": _duration(duration_ms),
             "ok": bool(ok),
             "status": status or ("success" if ok else "failed"),
+            "attrs": _step_fields(action, after, phase, {}),
         }
         if error is not None:
             host: Signals = self  # type: ignore[assignment]  # mixed into the clients
@@ -151,6 +198,7 @@ class WorkflowHooks:
             )
         return self._workflow("step.end", workflow, execution_id, ts, fields, attrs)
 
+    @guarded
     def recovery_attempted(
         self,
         workflow: str,
@@ -163,10 +211,15 @@ class WorkflowHooks:
         attrs: Mapping[str, Any] | None = None,
         ts: int | None = None,
         duration_ms: float | None = None,
+        action: str | None = None,
     ) -> bool:
+        """One recovery attempt: its strategy and outcome, the step (and that step's
+        action type) it recovered, and how long it took."""
         extra: dict[str, Any] = {"strategy": str(strategy)[:64]}
         if attempt is not None:
             extra["attempt"] = attempt
+        if action is not None:
+            extra["action"] = check_text("step", str(action), required=True)
         fields: dict[str, Any] = {
             "step": step,
             "ok": bool(ok),
@@ -189,19 +242,26 @@ class WorkflowHooks:
         steps_done: int | None = None,
         total_steps: int | None = None,
         recoveries: int | None = None,
+        resources: Mapping[str, Any] | None = None,
         attrs: Mapping[str, Any] | None = None,
         ts: int | None = None,
     ) -> bool:
+        """The end of an execution; ``resources`` are what it used (the figures of
+        ``producers.measure``, which the context manager takes itself)."""
         totals = (
             ("steps_done", steps_done),
             ("total_steps", total_steps),
             ("recoveries", recoveries),
         )
+        extra: dict[str, float] = {k: v for k, v in totals if v is not None}
+        for key, value in (resources or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                extra[str(key)] = value
         fields = {
             "value": _duration(duration_ms) if duration_ms is not None else None,
             "ok": bool(ok),
             "status": status or ("success" if ok else "failed"),
-            "attrs": {k: v for k, v in totals if v is not None} or None,
+            "attrs": extra or None,
         }
         return self._workflow("execution.end", workflow, execution_id, ts, fields, attrs)
 
@@ -212,9 +272,13 @@ class WorkflowHooks:
         *,
         total_steps: int | None = None,
         attrs: Mapping[str, Any] | None = None,
+        measure: bool = True,
     ) -> Execution:
-        """A context manager for one execution; ``execution_id`` defaults to a new uuid."""
-        return Execution(self, workflow, execution_id, total_steps=total_steps, attrs=attrs)
+        """A context manager for one execution; ``execution_id`` defaults to a new uuid.
+        ``measure`` off: no resource figures on its end."""
+        return Execution(
+            self, workflow, execution_id, total_steps=total_steps, attrs=attrs, measure=measure
+        )
 
 
 class _Block(AlsoAsync):
@@ -249,6 +313,7 @@ class Execution(_Block):
         *,
         total_steps: int | None = None,
         attrs: Mapping[str, Any] | None = None,
+        measure: bool = True,
     ) -> None:
         self.client = client
         self.workflow = workflow
@@ -261,14 +326,34 @@ class Execution(_Block):
         self._span = Span(client, workflow)
         self._t0 = 0.0
         self._token: contextvars.Token[Execution | None] | None = None
+        self._measure: Measure | None = None
+        self._measuring = measure
+        #: The phase steps start in now, and each started step's action type.
+        self.phase_name: str | None = None
+        self.actions: dict[str, str] = {}
 
     @property
     def progress(self) -> float | None:
         """Completed steps over declared steps, when steps were declared."""
         return self.steps_done / self.total_steps if self.total_steps else None
 
-    def step(self, name: str, *, attrs: Mapping[str, Any] | None = None) -> Step:
-        return Step(self, name, attrs)
+    def step(
+        self,
+        name: str,
+        *,
+        action: str | None = None,
+        after: Any = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> Step:
+        """A context manager for one step: ``action`` its kind of work, ``after`` the
+        steps it waited on; it belongs to the phase it starts in."""
+        return Step(self, name, attrs, action=action, after=after)
+
+    def phase(self, name: str) -> Phase:
+        """A context manager for a named stretch of this execution (setup, fetch,
+        cleanup, ...): timed as a span of its own, and every step started inside it
+        carries its name."""
+        return Phase(self, name)
 
     def recovery(
         self,
@@ -307,12 +392,14 @@ class Execution(_Block):
             step=step,
             attempt=attempt,
             duration_ms=duration_ms,
+            action=self.actions.get(step) if step is not None else None,
         )
 
     def __enter__(self) -> Execution:
         self._span.__enter__()
         self._token = _current.set(self)
         self._t0 = time.perf_counter()
+        self._measure = Measure() if self._measuring else None
         self.client.execution_started(
             self.workflow,
             self.execution_id,
@@ -324,6 +411,7 @@ class Execution(_Block):
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         duration_ms = (time.perf_counter() - self._t0) * 1000
+        used = self._measure.stop() if self._measure is not None else None
         ok, status = self.outcome(exc)
         if isinstance(exc, Exception) and exc is not self._reported:
             self.client.error(exc, {"workflow": self.workflow})
@@ -336,6 +424,7 @@ class Execution(_Block):
             steps_done=self.steps_done,
             total_steps=self.total_steps,
             recoveries=self.recoveries,
+            resources=used,
         )
         # While this run is still current, so that its span carries the execution id.
         self._span.__exit__(exc_type, exc, tb)
@@ -363,23 +452,59 @@ class Recovery:
         self.run._recovered(self.strategy, ok, self.step, self.attempt, duration_ms)
 
 
+class Phase(AlsoAsync):
+    """A named stretch of an :class:`Execution` (``run.phase(name)``): a span of its own,
+    child of the execution's, with ``phase`` and ``workflow`` among its attributes."""
+
+    def __init__(self, run: Execution, name: str) -> None:
+        self.run, self.name = run, name
+        self._span = Span(run.client, name, attrs={"phase": name, "workflow": run.workflow})
+        self._outer: str | None = None
+
+    def __enter__(self) -> Phase:
+        self._outer, self.run.phase_name = self.run.phase_name, self.name
+        self._span.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._span.__exit__(exc_type, exc, tb)
+        self.run.phase_name = self._outer
+
+
 class Step(_Block):
     """One step of an :class:`Execution`; fails the step (not the run) on an exception."""
 
-    def __init__(self, run: Execution, name: str, attrs: Mapping[str, Any] | None) -> None:
+    def __init__(
+        self,
+        run: Execution,
+        name: str,
+        attrs: Mapping[str, Any] | None,
+        *,
+        action: str | None = None,
+        after: Any = None,
+    ) -> None:
         self.run = run
         self.name = name
         self.attrs = attrs
+        self.action = action
+        self.after = after
+        self.phase: str | None = None
         self._t0 = 0.0
 
     def __enter__(self) -> Step:
         run = self.run
+        self.phase = run.phase_name
+        if self.action is not None:
+            run.actions[self.name] = str(self.action)
         run.client.step_started(
             run.workflow,
             run.execution_id,
             self.name,
             index=run.steps_done,
             total_steps=run.total_steps,
+            action=self.action,
+            after=self.after,
+            phase=self.phase,
             attrs=self.attrs,
         )
         self._t0 = time.perf_counter()
@@ -397,6 +522,9 @@ class Step(_Block):
             ok=ok,
             status=status,
             error=error,
+            action=self.action,
+            after=self.after,
+            phase=self.phase,
         )
         if error is not None:
             run._reported = error

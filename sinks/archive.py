@@ -65,7 +65,7 @@ def export(
     progress: Callable[[Archived], None] | None = None,
 ) -> list[Archived]:
     """Write every day partition older than ``before`` to Parquet, then drop it."""
-    manifest = _load(directory)
+    manifest = load(directory)
     done = []
     for table in TABLES:
         for partition, rows in partitions(client, database, table, before):
@@ -86,7 +86,7 @@ def export(
             sha = hashlib.sha256(data).hexdigest()
             entry = Archived(table, partition, rows, str(path.relative_to(directory)), sha)
             manifest[f"{table}/{partition}"] = asdict(entry)
-            _save(directory, manifest)  # recorded before the drop
+            save(directory, manifest)  # recorded before the drop
             client.command(f"ALTER TABLE {database}.{table} DROP PARTITION ID '{partition}'")
             done.append(entry)
             if progress:
@@ -103,7 +103,7 @@ def restore(
 ) -> list[Archived]:
     """Load every file of the manifest back; a partition still present is replaced."""
     restored = []
-    for entry in (Archived(**e) for e in _load(directory).values()):
+    for entry in (Archived(**e) for e in load(directory).values()):
         path = directory / entry.file
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != entry.sha256:
@@ -135,12 +135,12 @@ def copy_of(client: Any, database: str, table: str, name: str, *, null: bool = F
         client.command(f"DROP TABLE IF EXISTS {copy}")
 
 
-def _load(directory: Path) -> dict[str, Any]:
+def load(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save(directory: Path, manifest: dict[str, Any]) -> None:
+def save(directory: Path, manifest: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))

@@ -80,6 +80,38 @@ CATALOG: dict[str, Query] = {
         (_SINCE, _UNTIL, _SERVICE, _LIMIT),
         "CPU, memory and GPU use per service: mean, median, stddev, p95, max",
     ),
+    "recoveries": Query(
+        history.recoveries,
+        (_SINCE, _UNTIL, _WORKFLOW, _LIMIT),
+        "recovery attempts, success rate and time per step and per action type",
+    ),
+    "phases": Query(
+        history.phases,
+        (_SINCE, _UNTIL, _WORKFLOW, _LIMIT),
+        "the phases of executions (run.phase): runs, failures, durations",
+    ),
+    "critical_path": Query(
+        history.critical_path,
+        (
+            Param("workflow", None, "the workflow"),
+            Param("execution_id", "", "only this execution"),
+            _SINCE,
+            _UNTIL,
+            Param("executions", "500", "the newest N executions"),
+            _LIMIT,
+        ),
+        "per step: how often it is on the critical path, its share of the path's time",
+    ),
+    "execution_resources": Query(
+        history.execution_resources,
+        (_SINCE, _UNTIL, _SERVICE, _WORKFLOW, _LIMIT),
+        "CPU time, memory peak, disk and network bytes of executions, per workflow",
+    ),
+    "runtimes": Query(
+        history.runtimes,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "what each service runs on: Python, platform, git revision, package versions",
+    ),
     "alerts": Query(
         history.alerts,
         (
@@ -153,6 +185,21 @@ CATALOG: dict[str, Query] = {
         history.usage,
         (_SINCE, _UNTIL, _SERVICE, Param("length", "3", "length of call sequences"), _LIMIT),
         "feature usage by feature and user, common sequences",
+    ),
+    "distributions": Query(
+        history.distributions,
+        (_SINCE, _UNTIL, _SERVICE, Param("feature", "", "only this feature"), _LIMIT),
+        "parameter combinations, parameters with failures, data sizes, workflow complexity",
+    ),
+    "correlations": Query(
+        history.correlations,
+        (_SINCE, _UNTIL, _SERVICE, Param("step", "5m", "bucket of the metric means"), _LIMIT),
+        "error types that come together; metric series that move together",
+    ),
+    "failure_modes": Query(
+        history.failure_modes,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "per function: its error types, how often, the latest message",
     ),
     "compare": Query(
         history.compare,

@@ -9,14 +9,22 @@ them on a thread of their own). Results are JSON-safe.
 | series     | one series over a time range, per step, with an aggregate                 |
 | chart      | one series' windows, anomaly scores and alert spans (the dashboard's)     |
 | workflows  | per workflow: runs, success rate, mean/p50/p95 duration, trend vs before  |
-| steps      | the slowest and the most failing steps                                    |
+| steps      | the slowest and the most failing steps; steps per action type             |
 | errors     | top error types; recovery attempts and their success rate                 |
+| recoveries | recovery attempts, success and time per step and per action type          |
+| phases     | the phases of executions: runs, failures, durations                       |
+| critical_path | per step, how often it decides when a workflow's execution ends       |
+| execution_resources | CPU time, memory peak, disk and network bytes per execution      |
 | resources  | CPU, memory and GPU use per service                                       |
+| runtimes   | what each service runs on: Python, platform, revision, packages           |
 | alerts     | alert transitions                                                         |
 | daily      | daily rollups per series or per workflow                                  |
 | logs       | log lines and errors by text, level, service and time                     |
 | trace      | one trace as a span tree, with its log lines                              |
 | usage      | feature usage by feature, by user, and the most common call sequences     |
+| distributions | parameter combinations, parameters with failures, data sizes, steps    |
+| correlations | error types that come together; metrics that move together             |
+| failure_modes | how each function fails: error types, counts, latest message           |
 | compare    | a series before and after a marker (a deploy): the change, significance   |
 """
 
@@ -29,8 +37,9 @@ from typing import Any
 
 import orjson
 
+from producers import runtime
 from producers.resources import NAMES as RESOURCE_NAMES
-from sinks import patterns
+from sinks import critical, patterns
 from sinks.queries import (
     AGGREGATES,
     LEVELS,
@@ -226,7 +235,122 @@ def steps(
         (r for r in rows if r["failures"]),
         key=lambda r: (-r["failures"], -r["failure_rate"], r["workflow"], r["step"]),
     )
-    return {"slowest": slowest[:limit_], "failing": failing[:limit_]}
+    params = {"start": start, "end": end, "workflow": workflow, "limit": limit_}
+    by_action = store.select("step_actions", params)
+    return {"slowest": slowest[:limit_], "failing": failing[:limit_], "by_action": by_action}
+
+
+def recoveries(
+    store: ReadOnly, *, now: datetime, since: str, until: str, workflow: str, limit_: int
+) -> dict[str, Any]:
+    """Recovery attempts per step (with its action type) and strategy, and per action
+    type over every step: attempts, success rate, and the mean and longest recovery."""
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "workflow": workflow, "limit": MAX_ROWS}
+    rows = store.select("recovery_steps", params)
+    actions: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["service"], r["workflow"], r["action"])
+        a = actions.setdefault(key, {"service": key[0], "workflow": key[1], "action": key[2],
+                                     "attempts": 0, "succeeded": 0, "timed": 0,
+                                     "total_ms": 0.0, "max_ms": None})  # fmt: skip
+        a["attempts"] += r["attempts"]
+        a["succeeded"] += r["succeeded"]
+        if r["timed"]:
+            a["timed"] += r["timed"]
+            a["total_ms"] += r["mean_ms"] * r["timed"]
+            a["max_ms"] = max(a["max_ms"] or 0.0, r["max_ms"])
+    by_action = []
+    for a in actions.values():
+        total = a.pop("total_ms")
+        a["success_rate"] = a["succeeded"] / a["attempts"]
+        a["mean_ms"] = total / a["timed"] if a["timed"] else None
+        by_action.append(a)
+    by_action.sort(key=lambda a: (-a["attempts"], a["service"], a["workflow"], a["action"]))
+    return {"steps": rows[:limit_], "actions": by_action[:limit_]}
+
+
+#: Rows a query that is summarised in Python reads at most.
+MAX_ROWS = 100_000
+
+
+def phases(
+    store: ReadOnly, *, now: datetime, since: str, until: str, workflow: str, limit_: int
+) -> list[dict[str, Any]]:
+    """Per workflow, its phases in the order they first ran."""
+    start, end = time_range(since, until, now=now)
+    rows = store.select(
+        "phases", {"start": start, "end": end, "workflow": workflow, "limit": limit_}
+    )
+    for r in rows:
+        r.pop("first_start")
+    return rows
+
+
+def critical_path(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    workflow: str,
+    execution_id: str,
+    since: str,
+    until: str,
+    executions: str,
+    limit_: int,
+) -> dict[str, Any]:
+    """Over the newest ``executions`` of ``workflow`` (or one, ``execution_id``): per
+    step, how often it is on the critical path and its share of the path's time
+    (``sinks.critical``), and the path of the newest execution, link by link."""
+    if not workflow:
+        raise HistoryError("workflow is required")
+    start, end = time_range(since, until, now=now)
+    count = int(executions) if executions.isdigit() else 0
+    if not 1 <= count <= 10_000:
+        raise HistoryError(f"executions must be a whole number from 1 to 10000, got {executions!r}")
+    rows = store.select("execution_steps", {
+        "start": start, "end": end, "workflow": workflow, "execution_id": execution_id,
+        "executions": count, "limit": MAX_ROWS,
+    })  # fmt: skip
+    runs: dict[str, list[critical.Step]] = {}
+    newest: dict[str, float] = {}
+    for r in rows:
+        ended = r["ended_at"].timestamp() * 1000
+        step = critical.Step(r["step"], ended - r["duration_ms"], ended, tuple(r["after"]))
+        runs.setdefault(r["execution_id"], []).append(step)
+        newest[r["execution_id"]] = max(newest.get(r["execution_id"], 0.0), ended)
+    out = critical.summarize(runs.values())
+    out["steps"] = out["steps"][:limit_]
+    latest = max(newest, key=lambda e: (newest[e], e), default=None)
+    out["latest"] = None if latest is None else {
+        "execution_id": latest,
+        "path": [
+            {"step": link.step, "duration_ms": link.duration_ms, "waited_ms": link.waited_ms,
+             "started_at": _iso(link.start), "ended_at": _iso(link.end)}
+            for link in critical.path(runs[latest])
+        ],
+    }  # fmt: skip
+    out["truncated"] = len(rows) >= MAX_ROWS
+    return out
+
+
+def _iso(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def runtimes(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
+) -> list[dict[str, Any]]:
+    """Per service and distinct runtime (Python, platform, revision): process starts,
+    hosts, first and last seen, and the newest report (with its package versions)."""
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    rows = store.select("runtimes", {**params, "name": runtime.NAME})
+    for r in rows:
+        try:
+            r["latest"] = orjson.loads(r["latest"])
+        except orjson.JSONDecodeError:
+            r["latest"] = None
+    return rows
 
 
 def errors(
@@ -275,6 +399,8 @@ def _per_service(
 
 operations = functools.partial(_per_service, "operations")
 metrics = functools.partial(_per_service, "metrics")
+#: What executions used, per workflow (the figures of ``producers.measure``).
+execution_resources = functools.partial(_per_service, "execution_resources")
 #: CPU, memory, GPU, disk, network and container samples per service.
 resources = functools.partial(_per_service, "resources", names=list(RESOURCE_NAMES))
 
@@ -462,6 +588,56 @@ def usage(
         "users": users,
         "sequences": store.select("usage_sequences", {**params, "length": n}),
     }
+
+
+def distributions(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, feature: str,
+    limit_: int,
+) -> dict[str, Any]:  # fmt: skip
+    """How uses spread: per parameter combination, per parameter value (with its lift:
+    the value's failure rate over its feature's), per power of ten of the data size; and
+    executions per number of steps (a workflow's complexity)."""
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    use = {**params, "feature": feature}
+    values = store.select("usage_params", use)
+    for v in values:
+        total, failed = v.pop("feature_calls"), v.pop("feature_failures")
+        v["failure_rate"] = v["failures"] / v["calls"]
+        base = failed / total if total else 0.0
+        v["lift"] = v["failure_rate"] / base if base else None
+    return {
+        "combos": store.select("usage_combos", use),
+        "params": values,
+        "sizes": store.select("usage_sizes", use),
+        "complexity": store.select("workflow_complexity", params),
+    }
+
+
+def correlations(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, step: str,
+    limit_: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Error types that come together (per execution, trace or minute; with their lift:
+    how much more often than if they were independent) and metric series that move
+    together (Pearson's r of their means per ``step``, the 50 busiest series)."""
+    start, end = time_range(since, until, now=now)
+    params = {"start": start, "end": end, "service": service, "limit": limit_}
+    pairs = store.select("error_pairs", params)
+    for p in pairs:
+        expected = p["first_groups"] * p["second_groups"] / p["groups"] if p["groups"] else 0
+        p["lift"] = p["together"] / expected if expected else None
+    step_s = int(parse_duration(step, unit="s"))
+    if not 1 <= step_s <= 86_400:
+        raise HistoryError(f"step must be from 1s to 1d, got {step!r}")
+    metrics = store.select(
+        "metric_correlations",
+        {**params, "step_s": step_s, "min_buckets": 5, "max_series": 50},
+    )
+    return {"errors": pairs, "metrics": metrics}
+
+
+failure_modes = functools.partial(_per_service, "failure_modes")
 
 
 def compare(

@@ -70,6 +70,15 @@ def recommendations(w: dict[str, Any]) -> list[str]:
             else ""
         )
         out.append(f"Success rate {w['success_rate']:.1%} is below 95 %{where}: fix that first.")
+    path = [s for s in w.get("critical_path", []) if s["path_share"] is not None]
+    off_path = [s["step"] for s in path if s["on_path"] < 0.5]
+    for step in sorted(path, key=lambda s: -s["path_share"])[:1]:
+        if off_path and step["on_path"] >= 0.5 and step["path_share"] >= 0.4:
+            out.append(  # only where steps run side by side: else the bottleneck says it
+                f"Step {step['step']} is on the critical path of {step['on_path']:.0%} of "
+                f"{name}'s runs and takes {step['path_share']:.0%} of it: shortening it "
+                f"shortens the runs; {', '.join(off_path[:3])} seldom decide their length."
+            )
     for step in w["bottlenecks"][:1]:
         if step["share"] >= 0.5 and len(w["bottlenecks"]) > 1:
             out.append(
@@ -120,6 +129,11 @@ def build(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
     errors = history.errors(store, now=now, **window, service="", limit_=10)
     alerts = history.alerts(store, now=now, **window, rule="", series="", state="", limit_=10_000)
     resources = history.resources(store, now=now, **window, service="", limit_=1000)
+    phases = history.phases(store, now=now, **window, workflow="", limit_=10_000)
+    run_use = history.execution_resources(
+        store, now=now, **window, service="", workflow="", limit_=10_000
+    )
+    recovery_steps = history.recoveries(store, now=now, **window, workflow="", limit_=10_000)
     step_s = max(60, int(hours * 3600 / 24) // 60 * 60)
     timeline = store.select(
         "workflow_timeline", {"start": start, "end": end, "step_s": step_s, "limit": 100_000}
@@ -140,6 +154,12 @@ def build(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
             a for a in alerts if a["name"] == flow["workflow"] and a["kind"] in WORKFLOW_KINDS
         ]
         fired = sum(a["state"] == "firing" for a in flow_alerts)
+        path = (
+            history.critical_path(store, now=now, **window, workflow=flow["workflow"],
+                                  execution_id="", executions="200", limit_=10)["steps"]
+            if own
+            else []
+        )  # fmt: skip
         w = {
             **flow,
             **score(flow, fired),
@@ -148,6 +168,12 @@ def build(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
                 (s for s in own if s["failures"]), key=lambda s: -s["failures"]
             )[:5],
             "recoveries": [r for r in errors["recoveries"] if r["workflow"] == flow["workflow"]],
+            "recovery_steps": [
+                r for r in recovery_steps["steps"] if (r["service"], r["workflow"]) == key
+            ],
+            "phases": [p for p in phases if (p["service"], p["workflow"]) == key],
+            "critical_path": path,
+            "run_resources": [r for r in run_use if (r["service"], r["workflow"]) == key],
             "alerts": flow_alerts[:50],
             "alerts_fired": fired,
             "anomalies": sum(
@@ -186,6 +212,23 @@ def sparkline(values: list[float | None]) -> str:
 
 _TABLES = {
     "Bottlenecks": ("bottlenecks", ["step", "share", "runs", "mean_ms", "p95_ms", "failures"]),
+    "Critical path": ("critical_path", ["step", "on_path", "mean_ms", "path_share"]),
+    "Phases": ("phases", ["phase", "runs", "failures", "mean_ms", "p95_ms"]),
+    "Recoveries per step": (
+        "recovery_steps",
+        ["step", "action", "strategy", "attempts", "success_rate", "mean_ms"],
+    ),
+    "What runs used": (
+        "run_resources",
+        [
+            "measured",
+            "cpu_ms_mean",
+            "cpu_ms_p95",
+            "rss_peak_bytes_max",
+            "io_write_bytes_mean",
+            "net_rx_bytes_mean",
+        ],
+    ),
     "Alerts": ("alerts", ["at", "rule", "state", "value", "series"]),
     "Resources": ("resources", ["resource", "mean", "p95", "max"]),
 }

@@ -41,7 +41,11 @@ def namespace(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def kafka_settings(broker: EmbeddedBroker, namespace: str) -> ProducerSettings:
     return ProducerSettings(
-        kafka_bootstrap=broker.bootstrap, namespace=namespace, linger_ms=20, resource_interval_s=0
+        kafka_bootstrap=broker.bootstrap,
+        namespace=namespace,
+        linger_ms=20,
+        resource_interval_s=0,
+        capture_runtime=False,
     )
 
 

@@ -48,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     mode = archive.add_mutually_exclusive_group(required=True)
     mode.add_argument("--before", help="archive partitions older than this date (YYYY-MM-DD)")
     mode.add_argument("--restore", action="store_true", help="load the archive back")
+    forget = sub.add_parser(
+        "forget",
+        help="delete one user's rows everywhere: tables and archived files",
+        description="Hashes USER as the SDK does (VIGIL_PRIVACY_MODE, VIGIL_PRIVACY_SECRET)."
+        " Needs the store to itself: stop the worker first (embedded chDB).",
+    )
+    forget.add_argument("user", help="the user id as the application knows it")
+    forget.add_argument("--hashed", action="store_true", help="USER is already as stored (h:...)")
+    forget.add_argument("--dir", default=None, help="archive directory (default DATA_DIR/archive)")
     export = sub.add_parser(
         "export", help="every table's rows of the last N days as Parquet and CSV, with a manifest"
     )
@@ -122,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return _archive(args)
     elif args.command == "export":
         return _export(args)
+    elif args.command == "forget":
+        return _forget(args)
     elif args.command == "report":
         return _report(args)
     elif args.command == "chserver":
@@ -309,6 +320,56 @@ def _archive(args: argparse.Namespace) -> int:
         client.close()
     rows = sum(e.rows for e in done)
     print(f"vigil archive: {len(done)} partitions, {rows:,} rows ({directory})")
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from producers.privacy import Privacy
+    from producers.settings import ProducerSettings, from_env
+    from sinks import archive
+    from sinks.forget import Forgotten, forget
+    from sinks.store import StoreError, open_client
+
+    settings = _store_settings()
+    producer = from_env(ProducerSettings, os.environ)
+    if args.hashed:
+        stored = args.user
+    elif producer.privacy_mode != "off" and not producer.privacy_secret:
+        print(
+            "vigil forget: users are hashed with a key (VIGIL_PRIVACY_MODE="
+            f"{producer.privacy_mode}) and VIGIL_PRIVACY_SECRET is not set: set it to the "
+            "services' key, or pass the stored hash with --hashed",
+            file=sys.stderr,
+        )
+        return 2
+    else:
+        stored = Privacy(producer.privacy_mode, producer.privacy_secret).user(args.user) or ""
+    if settings.cluster is not None:
+        print("vigil forget: not on a cluster yet (VIGIL_CLICKHOUSE_CLUSTER)", file=sys.stderr)
+        return 2
+    directory = Path(args.dir) if args.dir else settings.data_dir / "archive"
+
+    def show(entry: Forgotten) -> None:
+        print(f"  {entry.where}: {entry.rows:,} rows deleted", flush=True)
+
+    try:
+        client = open_client(settings)
+    except StoreError as exc:
+        print(f"vigil forget: {exc}", file=sys.stderr)
+        return 2
+    try:
+        done = forget(client, settings.database, stored, directory, progress=show)
+    except archive.ArchiveError as exc:
+        print(f"vigil forget: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    files = [e for e in done if e.where.endswith(".parquet")]
+    rows = sum(e.rows for e in done)
+    print(f"vigil forget: {rows:,} rows of {stored} deleted; {len(files)} archived files rewritten")
     return 0
 
 

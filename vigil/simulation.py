@@ -1,10 +1,12 @@
 """A simulated workflow engine and services: seeded, with time passed in.
 
-It produces every event kind: executions of a few workflows with declared steps, steps
-that fail at random and are retried (recovery), logs and spans per step, errors,
-resource samples (CPU, memory, GPU) and metric samples (latency, satisfaction, feature
-usage). Latency shifts to a slower regime at ``shift_at_ms`` (for anomaly detection); in
-an ``incident`` most steps fail (for the alert rules).
+It produces every event kind: executions of a few workflows with declared steps (each
+with its action type, after the step before it, within a phase), steps that fail at
+random and are retried (recovery), logs and spans per step and per phase, errors, what
+each execution used, each service's runtime once, resource samples (CPU, memory, GPU)
+and metric samples (latency, satisfaction, feature usage). Latency shifts to a slower
+regime at ``shift_at_ms`` (for anomaly detection); in an ``incident`` most steps fail (for
+the alert rules).
 
 >>> sim = Simulation(seed=1, start_ms=1_700_000_000_000)
 >>> kinds = {e["kind"] for e in sim.advance(120_000)}
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from producers import runtime, usage
 from producers.events import KINDS
 
 ALL_KINDS = sorted(KINDS)
@@ -30,6 +33,13 @@ WORKFLOWS: dict[str, tuple[str, list[tuple[str, float]]]] = {
     "train": ("ml", [("fetch", 5.0), ("prepare", 6.0), ("fit", 25.0), ("evaluate", 4.0)]),
     "report": ("reports", [("query", 2.0), ("render", 3.0), ("send", 1.0)]),
 }
+#: Each step's action type and phase.
+STEPS: dict[str, tuple[str, str]] = {
+    "extract": ("io", "read"), "transform": ("compute", "process"), "load": ("io", "write"),
+    "fetch": ("network", "data"), "prepare": ("compute", "data"), "fit": ("compute", "model"),
+    "evaluate": ("compute", "model"), "query": ("io", "gather"), "render": ("compute", "build"),
+    "send": ("network", "build"),
+}  # fmt: skip
 SERVICES = ("api", "pipeline", "ml", "reports")
 ERRORS = ("TimeoutError", "ConnectionError", "ValueError")
 
@@ -45,6 +55,7 @@ class _Run:
     step_ends_ms: int = 0
     attempts: int = 0
     recoveries: int = 0
+    phase_started_ms: int = 0
     failed_steps: list[str] = field(default_factory=list)
 
 
@@ -70,6 +81,7 @@ class Simulation:
         self.incident_failure = incident_failure
         self._runs: list[_Run] = []
         self._ids = 0
+        self._started = False
 
     def _id(self, prefix: str) -> str:
         self._ids += 1
@@ -87,6 +99,9 @@ class Simulation:
     def _tick(self, t: int, span_ms: int) -> Iterator[dict[str, Any]]:
         rng = self.rng
         scale = span_ms / 1000
+        if not self._started:  # each service's runtime, once
+            self._started = True
+            yield from (self._runtime(service, t) for service in SERVICES)
         for workflow in WORKFLOWS:
             if rng.random() < 0.08 * scale:
                 yield from self._start(workflow, t + rng.randrange(span_ms))
@@ -101,6 +116,7 @@ class Simulation:
     def _start(self, workflow: str, t: int) -> Iterator[dict[str, Any]]:
         service, steps = WORKFLOWS[workflow]
         run = _Run(workflow, self._id("exec"), self._id("trace"), t)
+        run.phase_started_ms = t
         self._runs.append(run)
         yield {
             "kind": "execution.start",
@@ -126,8 +142,20 @@ class Simulation:
             "name": run.workflow,
             "execution_id": run.execution_id,
             "step": name,
-            "attrs": {"index": run.step_index, "total_steps": len(steps)},
+            "attrs": {
+                "index": run.step_index,
+                "total_steps": len(steps),
+                **self._step_attrs(run.workflow, run.step_index),
+            },
         }
+
+    @staticmethod
+    def _step_attrs(workflow: str, index: int) -> dict[str, Any]:
+        """A step's action type and phase, and the step before it, which it waited on."""
+        steps = WORKFLOWS[workflow][1]
+        action, phase = STEPS[steps[index][0]]
+        after = {"after": [steps[index - 1][0]]} if index else {}
+        return {"action": action, "phase": phase, **after}
 
     def _finish_step(self, run: _Run) -> Iterator[dict[str, Any]]:
         rng = self.rng
@@ -148,6 +176,7 @@ class Simulation:
             "value": float(duration),
             "ok": ok,
             "status": "success" if ok else "failed",
+            "attrs": self._step_attrs(run.workflow, run.step_index),
         }
         yield {
             "kind": "span",
@@ -200,7 +229,11 @@ class Simulation:
                 "status": "retry",
                 # The backoff before the retry, as a timed recovery reports its duration.
                 "value": float(100 * 2 ** (run.attempts - 1)),
-                "attrs": {"strategy": "retry", "attempt": run.attempts},
+                "attrs": {
+                    "strategy": "retry",
+                    "attempt": run.attempts,
+                    "action": STEPS[name][0],
+                },
             }
             if recovered:
                 yield from self._start_step(run, t + 2)
@@ -209,10 +242,70 @@ class Simulation:
             return
         run.attempts = 0
         run.step_index += 1
+        phase = STEPS[name][1]
+        if run.step_index == len(steps) or STEPS[steps[run.step_index][0]][1] != phase:
+            yield self._phase(run, phase, t)
         if run.step_index == len(steps):
             yield from self._end(run, t, ok=True)
         else:
             yield from self._start_step(run, t)
+
+    def _phase(self, run: _Run, phase: str, t: int) -> dict[str, Any]:
+        """The span of a phase whose last step just ended."""
+        started, run.phase_started_ms = run.phase_started_ms, t
+        return {
+            "kind": "span",
+            "ts": started,
+            "service": WORKFLOWS[run.workflow][0],
+            "name": phase,
+            "trace_id": run.trace_id,
+            "span_id": self._id("span"),
+            "execution_id": run.execution_id,
+            "value": float(t - started),
+            "ok": True,
+            "attrs": {"phase": phase, "workflow": run.workflow},
+        }
+
+    def _runtime(self, service: str, t: int) -> dict[str, Any]:
+        """A service's runtime, as a client publishes it at start."""
+        info = {
+            "python": "3.12.7",
+            "implementation": "CPython",
+            "platform": "Linux-6.8-x86_64",
+            "host": f"{service}-0",
+            "pid": 1,
+            "revision": "4f2c9e1d7a3b5c6e8f90a1b2c3d4e5f607182930",
+            "packages": {"vigil": "0.1.0", "aiokafka": "0.12.0"},
+        }
+        return {
+            "kind": "log",
+            "ts": t,
+            "service": service,
+            "name": runtime.NAME,
+            "level": "info",
+            "message": f"CPython 3.12.7 on {service}-0 at {info['revision'][:12]}",
+            "attrs": info,
+        }
+
+    @staticmethod
+    def _used(run: _Run, t: int) -> dict[str, float]:
+        """What a run used (as the SDK measures it), drawn from the run's own generator:
+        the simulation's stays as it was."""
+        draw = random.Random(run.execution_id)
+        seconds = (t - run.started_ms) / 1000
+        busy = {"train": 0.9, "etl": 0.5, "report": 0.3}[run.workflow]
+        base = {"train": 2048, "etl": 512, "report": 256}[run.workflow] * 2**20
+        rss = base * draw.uniform(0.9, 1.1)
+        return {
+            "cpu_ms": round(seconds * 1000 * busy * draw.uniform(0.8, 1.0), 3),
+            "rss_before_bytes": int(rss),
+            "rss_after_bytes": int(rss * draw.uniform(1.0, 1.05)),
+            "rss_peak_bytes": int(rss * draw.uniform(1.2, 1.8)),
+            "io_read_bytes": int(seconds * 4e6 * draw.uniform(0.5, 1.5)),
+            "io_write_bytes": int(seconds * 1e6 * draw.uniform(0.5, 1.5)),
+            "net_rx_bytes": int(seconds * 2e5 * draw.uniform(0.5, 1.5)),
+            "net_tx_bytes": int(seconds * 5e4 * draw.uniform(0.5, 1.5)),
+        }
 
     def _end(self, run: _Run, t: int, *, ok: bool) -> Iterator[dict[str, Any]]:
         service, steps = WORKFLOWS[run.workflow]
@@ -230,6 +323,7 @@ class Simulation:
                 "steps_done": run.step_index,
                 "total_steps": len(steps),
                 "recoveries": run.recoveries,
+                **self._used(run, t),
             },
         }
 
@@ -250,15 +344,8 @@ class Simulation:
                 "tags": {"route": route},
             }
             if rng.random() < 0.05:
-                yield {
-                    "kind": "metric",
-                    "ts": ts,
-                    "service": "api",
-                    "name": "feature_used",
-                    "value": 1.0,
-                    "tags": {"feature": rng.choice(("export", "share"))},
-                    "attrs": {"user": f"user-{rng.randrange(50)}"},
-                }
+                feature, user = rng.choice(("export", "share")), f"user-{rng.randrange(50)}"
+                yield self._use(feature, user, ts)
             if rng.random() < 0.02:
                 yield {
                     "kind": "metric",
@@ -267,6 +354,33 @@ class Simulation:
                     "name": "satisfaction",
                     "value": float(rng.choice((3, 4, 4, 5, 5))),
                 }
+
+    def _use(self, feature: str, user: str, ts: int) -> dict[str, Any]:
+        """One use, as ``track_usage`` records it: its session, duration, data size and
+        parameters, drawn from a generator of its own (the simulation's stays as it was);
+        exports as xml fail half the time."""
+        draw = random.Random(f"{user}{ts}")
+        fmt = draw.choice(("csv", "csv", "json", "xml")) if feature == "export" else "link"
+        rows = int(10 ** draw.uniform(0, 5))
+        params = {"format": fmt, "compress": rows > 10_000}
+        ok = fmt != "xml" or draw.random() < 0.5
+        return {
+            "kind": "metric",
+            "ts": ts,
+            "service": "api",
+            "name": "feature_used",
+            "value": 1.0,
+            "ok": ok,
+            "tags": {"feature": feature},
+            "attrs": {
+                "user": user,
+                "session": f"{user}-{ts // 1_800_000}",
+                "duration_ms": round(5 + rows * 0.02 * draw.uniform(0.5, 1.5), 2),
+                "size": float(rows),
+                "params": params,
+                "combo": usage.combo(params),
+            },
+        }
 
     def _resources(self, service: str, t: int) -> Iterator[dict[str, Any]]:
         samples = [("cpu_percent", 35.0, 10.0, 100.0), ("memory_mb", 900.0, 60.0, None)]

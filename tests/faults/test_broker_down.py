@@ -26,6 +26,7 @@ async def test_the_sdk_buffers_within_its_bound_counts_drops_and_delivers_the_re
         kafka_bootstrap=f"127.0.0.1:{port}",
         namespace="brokerdown",
         resource_interval_s=0,
+        capture_runtime=False,
         send_timeout_ms=2000,
         linger_ms=10,
         queue_max_events=BOUND,

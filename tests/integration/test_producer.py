@@ -107,6 +107,7 @@ def _down_settings(port: int) -> ProducerSettings:
         kafka_bootstrap=f"127.0.0.1:{port}",
         namespace="down",
         resource_interval_s=0,
+        capture_runtime=False,
         send_timeout_ms=2000,
         linger_ms=10,
     )

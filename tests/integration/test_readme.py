@@ -34,12 +34,15 @@ async def test_the_readme_example_runs_and_its_events_arrive(broker, namespace, 
     }.items():
         monkeypatch.setenv(name, value)
     await asyncio.to_thread(exec, compile(code, str(README), "exec"), {})
-    expected = 1000 + 1 + 7  # resize timings, rows_loaded, the execution's events and span
+    # resize timings, rows_loaded, the execution's events and spans (its own, the phase's),
+    # and the runtime, published once at start
+    expected = 1000 + 1 + 8 + 1
     events = await read_events(broker.bootstrap, Topics.for_namespace(namespace).events, expected)
     names = collections.Counter((e["kind"], e["name"]) for _, e in events)
     assert names[("metric", "duration_ms")] == 1000
     assert names[("metric", "rows_loaded")] == 1
     assert names[("execution.end", "nightly-etl")] == 1
     assert len(events) == expected and {e["service"] for _, e in events} == {"readme"}
+    assert names[("span", "fetch")] == 1 and names[("log", "vigil.runtime")] == 1
     end = next(e for _, e in events if e["kind"] == "execution.end")
-    assert end["ok"] and end["attrs"]["steps_done"] == 2
+    assert end["ok"] and end["attrs"]["steps_done"] == 2 and end["attrs"]["cpu_ms"] >= 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import resource
+import time
 import tracemalloc
 
+import psutil
 import pytest
 
 import producers
@@ -103,11 +106,39 @@ def test_monitor_performance_records_duration_and_memory_delta(installed):
         assert build() == 2000
     finally:
         tracemalloc.stop()
-    duration, memory = wire(installed)
+    duration, memory, peak, cpu = wire(installed)
     assert duration["name"] == "duration_ms" and duration["tags"] == {"function": "build_index"}
     assert duration["value"] > 0 and duration["ok"] is True
     assert memory["name"] == "memory_delta_bytes"
     assert memory["value"] < 100_000, "the list is freed before the function returns"
+    sizes = memory["attrs"]
+    assert memory["value"] == sizes["after"] - sizes["before"]
+    # ...but it was held at the peak, which is the call's own (tracemalloc's, reset).
+    assert (peak["name"], peak["tags"]) == ("memory_peak_bytes", {"function": "build_index"})
+    assert peak["value"] == sizes["peak"] - sizes["before"] >= 2000 * 1024
+    assert cpu["name"] == "cpu_ms" and cpu["value"] >= 0
+
+
+def test_monitor_performance_without_tracemalloc_measures_the_process(installed):
+    # Past the process's high-water mark by 32 MiB, so that the call raises it: the peak
+    # it reports is then exact, though the memory is freed before the call returns.
+    rss = psutil.Process().memory_info().rss
+    high = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    size = max(high - rss, 0) + (32 << 20)
+
+    @producers.monitor_performance("hold", memory=True)
+    def hold() -> int:
+        data = b"x" * size  # written: resident
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.03:
+            pass
+        return len(data)
+
+    assert not tracemalloc.is_tracing()
+    assert hold() == size
+    _, memory, peak, cpu = wire(installed)
+    assert peak["value"] >= size - (2 << 20) and memory["value"] < size / 2
+    assert cpu["value"] >= 25.0
 
 
 def test_track_errors_records_the_exception_and_reraises_it(installed):

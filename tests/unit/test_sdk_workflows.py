@@ -9,6 +9,7 @@ import pytest
 
 from producers import current_execution, current_span
 from producers.events import validate
+from producers.measure import FIGURES, Measure
 from tests.unit.sdk import NOW_MS, kinds, offline, wire
 from vigil.simulation import Simulation
 
@@ -94,11 +95,51 @@ def test_an_execution_context_reports_every_hook_with_progress_and_totals():
     assert start["trace_id"] == events[-1]["trace_id"]
     assert [e["attrs"]["index"] for e in events if e["kind"] == "step.start"] == [0, 1, 2]
     assert end["ok"] is True and end["status"] == "success"
-    assert end["attrs"] == {"steps_done": 3, "total_steps": 3, "recoveries": 1}
+    totals = {"steps_done": 3, "total_steps": 3, "recoveries": 1}
+    assert {k: end["attrs"][k] for k in totals} == totals
+    assert set(end["attrs"]) - set(totals) == set(FIGURES)  # what the run used
     assert events[4]["attrs"] == {"strategy": "retry", "attempt": 1}
     assert all(e["execution_id"] == "run-1" for e in events if e["kind"] != "metric")
     for event in events:
         validate(event, now_ms=NOW_MS)
+
+
+def test_steps_carry_their_action_dependencies_and_phase_and_recoveries_their_action():
+    vigil = offline()
+    with vigil.execution("etl", "run-9") as run:
+        with run.phase("fetch") as fetch:
+            with run.step("download", action="network"):
+                run.recovery("retry", ok=True, step="download")
+            with run.step("unpack", after="download"):
+                pass
+        with run.step("load", action="io", after=["download", "unpack"]):
+            pass
+    events = wire(vigil)
+    steps = [(e["kind"], e["step"], {k: v for k, v in e.get("attrs", {}).items() if k != "index"})
+             for e in events if e["kind"] in ("step.start", "step.end")]  # fmt: skip
+    download = {"action": "network", "phase": "fetch"}
+    unpack = {"after": ["download"], "phase": "fetch"}
+    load = {"action": "io", "after": ["download", "unpack"]}
+    assert steps == [
+        ("step.start", "download", download), ("step.end", "download", download),
+        ("step.start", "unpack", unpack), ("step.end", "unpack", unpack),
+        ("step.start", "load", load), ("step.end", "load", load),
+    ]  # fmt: skip
+    (recovery,) = (e for e in events if e["kind"] == "recovery")
+    assert recovery["attrs"] == {"strategy": "retry", "action": "network"}
+    spans = {e["name"]: e for e in events if e["kind"] == "span"}
+    assert spans["fetch"]["attrs"] == {"phase": "fetch", "workflow": "etl"}
+    assert spans["fetch"]["parent_id"] == spans["etl"]["span_id"] == fetch._span.parent_id
+    assert spans["fetch"]["execution_id"] == "run-9"
+    for event in events:
+        validate(event, now_ms=NOW_MS)
+
+
+def test_a_step_with_a_wrong_dependency_list_is_dropped_and_counted_not_raised():
+    vigil = offline()
+    assert vigil.step_started("etl", "r", "load", after=["a"] * 33) is False
+    assert vigil.step_completed("etl", "r", "load", duration_ms=1.0, after=[""]) is False
+    assert wire(vigil) == [] and vigil.stats()["invalid"] == 2
 
 
 def test_a_failing_step_fails_the_run_reports_the_error_once_and_reraises():
@@ -140,14 +181,17 @@ def test_a_cancelled_run_and_a_run_marked_failed_say_so():
 def test_explicit_hooks_give_the_same_event_shapes_as_the_simulated_engines():
     vigil = offline()
     vigil.execution_started("etl", "r9", total_steps=2, trace_id="t9")
-    vigil.step_started("etl", "r9", "load", index=0, total_steps=2)
-    vigil.step_completed("etl", "r9", "load", duration_ms=80.0, ok=False, error="timeout")
+    step = {"action": "io", "phase": "read"}  # the first step: it waited on none
+    vigil.step_started("etl", "r9", "load", index=0, total_steps=2, **step)
+    vigil.step_completed("etl", "r9", "load", duration_ms=80.0, ok=False, error="timeout", **step)
     vigil.recovery_attempted(
-        "etl", "r9", strategy="retry", ok=True, step="load", attempt=1, duration_ms=100.0
-    )
+        "etl", "r9", strategy="retry", ok=True, step="load", attempt=1, duration_ms=100.0,
+        action="io",
+    )  # fmt: skip
     vigil.execution_completed(
-        "etl", "r9", ok=True, duration_ms=400.0, steps_done=2, total_steps=2, recoveries=1
-    )
+        "etl", "r9", ok=True, duration_ms=400.0, steps_done=2, total_steps=2, recoveries=1,
+        resources=Measure().stop(),
+    )  # fmt: skip
     ours = {e["kind"]: e for e in wire(vigil)}
     theirs = {}
     for e in Simulation(seed=3, start_ms=NOW_MS).advance(600_000):
