@@ -25,6 +25,7 @@ from producers.events import (
     validate,
 )
 from producers.guard import guarded
+from producers.outcomes import OutcomeHooks
 from producers.privacy import Privacy
 from producers.sender import METRIC, Sender
 from producers.settings import ProducerSettings, SettingsError
@@ -42,7 +43,7 @@ _SAMPLED_BY_EVENT = frozenset({"log", "error"})
 MAX_LOGGED_CAUSES = 100
 
 
-class Signals(UsageHooks):
+class Signals(UsageHooks, OutcomeHooks):
     """The call-site half of a client; :class:`producers.Client` adds the lifecycle."""
 
     def __init__(
@@ -109,9 +110,16 @@ class Signals(UsageHooks):
         attrs: Mapping[str, Any] | None = None,
         ok: bool | None = None,
         ts: int | None = None,
+        unit: str | None = None,
+        category: str | None = None,
     ) -> bool:
-        """Record one sample of series ``name`` (+ ``tags``); True when it was queued."""
+        """Record one sample of series ``name`` (+ ``tags``); True when it was queued.
+        ``unit`` (ms, bytes, %) and ``category`` (performance, business, ...) describe the
+        metric; history lists them with it."""
         try:
+            if unit is not None or category is not None:
+                described = {"unit": unit, "category": category}
+                attrs = {**(attrs or {}), **{k: str(v)[:64] for k, v in described.items() if v}}
             if not self.enabled:
                 self._counts["disabled"] += 1
                 return False
@@ -171,8 +179,14 @@ class Signals(UsageHooks):
         name: str | None = None,
         tags: Mapping[str, str] | None = None,
         execution_id: str | None = None,
+        severity: str | None = None,
+        impact: str | None = None,
+        recovery_attempted: bool | None = None,
+        recovered: bool | None = None,
     ) -> bool:
-        """Record an exception (or an error message) with sanitized ``context``."""
+        """Record an exception (or an error message) with sanitized ``context``; how bad it
+        was (``severity``: warning, error, critical; ``impact``: low, medium, high), and
+        whether a recovery was tried and worked."""
         if isinstance(exc, BaseException):
             kind_name = name or type(exc).__name__
             message = self.privacy.message(exc)
@@ -184,6 +198,12 @@ class Signals(UsageHooks):
             kind_name, message, attrs = name or "Error", self.privacy.message(exc), {}
         if context:
             attrs["context"] = self.privacy.sanitize(dict(context))
+        for key, value in (("severity", severity), ("impact", impact)):
+            if value is not None:
+                attrs[key] = self.privacy.text(value, 32)
+        if recovery_attempted is not None or recovered is not None:
+            attrs["recovery_attempted"] = bool(recovery_attempted or recovered)
+            attrs["recovered"] = bool(recovered)
         event = {"kind": "error", "service": self._service, "ts": self._ts(None)}
         event["name"] = kind_name[:256]
         event["message"] = message

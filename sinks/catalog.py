@@ -201,6 +201,26 @@ CATALOG: dict[str, Query] = {
         (_SINCE, _UNTIL, _SERVICE, _LIMIT),
         "per function: its error types, how often, the latest message",
     ),
+    "feedback": Query(
+        history.feedback,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "satisfaction per feature and aspect: responses, mean, share satisfied, feedback",
+    ),
+    "models": Query(
+        history.models,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "model evaluations: accuracy first, latest, mean and change; confidence; samples",
+    ),
+    "optimizations": Query(
+        history.optimizations,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "optimizations: before, after, change in %, user impact",
+    ),
+    "utilization": Query(
+        history.utilization,
+        (_SINCE, _UNTIL, _SERVICE, _LIMIT),
+        "allocated resources: mean, p95 and max use in %, allocated and used",
+    ),
     "compare": Query(
         history.compare,
         (

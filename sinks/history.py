@@ -25,6 +25,10 @@ them on a thread of their own). Results are JSON-safe.
 | distributions | parameter combinations, parameters with failures, data sizes, steps    |
 | correlations | error types that come together; metrics that move together             |
 | failure_modes | how each function fails: error types, counts, latest message           |
+| feedback   | satisfaction per feature: responses, mean score, share satisfied, texts   |
+| models     | model evaluations: accuracy first, latest, mean, confidence, samples      |
+| optimizations | each optimization's figure before and after, change, user impact       |
+| utilization | allocations: mean, p95 and max use in %, allocated and used             |
 | compare    | a series before and after a marker (a deploy): the change, significance   |
 """
 
@@ -362,6 +366,7 @@ def errors(
     attempts = sum(r["attempts"] for r in recoveries)
     return {
         "types": store.select("error_types", params),
+        "impact": store.select("error_impact", params),
         "recoveries": recoveries,
         "recovery_attempts": attempts,
         "recovery_success_rate": (
@@ -638,6 +643,11 @@ def correlations(
 
 
 failure_modes = functools.partial(_per_service, "failure_modes")
+#: Satisfaction, model evaluations, optimizations and allocations (``producers.outcomes``).
+feedback = functools.partial(_per_service, "feedback")
+models = functools.partial(_per_service, "models")
+optimizations = functools.partial(_per_service, "optimizations")
+utilization = functools.partial(_per_service, "utilization")
 
 
 def compare(

@@ -82,6 +82,7 @@ class Simulation:
         self._runs: list[_Run] = []
         self._ids = 0
         self._started = False
+        self._start_ms = start_ms
 
     def _id(self, prefix: str) -> str:
         self._ids += 1
@@ -207,6 +208,7 @@ class Simulation:
         }
         if not ok:
             error = rng.choice(ERRORS)
+            recovered = run.attempts < 2 and rng.random() < 0.7  # drawn in the same order
             yield {
                 "kind": "error",
                 "ts": t,
@@ -215,9 +217,14 @@ class Simulation:
                 "message": f"{error} in {run.workflow}.{name}",
                 "execution_id": run.execution_id,
                 "trace_id": run.trace_id,
-                "attrs": {"step": name},
+                "attrs": {
+                    "step": name,
+                    "severity": "error" if run.attempts < 2 else "critical",
+                    "impact": "high" if run.workflow == "train" else "medium",
+                    "recovery_attempted": run.attempts < 2,
+                    "recovered": recovered,
+                },
             }
-            recovered = run.attempts < 2 and rng.random() < 0.7
             run.attempts += 1
             run.recoveries += 1
             yield {
@@ -354,6 +361,57 @@ class Simulation:
                     "name": "satisfaction",
                     "value": float(rng.choice((3, 4, 4, 5, 5))),
                 }
+                yield self._rated(ts, route)
+        if (t // 1000) % 60 == 0:  # each minute: a model evaluation and the cache's use
+            yield from self._outcomes(t)
+
+    @staticmethod
+    def _rated(ts: int, route: str) -> dict[str, Any]:
+        """A satisfaction score as the SDK's ``satisfaction`` records it (1-5, on 0-1),
+        drawn from a generator of its own; slower routes rate lower."""
+        draw = random.Random(ts)
+        score = draw.choice((2, 3, 4, 4, 5, 5) if route == "/search" else (3, 4, 5, 5, 5))
+        words = {2: "too slow", 3: "ok", 4: "good", 5: "great"}
+        return {
+            "kind": "metric",
+            "ts": ts,
+            "service": "api",
+            "name": "satisfaction_score",
+            "value": (score - 1) / 4,
+            "tags": {"feature": route.strip("/"), "aspect": "speed"},
+            "attrs": {"score": float(score), "scale": 5, "feedback": words[score],
+                      "interaction_id": f"req-{ts}"},
+        }  # fmt: skip
+
+    def _outcomes(self, t: int) -> Iterator[dict[str, Any]]:
+        """The ml service's model evaluation (accuracy creeping up) and its feature cache's
+        use, and once an hour the optimization the team shipped; from a generator of their
+        own."""
+        draw = random.Random(t)
+        minutes = (t - self._start_ms) / 60_000
+        accuracy = min(0.97, 0.82 + 0.0004 * minutes + draw.gauss(0, 0.01))
+        yield {
+            "kind": "metric", "ts": t, "service": "ml", "name": "model_accuracy",
+            "value": round(accuracy, 4), "tags": {"model": "ranker", "task": "ranking"},
+            "attrs": {"confidence": round(accuracy - 0.05, 4), "sample_size": 1000,
+                      "improvement_rate": 0.0004},
+        }  # fmt: skip
+        allocated, used = 2048.0, round(draw.uniform(900, 1900), 1)
+        yield {
+            "kind": "metric", "ts": t, "service": "ml", "name": "utilization_percent",
+            "value": used / allocated * 100,
+            "tags": {"resource": "feature_cache", "type": "memory"},
+            "attrs": {"used": used, "allocated": allocated, "unit": "MB"},
+        }  # fmt: skip
+        if (t // 1000) % 3600 == 0:
+            before, after = 45.2, round(draw.uniform(36, 41), 1)
+            yield {
+                "kind": "metric", "ts": t, "service": "api", "name": "optimization_change_pct",
+                "value": (after - before) / before * 100,
+                "tags": {"feature": "checkout", "category": "task_time"},
+                "attrs": {"optimization_id": f"opt-{t // 3_600_000}", "before": before,
+                          "after": after, "user_impact": 0.8, "unit": "s"},
+            }  # fmt: skip
 
     def _use(self, feature: str, user: str, ts: int) -> dict[str, Any]:
         """One use, as ``track_usage`` records it: its session, duration, data size and

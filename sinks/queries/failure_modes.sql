@@ -14,7 +14,7 @@ SELECT
     count() AS errors,
     min(ts) AS first_seen,
     max(ts) AS last_seen,
-    argMax(message, ts) AS last_message
+    argMax(message, (ts, offset, idx)) AS last_message
 FROM {db}.events
 WHERE kind = 'error'
   AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}

@@ -11,7 +11,7 @@ SELECT
     uniqExact(JSONExtractString(attrs, 'host')) AS hosts,
     min(ts) AS first_seen,
     max(ts) AS last_seen,
-    argMax(attrs, ts) AS latest
+    argMax(attrs, (ts, offset, idx)) AS latest
 FROM {db}.events
 WHERE kind = 'log'
   AND name = {name:String}
