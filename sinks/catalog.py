@@ -14,9 +14,14 @@ from sinks import history, reports
 from sinks.queries import AGGREGATES, HistoryError, ReadOnly, clean, limit
 
 
-def report(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
+def report(
+    store: ReadOnly, *, now: datetime, since: str, until: str, kind: str, title: str,
+    workflows: str,
+) -> dict[str, Any]:  # fmt: skip
     """The data of ``vigil report`` (sinks.reports renders it as html, md or csv)."""
-    return reports.build(store, now=now, since=since)
+    return reports.build(
+        store, now=now, since=since, until=until, kind=kind, title=title, workflows=workflows
+    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +237,15 @@ CATALOG: dict[str, Query] = {
         "a series before and after a marker",
     ),
     "report": Query(
-        report, (Param("since", "24h", "the period: a duration ago, or a time"),), "report data"
+        report,
+        (
+            Param("since", "24h", "the period: a duration ago, or a time"),
+            _UNTIL,
+            Param("kind", "workflows", "one of " + ", ".join(reports.KINDS)),
+            Param("title", "", "the report's title"),
+            Param("workflows", "", "only these workflows (comma-separated)"),
+        ),
+        "report data",
     ),
 }
 

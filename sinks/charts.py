@@ -7,7 +7,9 @@ True
 
 from __future__ import annotations
 
+import re
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from sinks.tables import cell
@@ -154,7 +156,8 @@ def _heavy(fraction: float) -> str:
     return COLORS[3] if fraction >= 0.5 else COLORS[0]
 
 
-def _workflow(w: dict[str, Any]) -> str:
+def workflow_charts(w: dict[str, Any]) -> dict[str, str]:
+    """One workflow's charts by name: duration, success, score components, bottlenecks."""
     timeline = w["timeline"]
     durations = line_chart(
         [(p["t"][11:16], {"p50": p["p50_ms"], "p95": p["p95_ms"]}) for p in timeline],
@@ -182,6 +185,94 @@ def _workflow(w: dict[str, Any]) -> str:
         top=1.0,
         color=_heavy,
     )
+    return {"duration": durations, "success": success, "score": components, "bottlenecks": steps}
+
+
+def section_chart(section: dict[str, Any]) -> str | None:
+    """The bar chart of a report section: its rows ranked by its chart column."""
+    column = section.get("chart")
+    rows = [r for r in section["rows"] if isinstance(r.get(column), int | float)]
+    if not column or not rows:
+        return None
+    top = sorted(rows, key=lambda r: -r[column])[:12]
+    label = section["label"]
+    return bar_chart([(str(r.get(label, "")), float(r[column]), cell(r[column])) for r in top])
+
+
+def charts(data: dict[str, Any]) -> dict[str, str]:
+    """Every chart of a report as standalone SVG, by a file name (without extension)."""
+    out = {}
+    for w in data["workflows"]:
+        for name, svg in workflow_charts(w).items():
+            out[_slug(f"{w['workflow']}-{name}")] = svg
+    for section in data.get("sections", []):
+        chart = section_chart(section)
+        if chart is not None:
+            out[_slug(section["title"])] = chart
+    return {name: _standalone(svg) for name, svg in out.items()}
+
+
+#: What a chart takes from the page's style when it stands alone.
+_ALONE = (
+    "<style>text{font-family:'DejaVu Sans',Arial,Helvetica,sans-serif;font-size:11px;"
+    "fill:#445}</style>"
+)
+
+
+def _standalone(svg: str) -> str:
+    head, _, rest = svg.partition(">")
+    width, height = _size(head)
+    return (
+        head.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        + f' viewBox="0 0 {width} {height}">{_ALONE}'
+        + f'<rect width="{width}" height="{height}" fill="#fff"/>{rest}'
+    )
+
+
+def _size(head: str) -> tuple[str, str]:
+    found = dict(re.findall(r'(width|height)="([\d.]+)"', head))
+    return found.get("width", "600"), found.get("height", "200")
+
+
+def write_charts(data: dict[str, Any], directory: Path, *, png: bool = True) -> list[Path]:
+    """Every chart of a report as ``NAME.svg`` (and ``NAME.png``, drawn by resvg) in
+    ``directory``; returns the files written."""
+    import resvg_py
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, svg in charts(data).items():
+        path = directory / f"{name}.svg"
+        path.write_text(svg, encoding="utf-8")
+        written.append(path)
+        if png:
+            image = directory / f"{name}.png"
+            image.write_bytes(bytes(resvg_py.svg_to_bytes(svg_string=svg, zoom=2.0)))
+            written.append(image)
+    return written
+
+
+def _slug(text: str) -> str:
+    """A file name from any text: letters, digits and dashes.
+
+    >>> _slug("wf'; DROP / x")
+    'wf-drop-x'
+    """
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split()) or "chart"
+
+
+def _section(section: dict[str, Any]) -> str:
+    chart = section_chart(section)
+    return f"""
+<section class="card"><h2>{escape(section["title"])}</h2>{chart or ""}
+{_table(section["rows"], section["columns"])}</section>"""
+
+
+def _workflow(w: dict[str, Any]) -> str:
+    drawn = workflow_charts(w)
+    durations, success, components, steps = (
+        drawn["duration"], drawn["success"], drawn["score"], drawn["bottlenecks"]
+    )  # fmt: skip
     tips = "".join(f"<li>{escape(r)}</li>" for r in w["recommendations"])
     trend = w["trend"]["p95_ms_pct"]
     return f"""
@@ -227,12 +318,17 @@ def html(data: dict[str, Any]) -> str:
         [(f"{e['service']}/{e['type']}", e["count"], str(e["count"])) for e in data["errors"]]
     )
     period = f"{data['from']} to {data['to']}"
+    title = data.get("title") or "Vigil report"
+    flows = ""
+    if data["workflows"] or data.get("kind", "workflows") in ("workflows", "comprehensive"):
+        flows = f"""<h3>Workflows, worst score first</h3>{summary}
+{"".join(_workflow(w) for w in data["workflows"])}
+<section class="card"><h2>Top errors</h2>{errors if data["errors"] else "none"}</section>"""
+    sections = "".join(_section(s) for s in data.get("sections", []))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Vigil report {escape(period)}</title><style>{CSS}</style></head>
-<body><h1>Vigil report</h1><p class="muted">{escape(period)}</p>
-<h3>Workflows, worst score first</h3>{summary}
-{"".join(_workflow(w) for w in data["workflows"])}
-<section class="card"><h2>Top errors</h2>{errors if data["errors"] else "none"}</section>
+<title>{escape(title)} {escape(period)}</title><style>{CSS}</style></head>
+<body><h1>{escape(title)}</h1><p class="muted">{escape(period)}</p>
+{flows}{sections}
 </body></html>
 """

@@ -1,9 +1,18 @@
-"""``vigil report``: per workflow, how it did over a period and what to do about it.
+"""``vigil report``: how things did over a period and what to do about it.
 
 :func:`build` asks the history queries and returns the report as JSON-safe data (the
 worker serves it as the ``report`` history query); :func:`markdown`, :func:`csv_text`
 and :func:`sinks.charts.html` render that data, so a report fetched over HTTP renders the
 same as one built from the store.
+
+A report has a ``kind`` (:data:`KINDS`): ``workflows`` (per workflow: score, charts,
+bottlenecks, critical path, recommendations), ``usage`` (features, users, parameter
+combinations and sizes, satisfaction), ``performance`` (operations, functions, what runs
+used, resources, models, optimizations, allocations), ``reliability`` (errors, their
+impact and correlations, failure modes, recoveries, alerts) or ``comprehensive`` (all).
+Every kind but ``workflows`` is a list of sections, each a table and, where one figure
+ranks its rows, a bar chart of it; options: a title, the period's end, and the workflows
+to include.
 
 The performance score (0-100) is the sum of four components, each ``points * max``:
 
@@ -20,12 +29,13 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from producers.events import WORKFLOW_KINDS
 from sinks import history
-from sinks.queries import ReadOnly, clean, time_range
+from sinks.queries import HistoryError, ReadOnly, clean, time_range
 from sinks.tables import cell, md_escape, md_table
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -120,11 +130,147 @@ def recommendations(w: dict[str, Any]) -> list[str]:
     return out or ["No action needed: reliable, steady and no slower than before."]
 
 
-def build(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
-    start, end = time_range(since, "now", now=now)
+KINDS = ("workflows", "usage", "performance", "reliability", "comprehensive")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One table of a report: ``rows`` of a history query, the ``columns`` shown, and the
+    column whose values the section's bar chart ranks (None: no chart)."""
+
+    title: str
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    chart: str | None = None
+    label: str | None = None  # the column that names each bar (default: the first)
+
+    def data(self) -> dict[str, Any]:
+        return {"title": self.title, "rows": self.rows, "columns": self.columns,
+                "chart": self.chart, "label": self.label or self.columns[0]}  # fmt: skip
+
+
+def _sections(store: ReadOnly, now: datetime, window: dict[str, str], kind: str) -> list[Section]:
+    per = {"since": window["since"], "until": window["until"], "service": "", "limit_": 50}
+    out: list[Section] = []
+    if kind in ("usage", "comprehensive"):
+        usage = history.usage(store, now=now, **per, length="3")
+        dist = history.distributions(store, now=now, **per, feature="")
+        out += [
+            Section("Features", usage["features"],
+                    ["feature", "calls", "failures", "users", "sessions"], "calls"),
+            Section("Most active users", usage["users"], ["user", "calls", "features", "sessions"],
+                    "calls"),
+            Section("Common sequences", usage["sequences"], ["sequence", "occurrences", "sessions"],
+                    "occurrences"),
+            Section("Parameter combinations", dist["combos"],
+                    ["feature", "combo", "calls", "failures", "failure_rate", "mean_ms"], "calls",
+                    "combo"),
+            Section("Parameters that go with failures",
+                    [p for p in dist["params"] if p["failures"]],
+                    ["feature", "param", "value", "calls", "failures", "lift"], "lift", "value"),
+            Section("Data sizes (power of ten)", dist["sizes"],
+                    ["feature", "bucket", "calls", "min_size", "max_size", "mean_ms"]),
+            Section("Satisfaction", history.feedback(store, now=now, **per),
+                    ["feature", "aspect", "responses", "mean_score", "satisfied_rate"],
+                    "mean_score", "feature"),
+        ]  # fmt: skip
+    if kind in ("performance", "comprehensive"):
+        out += [
+            Section("Operations (spans)", history.operations(store, now=now, **per),
+                    ["service", "operation", "spans", "errors", "p50_ms", "p95_ms"], "p95_ms",
+                    "operation"),
+            Section("What runs used", history.execution_resources(store, now=now, **per,
+                                                                  workflow=""),
+                    ["workflow", "measured", "cpu_ms_mean", "cpu_ms_p95", "rss_peak_bytes_max"],
+                    "cpu_ms_mean"),
+            Section("Phases", history.phases(store, now=now, since=per["since"],
+                                             until=per["until"], workflow="", limit_=50),
+                    ["workflow", "phase", "runs", "mean_ms", "p95_ms"], "mean_ms", "phase"),
+            Section("Resources", history.resources(store, now=now, **per),
+                    ["service", "resource", "mean", "median", "p95", "max"]),
+            Section("Allocations", history.utilization(store, now=now, **per),
+                    ["resource", "type", "mean_percent", "p95_percent", "allocated", "used"],
+                    "p95_percent", "resource"),
+            Section("Models", history.models(store, now=now, **per),
+                    ["model", "task", "evaluations", "latest_accuracy", "accuracy_change"],
+                    "latest_accuracy", "model"),
+            Section("Optimizations", history.optimizations(store, now=now, **per),
+                    ["feature", "category", "optimization_id", "before", "after", "change_pct",
+                     "user_impact"]),
+        ]  # fmt: skip
+    if kind in ("reliability", "comprehensive"):
+        errors = history.errors(store, now=now, **per)
+        rec = history.recoveries(
+            store, now=now, since=per["since"], until=per["until"], workflow="", limit_=50
+        )
+        corr = history.correlations(store, now=now, **per, step="5m")
+        stats = history.alert_stats(
+            store, now=now, since=per["since"], until=per["until"], rule="", limit_=50
+        )
+        out += [
+            Section("Error types", errors["types"], ["service", "type", "count", "last_message"],
+                    "count", "type"),
+            Section("Errors by severity and impact", errors["impact"],
+                    ["type", "severity", "impact", "errors", "recovery_attempted", "recovered"]),
+            Section("Failure modes", history.failure_modes(store, now=now, **per),
+                    ["service", "function", "type", "errors", "last_message"], "errors",
+                    "function"),
+            Section("Errors that come together", corr["errors"],
+                    ["first", "second", "together", "lift"], "together", "first"),
+            Section("Recoveries per step", rec["steps"],
+                    ["workflow", "step", "action", "strategy", "attempts", "success_rate",
+                     "mean_ms"], "attempts", "step"),
+            Section("Alerts per rule", stats["rules"],
+                    ["rule", "severity", "fired", "resolved", "mean_resolve_s"], "fired",
+                    "rule"),
+        ]  # fmt: skip
+    return out
+
+
+def build(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    since: str,
+    until: str = "now",
+    kind: str = "workflows",
+    title: str = "",
+    workflows: str = "",
+) -> dict[str, Any]:
+    """The report of ``kind`` over [since, until); ``workflows``: a comma-separated list
+    of the workflows to include (default all)."""
+    if kind not in KINDS:
+        raise HistoryError(f"report kind {kind!r} is not one of {', '.join(KINDS)}")
+    start, end = time_range(since, until, now=now)
+    # Both ends as times from here on: every query sees the same period.
+    window = {"since": start.isoformat(), "until": end.isoformat()}
+    chosen = {w.strip() for w in workflows.split(",") if w.strip()}
+    data: dict[str, Any] = {"kind": kind, "title": title or f"Vigil {kind} report"}
+    if kind in ("workflows", "comprehensive"):
+        data.update(_workflows(store, now, window, (start, end), chosen))
+    else:
+        data.update(workflows=[], errors=[], alerts=[], resources=[], step_s=60,
+                    recovery_success_rate=None)  # fmt: skip
+    data["sections"] = [s.data() for s in _sections(store, now, window, kind)]
+    if chosen:
+        for section in data["sections"]:
+            if section["rows"] and "workflow" in section["rows"][0]:
+                section["rows"] = [r for r in section["rows"] if r["workflow"] in chosen]
+    return clean({**data, "from": start, "to": end})
+
+
+def _workflows(
+    store: ReadOnly,
+    now: datetime,
+    window: dict[str, str],
+    period: tuple[datetime, datetime],
+    chosen: set[str],
+) -> dict[str, Any]:
+    start, end = period
     hours = (end - start).total_seconds() / 3600
-    window = {"since": since, "until": "now"}
-    flows = history.workflows(store, now=now, hours=f"{hours:.6f}h", workflow="", limit_=1000)
+    flows = history.workflows(store, now=end, hours=f"{hours:.6f}h", workflow="", limit_=1000)
+    if chosen:
+        flows = [f for f in flows if f["workflow"] in chosen]
     steps = history.steps(store, now=now, **window, workflow="", limit_=10_000)["slowest"]
     errors = history.errors(store, now=now, **window, service="", limit_=10)
     alerts = history.alerts(store, now=now, **window, rule="", series="", state="", limit_=10_000)
@@ -185,18 +331,14 @@ def build(store: ReadOnly, *, now: datetime, since: str) -> dict[str, Any]:
         w["recommendations"] = recommendations(w)
         workflows.append(w)
     workflows.sort(key=lambda w: (w["score"], w["workflow"]))
-    return clean(
-        {
-            "from": start,
-            "to": end,
-            "step_s": step_s,
-            "workflows": workflows,
-            "errors": errors["types"],
-            "recovery_success_rate": errors["recovery_success_rate"],
-            "alerts": alerts[:200],
-            "resources": resources,
-        }
-    )
+    return {
+        "step_s": step_s,
+        "workflows": workflows,
+        "errors": errors["types"],
+        "recovery_success_rate": errors["recovery_success_rate"],
+        "alerts": alerts[:200],
+        "resources": resources,
+    }
 
 
 def sparkline(values: list[float | None]) -> str:
@@ -235,8 +377,9 @@ _TABLES = {
 
 
 def markdown(data: dict[str, Any]) -> str:
+    title = md_escape(data.get("title") or "Vigil report")
     lines = [
-        f"# Vigil report: {data['from']} to {data['to']}",
+        f"# {title}: {data['from']} to {data['to']}",
         "",
         "| workflow | score | runs | success | p50 ms | p95 ms | p95 trend % |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -263,13 +406,23 @@ def markdown(data: dict[str, Any]) -> str:
         lines += ["### Recommendations", "", *(f"- {md_escape(r)}" for r in w["recommendations"])]
     lines += ["", "## Top errors", ""]
     lines += md_table(data["errors"], ["service", "type", "count", "last_message"])
+    for section in data.get("sections", []):
+        lines += ["", f"## {md_escape(section['title'])}", ""]
+        lines += md_table(section["rows"], section["columns"])
     return "\n".join(lines)
 
 
 def csv_text(data: dict[str, Any]) -> str:
-    """One row per workflow: score, components and the figures behind them."""
+    """One row per workflow: score, components and the figures behind them; a report of
+    another kind: one row per section row, its section first, then its columns."""
     out = io.StringIO()
     writer = csv.writer(out)
+    if data.get("kind", "workflows") != "workflows":
+        for section in data["sections"]:
+            writer.writerow(["section", *section["columns"]])
+            for row in section["rows"]:
+                writer.writerow([section["title"], *(row.get(c) for c in section["columns"])])
+        return out.getvalue()
     names = ["reliability", "stability", "trend", "alerts"]
     writer.writerow(
         [

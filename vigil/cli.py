@@ -62,8 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     export.add_argument("--days", type=float, default=7, help="the period: the last N days")
     export.add_argument("-o", "--output", required=True, help="the directory to write")
-    report = sub.add_parser("report", help="per-workflow report: html, md, json or csv")
+    report = sub.add_parser(
+        "report", help="a report: per workflow, usage, performance, reliability or all"
+    )
     report.add_argument("--since", default="24h", help="the period (24h, 7d, or a time)")
+    report.add_argument("--until", default="now", help="the period's end (a time)")
+    report.add_argument(
+        "--kind",
+        default="workflows",
+        help="workflows, usage, performance, reliability, comprehensive",
+    )
+    report.add_argument("--title", default="", help="the report's title")
+    report.add_argument("--workflows", default="", help="only these workflows (comma-separated)")
+    report.add_argument("--charts", help="also write each chart to this directory as SVG and PNG")
     report.add_argument("--format", choices=("html", "md", "json", "csv"), default="html")
     report.add_argument("-o", "--output", help="file to write (default: stdout; html: a file)")
     report.add_argument("--url", help="the worker's base URL; 'none' opens the store directly")
@@ -383,11 +394,18 @@ def _report(args: argparse.Namespace) -> int:
 
     settings, url = _where(args.url)
     try:
-        data, source = answers.ask(settings, url, "report", {"since": args.since})
+        options = {"since": args.since, "until": args.until, "kind": args.kind,
+                   "title": args.title, "workflows": args.workflows}  # fmt: skip
+        data, source = answers.ask(settings, url, "report", options)
     except (HistoryError, StoreError) as exc:
         print(f"vigil report: {exc}", file=sys.stderr)
         return 2
     text = render_report(data, args.format)
+    if args.charts:
+        from sinks.charts import write_charts
+
+        files = write_charts(data, Path(args.charts))
+        print(f"vigil report: {len(files)} chart files -> {args.charts}", file=sys.stderr)
     output = args.output or ("vigil-report.html" if args.format == "html" else None)
     if output is None:
         print(text)

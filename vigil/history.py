@@ -147,16 +147,20 @@ class History:
         data, source = answers.ask(self.settings, self.url, name, text, token=self.token)
         return Result(name, data, source)
 
-    def report_text(self, since: str = "24h", fmt: str = "html") -> str:
-        """The per-workflow report of ``vigil report`` (html, md, csv or json) as text."""
-        return render_report(self.query("report", since=since).data, fmt)
+    def report_text(self, since: str = "24h", fmt: str = "html", **options: str) -> str:
+        """The report of ``vigil report`` (html, md, csv or json) as text; ``options``:
+        ``until``, ``kind`` (workflows, usage, performance, reliability, comprehensive),
+        ``title``, ``workflows``."""
+        return render_report(self.query("report", since=since, **options).data, fmt)
 
-    def write_report(self, path: str | os.PathLike[str], since: str = "24h") -> Path:
+    def write_report(
+        self, path: str | os.PathLike[str], since: str = "24h", **options: str
+    ) -> Path:
         """The report written to ``path``, its format from the extension (.html, .md,
-        .csv or .json)."""
+        .csv or .json); ``options`` as :meth:`report_text`'s."""
         target = Path(path)
         fmt = target.suffix.lstrip(".").lower() or "html"
-        target.write_text(self.report_text(since, fmt), encoding="utf-8")
+        target.write_text(self.report_text(since, fmt, **options), encoding="utf-8")
         return target
 
     def summary(self, days: float = 1) -> dict[str, Result]:
