@@ -97,8 +97,10 @@ def create_app(
     rules: RuleSet | None = None,
     history: Any = None,
     api_token: str | None = None,
+    scheduled: Any = None,
 ) -> faust.App:
-    """The Faust app of one worker; ``sink`` is a :class:`streams.delivery.Sink`."""
+    """The Faust app of one worker; ``sink`` is a :class:`streams.delivery.Sink`;
+    ``scheduled`` (``sinks.scheduled.Jobs``) runs on the worker holding partition 0."""
     topics = Topics.for_namespace(kafka.namespace)
     url = advertised_url(settings.web_host, settings.web_port, settings.advertised_url)
     app = faust.App(
@@ -209,6 +211,18 @@ def create_app(
     async def close_idle() -> None:
         """Windows of partitions without traffic close by the wall clock."""
         await rt.tick(lag())
+
+    @app.timer(interval=5.0)
+    async def scheduled_work() -> None:
+        """The daily report and archive, on the worker that holds partition 0, once what
+        Kafka held for it (as of the latest fetch) is processed and stored."""
+        if scheduled is None or 0 not in rt.stats.assigned:
+            return
+        behind = lag()
+        caught_up = set(behind) >= rt.stats.assigned and not any(behind.values())
+        if caught_up:
+            await rt.delivery.drain()
+        await scheduled.tick(caught_up)
 
     @app.task
     async def reload_on_sighup() -> None:

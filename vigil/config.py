@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from producers.settings import ProducerSettings, env_names, from_env
+from sinks.scheduled import ScheduleSettings
 from sinks.settings import ChServerSettings, HistoryClientSettings, StoreSettings
 from streams.settings import WorkerSettings
 from vigil.otlp import OtlpSettings
@@ -16,6 +17,7 @@ class Config:
     kafka: ProducerSettings
     worker: WorkerSettings
     store: StoreSettings
+    schedule: ScheduleSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
@@ -23,6 +25,7 @@ class Config:
             kafka=from_env(ProducerSettings, environ),
             worker=from_env(WorkerSettings, environ),
             store=from_env(StoreSettings, environ),
+            schedule=from_env(ScheduleSettings, environ),
         )
 
 
@@ -35,5 +38,6 @@ def known_variables() -> set[str]:
         ChServerSettings,
         HistoryClientSettings,
         OtlpSettings,
+        ScheduleSettings,
     )
     return set().union(*(env_names(c) for c in classes))

@@ -10,7 +10,8 @@ from typing import Any
 
 import faust
 
-from sinks import chserver, service
+from sinks import chserver, scheduled, service
+from sinks.store import open_client
 from sinks.writer import ClickHouseSink
 from streams import auth, logs
 from streams.app import create_app
@@ -48,6 +49,15 @@ def run(environ: dict[str, str] | None = None) -> None:
         print(f"vigil: the HTTP API needs the bearer token kept in {where}", file=sys.stderr)
     sink = ClickHouseSink(config.store)
     queries = service.Service(config.store)
+    jobs = None
+    if config.schedule.any:
+        jobs = scheduled.Jobs(
+            config.schedule,
+            config.store.data_dir,
+            config.store.database,
+            answer=queries.answer,
+            open_store=lambda: open_client(config.store, migrate=False),
+        )
     sql = _serve_sql(config, token)
     app = create_app(
         config.worker,
@@ -58,6 +68,7 @@ def run(environ: dict[str, str] | None = None) -> None:
         rules=rules,
         history=queries,
         api_token=token,
+        scheduled=jobs,
     )
     level, fmt = config.worker.log_level, config.worker.log_format
     worker = faust.Worker(
