@@ -226,6 +226,28 @@ CATALOG: dict[str, Query] = {
         (_SINCE, _UNTIL, _SERVICE, _LIMIT),
         "allocated resources: mean, p95 and max use in %, allocated and used",
     ),
+    "forecast": Query(
+        history.forecast,
+        (
+            Param("series", None, _SERIES_HELP),
+            Param("since", "7d", "the history it learns from"),
+            Param("step", "1h", "bucket width (the forecast's step)"),
+            Param("horizon", "6h", "how far ahead"),
+            Param("agg", "avg", "one of " + ", ".join(AGGREGATES)),
+        ),
+        "a series' expected values and band for the hours ahead",
+    ),
+    "anomaly_patterns": Query(
+        history.anomaly_patterns,
+        (
+            Param("since", "7d", _SINCE.help),
+            _UNTIL,
+            _SERVICE,
+            Param("window", "1m", "the windows whose detector scores to read"),
+            _LIMIT,
+        ),
+        "recurring anomalies: episodes per series by shape and hour of day",
+    ),
     "compare": Query(
         history.compare,
         (

@@ -29,6 +29,8 @@ them on a thread of their own). Results are JSON-safe.
 | models     | model evaluations: accuracy first, latest, mean, confidence, samples      |
 | optimizations | each optimization's figure before and after, change, user impact       |
 | utilization | allocations: mean, p95 and max use in %, allocated and used             |
+| forecast   | a series' expected values and band for the hours ahead (River)          |
+| anomaly_patterns | recurring anomalies: episodes by series, hour of day and shape      |
 | compare    | a series before and after a marker (a deploy): the change, significance   |
 """
 
@@ -43,7 +45,8 @@ import orjson
 
 from producers import runtime
 from producers.resources import NAMES as RESOURCE_NAMES
-from sinks import critical, patterns
+from sinks import critical, episodes, patterns
+from sinks import forecast as forecasting
 from sinks.queries import (
     AGGREGATES,
     LEVELS,
@@ -59,11 +62,12 @@ from sinks.queries import (
 )
 from sinks.significance import significance
 from streams.figures import CHART, LINES, QUANTILE_NAMES, QUANTILES
+from streams.windows import parse_windows
 
 log = logging.getLogger(__name__)
 
 
-def series(
+def series_history(
     store: ReadOnly, *, now: datetime, series: str, since: str, until: str, step: str, agg: str
 ) -> dict[str, Any]:
     start, end = time_range(since, until, now=now)
@@ -92,6 +96,85 @@ def series(
         "to": end,
         "points": rows,
     }
+
+
+#: The ``series`` query (its name is the parameter's: the function keeps another).
+series = series_history
+
+#: Steps a forecast looks ahead at most.
+MAX_HORIZON = 1000
+
+
+def forecast(
+    store: ReadOnly,
+    *,
+    now: datetime,
+    series: str,
+    since: str,
+    step: str,
+    horizon: str,
+    agg: str,
+) -> dict[str, Any]:
+    """``series`` per ``step`` (``agg`` of each bucket) since ``since``, and its expected
+    values with their band for ``horizon`` ahead (``sinks.forecast``)."""
+    past = series_history(store, now=now, series=series, since=since, until="now", step=step,
+                          agg=agg)  # fmt: skip
+    step_s = past["step_s"]
+    ahead = int(parse_duration(horizon) // step_s)
+    if not 1 <= ahead <= MAX_HORIZON:
+        raise HistoryError(f"horizon {horizon} is {ahead} steps of {step}: 1 to {MAX_HORIZON}")
+    step_ms = step_s * 1000
+    end = int(past["to"].timestamp() * 1000) // step_ms * step_ms  # the step under way is left out
+    points = [(int(p["t"].timestamp() * 1000), p["value"]) for p in past["points"]]
+    start, values = forecasting.filled(points, step_ms, end)
+    known = [{"t": _iso(start + i * step_ms), "value": v} for i, v in enumerate(values)]
+    answer = {"series": series, "agg": agg, "step_s": step_s, "history": known}
+    try:
+        out = forecasting.forecast(values, steps_per_day=86_400 // step_s, horizon=ahead)
+    except ValueError as exc:  # an answer, not an error: the series is just too young
+        return {**answer, "model": None, "mae": None, "forecast": [],
+                "note": f"too little history to forecast: {exc}"}  # fmt: skip
+    times = [end + h * step_ms for h in range(ahead)]
+    return {
+        **answer,
+        "model": out["model"],
+        "mae": out["mae"],
+        "note": "",
+        "forecast": [
+            {"t": _iso(t), "expected": e, "low": lo, "high": hi}
+            for t, e, lo, hi in zip(times, out["expected"], out["low"], out["high"], strict=True)
+        ],
+    }
+
+
+def anomaly_patterns(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, window: str,
+    limit_: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The detectors' anomalous ``window`` windows as episodes (``sinks.episodes``): per
+    series by shape and hour of day, with the hour they recur at; the newest episodes."""
+    start, end = time_range(since, until, now=now)
+    try:
+        (spec,) = parse_windows(window)
+    except ValueError as exc:
+        raise HistoryError(f"window {window!r}: {exc}") from None
+    rows = store.select("anomalous_windows", {
+        "start": start, "end": end, "service": service, "window": window, "limit": MAX_ROWS,
+    })  # fmt: skip
+    by_series: dict[str, list[episodes.Row]] = {}
+    medians: dict[str, float | None] = {}
+    for r in rows:
+        at = int(r["window_end"].timestamp() * 1000)
+        by_series.setdefault(r["series"], []).append((at, r["value"], r["score"]))
+        medians[r["series"]] = r["median"]
+    out = episodes.analyse(by_series, medians, hop_ms=spec.hop_ms)
+    for e in out["episodes"]:
+        e["start"], e["end"] = _iso(e.pop("start_ms")), _iso(e.pop("end_ms"))
+    for s in out["series"]:
+        last = s.pop("last_ms")
+        s["last"] = _iso(last) if last is not None else None
+    return {"series": out["series"][:limit_], "episodes": out["episodes"][:limit_],
+            "truncated": len(rows) >= MAX_ROWS}  # fmt: skip
 
 
 #: A chart shows at most this many windows; longer ranges are drawn from raw events.

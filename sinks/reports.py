@@ -194,6 +194,9 @@ def _sections(store: ReadOnly, now: datetime, window: dict[str, str], kind: str)
             Section("Models", history.models(store, now=now, **per),
                     ["model", "task", "evaluations", "latest_accuracy", "accuracy_change"],
                     "latest_accuracy", "model"),
+            Section("Forecasts (next hour, and six hours ahead)", _forecasts(store, now, per),
+                    ["series", "model", "next_expected", "next_low", "next_high",
+                     "in_6h_expected", "mae"]),
             Section("Optimizations", history.optimizations(store, now=now, **per),
                     ["feature", "category", "optimization_id", "before", "after", "change_pct",
                      "user_impact"]),
@@ -224,6 +227,30 @@ def _sections(store: ReadOnly, now: datetime, window: dict[str, str], kind: str)
                     ["rule", "severity", "fired", "resolved", "mean_resolve_s"], "fired",
                     "rule"),
         ]  # fmt: skip
+    return out
+
+
+#: The busiest metric series a performance report forecasts.
+FORECAST_SERIES = 3
+
+
+def _forecasts(store: ReadOnly, now: datetime, per: dict[str, Any]) -> list[dict[str, Any]]:
+    """The busiest metric series' hourly forecast from the week before the period's end."""
+    metrics = history.metrics(store, now=now, **{**per, "limit_": 1000})
+    busiest = sorted(metrics, key=lambda m: (-m["samples"], m["series"]))[:FORECAST_SERIES]
+    out = []
+    for m in busiest:
+        fc = history.forecast(store, now=now, series=m["series"], since="7d", step="1h",
+                              horizon="6h", agg="avg")  # fmt: skip
+        ahead = fc["forecast"]
+        if not ahead:  # too little history: nothing to show
+            continue
+        first, last = ahead[0], ahead[-1]
+        out.append({
+            "series": m["series"], "model": fc["model"], "mae": fc["mae"],
+            "next_expected": first["expected"], "next_low": first["low"],
+            "next_high": first["high"], "in_6h_expected": last["expected"],
+        })  # fmt: skip
     return out
 
 

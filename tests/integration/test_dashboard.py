@@ -264,6 +264,14 @@ async def test_the_series_and_alerts_views_draw_what_history_and_the_live_state_
         last = expected["points"][-1]
         assert view["count"] == str(last["count"]) and view["p95"] == f"{last['p95']:#.4g}"
         assert view["score"] == f"{expected['scores'][-1]['score']:.3f}"
+        # The forecast below the chart says what the history API says (three hours of
+        # hourly means are too little to learn from).
+        status, forecast = worker.call(f"/history/forecast?series={key}&since=7d&step=1h")
+        said = await _until_js(
+            page, "document.getElementById('sr-forecast-model').textContent", lambda v: v
+        )
+        assert status == 200 and forecast["forecast"] == []
+        assert said == "no forecast: " + forecast["note"]
         await page.screenshot(tmp_path / "series.png")
 
         # A key that names no series (another tag): the series of that name are offered.

@@ -23,7 +23,7 @@ SECTIONS = {
     "usage": ["Features", "Most active users", "Common sequences", "Parameter combinations",
               "Parameters that go with failures", "Data sizes (power of ten)", "Satisfaction"],
     "performance": ["Operations (spans)", "What runs used", "Phases", "Resources", "Allocations",
-                    "Models", "Optimizations"],
+                    "Models", "Forecasts (next hour, and six hours ahead)", "Optimizations"],
     "reliability": ["Error types", "Errors by severity and impact", "Failure modes",
                     "Errors that come together", "Recoveries per step", "Alerts per rule"],
 }  # fmt: skip
