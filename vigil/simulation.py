@@ -3,10 +3,11 @@
 It produces every event kind: executions of a few workflows with declared steps (each
 with its action type, after the step before it, within a phase), steps that fail at
 random and are retried (recovery), logs and spans per step and per phase, errors, what
-each execution used, each service's runtime once, resource samples (CPU, memory, GPU)
-and metric samples (latency, satisfaction, feature usage). Latency shifts to a slower
-regime at ``shift_at_ms`` (for anomaly detection); in an ``incident`` most steps fail (for
-the alert rules).
+each execution used, each service's runtime once, resource samples (CPU, memory, GPU,
+the container's), requests traced across two services, and metric samples (latency,
+satisfaction, feature usage, model accuracy, an allocation's use). Latency shifts to a
+slower regime at ``shift_at_ms`` (for anomaly detection); in an ``incident`` most steps
+fail (for the alert rules).
 
 >>> sim = Simulation(seed=1, start_ms=1_700_000_000_000)
 >>> kinds = {e["kind"] for e in sim.advance(120_000)}
@@ -342,14 +343,17 @@ class Simulation:
         for i in range(n):
             ts = t + (i * span_ms) // max(n, 1)
             route = rng.choice(("/checkout", "/search", "/profile"))
+            latency = round(median * math.exp(rng.gauss(0, 0.4)), 2)
             yield {
                 "kind": "metric",
                 "ts": ts,
                 "service": "api",
                 "name": "latency_ms",
-                "value": round(median * math.exp(rng.gauss(0, 0.4)), 2),
+                "value": latency,
                 "tags": {"route": route},
             }
+            if ts % 2_000 == 0:  # a request every two seconds is traced across services
+                yield from self._call(ts, route, latency)
             if rng.random() < 0.05:
                 feature, user = rng.choice(("export", "share")), f"user-{rng.randrange(50)}"
                 yield self._use(feature, user, ts)
@@ -455,3 +459,41 @@ class Simulation:
                 "name": name,
                 "value": round(value, 1),
             }
+        yield from self._container(service, t)
+
+    @staticmethod
+    def _container(service: str, t: int) -> Iterator[dict[str, Any]]:
+        """What the SDK's sampler reads from the service's container (cgroup): its memory
+        and limit, CPU limit and share; from a generator of its own."""
+        draw = random.Random(f"{service}{t}")
+        limit = {"ml": 8192.0, "pipeline": 2048.0}.get(service, 1024.0)
+        samples = {
+            "container_memory_mb": round(limit * draw.uniform(0.45, 0.8), 1),
+            "container_memory_limit_mb": limit,
+            "container_cpu_limit": 4.0 if service == "ml" else 2.0,
+            "container_cpu_percent": round(draw.uniform(20, 70), 1),
+        }
+        for name, value in samples.items():
+            yield {"kind": "metric", "ts": t, "service": service, "name": name, "value": value}
+
+    @staticmethod
+    def _call(ts: int, route: str, latency: float) -> Iterator[dict[str, Any]]:
+        """A request that crosses services: the api's server span, its client span to the
+        reports service, and that service's server span (the trace continued from the
+        call's traceparent, as ``producers.inject`` and ``span(traceparent=)`` do)."""
+        trace, root, call, served = (
+            f"{p}{ts:x}" for p in ("t-req-", "s-api-", "s-call-", "s-rep-")
+        )
+        inner = round(latency * 0.6, 2)
+        spans = (
+            ("api", root, "", f"GET {route}", latency, "server", ts),
+            ("api", call, root, "call reports", inner + 2, "client", ts + 1),
+            ("reports", served, call, "render summary", inner, "server", ts + 2),
+        )
+        for service, span, parent, name, ms, kind, at in spans:
+            event = {"kind": "span", "ts": at, "service": service, "name": name,
+                     "trace_id": trace, "span_id": span, "value": ms, "ok": True,
+                     "attrs": {"span_kind": kind}}  # fmt: skip
+            if parent:
+                event["parent_id"] = parent
+            yield event
