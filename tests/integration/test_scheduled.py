@@ -65,10 +65,13 @@ async def test_the_daily_report_and_archive_run_once_a_day(kafka_settings, start
     data_dir = tmp_path / "data"
     state = data_dir / "scheduled.json"
     try:
+        def done() -> dict:
+            return json.loads(state.read_text()) if state.exists() else {}
+
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not (state.exists() and got):
-            await asyncio.sleep(0.5)
-        assert state.exists() and got, worker.log()[-3000:]
+        while time.monotonic() < deadline and not (len(done()) == 2 and got):
+            await asyncio.sleep(0.5)  # the report, then the archive, in one check
+        assert len(done()) == 2 and got, worker.log()[-3000:]
         stats = worker.stats()
         assert stats["raw_rows"] == sent  # the backlog was stored before the jobs ran
         assert json.loads(state.read_text()) == {"report": str(today), "archive": str(today)}
