@@ -174,12 +174,16 @@ def track_usage(
             data = _sized(size(args, kwargs)) if size_arg else None
             return who, session(args, kwargs), data, chosen, time.perf_counter()
 
+        tags = {"feature": name}
+
         def after(client: Any, state: Any, exc: BaseException | None) -> None:
             who, sid, data, chosen, t0 = state
-            client.feature_used(
-                name, user=who, session=sid, duration_ms=(time.perf_counter() - t0) * 1000,
-                size=data, params=chosen, ok=exc is None, attrs=extra,
-            )  # fmt: skip
+            duration_ms = (time.perf_counter() - t0) * 1000
+            if who is not None and not client.consents(who):
+                client._counts["opted_out"] += 1
+                return
+            attrs = client._use_attrs(dict(extra), who, sid, duration_ms, data, chosen)
+            client._used(tags, attrs, exc is None)
 
         for param in keep:
             _argument(func, param)  # a name the function does not take fails here, early

@@ -142,20 +142,48 @@ class UsageHooks:
         if user is not None and not self.consents(user):
             host._counts["opted_out"] += 1
             return False
-        extra: dict[str, Any] = dict(attrs or {})
+        duration = None if duration_ms is None else _size(duration_ms)
+        amount = None if size is None else _size(size)
+        extra = self._use_attrs(dict(attrs or {}), user, session, duration, amount, params)
+        tags = {"feature": str(feature)}
+        return host.metric("feature_used", 1.0, tags, attrs=extra, ok=ok, ts=ts)
+
+    def _use_attrs(
+        self,
+        extra: dict[str, Any],
+        user: Any,
+        session: Any,
+        duration_ms: float | None,
+        size: float | None,
+        params: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """A use's attributes from checked values (an automatic session is a random id:
+        nothing to hash)."""
+        host: Signals = self  # type: ignore[assignment]
         if user is not None:
             extra["user"] = host.privacy.user(user)
-        if session is not None:
-            extra["session"] = host.privacy.session(session)
-        else:
-            extra["session"] = host.privacy.session(self.session_id())
+        extra["session"] = self.session_id() if session is None else host.privacy.session(session)
         if duration_ms is not None:
-            extra["duration_ms"] = _size(duration_ms)
+            extra["duration_ms"] = duration_ms
         if size is not None:
-            extra["size"] = _size(size)
+            extra["size"] = size
         if params:
             clean = host.privacy.sanitize(dict(params))
             extra["params"] = clean
             extra["combo"] = host.privacy.text(combo(clean), 512)
-        tags = {"feature": str(feature)}
-        return host.metric("feature_used", 1.0, tags, attrs=extra, ok=ok, ts=ts)
+        return extra
+
+    def _used(self, tags: dict[str, str], attrs: dict[str, Any], ok: bool) -> bool:
+        """Queue a use whose tags and attributes the SDK itself made (the decorator's
+        path: what ``metric`` would check is known good)."""
+        host: Signals = self  # type: ignore[assignment]
+        if not host.enabled:
+            host._counts["disabled"] += 1
+            return False
+        if host._metric_rate < 1.0 and not host._keep("metric"):
+            return False
+        event = {
+            "kind": "metric", "service": host._service, "ts": int(host._clock() * 1000),
+            "name": "feature_used", "value": 1.0, "tags": tags, "attrs": attrs, "ok": ok,
+        }  # fmt: skip
+        return host._emit(event) if host.strict else host._put(event)

@@ -65,6 +65,7 @@ async def test_the_daily_report_and_archive_run_once_a_day(kafka_settings, start
     data_dir = tmp_path / "data"
     state = data_dir / "scheduled.json"
     try:
+
         def done() -> dict:
             return json.loads(state.read_text()) if state.exists() else {}
 
