@@ -15,11 +15,14 @@ The figures are the process's while the block ran (another thread's work counts 
 - ``net_rx_bytes``, ``net_tx_bytes``: bytes received and sent on the host's (or the
   container's) interfaces but loopback: no kernel counts network bytes per process.
 
-A reading the platform refuses is left out. CPU, the high-water mark and storage come
-from one ``getrusage`` call; resident memory and the interfaces from ``/proc`` files kept
-open and read again in place (psutil elsewhere than Linux). A measure, start and stop,
-costs about 25 µs here (``bench/producer.py`` prints it beside an execution without one);
-psutil's readings cost 130 µs.
+A reading the platform refuses is left out. CPU and storage come from one ``getrusage``
+call; resident memory and its high-water mark (``VmRSS``, ``VmHWM``) and the interfaces
+from ``/proc`` files kept open and read again in place (psutil and ``getrusage`` elsewhere
+than Linux). Not ``getrusage``'s ``ru_maxrss`` on Linux: a process keeps the high-water
+mark of the process it was forked from across ``exec`` (a worker started by a 1 GB
+parent starts with a 1 GB mark), so no call of its own would ever raise it. A measure,
+start and stop, costs about 40 µs here (``bench/producer.py`` prints it beside an
+execution without one); psutil's readings cost 130 µs.
 
 >>> m = Measure()
 >>> data = bytearray(64 * 2**20)  # 64 MiB, touched
@@ -53,8 +56,6 @@ FIGURES = (
 #: ``ru_maxrss`` is in kilobytes on Linux and in bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
 
 class _Proc:
     """``/proc`` files of this process, opened once per process (a forked child opens its
@@ -62,22 +63,25 @@ class _Proc:
 
     def __init__(self) -> None:
         self.pid = -1
-        self.statm = self.netdev = -1
+        self.status = self.netdev = -1
 
     def _ready(self) -> bool:
         if self.pid != os.getpid():
             self.pid = os.getpid()
             try:
-                self.statm = os.open("/proc/self/statm", os.O_RDONLY)
+                self.status = os.open("/proc/self/status", os.O_RDONLY)
                 self.netdev = os.open("/proc/self/net/dev", os.O_RDONLY)
             except OSError:
-                self.statm = self.netdev = -1
-        return self.statm >= 0
+                self.status = self.netdev = -1
+        return self.status >= 0
 
-    def rss(self) -> float | None:
+    def memory(self) -> tuple[float, float]:
+        """Resident bytes now and at the process's peak."""
         if not self._ready():
-            return float(psutil.Process().memory_info().rss)
-        return float(int(os.pread(self.statm, 256, 0).split()[1]) * _PAGE)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+            return float(psutil.Process().memory_info().rss), float(peak)
+        data = os.pread(self.status, 1 << 13, 0)
+        return _kib(data, b"VmRSS:"), _kib(data, b"VmHWM:")
 
     def network(self) -> tuple[float, float] | None:
         if not self._ready():
@@ -92,6 +96,11 @@ class _Proc:
         return float(rx), float(tx)
 
 
+def _kib(status: bytes, field: bytes) -> float:
+    start = status.index(field) + len(field)
+    return float(int(status[start : status.index(b"kB", start)]) * 1024)
+
+
 _proc = _Proc()
 
 
@@ -100,13 +109,10 @@ def _reading() -> dict[str, float]:
     try:
         ru = resource.getrusage(resource.RUSAGE_SELF)
         out["cpu"] = ru.ru_utime + ru.ru_stime
-        out["hwm"] = ru.ru_maxrss * _MAXRSS_UNIT
         out["read"], out["write"] = ru.ru_inblock * 512, ru.ru_oublock * 512
-        rss = _proc.rss()
+        out["rss"], out["hwm"] = _proc.memory()
     except (OSError, ValueError, psutil.Error):
         return {}
-    if rss is not None:
-        out["rss"] = rss
     try:
         net = _proc.network()
     except (OSError, ValueError, IndexError, psutil.Error):
