@@ -339,6 +339,8 @@ class Signals(UsageHooks, OutcomeHooks):
         return dict(tags)
 
     def _attrs(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        if type(attrs) is dict:  # the usual case, without the ABC check's cost
+            return dict(attrs)
         if not isinstance(attrs, Mapping):
             raise InvalidEvent(f"attrs must be a mapping, got {type(attrs).__name__}")
         return dict(attrs)

@@ -135,6 +135,11 @@ def copy_of(client: Any, database: str, table: str, name: str, *, null: bool = F
         client.command(f"DROP TABLE IF EXISTS {copy}")
 
 
+def under(data_dir: Path) -> Path:
+    """The archive's directory when none is given: ``DATA_DIR/archive``."""
+    return data_dir / "archive"
+
+
 def load(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}

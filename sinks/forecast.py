@@ -34,8 +34,6 @@ from typing import Any
 
 from river import time_series
 
-#: Percentiles of the one-step errors that bound the band.
-BAND = (0.05, 0.95)
 #: Below this many values there is nothing to learn from.
 MIN_HISTORY = 8
 
@@ -101,15 +99,6 @@ def _run(values: list[float], season: int) -> tuple[Any, list[float]]:
     return model, errors
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    position = q * (len(sorted_values) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
 def forecast(values: list[float], *, steps_per_day: int, horizon: int) -> dict[str, Any]:
     """``horizon`` steps ahead of ``values`` (one per step, oldest first): ``expected``,
     ``low`` and ``high`` per step, the ``model`` kept (``trend`` or ``seasonal``) and its
@@ -124,8 +113,9 @@ def forecast(values: list[float], *, steps_per_day: int, horizon: int) -> dict[s
         if _mae(seasonal_errors[-recent:]) < _mae(plain_errors[-recent:]):
             kept, errors, name = seasonal, seasonal_errors, "seasonal"
     expected = [float(x) for x in kept.forecast(horizon=horizon)]
-    ordered = sorted(errors)
-    lo, hi = (_quantile(ordered, q) for q in BAND)
+    # The 5th and 95th percentiles, linearly interpolated (R's type 7).
+    cuts = statistics.quantiles(errors, n=20, method="inclusive")
+    lo, hi = cuts[0], cuts[-1]
     low = [x + lo * math.sqrt(h + 1) for h, x in enumerate(expected)]
     high = [x + hi * math.sqrt(h + 1) for h, x in enumerate(expected)]
     return {

@@ -127,7 +127,7 @@ def forecast(
     end = int(past["to"].timestamp() * 1000) // step_ms * step_ms  # the step under way is left out
     points = [(int(p["t"].timestamp() * 1000), p["value"]) for p in past["points"]]
     start, values = forecasting.filled(points, step_ms, end)
-    known = [{"t": _iso(start + i * step_ms), "value": v} for i, v in enumerate(values)]
+    known = [{"t": _at(start + i * step_ms), "value": v} for i, v in enumerate(values)]
     answer = {"series": series, "agg": agg, "step_s": step_s, "history": known}
     try:
         out = forecasting.forecast(values, steps_per_day=86_400 // step_s, horizon=ahead)
@@ -141,7 +141,7 @@ def forecast(
         "mae": out["mae"],
         "note": "",
         "forecast": [
-            {"t": _iso(t), "expected": e, "low": lo, "high": hi}
+            {"t": _at(t), "expected": e, "low": lo, "high": hi}
             for t, e, lo, hi in zip(times, out["expected"], out["low"], out["high"], strict=True)
         ],
     }
@@ -169,10 +169,10 @@ def anomaly_patterns(
         medians[r["series"]] = r["median"]
     out = episodes.analyse(by_series, medians, hop_ms=spec.hop_ms)
     for e in out["episodes"]:
-        e["start"], e["end"] = _iso(e.pop("start_ms")), _iso(e.pop("end_ms"))
+        e["start"], e["end"] = _at(e.pop("start_ms")), _at(e.pop("end_ms"))
     for s in out["series"]:
         last = s.pop("last_ms")
-        s["last"] = _iso(last) if last is not None else None
+        s["last"] = _at(last) if last is not None else None
     return {"series": out["series"][:limit_], "episodes": out["episodes"][:limit_],
             "truncated": len(rows) >= MAX_ROWS}  # fmt: skip
 
@@ -332,29 +332,46 @@ def recoveries(
 ) -> dict[str, Any]:
     """Recovery attempts per step (with its action type) and strategy, and per action
     type over every step: attempts, success rate, and the mean and longest recovery."""
+    rows = _recovery_steps(store, now, since, until, workflow=workflow)
+    by_action = _roll_up(rows, "action")
+    return {"steps": rows[:limit_], "actions": by_action[:limit_]}
+
+
+def _recovery_steps(
+    store: ReadOnly, now: datetime, since: str, until: str, *, workflow: str = "",
+    service: str = "",
+) -> list[dict[str, Any]]:  # fmt: skip
     start, end = time_range(since, until, now=now)
-    params = {"start": start, "end": end, "workflow": workflow, "limit": MAX_ROWS}
-    rows = store.select("recovery_steps", params)
-    actions: dict[tuple[str, str, str], dict[str, Any]] = {}
+    params = {"start": start, "end": end, "workflow": workflow, "service": service}
+    return store.select("recovery_steps", {**params, "limit": MAX_ROWS})
+
+
+def _roll_up(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """``recovery_steps`` rows summed per service, workflow and ``by`` (strategy or
+    action), the most attempted first: attempts, successes, and the timed ones' mean
+    (weighted by their count) and longest."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in rows:
-        key = (r["service"], r["workflow"], r["action"])
-        a = actions.setdefault(key, {"service": key[0], "workflow": key[1], "action": key[2],
-                                     "attempts": 0, "succeeded": 0, "timed": 0,
-                                     "total_ms": 0.0, "max_ms": None})  # fmt: skip
+        key = (r["service"], r["workflow"], r[by])
+        a = out.setdefault(key, {"service": key[0], "workflow": key[1], by: key[2],
+                                 "attempts": 0, "succeeded": 0, "timed": 0, "total_ms": 0.0,
+                                 "max_ms": None})  # fmt: skip
         a["attempts"] += r["attempts"]
         a["succeeded"] += r["succeeded"]
         if r["timed"]:
             a["timed"] += r["timed"]
             a["total_ms"] += r["mean_ms"] * r["timed"]
             a["max_ms"] = max(a["max_ms"] or 0.0, r["max_ms"])
-    by_action = []
-    for a in actions.values():
-        total = a.pop("total_ms")
-        a["success_rate"] = a["succeeded"] / a["attempts"]
-        a["mean_ms"] = total / a["timed"] if a["timed"] else None
-        by_action.append(a)
-    by_action.sort(key=lambda a: (-a["attempts"], a["service"], a["workflow"], a["action"]))
-    return {"steps": rows[:limit_], "actions": by_action[:limit_]}
+    rolled = [
+        {
+            "service": a["service"], "workflow": a["workflow"], by: a[by],
+            "attempts": a["attempts"], "succeeded": a["succeeded"],
+            "success_rate": a["succeeded"] / a["attempts"], "timed": a["timed"],
+            "mean_ms": a["total_ms"] / a["timed"] if a["timed"] else None, "max_ms": a["max_ms"],
+        }
+        for a in out.values()
+    ]  # fmt: skip
+    return sorted(rolled, key=lambda a: (-a["attempts"], a["service"], a["workflow"], a[by]))
 
 
 #: Rows a query that is summarised in Python reads at most.
@@ -399,20 +416,18 @@ def critical_path(
         "executions": count, "limit": MAX_ROWS,
     })  # fmt: skip
     runs: dict[str, list[critical.Step]] = {}
-    newest: dict[str, float] = {}
     for r in rows:
         ended = r["ended_at"].timestamp() * 1000
         step = critical.Step(r["step"], ended - r["duration_ms"], ended, tuple(r["after"]))
         runs.setdefault(r["execution_id"], []).append(step)
-        newest[r["execution_id"]] = max(newest.get(r["execution_id"], 0.0), ended)
     out = critical.summarize(runs.values())
     out["steps"] = out["steps"][:limit_]
-    latest = max(newest, key=lambda e: (newest[e], e), default=None)
+    latest = max(runs, key=lambda e: (max(s.end for s in runs[e]), e), default=None)
     out["latest"] = None if latest is None else {
         "execution_id": latest,
         "path": [
             {"step": link.step, "duration_ms": link.duration_ms, "waited_ms": link.waited_ms,
-             "started_at": _iso(link.start), "ended_at": _iso(link.end)}
+             "started_at": _at(link.start), "ended_at": _at(link.end)}
             for link in critical.path(runs[latest])
         ],
     }  # fmt: skip
@@ -420,8 +435,10 @@ def critical_path(
     return out
 
 
-def _iso(ms: float) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+def _at(ms: float) -> datetime:
+    """A time of ms since the epoch; answers carry datetimes, which ``clean`` writes as
+    every other answer's times."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def runtimes(
@@ -445,7 +462,8 @@ def errors(
 ) -> dict[str, Any]:
     start, end = time_range(since, until, now=now)
     params = {"start": start, "end": end, "service": service, "limit": limit_}
-    recoveries = store.select("recoveries", params)
+    steps = _recovery_steps(store, now, since, until, service=service)
+    recoveries = _roll_up(steps, "strategy")[:limit_]
     attempts = sum(r["attempts"] for r in recoveries)
     return {
         "types": store.select("error_types", params),
@@ -702,6 +720,18 @@ def distributions(
     }
 
 
+def error_pairs(
+    store: ReadOnly, *, now: datetime, since: str, until: str, service: str, limit_: int
+) -> list[dict[str, Any]]:
+    """Error types that come together, each pair with its lift (``correlations``)."""
+    pairs = _per_service("error_pairs", store, now=now, since=since, until=until,
+                         service=service, limit_=limit_)  # fmt: skip
+    for p in pairs:
+        expected = p["first_groups"] * p["second_groups"] / p["groups"] if p["groups"] else 0
+        p["lift"] = p["together"] / expected if expected else None
+    return pairs
+
+
 def correlations(
     store: ReadOnly, *, now: datetime, since: str, until: str, service: str, step: str,
     limit_: int,
@@ -711,10 +741,7 @@ def correlations(
     together (Pearson's r of their means per ``step``, the 50 busiest series)."""
     start, end = time_range(since, until, now=now)
     params = {"start": start, "end": end, "service": service, "limit": limit_}
-    pairs = store.select("error_pairs", params)
-    for p in pairs:
-        expected = p["first_groups"] * p["second_groups"] / p["groups"] if p["groups"] else 0
-        p["lift"] = p["together"] / expected if expected else None
+    pairs = error_pairs(store, now=now, since=since, until=until, service=service, limit_=limit_)
     step_s = int(parse_duration(step, unit="s"))
     if not 1 <= step_s <= 86_400:
         raise HistoryError(f"step must be from 1s to 1d, got {step!r}")

@@ -206,7 +206,7 @@ def _sections(store: ReadOnly, now: datetime, window: dict[str, str], kind: str)
         rec = history.recoveries(
             store, now=now, since=per["since"], until=per["until"], workflow="", limit_=50
         )
-        corr = history.correlations(store, now=now, **per, step="5m")
+        together = history.error_pairs(store, now=now, **per)  # no metric correlations
         stats = history.alert_stats(
             store, now=now, since=per["since"], until=per["until"], rule="", limit_=50
         )
@@ -218,7 +218,7 @@ def _sections(store: ReadOnly, now: datetime, window: dict[str, str], kind: str)
             Section("Failure modes", history.failure_modes(store, now=now, **per),
                     ["service", "function", "type", "errors", "last_message"], "errors",
                     "function"),
-            Section("Errors that come together", corr["errors"],
+            Section("Errors that come together", together,
                     ["first", "second", "together", "lift"], "together", "first"),
             Section("Recoveries per step", rec["steps"],
                     ["workflow", "step", "action", "strategy", "attempts", "success_rate",

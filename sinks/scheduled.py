@@ -150,11 +150,11 @@ class Jobs:
             if day is None:
                 continue
             when = datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
-            late_ms = now_ms - int(when.timestamp() * 1000) - minute * 60_000
-            if not caught_up and late_ms < PATIENCE_MS:
+            when += timedelta(minutes=minute)  # the time the run was due
+            if not caught_up and now_ms - when.timestamp() * 1000 < PATIENCE_MS:
                 continue
             try:
-                await job(date.fromisoformat(day))
+                await job(when)
             except Exception as exc:  # a failed job is said and tried at the next check
                 self.runs["failed"] += 1
                 log.warning("scheduled %s of %s failed: %r", name, day, exc)
@@ -165,13 +165,12 @@ class Jobs:
             ran.append(f"{name} {day}")
         return ran
 
-    async def _report(self, day: date) -> None:
+    async def _report(self, end: datetime) -> None:
+        """The report of the 24 hours before ``end``, the run's due time."""
         from sinks import charts, reports
 
         s = self.settings
-        end = datetime.combine(day, datetime.min.time(), UTC) + timedelta(
-            minutes=parse_at(s.report_at) or 0
-        )
+        day = end.date()
         params = {
             "since": (end - timedelta(days=1)).isoformat(),
             "until": end.isoformat(),
@@ -190,11 +189,11 @@ class Jobs:
             body = reports.markdown(data)
             await asyncio.to_thread(_send, s.report_apprise, params["title"], body, path)
 
-    async def _archive(self, day: date) -> None:
+    async def _archive(self, due: datetime) -> None:
         from sinks import archive
 
-        before = day - timedelta(days=self.settings.archive_after_days)
-        directory = self.data_dir / "archive"
+        before = due.date() - timedelta(days=self.settings.archive_after_days)
+        directory = archive.under(self.data_dir)
 
         def run() -> int:
             client = self.open_store()

@@ -256,31 +256,40 @@ def _where(url: str | None) -> tuple[Any, str | None]:
     return _store_settings(), client.url(url, worker.web_host, worker.web_port)
 
 
+def _on_store(command: str, settings: Any, work: Any, *errors: type[Exception]) -> Any:
+    """``work(client)`` on a client of the store, closed after; None when the store
+    cannot be opened or ``work`` raises one of ``errors`` (said on stderr)."""
+    from sinks.store import StoreError, open_client
+
+    try:
+        client = open_client(settings)
+    except StoreError as exc:
+        print(f"vigil {command}: {exc}", file=sys.stderr)
+        return None
+    try:
+        return work(client)
+    except errors as exc:
+        print(f"vigil {command}: {exc}", file=sys.stderr)
+        return None
+    finally:
+        client.close()
+
+
 def _export(args: argparse.Namespace) -> int:
     import datetime as dt
     from pathlib import Path
 
     from sinks import export
-    from sinks.store import StoreError, open_client
 
     settings = _store_settings()
     end = dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(days=args.days)
-    try:
-        client = open_client(settings)
-    except StoreError as exc:
-        print(f"vigil export: {exc}", file=sys.stderr)
+    done = _on_store("export", settings, lambda client: export.export(
+        client, settings.database, start, end, Path(args.output),
+        progress=lambda e: print(f"  {e.table}: {e.rows:,} rows", flush=True),
+    ), export.ExportError)  # fmt: skip
+    if done is None:
         return 2
-    try:
-        done = export.export(
-            client, settings.database, start, end, Path(args.output),
-            progress=lambda e: print(f"  {e.table}: {e.rows:,} rows", flush=True),
-        )  # fmt: skip
-    except export.ExportError as exc:
-        print(f"vigil export: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        client.close()
     rows = sum(e.rows for e in done)
     print(f"exported {rows:,} rows of {len(done)} tables to {args.output} ({export.MANIFEST})")
     return 0
@@ -291,10 +300,9 @@ def _archive(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sinks import archive
-    from sinks.store import StoreError, open_client
 
     settings = _store_settings()
-    directory = Path(args.dir) if args.dir else settings.data_dir / "archive"
+    directory = Path(args.dir) if args.dir else archive.under(settings.data_dir)
 
     def show(entry: archive.Archived) -> None:
         verb = "restored" if args.restore else "archived"
@@ -310,25 +318,20 @@ def _archive(args: argparse.Namespace) -> int:
         return 2
     try:
         before = None if args.restore else dt.date.fromisoformat(args.before)
-        client = open_client(settings)
     except ValueError:
         print(
             f"vigil archive: --before {args.before!r} is not a date (YYYY-MM-DD)", file=sys.stderr
         )
         return 2
-    except StoreError as exc:
-        print(f"vigil archive: {exc}", file=sys.stderr)
-        return 2
-    try:
+
+    def work(client: Any) -> list[archive.Archived]:
         if before is None:
-            done = archive.restore(client, settings.database, directory, progress=show)
-        else:
-            done = archive.export(client, settings.database, before, directory, progress=show)
-    except archive.ArchiveError as exc:
-        print(f"vigil archive: {exc}", file=sys.stderr)
+            return archive.restore(client, settings.database, directory, progress=show)
+        return archive.export(client, settings.database, before, directory, progress=show)
+
+    done = _on_store("archive", settings, work, archive.ArchiveError)
+    if done is None:
         return 2
-    finally:
-        client.close()
     rows = sum(e.rows for e in done)
     print(f"vigil archive: {len(done)} partitions, {rows:,} rows ({directory})")
     return 0
@@ -342,7 +345,6 @@ def _forget(args: argparse.Namespace) -> int:
     from producers.settings import ProducerSettings, from_env
     from sinks import archive
     from sinks.forget import Forgotten, forget
-    from sinks.store import StoreError, open_client
 
     settings = _store_settings()
     producer = from_env(ProducerSettings, os.environ)
@@ -361,23 +363,16 @@ def _forget(args: argparse.Namespace) -> int:
     if settings.cluster is not None:
         print("vigil forget: not on a cluster yet (VIGIL_CLICKHOUSE_CLUSTER)", file=sys.stderr)
         return 2
-    directory = Path(args.dir) if args.dir else settings.data_dir / "archive"
+    directory = Path(args.dir) if args.dir else archive.under(settings.data_dir)
 
     def show(entry: Forgotten) -> None:
         print(f"  {entry.where}: {entry.rows:,} rows deleted", flush=True)
 
-    try:
-        client = open_client(settings)
-    except StoreError as exc:
-        print(f"vigil forget: {exc}", file=sys.stderr)
+    done = _on_store("forget", settings, lambda client: forget(
+        client, settings.database, stored, directory, progress=show
+    ), archive.ArchiveError)  # fmt: skip
+    if done is None:
         return 2
-    try:
-        done = forget(client, settings.database, stored, directory, progress=show)
-    except archive.ArchiveError as exc:
-        print(f"vigil forget: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        client.close()
     files = [e for e in done if e.where.endswith(".parquet")]
     rows = sum(e.rows for e in done)
     print(f"vigil forget: {rows:,} rows of {stored} deleted; {len(files)} archived files rewritten")

@@ -1,6 +1,8 @@
 -- Recovery attempts over [start, end) per workflow, step, the step's action type and
--- strategy: how many, how many worked, and how long the timed ones took (the event's
--- value). Attempts not tied to a step have step ''; steps without an action type, ''.
+-- strategy (the event's status): how many, how many worked, and how long the timed ones
+-- took (the event's value: null when none reported a duration). Attempts not tied to a
+-- step have step ''; steps without an action type, ''. sinks.history sums these per
+-- strategy and per action type.
 SELECT
     service,
     name AS workflow,
@@ -17,6 +19,7 @@ FROM {db}.events
 WHERE kind = 'recovery'
   AND ts >= {start:DateTime64(3)} AND ts < {end:DateTime64(3)}
   AND ({workflow:String} = '' OR name = {workflow:String})
+  AND ({service:String} = '' OR service = {service:String})
 GROUP BY service, workflow, step, action, strategy
 ORDER BY attempts DESC, service, workflow, step, action, strategy
 LIMIT {limit:UInt32}

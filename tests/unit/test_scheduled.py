@@ -43,8 +43,8 @@ def jobs(tmp_path: Any, clock: Clock, answers: list[Any]) -> tuple[Jobs, list[di
 
 
 def _fake(made: Jobs) -> Any:
-    async def report(day: Any) -> None:
-        status, _ = await made.answer("report", {"day": str(day)})
+    async def report(due: Any) -> None:
+        status, _ = await made.answer("report", {"day": str(due.date())})
         if status != 200:
             raise RuntimeError(status)
 
