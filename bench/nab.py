@@ -49,11 +49,17 @@ from streams.detection import HOUR_MS, default_detector
 from streams.rules import DETECTOR_POLICY
 
 #: The choices made by looking at scores, each on or off: a log view of the level
-#: detectors, the repeat detector, a short mean over 3 hours (off: 20 steps), the rarity
-#: check (3%), and confirmation (firing on the second row over the threshold in a row;
-#: off: on the first). All on is the default; all off is the default of before.
-CHOICES = ("log view", "repeats", "3 h span", "rarity", "confirm")
-GRID = list(itertools.product((True, False), repeat=len(CHOICES)))
+#: detectors, the repeat detector, its tail past the longest run it has seen (off: the
+#: floor of what its history can tell), a short mean over 3 hours (off: 20 steps), the
+#: rarity check (3%), and confirmation (firing on the second row over the threshold in a
+#: row; off: on the first). All on is the default; all off is the default of before. The
+#: repeat tail without repeats is the same candidate as neither, so it is left out.
+CHOICES = ("log view", "repeats", "repeat tail", "3 h span", "rarity", "confirm")
+GRID = [
+    choice
+    for choice in itertools.product((True, False), repeat=len(CHOICES))
+    if choice[1] or not choice[2]
+]
 
 
 def _name(choice: tuple[bool, ...]) -> str:
@@ -64,16 +70,24 @@ def _name(choice: tuple[bool, ...]) -> str:
 CANDIDATES = {_name(choice): choice for choice in GRID}
 DEFAULT = _name(GRID[0])
 BEFORE = _name(GRID[-1])
-#: The default without confirmation: what the confirmation alone changes.
+#: The default without confirmation, and without the repeat tail: what each alone changes.
 UNCONFIRMED = _name(tuple(choice != "confirm" for choice in CHOICES))
+UNTAILED = _name(tuple(choice != "repeat tail" for choice in CHOICES))
+#: What the synthetic corpus compares the default with.
+COMPARED = (
+    ("without confirmation", UNCONFIRMED),
+    ("without the repeat tail", UNTAILED),
+    ("default of before", BEFORE),
+)
 
 
 def lookup(name: str) -> corpus.Variant:
     """A candidate by name: :func:`default_detector` with its choices on or off."""
-    log_view, repeats, span, rarity, confirm = CANDIDATES[name]
+    log_view, repeats, repeat_tail, span, rarity, confirm = CANDIDATES[name]
     choices = {
         "log_view": log_view,
         "repeats": repeats,
+        "repeat_tail": repeat_tail,
         "span_ms": 3 * HOUR_MS if span else None,
         "rarity": 0.03 if rarity else None,
     }
@@ -120,9 +134,9 @@ def alerts_on_quiet(per_file: dict[str, tuple]) -> int:
 
 
 def synthetic_figures(shared: Path, seeds: list[int]) -> dict[str, Any]:
-    """The held-out synthetic corpus: the default, the default without confirmation and
-    the default of before, over all ``seeds`` as one corpus, per shape and per seed."""
-    names = [DEFAULT, UNCONFIRMED, BEFORE]
+    """The held-out synthetic corpus: the default and what it is ``COMPARED`` with, over
+    all ``seeds`` as one corpus, per shape and per seed."""
+    names = [DEFAULT, *(name for _, name in COMPARED)]
     with tempfile.TemporaryDirectory(prefix="vigil-synthetic-") as tmp:
         root = Path(tmp)
         synthetic.write_seeds(root, seeds)
@@ -136,15 +150,18 @@ def synthetic_figures(shared: Path, seeds: list[int]) -> dict[str, Any]:
         if key.startswith("std ") and key != "std quiet":
             out[f"synthetic {key}"] = value
     out["synthetic alerts past probation on quiet files"] = alerts_on_quiet(runs[DEFAULT])
-    for label, name in (("without confirmation", UNCONFIRMED), ("default of before", BEFORE)):
+    for label, name in COMPARED:
         other = corpus.summary(shared, runs[name])
         for key in ("std", "low_fp", "low_fn", "fp", "missed"):
             out[f"synthetic {key}, {label}"] = other[key]
+        for key, value in other.items():
+            if key.startswith("std ") and key != "std quiet":
+                out[f"synthetic {key}, {label}"] = value
         out[f"synthetic alerts past probation on quiet files, {label}"] = alerts_on_quiet(
             runs[name]
         )
     for seed in seeds:
-        for label, name in (("", DEFAULT), (", without confirmation", UNCONFIRMED)):
+        for label, name in (("", DEFAULT), *((f", {label}", name) for label, name in COMPARED)):
             kept = (
                 s["standard"]
                 for rel, (s, _) in runs[name].items()
@@ -175,6 +192,13 @@ def main() -> None:
         if key.startswith("std "):
             result[f"nab {key}"] = value
     result["nab alerts past probation on files without anomalies"] = alerts_on_quiet(runs[DEFAULT])
+    for label, name in COMPARED:
+        for key, value in summaries[name].items():
+            if key in ("std", "low_fp", "low_fn", "fp", "missed") or key.startswith("std "):
+                result[f"nab {key}, {label}"] = value
+        result[f"nab alerts past probation on files without anomalies, {label}"] = alerts_on_quiet(
+            runs[name]
+        )
     result.update(leave_one_category_out(shared, runs))
     result.update(synthetic_figures(shared, seeds))
     speed, speed_before = (round(s["rows"] / s["seconds"]) for s in (default, before))

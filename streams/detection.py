@@ -55,6 +55,8 @@ __all__ = [
 ]
 
 HOUR_MS = 3_600_000
+#: The least probability a run of repeats is given (a score of at most 1 - 1e-6).
+REPEAT_FLOOR = 1e-6
 
 
 class Detector(Protocol):
@@ -317,10 +319,20 @@ class RepeatDetector:
     of equal values is scored against the runs of the series' own history
     (:class:`TailProbability`, decaying over ``history`` steps): a series that never
     repeats scores a repeat high, a series of integer counts that often repeats does not.
-    The probability is never taken below ``1 / (values seen + 1)``: that is all a history
-    of that length can tell. 0 while the value changes, for the first ``grace`` values,
-    and once the run is as long as the history (a constant series; a stuck one that has
-    become all the detector remembers).
+
+    A history of ``n`` values cannot tell a probability below ``1 / (n + 1)``: past the
+    longest run it holds, the empirical tail says nothing more. With ``extrapolate`` (the
+    default) the tail goes on as the runs of a series whose values repeat at random would:
+    ``p ** run``, with ``p`` the share of steps that repeated the step before (decaying
+    over ``history`` steps, never below :data:`REPEAT_FLOOR`). A stuck sensor on a series
+    of a few integer levels then keeps rising past that floor instead of stopping at it;
+    a series that repeats half the time needs a run of about 20 to get there. Without
+    ``extrapolate``, the floor holds. A series that repeats half the time gets past the
+    floor only with a run longer than any in its history (10 or more in a row).
+
+    0 while the value changes, for the first ``grace`` values, and once the run is as
+    long as the history (a constant series; a stuck one that has become all the detector
+    remembers).
 
     >>> d = RepeatDetector()
     >>> for i in range(500):
@@ -328,29 +340,46 @@ class RepeatDetector:
     >>> d.learn_one(3.0)
     >>> d.score_one(4.0), d.score_one(3.0) > 0.99
     (0.0, True)
+    >>> d, floor = RepeatDetector(), RepeatDetector(extrapolate=False)
+    >>> for i in range(2000):
+    ...     for m in (d, floor):
+    ...         m.learn_one(float(i % 3 if i < 1990 else 1))  # stuck on 1 for 10 values
+    >>> round(1 - floor.score_one(1.0), 4), 1 - d.score_one(1.0) < 1e-5
+    (0.001, True)
     """
 
     kind = "repeats"
 
-    def __init__(self, *, history: int = 1000, grace: int = 30) -> None:
+    def __init__(self, *, history: int = 1000, grace: int = 30, extrapolate: bool = True) -> None:
         if history < 2 or grace < 1:
             raise ValueError("history must be >= 2 and grace >= 1")
         self.history = history
         self.grace = grace
+        self.extrapolate = extrapolate
         self._runs = TailProbability(history=history, low=1.0, high=4096.0, bins=48)
         self._last: float | None = None
         self._run = 0
         self._n = 0
+        self._repeated = 0.0  # steps that repeated the one before, decaying over history
+        self._steps = 0.0  # steps, decaying the same way
 
     def score_one(self, x: float, at: int | None = None) -> float:
         known = min(self._n, self.history)  # values the history speaks for
         if self._n < self.grace or x != self._last or self._run >= known:
             return 0.0  # changing, or this run is all the history knows: the series' way
-        return 1.0 - max(self._runs.sf(self._run + 1), 1.0 / (known + 1))
+        floor = 1.0 / (known + 1)
+        observed = self._runs.sf(self._run + 1)
+        if observed > floor or not self.extrapolate:
+            return 1.0 - max(observed, floor)
+        p = (self._repeated + 1.0) / (self._steps + 2.0)  # a repeat's odds, never 0 or 1
+        return 1.0 - max(min(floor, p**self._run), REPEAT_FLOOR)
 
     def learn_one(self, x: float, at: int | None = None) -> None:
         if not math.isfinite(x):
             return
+        keep = 1.0 - 1.0 / self.history
+        self._repeated = self._repeated * keep + (x == self._last)
+        self._steps = self._steps * keep + 1.0
         self._run = self._run + 1 if x == self._last else 1
         self._last = x
         self._runs.add(float(self._run))
@@ -365,13 +394,19 @@ class RepeatDetector:
             "last": self._last,
             "run": self._run,
             "n": self._n,
+            "extrapolate": self.extrapolate,
+            "repeated": self._repeated,
+            "steps": self._steps,
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> RepeatDetector:
-        d = cls(history=data["history"], grace=data["grace"])
+        """A state of before the extrapolation (no ``extrapolate``) keeps the floor."""
+        extrapolate = data.get("extrapolate", False)
+        d = cls(history=data["history"], grace=data["grace"], extrapolate=extrapolate)
         d._runs = TailProbability.restore(data["runs"])
         d._last, d._run, d._n = data["last"], data["run"], data["n"]
+        d._repeated, d._steps = data.get("repeated", 0.0), data.get("steps", 0.0)
         return d
 
 
@@ -389,6 +424,7 @@ def default_detector(
     *,
     log_view: bool = True,
     repeats: bool = True,
+    repeat_tail: bool = True,
     span_ms: int | None = 3 * HOUR_MS,
     rarity: float | None = 0.03,
 ) -> Detector:
@@ -396,10 +432,12 @@ def default_detector(
 
     Five raw scores per value, the highest counting: the value against its hour of the
     day and against the last 500 values, both on the raw and on a log scale, and how rare
-    its run of repeats is. Then their likelihood over the last 3 hours (at most 20 steps),
-    held back unless that mean is also rare (3%) in its own history. The keywords turn
-    each of those choices off (``bench/nab.py`` scores every combination; all off is the
-    default of before); the README says how each was chosen and what it scores.
+    its run of repeats is (past the longest run in its history, as rare as chance
+    repeats would make it: ``repeat_tail``). Then their likelihood over the last 3 hours
+    (at most 20 steps), held back unless that mean is also rare (3%) in its own history.
+    The keywords turn each of those choices off (``bench/nab.py`` scores every
+    combination; all off is the default of before); the README says how each was chosen
+    and what it scores.
     """
 
     def level() -> list[Detector]:
@@ -407,7 +445,7 @@ def default_detector(
 
     raw = level()
     raw += [LogView(d) for d in level()] if log_view else []
-    raw += [RepeatDetector()] if repeats else []
+    raw += [RepeatDetector(extrapolate=repeat_tail)] if repeats else []
     return AnomalyLikelihood(
         MaxDetector(raw), history=1000, short=20, grace=100, span_ms=span_ms, rarity=rarity
     )

@@ -262,6 +262,33 @@ def test_the_default_detector_alerts_on_a_stuck_sensor():
     assert max(scores[300:1_200]) < 0.9999
 
 
+def _road_speed(seed: int, n: int) -> list[float]:
+    """Whole km/h every 5 minutes, slower in the rush hours: values repeat by chance."""
+    rng, out = random.Random(seed), []
+    for i in range(n):
+        hour = (i * 300_000 % 86_400_000) / 3_600_000
+        rush = math.exp(-((hour - 8) ** 2) / 1.5) + math.exp(-((hour - 17.5) ** 2) / 2)
+        out.append(float(round(65 - 25 * rush + rng.gauss(0, 1.5))))
+    return out
+
+
+def test_a_stuck_sensor_that_repeats_by_chance_is_seen_sooner_with_the_repeat_tail():
+    values = _stuck(_road_speed(0, 2_400), 1_900, 120)
+
+    def first_alert(repeat_tail: bool) -> int:
+        d = default_detector(repeat_tail=repeat_tail)
+        for i, x in enumerate(values):
+            at = i * 300_000
+            if d.score_one(x, at) >= 0.9999 and i > 400:
+                return i
+            d.learn_one(x, at)
+        raise AssertionError("no alert")
+
+    with_tail, floor_only = first_alert(True), first_alert(False)
+    assert with_tail in range(1_900, 1_911)  # 50 minutes in
+    assert with_tail < floor_only  # at the floor, a score stops at 0.999
+
+
 def test_the_short_mean_covers_hours_whatever_the_cadence():
     def steps(step_ms: int) -> int:
         d = AnomalyLikelihood(GaussianDetector(), short=20, span_ms=3 * HOUR_MS)
@@ -303,3 +330,16 @@ def test_a_likelihood_state_from_before_span_and_rarity_restores_with_both_off()
     again = detection.restore(old)
     assert again.span_ms is None and again.rarity is None
     assert _feed(again, _series(10)[200:], 200) == _feed(d, _series(10)[200:], 200)
+
+
+def test_a_repeat_state_saved_before_the_tail_restores_with_the_floor():
+    """A checkpoint written before ``extrapolate`` existed replays as it scored then."""
+    values = _stuck(_road_speed(1, 1_200), 1_000, 60)
+    floor, tail = RepeatDetector(extrapolate=False), RepeatDetector()
+    _feed(floor, values[:600])
+    _feed(tail, values[:600])
+    new_keys = ("extrapolate", "repeated", "steps")
+    old = {k: v for k, v in floor.to_json().items() if k not in new_keys}
+    replayed = _feed(detection.restore(old), values[600:], 600)
+    assert replayed == _feed(floor, values[600:], 600)
+    assert max(_feed(tail, values[600:], 600)) > max(replayed)  # the tail was not there
