@@ -5,7 +5,22 @@
    (``_validate``); microseconds per event and their ratio.
 2. The processor (decode, windows ``1m,5m,5m/1m`` with sketches, live tracking, raw rows)
    over envelopes of 1,000 events, for 1,000 and for 100,000 series: microseconds per
-   event and the growth of the process RSS while it runs.
+   event and the growth of the process RSS while it runs; then each stage of it alone,
+   on the same envelopes, in microseconds per event of the whole stream:
+
+   - ``decode``: envelopes split into lines and each line decoded by msgspec into an
+     ``Event`` (its types and sizes checked in C);
+   - ``validate``: the rules msgspec cannot say, and the series key (``_checked``);
+   - ``windows``: every event added to its pane, and the panes closed and folded into
+     the windows, as records;
+   - ``live``: the workflow events applied to the live executions (``Executions.add``);
+   - ``raw rows``: each event's row of the raw ``events`` table;
+   - ``rest``: the processor's total less the stages: the loop, offsets, evaluation of
+     closed windows, and what the stages cost together beyond alone;
+   - ``collector``: Python's cyclic garbage collector, which the stages are measured
+     without (a batch decoded at once keeps 20,000 young objects alive, and the
+     collector's passes over them would be charged to whichever stage made them): the
+     processor's time with the collector on, less its time with it off.
 3. The default detector (``streams.detection.default_detector``): rows per second, and
    the size of one model's JSON state after those rows.
 
@@ -20,15 +35,18 @@ import random
 import time
 from pathlib import Path
 
+import msgspec
 import orjson
 
 from bench.pipeline import make_events
 from bench.report import emit, progress
-from producers.events import _validate, decode
+from producers.envelopes import split
+from producers.events import _DECODER, WORKFLOW_KINDS, _checked, _validate, decode
 from sinks.rows import RawRows
 from streams.detection import default_detector
+from streams.executions import Executions
 from streams.processing import Processor
-from streams.windows import parse_windows
+from streams.windows import Windows, parse_windows
 
 
 def _rss_mb() -> float:
@@ -54,25 +72,89 @@ def decoding(lines: list[bytes], now_ms: int) -> dict[str, float]:
     }
 
 
+WINDOWS = "1m,5m,5m/1m"
+#: Envelopes handed to the processor at once (a worker's batch).
+BATCH = 20
+
+
 def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
     lines = [orjson.dumps(e) for e in make_events(n, series)]
     messages = [(0, i // 1000, b"\n".join(lines[i : i + 1000])) for i in range(0, n, 1000)]
     del lines
     gc.collect()
     before = _rss_mb()
+    total = _processor(messages, n, series, now_ms)
+    growth = _rss_mb() - before
+    gc.collect()
+    gc.disable()  # the work of each stage, without the collector's passes over the state
+    try:
+        without_collector = _processor(messages, n, series, now_ms)
+        stages = _stages(messages, n, now_ms)
+    finally:
+        gc.enable()
+    out = {
+        f"processor_us_per_event_{series}_series": round(total, 2),
+        f"processor_rss_growth_mb_{series}_series": round(growth, 1),
+    }
+    for stage, us in stages.items():
+        out[f"stage_{stage}_us_per_event_{series}_series"] = round(us, 2)
+    rest = without_collector - sum(stages.values())
+    out[f"stage_rest_us_per_event_{series}_series"] = round(rest, 2)
+    out[f"stage_collector_us_per_event_{series}_series"] = round(total - without_collector, 2)
+    return out
+
+
+def _processor(messages: list[tuple[int, int, bytes]], n: int, series: int, now_ms: int) -> float:
+    """µs per event of a fresh :class:`Processor` over ``messages``, ``BATCH`` at a time."""
     processor = Processor(
-        windows=parse_windows("1m,5m,5m/1m"), grace_ms=30_000, source="b/t", raw_rows=RawRows("b/t")
+        windows=parse_windows(WINDOWS), grace_ms=30_000, source="b/t", raw_rows=RawRows("b/t")
     )
     processor.load(0, None, -1)
     started = time.perf_counter()
-    for j in range(0, len(messages), 20):
-        processor.process(messages[j : j + 20], now_ms=now_ms, checkpoint=False)
-        progress(f"processor, {series:,} series", min((j + 20) * 1000, n), n, started)
-    elapsed = time.perf_counter() - started
-    return {
-        f"processor_us_per_event_{series}_series": round(elapsed / n * 1e6, 2),
-        f"processor_rss_growth_mb_{series}_series": round(_rss_mb() - before, 1),
-    }
+    for j in range(0, len(messages), BATCH):
+        processor.process(messages[j : j + BATCH], now_ms=now_ms, checkpoint=False)
+        progress(f"processor, {series:,} series", min((j + BATCH) * 1000, n), n, started)
+    return (time.perf_counter() - started) / n * 1e6
+
+
+def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict[str, float]:
+    """Each stage of :meth:`Processor.process` alone, batch by batch as the processor
+    sees them: µs per event of the whole stream (a stage that sees only some events, as
+    live tracking, is still divided by all of them, so the stages add up to the
+    processor's work)."""
+    clock = time.perf_counter
+    seconds = dict.fromkeys(("decode", "validate", "windows", "live", "raw_rows"), 0.0)
+    windows = Windows(parse_windows(WINDOWS), grace_ms=30_000, partition=0)
+    executions, rows = Executions(), RawRows("b/t")
+    started = clock()
+    for j in range(0, len(messages), BATCH):
+        batch = messages[j : j + BATCH]
+        t = clock()
+        events = [_DECODER.decode(line) for _, _, value in batch for line in split(value)]
+        t0 = clock()
+        keys = [_checked(ev, now_ms) for ev in events]
+        t1 = clock()
+        if None in keys:
+            raise RuntimeError("the benchmark's events must all pass the fast rules")
+        for ev, key in zip(events, keys, strict=True):
+            windows.add(key, ev.kind, ev.service, ev.name, ts=ev.ts, value=ev.value, ok=ev.ok)
+        windows.close_ready()
+        t2 = clock()
+        workflow = [msgspec.structs.asdict(ev) for ev in events if ev.kind in WORKFLOW_KINDS]
+        for record in workflow:
+            executions.add(record)
+        t3 = clock()
+        offset = batch[0][1]
+        for i, (ev, key) in enumerate(zip(events, keys, strict=True)):
+            rows(ev, key, 0, offset + i // 1000, i % 1000, False)
+        t4 = clock()
+        seconds["decode"] += t0 - t
+        seconds["validate"] += t1 - t0
+        seconds["windows"] += t2 - t1
+        seconds["live"] += t3 - t2
+        seconds["raw_rows"] += t4 - t3
+        progress("stages", min(j + BATCH, len(messages)) * 1000, n, started)
+    return {stage: s / n * 1e6 for stage, s in seconds.items()}
 
 
 def detecting(rows: int) -> dict[str, float]:
