@@ -5,8 +5,9 @@
    (``_validate``); microseconds per event and their ratio.
 2. The processor (decode, windows ``1m,5m,5m/1m`` with sketches, live tracking, raw rows)
    over envelopes of 1,000 events, for 1,000 and for 100,000 series: microseconds per
-   event and the growth of the process RSS while it runs; then each stage of it alone,
-   on the same envelopes, in microseconds per event of the whole stream:
+   event (the median of three runs) and the growth of the process RSS in the first;
+   then each stage of it alone on the same envelopes (medians of three runs), in
+   microseconds per event of the whole stream:
 
    - ``decode``: envelopes split into lines and each line decoded by msgspec into an
      ``Event`` (its types and sizes checked in C);
@@ -21,8 +22,9 @@
      without (a batch decoded at once keeps 20,000 young objects alive, and the
      collector's passes over them would be charged to whichever stage made them): the
      processor's time with the collector on, less its time with it off.
-3. The default detector (``streams.detection.default_detector``): rows per second, and
-   the size of one model's JSON state after those rows.
+3. The default detector (``streams.detection.default_detector``): rows per second, the
+   size of one model's JSON state after those rows, and the memory one model holds
+   after 10 values (a young series) and after 2,000.
 
     python -m bench.worker_core --events 300000
 """
@@ -32,7 +34,9 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import statistics
 import time
+import tracemalloc
 from pathlib import Path
 
 import msgspec
@@ -73,6 +77,8 @@ def decoding(lines: list[bytes], now_ms: int) -> dict[str, float]:
 
 
 WINDOWS = "1m,5m,5m/1m"
+#: Runs of the processor with and without the collector, and of the stages: medians.
+ROUNDS = 3
 #: Envelopes handed to the processor at once (a worker's batch).
 BATCH = 20
 
@@ -83,24 +89,32 @@ def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
     del lines
     gc.collect()
     before = _rss_mb()
-    total = _processor(messages, n, series, now_ms)
+    with_collector = [_processor(messages, n, series, now_ms)]
     growth = _rss_mb() - before
-    gc.collect()
-    gc.disable()  # the work of each stage, without the collector's passes over the state
-    try:
-        without_collector = _processor(messages, n, series, now_ms)
-        stages = _stages(messages, n, now_ms)
-    finally:
-        gc.enable()
+    without_collector: list[float] = []
+    stage_runs: list[dict[str, float]] = []
+    for round_ in range(ROUNDS):  # alternately, so that the machine's drift hits both
+        if round_:
+            with_collector.append(_processor(messages, n, series, now_ms))
+        gc.collect()
+        gc.disable()  # the work of each stage, without the collector's passes over the state
+        try:
+            without_collector.append(_processor(messages, n, series, now_ms))
+            stage_runs.append(_stages(messages, n, now_ms))
+        finally:
+            gc.enable()
+    total = statistics.median(with_collector)
+    stages = {k: statistics.median(run[k] for run in stage_runs) for k in stage_runs[0]}
+    without = statistics.median(without_collector)
     out = {
         f"processor_us_per_event_{series}_series": round(total, 2),
         f"processor_rss_growth_mb_{series}_series": round(growth, 1),
     }
     for stage, us in stages.items():
         out[f"stage_{stage}_us_per_event_{series}_series"] = round(us, 2)
-    rest = without_collector - sum(stages.values())
+    rest = without - sum(stages.values())
     out[f"stage_rest_us_per_event_{series}_series"] = round(rest, 2)
-    out[f"stage_collector_us_per_event_{series}_series"] = round(total - without_collector, 2)
+    out[f"stage_collector_us_per_event_{series}_series"] = round(total - without, 2)
     return out
 
 
@@ -169,7 +183,29 @@ def detecting(rows: int) -> dict[str, float]:
     return {
         "detector_rows_per_s": round(rows / elapsed),
         "detector_state_bytes": len(orjson.dumps(detector.to_json())),
+        **{f"detector_memory_bytes_after_{n}_values": model_memory(n) for n in (10, 2_000)},
     }
+
+
+def model_memory(values: int, models: int = 200) -> int:
+    """Bytes of memory one default model holds after ``values`` values (what a worker
+    keeps per series a detector watches), from ``tracemalloc`` over ``models`` models."""
+    rng = random.Random(2)
+    series = [[rng.lognormvariate(3, 1) for _ in range(values)] for _ in range(models)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = []
+    for xs in series:
+        detector = default_detector()
+        for i, x in enumerate(xs):
+            detector.score_one(x, i * 60_000)
+            detector.learn_one(x, i * 60_000)
+        kept.append(detector)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return round(held / models)
 
 
 def main() -> None:

@@ -43,6 +43,20 @@ class AnomalyLikelihood:
     """
 
     kind = "likelihood"
+    __slots__ = (
+        "_at",
+        "_history",
+        "_last",
+        "_log_step",
+        "_recent",
+        "_tail",
+        "detector",
+        "grace",
+        "history",
+        "rarity",
+        "short",
+        "span_ms",
+    )
     #: Scores from here up are checked against the short mean's own tail (``rarity``).
     CHECKED = 0.99
 

@@ -2,82 +2,112 @@
 instead of the values themselves.
 
 - :class:`RollingMoments`: mean and variance of roughly the last ``size`` values, as a
-  few River ``stats.Var`` blocks.
+  few blocks of River's ``stats.Var`` arithmetic on a flat array.
 - :class:`TailProbability`: how rare a value of a statistic is in its own recent history,
   with a fitted tail beyond what was seen.
 """
 
 from __future__ import annotations
 
-import collections
+import array
 import math
 from typing import Any
-
-from river import stats
 
 
 class RollingMoments:
     """Mean and variance of roughly the last ``size`` values, in ``BLOCKS`` pieces.
 
     River's rolling statistics keep every value of the window to revert it later: 500
-    floats of state per series. Here the window is ``blocks`` River ``stats.Var`` summaries
-    of ``size / BLOCKS`` values each (count, mean, variance), merged with Chan's formula,
-    so the state is three numbers a block; the window covers ``size - size / BLOCKS`` to
-    ``size`` values.
+    floats of state per series. Here the window is ``blocks`` summaries of ``size /
+    BLOCKS`` values each (count, mean, sum of squared deviations), merged with Chan's
+    formula, so the state is three numbers a block; the window covers ``size - size /
+    BLOCKS`` to ``size`` values.
+
+    The blocks are a flat ``array('d')``, not River ``stats.Var`` objects: a worker keeps
+    three of these per series a detector watches, and 22 ``Var`` objects (each with its
+    ``Mean``) took about 6 KB of memory where the array takes 0.5. Each update and merge
+    is River's own arithmetic (``Var.update``, ``Var.__iadd__``, ``Mean.__iadd__``), in
+    its order, so the figures are the same to the last bit
+    (``tests/unit/test_detection.py`` checks it against ``stats.Var``).
     """
 
     BLOCKS = 20
+    __slots__ = ("_done", "_parts", "block", "blocks", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.block = max(1, size // self.BLOCKS)
         self.blocks = max(1, size // self.block)
-        self._done: collections.deque[stats.Var] = collections.deque()
-        self._current = stats.Var(ddof=0)
-        self._total = stats.Var(ddof=0)
+        #: The finished blocks, oldest first: n, mean, S (squared deviations) each.
+        self._done = array.array("d")
+        #: The block being filled and the running total of the window: n, mean, S each.
+        self._parts = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 
     @property
     def n(self) -> int:
-        return int(self._total.n)
+        return int(self._parts[3])
 
     @property
     def mean(self) -> float:
-        return self._total.mean.get()
+        return self._parts[4]
 
     @property
     def var(self) -> float:
         """The sample variance (ddof 1, as River's ``GaussianScorer``)."""
-        n = self._total.n
-        return max(self._total.get() * n / (n - 1), 0.0) if n > 1 else 0.0
+        _, _, _, n, _, s = self._parts
+        if n <= 1:
+            return 0.0
+        return max(s / n * n / (n - 1), 0.0)  # River's get() (ddof 0), then rescaled
 
     def update(self, x: float) -> None:
-        self._current.update(x)
-        self._total.update(x)
-        if self._current.n >= self.block:
-            self._done.append(self._current)
-            self._current = stats.Var(ddof=0)
-            if len(self._done) >= self.blocks:
-                self._done.popleft()
-                self._total = self._sum()  # re-summed, not subtracted: no drift
+        p = self._parts
+        # River's Var.update with w = 1: Mean.update, then S += (x - old) * (x - new).
+        n = p[0] + 1.0
+        old = p[1]
+        new = old + 1.0 / n * (x - old)
+        p[0], p[1], p[2] = n, new, p[2] + 1.0 * (x - old) * (x - new)
+        n = p[3] + 1.0
+        old = p[4]
+        new = old + 1.0 / n * (x - old)
+        p[3], p[4], p[5] = n, new, p[5] + 1.0 * (x - old) * (x - new)
+        if p[0] >= self.block:
+            self._done.extend(p[:3])
+            p[0] = p[1] = p[2] = 0.0
+            if len(self._done) >= 3 * self.blocks:
+                del self._done[:3]
+                p[3:] = self._sum()  # re-summed, not subtracted: no drift
 
-    def _sum(self) -> stats.Var:
-        total = stats.Var(ddof=0)
-        for part in (*self._done, self._current):
-            if part.n:
-                total += part
-        return total
+    def _sum(self) -> list[float]:
+        """The finished blocks and the open one, merged in order from an empty total."""
+        parts = self._done.tolist() + self._parts[:3]
+        n = mean = s = 0.0
+        for i in range(0, len(parts), 3):
+            on, om, os = parts[i], parts[i + 1], parts[i + 2]
+            if not on:
+                continue
+            s = s + os + (mean - om) ** 2 * n * on / (n + on)  # Var.__iadd__
+            old_n = n
+            n += on
+            mean = (old_n * mean + on * om) / n  # Mean.__iadd__
+        return [n, mean, s]
 
     def to_json(self) -> dict[str, Any]:
         # The running total too: re-summing the parts would differ in the last bits.
-        parts = [*self._done, self._current, self._total]
-        return {"size": self.size, "parts": [[p.n, p.mean.get(), p.get()] for p in parts]}
+        flat = self._done.tolist() + self._parts
+        return {
+            "size": self.size,
+            "parts": [
+                [flat[i], flat[i + 1], flat[i + 2] / flat[i] if flat[i] > 0 else 0.0]
+                for i in range(0, len(flat), 3)
+            ],
+        }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> RollingMoments:
         m = cls(data["size"])
-        parts = [stats.Var._from_state(n, mu, var, ddof=0) for n, mu, var in data["parts"]]
-        *done, m._current, m._total = parts
-        m._done.extend(done)
+        flat = [x for n, mean, var in data["parts"] for x in (float(n), mean, n * var)]
+        m._done.extend(flat[:-6])
+        m._parts = flat[-6:]
         return m
 
 
@@ -102,6 +132,19 @@ class TailProbability:
     (True, True)
     """
 
+    __slots__ = (
+        "_counts",
+        "_growth",
+        "_total",
+        "_weight",
+        "_width",
+        "bins",
+        "high",
+        "history",
+        "low",
+        "tail",
+    )
+
     def __init__(
         self,
         *,
@@ -117,7 +160,7 @@ class TailProbability:
         self._width = math.log(high / low) / bins
         self._growth = 1.0 / (1.0 - 1.0 / history)
         self._weight = 1.0
-        self._counts = [0.0] * (bins + 2)
+        self._counts = array.array("d", [0.0] * (bins + 2))  # 8 bytes a bin, not 32
         self._total = 0.0
 
     def _bin(self, s: float) -> int:
@@ -136,7 +179,7 @@ class TailProbability:
         self._total += self._weight
         self._weight *= self._growth
         if self._weight > 1e100:
-            self._counts = [c / self._weight for c in self._counts]
+            self._counts = array.array("d", [c / self._weight for c in self._counts])
             self._total /= self._weight
             self._weight = 1.0
 
@@ -194,5 +237,6 @@ class TailProbability:
         )
         if len(data["counts"]) != t.bins + 2:
             raise ValueError(f"a tail histogram of {t.bins} bins has {t.bins + 2} counts")
-        t._weight, t._total, t._counts = data["weight"], data["total"], list(data["counts"])
+        t._weight, t._total = data["weight"], data["total"]
+        t._counts = array.array("d", data["counts"])
         return t

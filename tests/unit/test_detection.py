@@ -8,6 +8,7 @@ import random
 
 import orjson
 import pytest
+from river import stats
 
 from streams import detection
 from streams.detection import (
@@ -168,6 +169,49 @@ def test_rolling_moments_match_the_exact_statistics_of_their_window():
     var = sum((x - mean) ** 2 for x in window) / (len(window) - 1)
     assert 475 <= m.n <= 500  # whole blocks of 25, the newest partly filled
     assert m.mean == pytest.approx(mean, rel=1e-12) and m.var == pytest.approx(var, rel=1e-9)
+
+
+class _VarBlocks:
+    """The rolling window as River's own ``stats.Var`` blocks: what ``RollingMoments``
+    must equal to the last bit (its arithmetic is River's, on a flat array)."""
+
+    def __init__(self, size: int) -> None:
+        self.block = max(1, size // detection.RollingMoments.BLOCKS)
+        self.blocks = max(1, size // self.block)
+        self.done: list[stats.Var] = []
+        self.current, self.total = stats.Var(ddof=0), stats.Var(ddof=0)
+
+    def update(self, x: float) -> None:
+        self.current.update(x)
+        self.total.update(x)
+        if self.current.n >= self.block:
+            self.done.append(self.current)
+            self.current = stats.Var(ddof=0)
+            if len(self.done) >= self.blocks:
+                self.done.pop(0)
+                self.total = stats.Var(ddof=0)
+                for part in self.done:
+                    self.total += part
+
+    def parts(self) -> list[list[float]]:
+        return [[p.n, p.mean.get(), p.get()] for p in (*self.done, self.current, self.total)]
+
+
+@pytest.mark.parametrize("size", [7, 500, 1_000])
+def test_rolling_moments_are_river_var_blocks_to_the_last_bit(size):
+    rng = random.Random(size)
+    m, river = detection.RollingMoments(size), _VarBlocks(size)
+    for i in range(3 * size + 11):
+        x = rng.lognormvariate(3, 2) if i % 3 else rng.gauss(1e6, 50)
+        m.update(x)
+        river.update(x)
+        if i % 97 == 0:  # through its JSON form now and then, as a checkpoint does
+            m = detection.RollingMoments.restore(orjson.loads(orjson.dumps(m.to_json())))
+            river.done = [stats.Var._from_state(n, mu, v, ddof=0) for n, mu, v in river.parts()]
+            *river.done, river.current, river.total = river.done
+    assert m.to_json()["parts"] == river.parts()
+    n = river.total.n
+    assert (m.n, m.mean, m.var) == (int(n), river.total.mean.get(), river.total.get() * n / (n - 1))
 
 
 def test_a_model_state_stays_small_whatever_the_history():
