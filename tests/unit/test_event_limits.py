@@ -96,3 +96,23 @@ def test_the_sdks_tag_check_has_the_same_limits(tags, kept):
     else:
         with pytest.raises(InvalidEvent):
             check_tags(tags)
+
+
+def test_a_series_key_known_to_the_worker_is_its_own_whatever_came_before():
+    """The worker keeps each checked series' key: a bad tag set is refused every time,
+    and two series that differ in a tag, a step or a name never share a key."""
+    bad = orjson.dumps(event(tags={"a|b": "v"}))
+    for _ in range(2):
+        with pytest.raises(InvalidEvent):
+            decode(bad, now_ms=NOW)
+    seen = {}
+    cases = [({"h": "1"}, "m"), ({"h": "2"}, "m"), ({"h": "1"}, "n"), ({"h": "1", "z": "0"}, "m")]
+    for tags, name in cases * 2:
+        line = orjson.dumps(event(tags=tags, name=name))
+        seen.setdefault(line, set()).add(decode(line, now_ms=NOW)[1])
+    assert [len(keys) for keys in seen.values()] == [1, 1, 1, 1]
+    assert len(set().union(*seen.values())) == 4
+    step = {"kind": "step.end", "ts": NOW, "service": "s", "name": "w", "execution_id": "x",
+            "tags": {"h": "1"}}  # fmt: skip
+    keys = {decode(orjson.dumps({**step, "step": s}), now_ms=NOW)[1] for s in ("a", "b")}
+    assert keys == {"step.end|s|w|step=a|h=1", "step.end|s|w|step=b|h=1"}
