@@ -81,6 +81,20 @@ COMPARED = (
 )
 
 
+#: The figures each candidate compared is reported with (beside its score per category).
+HEADLINE = ("std", "low_fp", "low_fn", "fp", "missed")
+
+
+def _scores(summary: dict[str, Any], keys: tuple[str, ...] = HEADLINE) -> dict[str, Any]:
+    """``keys`` of a corpus summary, and its standard score per category (files without
+    anomalies have none to give: ``std quiet`` is left out)."""
+    return {
+        key: value
+        for key, value in summary.items()
+        if key in keys or (key.startswith("std ") and key != "std quiet")
+    }
+
+
 def lookup(name: str) -> corpus.Variant:
     """A candidate by name: :func:`default_detector` with its choices on or off."""
     log_view, repeats, repeat_tail, span, rarity, confirm = CANDIDATES[name]
@@ -144,19 +158,12 @@ def synthetic_figures(shared: Path, seeds: list[int]) -> dict[str, Any]:
     print(file=sys.stderr)
     out: dict[str, Any] = {}
     synth = corpus.summary(shared, runs[DEFAULT])
-    for key in ("std", "low_fp", "low_fn", "tp", "fp", "missed"):
-        out[f"synthetic {key}"] = synth[key]
-    for key, value in synth.items():
-        if key.startswith("std ") and key != "std quiet":
-            out[f"synthetic {key}"] = value
+    for key, value in _scores(synth, ("tp", *HEADLINE)).items():
+        out[f"synthetic {key}"] = value
     out["synthetic alerts past probation on quiet files"] = alerts_on_quiet(runs[DEFAULT])
     for label, name in COMPARED:
-        other = corpus.summary(shared, runs[name])
-        for key in ("std", "low_fp", "low_fn", "fp", "missed"):
-            out[f"synthetic {key}, {label}"] = other[key]
-        for key, value in other.items():
-            if key.startswith("std ") and key != "std quiet":
-                out[f"synthetic {key}, {label}"] = value
+        for key, value in _scores(corpus.summary(shared, runs[name])).items():
+            out[f"synthetic {key}, {label}"] = value
         out[f"synthetic alerts past probation on quiet files, {label}"] = alerts_on_quiet(
             runs[name]
         )
@@ -186,16 +193,12 @@ def main() -> None:
     summaries = {name: corpus.summary(shared, runs[name]) for name in CANDIDATES}
     result: dict[str, Any] = {}
     default, before = summaries[DEFAULT], summaries[BEFORE]
-    for key in ("std", "low_fp", "low_fn", "tp", "fp", "missed"):
-        result[f"nab {key}"] = default[key]
-    for key, value in default.items():
-        if key.startswith("std "):
-            result[f"nab {key}"] = value
+    for key, value in _scores(default, ("tp", *HEADLINE)).items():
+        result[f"nab {key}"] = value
     result["nab alerts past probation on files without anomalies"] = alerts_on_quiet(runs[DEFAULT])
     for label, name in COMPARED:
-        for key, value in summaries[name].items():
-            if key in ("std", "low_fp", "low_fn", "fp", "missed") or key.startswith("std "):
-                result[f"nab {key}, {label}"] = value
+        for key, value in _scores(summaries[name]).items():
+            result[f"nab {key}, {label}"] = value
         result[f"nab alerts past probation on files without anomalies, {label}"] = alerts_on_quiet(
             runs[name]
         )

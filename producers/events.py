@@ -43,7 +43,7 @@ import msgspec
 import orjson
 from aiokafka.partitioner import murmur2
 
-from producers.series import key_of
+from producers.series import KEYS_KEPT, compose, key_of
 
 SCHEMA_VERSION = 1
 
@@ -304,11 +304,10 @@ def decode(line: bytes, *, now_ms: int) -> tuple[Event, str]:
 
 
 #: The series key of each (kind, service, name, step, tag items) whose tags passed
-#: :func:`check_tags`: one lookup an event for both. As many as ``key_of`` caches: a
-#: smaller set of checked tags (100,000) was cleared over and over by a worker with
-#: 100,000 tagged series, and each event then checked its tags again.
+#: :func:`check_tags`: one lookup an event for both, as many as ``KEYS_KEPT``: a smaller
+#: set of checked tags (100,000) was cleared over and over by a worker with 100,000
+#: tagged series, and each event then checked its tags again.
 _KEYS: dict[tuple[Any, ...], str] = {}
-_MAX_KEYS = 262_144
 
 
 def _checked(ev: Event, now_ms: int) -> str | None:
@@ -337,9 +336,9 @@ def _checked(ev: Event, now_ms: int) -> str | None:
             check_tags(tags)
         except InvalidEvent:
             return None
-        if len(_KEYS) >= _MAX_KEYS:
+        if len(_KEYS) >= KEYS_KEPT:
             _KEYS.clear()
-        series = _KEYS[parts] = key_of.__wrapped__(*parts)  # cached here, not twice
+        series = _KEYS[parts] = compose(*parts)  # kept here, not in key_of's cache too
     return series
 
 

@@ -85,12 +85,19 @@ def _tail(rest: str) -> tuple[str | None, tuple[tuple[str, str], ...]]:
     return step, tuple(sorted(pairs))
 
 
-@functools.lru_cache(maxsize=262_144)  # the worker computes it for every event
-def key_of(kind: str, service: str, name: str, step: str | None, *tags: tuple[str, str]) -> str:
-    """The key of those parts (``tags`` in any order)."""
+#: Series keys a process keeps made (the worker makes one for every event).
+KEYS_KEPT = 262_144
+
+
+def compose(kind: str, service: str, name: str, step: str | None, *tags: tuple[str, str]) -> str:
+    """The key of those parts (``tags`` in any order), made anew: :func:`key_of` keeps
+    them, and the worker keeps its own (``producers.events``)."""
     key = f"{kind}|{service}|{name}"
     if step:
         key += f"|step={step}"
     if tags:
         key += "|" + ",".join(f"{k}={v}" for k, v in sorted(tags))
     return key
+
+
+key_of = functools.lru_cache(maxsize=KEYS_KEPT)(compose)

@@ -301,10 +301,9 @@ class LogView:
         self._values.append(x)
         self._times.append(_NO_TIME if at is None else at)
         if len(self._values) >= self.warmup:
-            first = self._first()
-            mean = sum(v for v, _ in first) / len(first)
+            mean = sum(self._values) / len(self._values)
             self._offset = 0.1 * mean if mean > 0 else 1.0
-            for v, t in first:
+            for v, t in self._first():
                 self.detector.learn_one(math.log(v + self._offset), t)
             self._values, self._times = array.array("d"), array.array("q")
 
@@ -349,10 +348,9 @@ class RepeatDetector:
     default) the tail goes on as the runs of a series whose values repeat at random would:
     ``p ** run``, with ``p`` the share of steps that repeated the step before (decaying
     over ``history`` steps, never below :data:`REPEAT_FLOOR`). A stuck sensor on a series
-    of a few integer levels then keeps rising past that floor instead of stopping at it;
-    a series that repeats half the time needs a run of about 20 to get there. Without
-    ``extrapolate``, the floor holds. A series that repeats half the time gets past the
-    floor only with a run longer than any in its history (10 or more in a row).
+    of a few integer levels then keeps rising past that floor instead of stopping at it; a
+    series that repeats half the time gets past it only with a run longer than any in its
+    history (10 or more in a row). Without ``extrapolate``, the floor holds.
 
     0 while the value changes, for the first ``grace`` values, and once the run is as
     long as the history (a constant series; a stuck one that has become all the detector
@@ -379,7 +377,6 @@ class RepeatDetector:
         "_repeated",
         "_run",
         "_runs",
-        "_steps",
         "extrapolate",
         "grace",
         "history",
@@ -396,7 +393,6 @@ class RepeatDetector:
         self._run = 0
         self._n = 0
         self._repeated = 0.0  # steps that repeated the one before, decaying over history
-        self._steps = 0.0  # steps, decaying the same way
 
     def score_one(self, x: float, at: int | None = None) -> float:
         known = min(self._n, self.history)  # values the history speaks for
@@ -406,7 +402,9 @@ class RepeatDetector:
         observed = self._runs.sf(self._run + 1)
         if observed > floor or not self.extrapolate:
             return 1.0 - max(observed, floor)
-        p = (self._repeated + 1.0) / (self._steps + 2.0)  # a repeat's odds, never 0 or 1
+        # The steps learned, decaying as ``_repeated`` does: sum of keep ** k, k < n.
+        steps = self.history * (1.0 - (1.0 - 1.0 / self.history) ** self._n)
+        p = (self._repeated + 1.0) / (steps + 2.0)  # a repeat's odds, never 0 or 1
         return 1.0 - max(min(floor, p**self._run), REPEAT_FLOOR)
 
     def learn_one(self, x: float, at: int | None = None) -> None:
@@ -414,7 +412,6 @@ class RepeatDetector:
             return
         keep = 1.0 - 1.0 / self.history
         self._repeated = self._repeated * keep + (x == self._last)
-        self._steps = self._steps * keep + 1.0
         self._run = self._run + 1 if x == self._last else 1
         self._last = x
         self._runs.add(float(self._run))
@@ -431,7 +428,6 @@ class RepeatDetector:
             "n": self._n,
             "extrapolate": self.extrapolate,
             "repeated": self._repeated,
-            "steps": self._steps,
         }
 
     @classmethod
@@ -441,7 +437,7 @@ class RepeatDetector:
         d = cls(history=data["history"], grace=data["grace"], extrapolate=extrapolate)
         d._runs = TailProbability.restore(data["runs"])
         d._last, d._run, d._n = data["last"], data["run"], data["n"]
-        d._repeated, d._steps = data.get("repeated", 0.0), data.get("steps", 0.0)
+        d._repeated = data.get("repeated", 0.0)
         return d
 
 

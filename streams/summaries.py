@@ -65,11 +65,11 @@ class RollingMoments:
         n = p[0] + 1.0
         old = p[1]
         new = old + 1.0 / n * (x - old)
-        p[0], p[1], p[2] = n, new, p[2] + 1.0 * (x - old) * (x - new)
+        p[0], p[1], p[2] = n, new, p[2] + (x - old) * (x - new)
         n = p[3] + 1.0
         old = p[4]
         new = old + 1.0 / n * (x - old)
-        p[3], p[4], p[5] = n, new, p[5] + 1.0 * (x - old) * (x - new)
+        p[3], p[4], p[5] = n, new, p[5] + (x - old) * (x - new)
         if p[0] >= self.block:
             self._done.extend(p[:3])
             p[0] = p[1] = p[2] = 0.0
