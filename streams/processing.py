@@ -329,9 +329,10 @@ class Processor:
             self._checkpoint(out)
         return out
 
-    def checkpoint(self) -> BatchResult:
-        """A result that carries only a checkpoint of what changed since the last."""
-        out = BatchResult(source=self.source)
+    def checkpoint(self, out: BatchResult | None = None) -> BatchResult:
+        """``out`` (default: a new result) with a checkpoint of what changed since the
+        last."""
+        out = out if out is not None else BatchResult(source=self.source)
         self._checkpoint(out)
         return out
 

@@ -31,6 +31,22 @@ from streams.tails import published_seqs
 
 log = logging.getLogger(__name__)
 
+#: A checkpoint waits at least this many times as long as the last one took to make. A
+#: partition's state at 100,000 series is tens of MB (75 MB of JSON seen in
+#: ``bench.pipeline``); made every 5 s, it took a growing share of the processor's thread.
+CHECKPOINT_PAUSE = 10
+
+
+def checkpoint_pause(configured: float, took: float) -> float:
+    """Seconds between checkpoints: ``VIGIL_CHECKPOINT_SECONDS``, or ``CHECKPOINT_PAUSE``
+    times what the last took when that is longer; 0 (a checkpoint every batch, as
+    configured) stays 0.
+
+    >>> checkpoint_pause(5.0, 0.01), checkpoint_pause(5.0, 1.5), checkpoint_pause(0.0, 1.5)
+    (5.0, 15.0, 0.0)
+    """
+    return max(configured, CHECKPOINT_PAUSE * took) if configured > 0 else 0.0
+
 
 class Runtime:
     def __init__(
@@ -83,6 +99,8 @@ class Runtime:
         self.state_lock = asyncio.Lock()
         self._ready_lock = asyncio.Lock()
         self._checkpointed: float | None = None
+        #: How long the last checkpoint took to make (seconds of the processor's thread).
+        self._checkpoint_took = 0.0
         self._started: list[Any] = []
 
     def now_ms(self) -> int:
@@ -136,14 +154,23 @@ class Runtime:
                 log.warning("closing %s failed: %r", type(part).__name__, exc)
 
     def checkpoint_due(self) -> bool:
-        """Whether ``VIGIL_CHECKPOINT_SECONDS`` have passed since the last checkpoint."""
+        """Whether a checkpoint is due: ``VIGIL_CHECKPOINT_SECONDS`` have passed since the
+        last, and :data:`CHECKPOINT_PAUSE` times as long as the last took to make."""
         now = self.monotonic()
         if self._checkpointed is None:
             self._checkpointed = now
-        if now - self._checkpointed < self.settings.checkpoint_seconds:
+        if now - self._checkpointed < checkpoint_pause(
+            self.settings.checkpoint_seconds, self._checkpoint_took
+        ):
             return False
         self._checkpointed = now
         return True
+
+    def _checkpoint(self, processor: Processor, result: BatchResult) -> None:
+        """Add a checkpoint of what changed to ``result``, and time it."""
+        started = self.monotonic()
+        processor.checkpoint(result)
+        self._checkpoint_took = self.monotonic() - started
 
     async def take_over(self, processor: Processor, partitions: set[int]) -> None:
         """Load the partitions not held yet: their checkpointed state, the offsets whose
@@ -177,9 +204,10 @@ class Runtime:
         processor = self.processor or await self.ready()
         async with self.state_lock:
             await self.take_over(processor, {m[0] for m in messages})
-            result = processor.process(
-                messages, now_ms=self.now_ms(), checkpoint=self.checkpoint_due()
-            )
+            due = self.checkpoint_due()
+            result = processor.process(messages, now_ms=self.now_ms(), checkpoint=False)
+            if due:
+                self._checkpoint(processor, result)
             self.reapply_acks(processor, result)
         self.changed()  # the live state moved: the dashboard need not wait for the store
         await self.delivery.put(result, acks)
@@ -224,7 +252,9 @@ class Runtime:
                 log.warning("taking assigned partitions over failed, retrying: %r", exc)
             due = self.checkpoint_due()
             waiting = {p for p, n in lag.items() if n > 0}
-            result = processor.tick(now_ms=self.now_ms(), checkpoint=due, backlogged=waiting)
+            result = processor.tick(now_ms=self.now_ms(), checkpoint=False, backlogged=waiting)
+            if due:
+                self._checkpoint(processor, result)
             self.reapply_acks(processor, result)
         if result.touched or result.checkpoint:
             await self.delivery.put(result)
