@@ -24,6 +24,10 @@ from streams.figures import QUANTILE_NAMES, QUANTILES
 from streams.sketch import QuantileSketch
 
 _NO_QUANTILES = [None] * len(QUANTILES)
+_SUMMARY_NAMES = (
+    "count", "errors", "error_rate", "values", "sum", "mean", "min", "max", "stddev",
+    *QUANTILE_NAMES,
+)  # fmt: skip
 
 
 class Aggregate:
@@ -93,22 +97,20 @@ class Aggregate:
 
     def summary(self) -> dict[str, Any]:
         """The figures a window reports for this series (``streams.figures``)."""
-        sketch = self.sketch if self.sketch is not None and self.sketch.count > 0 else None
-        has = sketch is not None
-        quantiles = sketch.quantiles(QUANTILES) if sketch else _NO_QUANTILES
-        out = {
-            "count": self.count,
-            "errors": self.errors,
-            "error_rate": self.error_rate,
-            "values": self.values,
-            "sum": self.sum,
-            "mean": self.mean if has else None,
-            "min": sketch.min if sketch else None,
-            "max": sketch.max if sketch else None,
-            "stddev": self.stddev,
-        }
-        out.update(zip(QUANTILE_NAMES, quantiles, strict=True))
-        return out
+        count, errors, *rest = self.figures()
+        return dict(zip(_SUMMARY_NAMES, (count, errors, self.error_rate, *rest), strict=True))
+
+    def figures(self) -> tuple[Any, ...]:
+        """:meth:`summary`'s values but ``error_rate``, in their order: what a closed
+        window's record is made of (100,000 of them a minute at 100,000 series)."""
+        sketch = self.sketch
+        if sketch is None or not sketch.count:
+            return (self.count, self.errors, 0, self.sum, None, None, None, None,
+                    *_NO_QUANTILES)  # fmt: skip
+        return (
+            self.count, self.errors, sketch.count, self.sum, self.mean, sketch.min,
+            sketch.max, self.stddev, *sketch.quantiles(QUANTILES),
+        )  # fmt: skip
 
     # -- JSON-safe form --------------------------------------------------------------
     def to_list(self) -> list[Any]:

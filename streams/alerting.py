@@ -76,7 +76,22 @@ class AlertState:
     acked_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "fired_at": list(self.fired_at)}
+        """The fields in their order (``dataclasses.asdict`` copies recursively: it was a
+        third of a checkpoint's time at 100,000 series).
+
+        >>> s = AlertState("firing", 1, 2, 0.5, (1, 3), "ann", 4)
+        >>> list(s.to_json().items()) == [*{**dataclasses.asdict(s), "fired_at": [1, 3]}.items()]
+        True
+        """
+        return {
+            "status": self.status,
+            "started_at": self.started_at,
+            "last_active_at": self.last_active_at,
+            "value": self.value,
+            "fired_at": list(self.fired_at),
+            "acked_by": self.acked_by,
+            "acked_at": self.acked_at,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AlertState:

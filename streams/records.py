@@ -24,9 +24,12 @@ from streams.routing import Forward
 _ENCODE = msgspec.json.Encoder().encode
 
 
-@dataclass(frozen=True, slots=True)
-class WindowRecord:
-    """One closed window of one series: ``[start_ms, end_ms)``, advancing by ``hop_ms``."""
+class WindowRecord(msgspec.Struct, frozen=True, gc=False):
+    """One closed window of one series: ``[start_ms, end_ms)``, advancing by ``hop_ms``.
+
+    A msgspec struct, not a frozen dataclass: at 100,000 series a minute closes 200,000 of
+    them, and a frozen dataclass took 2.8 µs to make against 0.16 (a scratch timing); it
+    holds numbers, strings and the sketch's counts, so the collector need not track it."""
 
     # The figures' fields follow streams.figures.FIGURES (error_rate is a property).
     series: str
@@ -64,22 +67,13 @@ class WindowRecord:
         label: str,
         partition: int,
     ) -> WindowRecord:
-        """The record of a :class:`streams.windows.SeriesAggregate`."""
-        figures = agg.summary()
-        del figures["error_rate"]
-        return cls(
-            series=series,
-            kind=agg.kind,
-            service=agg.service,
-            name=agg.name,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            hop_ms=hop_ms,
-            label=label,
-            partition=partition,
-            sketch=agg.sketch.buckets() if agg.sketch is not None else None,
-            **figures,
-        )
+        """The record of a :class:`streams.windows.SeriesAggregate` (its figures in the
+        fields' order: ``Aggregate.figures``)."""
+        sketch = agg.sketch.buckets() if agg.sketch is not None else None
+        return cls(  # type: ignore[call-arg]  # mypy counts a star argument as too many
+            series, agg.kind, agg.service, agg.name, start_ms, end_ms, hop_ms, label,
+            partition, *agg.figures(), sketch,
+        )  # fmt: skip
 
     @property
     def error_rate(self) -> float:

@@ -156,14 +156,29 @@ class QuantileSketch:
         return min(max(value, self.min), self.max)
 
     def buckets(self) -> tuple[int, dict[int, int], dict[int, int]]:
-        """``(zeros, positive, negative)`` bucket counts, exact values bucketed too."""
+        """``(zeros, positive, negative)`` bucket counts, exact values bucketed too.
+
+        >>> s = QuantileSketch()
+        >>> for v in (-2.0, 0.0, 1.0, 1.0, 3.0):
+        ...     s.add(v)
+        >>> s.buckets()
+        (1, {0: 2, 55: 1}, {35: 1})
+        """
         if self.exact is None:
             return self.zeros, self.positive, self.negative
-        bucketed = QuantileSketch()
-        bucketed._bucket_all()
+        # What _bucket does for each value, without a sketch to hold them: a window of a
+        # quiet series closes with a few exact values, 100,000 of them a minute.
+        zeros, positive, negative = 0, dict[int, int](), dict[int, int]()
         for value in self.exact:
-            bucketed._bucket(value)
-        return bucketed.zeros, bucketed.positive, bucketed.negative
+            if value > MIN_MAGNITUDE:
+                key = math.ceil(math.log(value) * _INV_LOG_GAMMA)
+                positive[key] = positive.get(key, 0) + 1
+            elif value < -MIN_MAGNITUDE:
+                key = math.ceil(math.log(-value) * _INV_LOG_GAMMA)
+                negative[key] = negative.get(key, 0) + 1
+            else:
+                zeros += 1
+        return zeros, positive, negative
 
     # -- JSON-safe form: [zeros, min, max, [k, n, ...], [k, n, ...], exact values or null] --
     def to_list(self) -> list[Any]:
