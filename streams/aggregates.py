@@ -20,14 +20,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from streams.figures import QUANTILE_NAMES, QUANTILES
+from streams.figures import NAMES, QUANTILES
 from streams.sketch import QuantileSketch
 
 _NO_QUANTILES = [None] * len(QUANTILES)
-_SUMMARY_NAMES = (
-    "count", "errors", "error_rate", "values", "sum", "mean", "min", "max", "stddev",
-    *QUANTILE_NAMES,
-)  # fmt: skip
 
 
 class Aggregate:
@@ -98,7 +94,8 @@ class Aggregate:
     def summary(self) -> dict[str, Any]:
         """The figures a window reports for this series (``streams.figures``)."""
         count, errors, *rest = self.figures()
-        return dict(zip(_SUMMARY_NAMES, (count, errors, self.error_rate, *rest), strict=True))
+        # In streams.figures' order: error_rate is the third.
+        return dict(zip(NAMES, (count, errors, self.error_rate, *rest), strict=True))
 
     def figures(self) -> tuple[Any, ...]:
         """:meth:`summary`'s values but ``error_rate``, in their order: what a closed
