@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import operator
 import os
 import random
 import re
@@ -69,7 +70,9 @@ def make_events(n: int, series: int) -> list[dict]:
     and made 85-90% of all events late, which skipped their windows)."""
     start = int(time.time() * 1000) - 6 * 3600_000
     sim = Simulation(seed=1, start_ms=start, requests_per_s=1)
-    workflow = sorted((e for e in sim.advance(SPAN_MS) if e["kind"] != "metric"), key=_ts)
+    workflow = sorted(
+        (e for e in sim.advance(SPAN_MS) if e["kind"] != "metric"), key=operator.itemgetter("ts")
+    )
     rng = random.Random(1)
     events: list[dict] = []
     for i in range(n):
@@ -89,10 +92,6 @@ def make_events(n: int, series: int) -> list[dict]:
             }
         )
     return events
-
-
-def _ts(event: dict) -> int:
-    return int(event["ts"])
 
 
 async def publish(settings: ProducerSettings, events: list[dict]) -> dict[str, float]:
