@@ -28,6 +28,7 @@ import orjson
 
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, decode
+from streams import collector
 from streams.evaluation import Evaluation
 from streams.executions import Executions
 from streams.records import BatchResult, RawBatch, RawRowFormat, Rejected
@@ -49,15 +50,18 @@ class PartitionState:
     received: Received = field(default_factory=Received)
 
     def snapshot(self) -> bytes:
-        return orjson.dumps(
-            {
-                "offset": self.offset,
-                "windows": self.windows.snapshot(),
-                "executions": self.executions.snapshot(),
-                "alerts": self.evaluation.snapshot(),
-                "received": self.received.snapshot(),
-            }
-        )
+        """The state as JSON, made with the cyclic collector paused: its dicts and lists
+        are as many as the state's objects, and none is in a cycle."""
+        with collector.paused():
+            return orjson.dumps(
+                {
+                    "offset": self.offset,
+                    "windows": self.windows.snapshot(),
+                    "executions": self.executions.snapshot(),
+                    "alerts": self.evaluation.snapshot(),
+                    "received": self.received.snapshot(),
+                }
+            )
 
     def close(self, now_ms: int, out: BatchResult) -> bool:
         """Close the windows that are ready into ``out``, with the alert transitions and
@@ -111,7 +115,12 @@ class Processor:
 
     # -- partition lifecycle -----------------------------------------------------------
     def load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
-        """Take over ``partition`` from its saved state and the store's position."""
+        """Take over ``partition`` from its saved state and the store's position (the
+        state read with the cyclic collector paused, as it is made)."""
+        with collector.paused():
+            self._load(partition, snapshot, stored_offset)
+
+    def _load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
         options = {"grace_ms": self.grace_ms, "partition": partition, "idle_ms": self.idle_ms}
         horizon = {"horizon_ms": self.horizon_ms}
         state = PartitionState(

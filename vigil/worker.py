@@ -14,23 +14,16 @@ import faust
 from sinks import chserver, scheduled, service
 from sinks.store import open_client
 from sinks.writer import ClickHouseSink
-from streams import auth, logs
+from streams import auth, collector, logs
 from streams.app import create_app
 from streams.rules import RuleFileError
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker
 
-#: The cyclic garbage collector's thresholds in a worker: a young generation of 50,000
-#: objects instead of 700. The window state and detector models at 100,000 series are
-#: millions of objects; collecting every 700 new ones made the processor 80-101 µs an event
-#: there, against 56-57 with these thresholds and 51 with no collector (a scratch run of
-#: bench.worker_core's processor, 200,000 events). A batch's cycles are still collected.
-GC_THRESHOLDS = (50_000, 20, 10)
-
 
 def run(environ: dict[str, str] | None = None) -> None:
     """Run until SIGTERM/SIGINT; starts an embedded broker when none is configured."""
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*collector.THRESHOLDS)
     config = Config.from_env(os.environ if environ is None else environ)
     try:
         rules = config.worker.load_rules()
