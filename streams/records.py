@@ -67,12 +67,12 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
         label: str,
         partition: int,
     ) -> WindowRecord:
-        """The record of a :class:`streams.windows.SeriesAggregate` (its figures in the
-        fields' order: ``Aggregate.figures``)."""
-        sketch = agg.sketch.buckets() if agg.sketch is not None else None
+        """The record of a closed :class:`streams.windows.SeriesAggregate` (its figures
+        in the fields' order: ``Aggregate.figures``)."""
+        figures, sketch = agg.closed()
         return cls(  # type: ignore[call-arg]  # mypy counts a star argument as too many
             series, agg.kind, agg.service, agg.name, start_ms, end_ms, hop_ms, label,
-            partition, *agg.figures(), sketch,
+            partition, *figures, sketch,
         )  # fmt: skip
 
     @property

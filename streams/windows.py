@@ -102,13 +102,31 @@ def parse_windows(text: str) -> tuple[WindowSpec, ...]:
 
 
 class SeriesAggregate(Aggregate):
-    """An aggregate that knows which series it describes."""
+    """An aggregate that knows which series it describes.
 
-    __slots__ = ("kind", "name", "service")
+    A closed pane's aggregate is never changed again, so every window it is the first
+    pane of shares it (``shared``) instead of each taking a copy, and a window copies it
+    only when a second pane comes: at 100,000 series most series have one pane in a
+    window, and ``1m,5m,5m/1m`` puts each pane into seven windows. For the same reason a
+    closed aggregate's record figures are worked out once (:meth:`closed`), not once a
+    window.
+    """
+
+    __slots__ = ("_closed", "kind", "name", "service", "shared")
 
     def __init__(self, kind: str, service: str, name: str) -> None:
         super().__init__()
         self.kind, self.service, self.name = kind, service, name
+        self.shared = False
+        self._closed: tuple[tuple[Any, ...], Any] | None = None
+
+    def closed(self) -> tuple[tuple[Any, ...], Any]:
+        """``(figures, sketch buckets)`` of a window's record, for an aggregate that
+        will not change again (kept after the first call)."""
+        if self._closed is None:
+            sketch = self.sketch.buckets() if self.sketch is not None else None
+            self._closed = (self.figures(), sketch)
+        return self._closed
 
 
 class Windows:
@@ -221,8 +239,14 @@ class Windows:
                 partial = self._partials[(end, spec)] = {}
             for series, agg in bucket.items():
                 into = partial.get(series)
-                if into is None:
-                    into = partial[series] = SeriesAggregate(agg.kind, agg.service, agg.name)
+                if into is None:  # the window's first pane: shared, not copied
+                    agg.shared = True
+                    partial[series] = agg
+                    continue
+                if into.shared:  # a second pane: the window takes its own copy now
+                    own = partial[series] = SeriesAggregate(agg.kind, agg.service, agg.name)
+                    own.merge(into)
+                    into = own
                 into.merge(agg)
             end += spec.hop_ms
 

@@ -125,7 +125,13 @@ def test_tumbling_and_hopping_windows_from_panes_equal_a_recount():
     closed = w.close_ready()
     _add(w, 10 * 24 * 3600 * 1000, series="end")  # far ahead: everything closes
     closed += [r for r in w.close_ready() if r.series != "end"]
-    for spec in parse_windows("1m,5m,5m/1m,15m/5m"):
+    _assert_recounted(closed, events, "1m,5m,5m/1m,15m/5m")
+
+
+def _assert_recounted(closed, events, windows):
+    """``closed`` holds every window of ``windows`` that ``events`` fall in, no other,
+    each with the figures of a count from scratch."""
+    for spec in parse_windows(windows):
         expected = _recount(events, spec)
         got = {(r.series, r.start_ms, r.end_ms): r for r in closed if r.label == spec.label}
         assert set(got) == set(expected), spec.label
@@ -139,6 +145,28 @@ def test_tumbling_and_hopping_windows_from_panes_equal_a_recount():
             assert rec.mean == pytest.approx(statistics.fmean(values), rel=1e-9)
             assert rec.stddev == pytest.approx(statistics.pstdev(values), rel=1e-6, abs=1e-9)
             assert rec.hop_ms == spec.hop_ms
+
+
+def test_windows_of_many_sparse_series_equal_a_recount_across_a_snapshot():
+    """Most series have one pane in a window: the windows share that pane's aggregate
+    until a second pane comes, and a snapshot taken meanwhile restores each its own."""
+    rng = random.Random(5)
+    windows = "1m,5m,5m/1m,15m/5m"
+    w = _w(grace=20_000, windows=windows)
+    events, closed = [], []
+    for i in range(3000):
+        event_ts = i * 200 + rng.randrange(0, 15_000)  # out of order, within grace
+        series = f"s{rng.randrange(400)}"  # about one event a series in 5 minutes
+        value = rng.choice([rng.lognormvariate(1, 1), float(rng.randrange(3))])
+        assert _add(w, event_ts, value=value, series=series)
+        events.append((series, event_ts, value))
+        if i % 500 == 499:
+            closed += w.close_ready()
+        if i == 1700:  # panes shared by open windows, and windows that hold a copy
+            w = Windows.restore(w.snapshot(), parse_windows(windows), grace_ms=20_000, partition=2)
+    _add(w, 10 * 24 * 3600 * 1000, series="end")
+    closed += [r for r in w.close_ready() if r.series != "end"]
+    _assert_recounted(closed, events, windows)
 
 
 def test_an_idle_partition_closes_its_windows_by_the_wall_clock():
