@@ -210,7 +210,7 @@ def create_app(
     @app.timer(interval=1.0)
     async def close_idle() -> None:
         """Windows of partitions without traffic close by the wall clock."""
-        await rt.tick(lag())
+        await rt.tick(lag)
 
     @app.timer(interval=5.0)
     async def scheduled_work() -> None:

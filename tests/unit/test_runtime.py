@@ -138,3 +138,43 @@ async def test_a_stop_closes_what_was_started_in_reverse_order_even_when_one_fai
     rt._started = [Part("store"), Part("webhooks", fails=True), Part("other")]
     await rt.close()
     assert closed == ["other", "webhooks", "store"]
+
+
+async def test_a_partition_with_messages_waiting_is_not_idle_however_long_a_batch_took():
+    """The backlog is read once the tick holds the state: a batch that held it for
+    longer than the idle time leaves every partition without an arrival, yet their
+    windows wait for the messages behind it; and so do those of a partition the
+    consumer has not fetched yet."""
+    world = World()
+    rt = runtime(world)
+    part = MESSAGES[:40]
+    await rt.process(part, acks(world, part))
+    assert rt.processor is not None
+    processor = rt.processor
+    open_before = sum(s.windows.open_windows for s in processor.states.values())
+    assert open_before > 0
+    backlog = dict.fromkeys(PARTITIONS, 0)  # as of the last fetch: all applied
+    read_while_held: list[bool] = []
+    batch_running = True
+
+    def lag() -> dict[int, int]:
+        read_while_held.append(batch_running)
+        return dict(backlog)
+
+    async with rt.state_lock:  # a batch is being processed
+        ticking = asyncio.create_task(rt.tick(lag))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        world.now_s += 60  # it took a minute: both partitions look idle
+        backlog[0] = backlog[1] = 7  # and more messages were fetched meanwhile
+        batch_running = False
+    await ticking
+    assert read_while_held == [False]
+    assert sum(s.windows.open_windows for s in processor.states.values()) == open_before
+    backlog.clear()  # a consumer that knows no highwater (not fetched yet)
+    await rt.tick(lag)
+    assert sum(s.windows.open_windows for s in processor.states.values()) == open_before
+    backlog.update(dict.fromkeys(PARTITIONS, 0))  # fetched, nothing waits: idle indeed
+    await rt.tick(lag)
+    assert sum(s.windows.open_windows for s in processor.states.values()) < open_before
+    await rt.close()
