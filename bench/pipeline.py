@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import heapq
 import operator
 import os
 import random
@@ -66,35 +67,34 @@ SPAN_MS = 10 * 60_000
 
 
 def make_events(n: int, series: int) -> list[dict]:
-    """``n`` events: metric samples over ``series`` series, and every tenth a workflow event
-    of a simulated engine, in the engine's time order spread over the same ten minutes
-    (so each partition's event time moves on with the metrics and few events are late:
-    cycled through ten times over instead, the workflow events ran ahead of the metrics
-    and made 85-90% of all events late, which skipped their windows)."""
+    """``n`` events in time order over ten minutes: metric samples over ``series``
+    series, and a tenth of them workflow events of a simulated engine, in time with the
+    metrics, so no event is late. (Cycled through ten times over, the workflow events
+    ran ahead of the metrics and made 85-90% of all events late, which skipped their
+    windows; picked by position instead of merged by time, they led by 30 s or more
+    depending on the minute the run started, and made up to 38,000 of 300,000 late.)"""
     start = int(time.time() * 1000) - 6 * 3600_000
     sim = Simulation(seed=1, start_ms=start, requests_per_s=1)
     workflow = sorted(
         (e for e in sim.advance(SPAN_MS) if e["kind"] != "metric"), key=operator.itemgetter("ts")
     )
+    picked = n // 10 if workflow else 0
+    workflow = [workflow[j * len(workflow) // picked] for j in range(picked)]
     rng = random.Random(1)
-    events: list[dict] = []
-    for i in range(n):
-        ts = start + i * SPAN_MS // n
-        if i % 10 == 0 and workflow:
-            events.append(workflow[i * len(workflow) // n])
-            continue
-        events.append(
-            {
-                "kind": "metric",
-                "ts": ts,
-                "service": "api",
-                "name": "latency_ms",
-                "value": rng.lognormvariate(3, 1),
-                "ok": rng.random() > 0.02,
-                "tags": {"host": f"h{i % series}"},
-            }
-        )
-    return events
+    metrics = n - picked
+    events = [
+        {
+            "kind": "metric",
+            "ts": start + i * SPAN_MS // metrics,
+            "service": "api",
+            "name": "latency_ms",
+            "value": rng.lognormvariate(3, 1),
+            "ok": rng.random() > 0.02,
+            "tags": {"host": f"h{i % series}"},
+        }
+        for i in range(metrics)
+    ]
+    return list(heapq.merge(events, workflow, key=operator.itemgetter("ts")))
 
 
 async def publish(settings: ProducerSettings, events: list[dict]) -> dict[str, float]:
