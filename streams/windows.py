@@ -284,6 +284,21 @@ class Windows:
 
     # -- persistence (JSON-safe) ------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """The state as JSON-safe data. A closed pane that several windows share is
+        written once, in ``shared``, and each of them names its place there instead of
+        repeating it; restored, they share it again."""
+        shared: list[list[Any]] = []
+        places: dict[int, int] = {}
+
+        def written(a: SeriesAggregate) -> list[Any] | int:
+            if not a.shared:
+                return a.to_list()
+            place = places.get(id(a))
+            if place is None:
+                place = places[id(a)] = len(shared)
+                shared.append(a.to_list())
+            return place
+
         return {
             "pane_ms": self.pane_ms,
             "max_ts": self.max_ts,
@@ -294,10 +309,11 @@ class Windows:
                 for s, a in bucket.items()
             ],
             "partials": [
-                [end, spec.width_ms, spec.hop_ms, s, a.kind, a.service, a.name, a.to_list()]
+                [end, spec.width_ms, spec.hop_ms, s, a.kind, a.service, a.name, written(a)]
                 for (end, spec), bucket in self._partials.items()
                 for s, a in bucket.items()
             ],
+            "shared": shared,
         }
 
     @classmethod
@@ -313,10 +329,20 @@ class Windows:
         w.late = dict(data["late"])
         for end, s, kind, service, name, agg in data["panes"]:
             w._panes.setdefault(end, {})[s] = _restored(kind, service, name, agg)
+        shared = data.get("shared", [])  # none in a snapshot of before sharing
+        restored: dict[int, SeriesAggregate] = {}
         for end, width, hop, s, kind, service, name, agg in data["partials"]:
             spec = WindowSpec(width, hop)
-            if spec in w._composed:  # a window no longer configured is not emitted
-                w._partials.setdefault((end, spec), {})[s] = _restored(kind, service, name, agg)
+            if spec not in w._composed:  # a window no longer configured is not emitted
+                continue
+            if isinstance(agg, int):
+                into = restored.get(agg)
+                if into is None:
+                    into = restored[agg] = _restored(kind, service, name, shared[agg])
+                    into.shared = True
+            else:
+                into = _restored(kind, service, name, agg)
+            w._partials.setdefault((end, spec), {})[s] = into
         return w
 
 

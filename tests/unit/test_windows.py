@@ -259,3 +259,32 @@ def test_open_series_gives_each_open_window_its_own_start_and_end():
     assert ("5m/1m", -120_000, 180_000, 1) in shown  # the closed minute, folded in
     assert all(v["end_ms"] - v["start_ms"] == (60_000 if v["window"] == "1m" else 300_000)
                for v in w.open_series("s"))  # fmt: skip
+
+
+def test_a_shared_pane_is_written_once_and_a_snapshot_of_before_sharing_restores():
+    windows = "1m,5m,5m/1m"
+    w = _w(grace=0, windows=windows)
+    for i in range(40):  # one event a series: each pane is the only one of its windows
+        _add(w, i * 1_000, value=float(i), series=f"s{i}")
+    _add(w, 61_000, series="clock")  # the first minute closes; its panes fold
+    w.close_ready()
+    data = w.snapshot()
+    places = [row[-1] for row in data["partials"] if row[3] != "clock"]
+    # 5m, and the four 5m/1m windows still open (the one ending at 1m closed)
+    assert len(data["shared"]) == 40 and len(places) == 40 * 5
+    assert sorted(set(places)) == list(range(40))
+    before = dict(data)  # as a worker of before sharing wrote it: every window in full
+    before["partials"] = [
+        [*row[:-1], data["shared"][row[-1]] if isinstance(row[-1], int) else row[-1]]
+        for row in data["partials"]
+    ]
+    del before["shared"]
+    restored = [
+        Windows.restore(d, parse_windows(windows), grace_ms=0, partition=2) for d in (data, before)
+    ]
+    for r in (w, *restored):
+        _add(r, 62_000, value=100.0, series="s3")  # a second pane for some of s3's windows
+        _add(r, 30 * MIN, series="clock")
+    closed = [r.close_ready() for r in (w, *restored)]
+    assert closed[0] == closed[1] == closed[2]
+    assert len(closed[0]) >= 40 * 5
