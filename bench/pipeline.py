@@ -15,7 +15,10 @@ store's own thread calls chDB), and the broker's. A total above the cores times 
 between events means the machine, not one thread, is the limit. Prints JSON, then a
 table.
 
-With ``--workers N`` (N > 1) it runs twice in one go, each time on a backlog and a store of
+With ``--store chserver`` the store runs behind ``vigil chserver``, in a process of its
+own as a ClickHouse server would be, so the worker's peak RSS is its own (the store's is
+printed apart): embedded, chDB's memory is most of the worker's. With ``--workers N``
+(N > 1) it runs twice in one go, each time on a backlog and a store of
 its own behind ``vigil chserver`` (how several processes share chDB): one worker, then N
 workers in one consumer group, and prints the N workers' events/s and their scaling
 against the one (the clock runs from the first batch any worker received to the last any
@@ -181,6 +184,16 @@ def _cpu(procs: list[Any], others: dict[str, int]) -> collections.Counter[str]:
     return out
 
 
+def peak_rss(pid: int) -> float:
+    """The peak resident memory of process ``pid`` so far, in MB (0 once it is gone)."""
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def run_workers(
     env: dict[str, str], n: int, workdir: Path, count: int, others: dict[str, int]
 ) -> dict[str, Any]:
@@ -204,7 +217,6 @@ def run_workers(
         )
         for i, port in enumerate(ports)
     ]
-    peak_rss_mb = 0.0
     cpu_from: collections.Counter[str] | None = None
     began = time.perf_counter()
     label = "worker (incl. start-up)" if count == 1 else f"{count} workers (incl. start-up)"
@@ -223,12 +235,7 @@ def run_workers(
             time.sleep(0.2 if cpu_from is not None else 0.02)
         cpu = _cpu(procs, others)
         cpu.subtract(cpu_from or {})
-        for proc in procs:
-            status = Path(f"/proc/{proc.pid}/status")
-            if status.exists():
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak_rss_mb += int(line.split()[1]) / 1024
+        peak_rss_mb = sum(peak_rss(proc.pid) for proc in procs)
     finally:
         codes = [stop(proc, timeout=60) for proc in procs]
     print(file=sys.stderr)
@@ -328,6 +335,13 @@ def main() -> None:
         default=1,
         help="N > 1: one worker, then N, each on a store of its own behind vigil chserver",
     )
+    parser.add_argument(
+        "--store",
+        choices=("chdb", "chserver"),
+        default="chdb",
+        help="chserver: the store in a process of its own (as a ClickHouse server is), so "
+        "the worker's memory is its own; always so with --workers N",
+    )
     args = parser.parse_args()
     n = args.events
     events = make_events(n, args.series)
@@ -344,7 +358,8 @@ def main() -> None:
             root.mkdir()
             dsn = os.environ.get("VIGIL_CLICKHOUSE_DSN", "")
             server = None
-            if args.workers > 1 and not dsn:  # several processes: one store, shared
+            served = args.workers > 1 or args.store == "chserver"
+            if served and not dsn:  # the store in a process of its own
                 server = EmbeddedClickHouse(root / "chdb", log_path=root / "chserver.log")
                 dsn = server.start().dsn
             try:
@@ -357,6 +372,8 @@ def main() -> None:
                 figures[count] = drain(
                     bootstrap, events, root, count, dsn, bare=count == 1, others=others
                 )
+                if server is not None and server.proc is not None:
+                    figures[count][1]["store_peak_rss_mb"] = peak_rss(server.proc.pid)
             finally:
                 if server is not None:
                     server.stop()
@@ -376,7 +393,9 @@ def main() -> None:
         "pipeline_events_per_s": round(worker["events_per_s"]),
         "pipeline_vs_baseline": round(worker["events_per_s"] / produced["baseline"], 3),
         "worker_ready_seconds": round(worker["ready_seconds"], 2),
+        "store": "vigil chserver" if "store_peak_rss_mb" in worker else "chDB in the worker",
         "worker_peak_rss_mb": round(worker["peak_rss_mb"], 1),
+        "store_peak_rss_mb": round(worker.get("store_peak_rss_mb", 0.0), 1),
         "envelopes": produced["envelopes"],
         "event_json_bytes_mean": round(json_bytes, 1),
     }
@@ -389,7 +408,6 @@ def main() -> None:
     if args.workers > 1:
         k = args.workers
         _, many, stored_many = figures[k]
-        result["store"] = "vigil chserver (one per run)"
         result[f"{k} workers: stored_rows"] = stored_many
         result[f"{k} workers: events_per_s"] = round(many["events_per_s"])
         result[f"{k} workers: events_per_s per worker"] = round(many["events_per_s"] / k)
