@@ -81,6 +81,12 @@ class _Proc:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
             return float(psutil.Process().memory_info().rss), float(peak)
         data = os.pread(self.status, 1 << 13, 0)
+        if b"\nPid:\t%d\n" % self.pid not in data:
+            # The descriptor was closed under us and its number given to another file
+            # (another process's status reads as plausible figures): ours again, and
+            # the number left to whoever holds it now.
+            self.status = os.open("/proc/self/status", os.O_RDONLY)
+            data = os.pread(self.status, 1 << 13, 0)
         return _kib(data, b"VmRSS:"), _kib(data, b"VmHWM:")
 
     def network(self) -> tuple[float, float] | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
+import psutil
 import pytest
 
 from producers import current_execution, current_span
@@ -282,3 +284,27 @@ def test_a_trace_crosses_services_with_w3c_traceparent():
     assert alone["name"] == "fresh" and "parent_id" not in alone
     assert fresh.trace_id != call.trace_id
     assert inject({}) == {}  # no current span: nothing to carry
+
+
+def test_a_measure_whose_descriptor_was_reused_for_another_file_reads_its_own_process():
+    """Other code may close a descriptor it does not own, and the number goes to the next
+    file opened: another process's status would read as plausible figures."""
+    from producers import measure
+
+    parent_rss = psutil.Process(os.getppid()).memory_info().rss
+    if abs(parent_rss - psutil.Process().memory_info().rss) < 32 << 20:
+        pytest.skip("the parent's memory is too close to this process's to tell them apart")
+    Measure().stop()  # the status file is open now
+    fd = measure._proc.status
+    parent = os.open(f"/proc/{os.getppid()}/status", os.O_RDONLY)
+    os.dup2(parent, fd)  # as if ours were closed and the number reused
+    os.close(parent)
+    try:
+        rss, _ = measure._proc.memory()
+        own = psutil.Process().memory_info().rss
+        assert abs(rss - own) < 16 << 20
+        assert os.readlink(f"/proc/self/fd/{measure._proc.status}").endswith(
+            f"/{os.getpid()}/status"
+        )
+    finally:
+        os.close(fd)  # the reused number is the test's to close
