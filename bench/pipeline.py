@@ -299,9 +299,8 @@ def drain(
     client = open_client(store)
     db = store.database
     try:
-        stored, late = client.query(f"SELECT count(), countIf(late) FROM {db}.events").result_rows[
-            0
-        ]
+        counts = client.query(f"SELECT count(), countIf(late) FROM {db}.events")
+        stored, late = counts.result_rows[0]
         windows = client.query(f"SELECT count() FROM {db}.windows").result_rows[0][0]
     finally:
         client.close()

@@ -93,9 +93,9 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
         ``sinks.rows.window_row``); the sketch is two maps of bucket -> count.
 
         The buckets stay ints here (the sketch's own maps, not copies): msgspec writes
-        them as JSON's string keys, the same bytes as converting each, which cost 7% of
-        the processor's thread at 1,000 series (a py-spy profile of ``bench.pipeline``:
-        a window of a busy series holds hundreds of buckets).
+        them as JSON's string keys, the same bytes as converting each. A busy series'
+        window holds hundreds of buckets: with 223, a message encoded in 4.5 µs against
+        22-25 converting them (a scratch timing).
 
         >>> from streams.windows import Windows, parse_windows
         >>> w = Windows(parse_windows("1m"), grace_ms=0, partition=0)

@@ -244,10 +244,9 @@ class Runtime:
         as the consumer knows; a partition it leaves out (not fetched yet) counts as
         waiting for messages, not idle. It is read once the state is this tick's: a batch
         holding the lock for seconds leaves every partition without an arrival for as
-        long, and a backlog read before it had moved on. (Read before the lock, it made
-        1,707 and 994 of 300,000 events late in two runs of ``bench.pipeline`` at
-        100,000 series: partitions with messages still waiting were taken for idle after
-        batches of 8-12 s.)"""
+        long, and a backlog read before it had moved on. (Read before the lock, a worker
+        at 100,000 series took partitions with messages still to come for idle after
+        batches of 8-12 s: ``bench.pipeline``'s log at INFO.)"""
         processor = self.processor
         if processor is None:
             return
