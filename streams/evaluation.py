@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from producers.alerts import Alert
@@ -447,10 +448,12 @@ class Evaluation:
                 return True
         return False
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, rows: Callable[[Iterator[Any]], Any] = list) -> dict[str, Any]:
+        """The state as JSON-safe data; ``rows`` makes the list of slots from its rows
+        (as :meth:`streams.windows.Windows.snapshot`)."""
         return {
             "seq": self.seq,
-            "slots": [
+            "slots": rows(
                 [
                     rule,
                     series,
@@ -461,7 +464,7 @@ class Evaluation:
                     slot.detector.to_json() if slot.detector is not None else None,
                 ]
                 for (rule, series), slot in self.slots.items()
-            ],
+            ),
         }
 
     @classmethod

@@ -28,7 +28,7 @@ import orjson
 
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, decode
-from streams import collector
+from streams import chunked, collector
 from streams.evaluation import Evaluation
 from streams.executions import Executions
 from streams.records import BatchResult, RawBatch, RawRowFormat, Rejected
@@ -50,15 +50,16 @@ class PartitionState:
     received: Received = field(default_factory=Received)
 
     def snapshot(self) -> bytes:
-        """The state as JSON, made with the cyclic collector paused: its dicts and lists
-        are as many as the state's objects, and none is in a cycle."""
+        """The state as JSON, its long lists (open windows, alert slots) encoded a chunk
+        of rows at a time (:mod:`streams.chunked`), with the cyclic collector paused: its
+        dicts and lists are as many as the state's objects, and none is in a cycle."""
         with collector.paused():
-            return orjson.dumps(
+            return chunked.dumps(
                 {
                     "offset": self.offset,
-                    "windows": self.windows.snapshot(),
+                    "windows": self.windows.snapshot(chunked.Rows),
                     "executions": self.executions.snapshot(),
-                    "alerts": self.evaluation.snapshot(),
+                    "alerts": self.evaluation.snapshot(chunked.Rows),
                     "received": self.received.snapshot(),
                 }
             )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,11 +284,13 @@ class Windows:
         return {"window": label, "start_ms": start, "end_ms": end, **agg.summary()}
 
     # -- persistence (JSON-safe) ------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, rows: Callable[[Iterator[Any]], Any] = list) -> dict[str, Any]:
         """The state as JSON-safe data. A closed pane that several windows share is
         written once, in ``shared``, and each of them names its place there instead of
-        repeating it; restored, they share it again."""
-        shared: list[list[Any]] = []
+        repeating it; restored, they share it again. ``rows`` makes each long list from
+        its rows (``streams.chunked.Rows`` leaves them to be made while encoded: the
+        shared panes are then listed as the partials are read, which come first)."""
+        shared: list[SeriesAggregate] = []
         places: dict[int, int] = {}
 
         def written(a: SeriesAggregate) -> list[Any] | int:
@@ -296,24 +299,24 @@ class Windows:
             place = places.get(id(a))
             if place is None:
                 place = places[id(a)] = len(shared)
-                shared.append(a.to_list())
+                shared.append(a)
             return place
 
         return {
             "pane_ms": self.pane_ms,
             "max_ts": self.max_ts,
             "late": self.late,
-            "panes": [
+            "panes": rows(
                 [end, s, a.kind, a.service, a.name, a.to_list()]
                 for end, bucket in self._panes.items()
                 for s, a in bucket.items()
-            ],
-            "partials": [
+            ),
+            "partials": rows(
                 [end, spec.width_ms, spec.hop_ms, s, a.kind, a.service, a.name, written(a)]
                 for (end, spec), bucket in self._partials.items()
                 for s, a in bucket.items()
-            ],
-            "shared": shared,
+            ),
+            "shared": rows(a.to_list() for a in shared),
         }
 
     @classmethod
