@@ -24,7 +24,7 @@ import orjson
 
 from producers.alerts import Alert
 from producers.events import Event
-from streams.records import ScoreRecord
+from streams.records import ScoreRecord, WindowRecord
 
 # msgspec, not orjson: orjson's small results each hold a 4 KiB buffer, and a minute
 # closing 100,000 series keeps that many lines alive at once.
@@ -73,9 +73,36 @@ def window_row(message: dict[str, Any]) -> dict[str, Any]:
     and the width and hop."""
     row = dict(message)
     start, end, hop = row.pop("window_start_ms"), row.pop("window_end_ms"), row.pop("hop_ms")
-    row["window_start"], row["window_end"] = start / 1000, end / 1000
-    row["width_s"], row["hop_s"] = (end - start) // 1000, hop // 1000
+    row.update(_window_times(start, end, hop))
     return row
+
+
+def window_line(record: WindowRecord, line: bytes) -> bytes:
+    """:func:`window_row` as the JSONEachRow line the writer inserts, made from the
+    window's topic line (``line``, :meth:`WindowRecord.line`) by adding the table's times:
+    the topic's times in ms stay in it, and the insert skips them as columns it does not
+    have. (A dict and an encoding a window, 200,000 windows a minute at 100,000 series,
+    cost more than the addition.)
+
+    >>> from tests.samples import window
+    >>> w = window(5, mean=2.0, count=3)
+    >>> row = orjson.loads(window_line(w, w.line()))
+    >>> {k: row[k] for k in window_row(w.message())} == window_row(w.message())
+    True
+    >>> sorted(set(row) - set(window_row(w.message())))
+    ['hop_ms', 'window_end_ms', 'window_start_ms']
+    """
+    times = _window_times(record.start_ms, record.end_ms, record.hop_ms)
+    return line[:-1] + b"," + _ENCODE(times)[1:]
+
+
+def _window_times(start_ms: int, end_ms: int, hop_ms: int) -> dict[str, Any]:
+    return {
+        "window_start": start_ms / 1000,
+        "window_end": end_ms / 1000,
+        "width_s": (end_ms - start_ms) // 1000,
+        "hop_s": hop_ms // 1000,
+    }
 
 
 def score_row(s: ScoreRecord) -> dict[str, Any]:

