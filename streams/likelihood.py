@@ -3,7 +3,7 @@ fits every series (:class:`AnomalyLikelihood`)."""
 
 from __future__ import annotations
 
-import collections
+import array
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -82,7 +82,9 @@ class AnomalyLikelihood:
         self.rarity = rarity
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
         self._history = RollingMoments(history)
-        self._recent: collections.deque[float] = collections.deque(maxlen=short)
+        #: An array, not a deque of floats: 224 bytes against about 1.1 KB, in each of a
+        #: worker's up to 80,000 models (4 partitions of 20,000).
+        self._recent = array.array("d")
         self._tail = TailProbability(history=history) if rarity is not None else None
         #: The time of the last value learned, and the mean log of the gaps between values.
         self._at: int | None = None
@@ -117,7 +119,7 @@ class AnomalyLikelihood:
         recent = self._recent
         if k >= self.short and len(recent) == self.short:
             return (sum(recent) - recent[0] + surprise) / self.short
-        older = list(recent)[len(recent) - min(k - 1, len(recent)) :]
+        older = recent[len(recent) - min(k - 1, len(recent)) :]
         return (sum(older) + surprise) / (len(older) + 1)
 
     def learn_one(self, x: float, at: int | None = None) -> None:
@@ -128,7 +130,10 @@ class AnomalyLikelihood:
             else:
                 surprise = _surprise(self.detector.score_one(x, at))
                 current = self._short_mean(surprise)
-            self._recent.append(surprise)
+            recent = self._recent
+            if len(recent) == self.short:
+                del recent[0]
+            recent.append(surprise)
             self._history.update(current)
             if self._tail is not None:
                 self._tail.add(current)
@@ -150,7 +155,7 @@ class AnomalyLikelihood:
             "span_ms": self.span_ms,
             "rarity": self.rarity,
             "history_moments": self._history.to_json(),
-            "recent": list(self._recent),
+            "recent": self._recent.tolist(),
             "tail": self._tail.to_json() if self._tail is not None else None,
             "at": self._at,
             "log_step": self._log_step,
@@ -173,7 +178,7 @@ class AnomalyLikelihood:
             rarity=data.get("rarity"),
         )
         d._history = RollingMoments.restore(data["history_moments"])
-        d._recent.extend(data["recent"])
+        d._recent.extend(data["recent"][-d.short :])
         if data.get("tail") is not None:
             d._tail = TailProbability.restore(data["tail"])
         d._at, d._log_step = data.get("at"), data.get("log_step")
