@@ -3,7 +3,8 @@ as Python objects all at once.
 
 A worker's checkpoint is the JSON of its open windows and detector models: at 100,000
 series, hundreds of thousands of rows of nested lists. Made as one object tree and then
-encoded, the tree is about three times the size of the bytes it becomes. Here a long
+encoded, the tree took about 2.6 times the bytes it became (below: the peak with it, less
+the peak without checkpoints and the bytes: about 490 MB for 187 MB). Here a long
 list is given as :class:`Rows` (an iterable that is read once) and encoded :data:`CHUNK`
 rows at a time: only one chunk's objects live at a time. The bytes are the same as
 ``orjson.dumps`` of the same value with plain lists.
