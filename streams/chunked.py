@@ -13,7 +13,8 @@ The processor with the default rules, 1M events of 100,000 series on one partiti
 a checkpoint every 100,000 events (a scratch run; the last snapshot 187 MB): peak RSS
 1,594 MB with the whole tree, 1,247 MB in chunks; the checkpoints' CPU the same (35.3 and
 35.2 s). In ``bench.pipeline`` at 100,000 series the worker's peak moved less (3,047 to
-2,985 MB, one run each): its checkpoints are not what sets it.
+2,985 MB, one run each, beside other work on the machine): its checkpoints are not what
+sets it.
 
 >>> value = {"a": 1, "rows": Rows([i, str(i)] for i in range(5)), "tail": [None]}
 >>> dumps(value, chunk=2)
