@@ -19,7 +19,7 @@ than its series' own is forwarded there (:mod:`streams.routing`) instead of appl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -54,15 +54,18 @@ class PartitionState:
         of rows at a time (:mod:`streams.chunked`), with the cyclic collector paused: its
         dicts and lists are as many as the state's objects, and none is in a cycle."""
         with collector.paused():
-            return chunked.dumps(
-                {
-                    "offset": self.offset,
-                    "windows": self.windows.snapshot(chunked.Rows),
-                    "executions": self.executions.snapshot(),
-                    "alerts": self.evaluation.snapshot(chunked.Rows),
-                    "received": self.received.snapshot(),
-                }
-            )
+            return chunked.dumps(self.document(chunked.Rows))
+
+    def document(self, rows: Callable[[Iterator[Any]], Any] = list) -> dict[str, Any]:
+        """What :meth:`snapshot` encodes, its long lists made by ``rows`` (the windows'
+        and the alerts' ``snapshot``)."""
+        return {
+            "offset": self.offset,
+            "windows": self.windows.snapshot(rows),
+            "executions": self.executions.snapshot(),
+            "alerts": self.evaluation.snapshot(rows),
+            "received": self.received.snapshot(),
+        }
 
     def close(self, now_ms: int, out: BatchResult) -> bool:
         """Close the windows that are ready into ``out``, with the alert transitions and
