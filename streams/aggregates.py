@@ -21,7 +21,7 @@ import math
 from typing import Any
 
 from streams.figures import NAMES, QUANTILES
-from streams.sketch import QuantileSketch
+from streams.sketch import Buckets, QuantileSketch
 
 _NO_QUANTILES = [None] * len(QUANTILES)
 
@@ -57,8 +57,9 @@ class Aggregate:
         self.mean += delta / sketch.count
         self.m2 += delta * (value - self.mean)
 
-    def merge(self, other: Aggregate) -> None:
-        """Add ``other`` into this aggregate (``other`` is unchanged)."""
+    def merge(self, other: Aggregate, buckets: Buckets | None = None) -> None:
+        """Add ``other`` into this aggregate (``other`` is unchanged); ``buckets``: its
+        sketch's buckets, when the caller keeps them (``QuantileSketch.merge``)."""
         self.count += other.count
         self.errors += other.errors
         if other.sketch is None:
@@ -74,7 +75,7 @@ class Aggregate:
             self.sum += other.sum
         if self.sketch is None:
             self.sketch = QuantileSketch()
-        self.sketch.merge(other.sketch)
+        self.sketch.merge(other.sketch, buckets)
 
     def copy(self) -> Aggregate:
         out = Aggregate()

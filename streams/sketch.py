@@ -40,6 +40,10 @@ MAX_BUCKETS = 2048
 #: Up to this many values are kept as they are (exact quantiles, less memory).
 EXACT_MAX = 32
 
+#: ``(zeros, positive, negative)``: the count of zeros and the counts by bucket key of
+#: the positive values and of the magnitudes of the negative ones.
+Buckets = tuple[int, dict[int, int], dict[int, int]]
+
 _GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 _INV_LOG_GAMMA = 1.0 / math.log(_GAMMA)
 
@@ -61,6 +65,16 @@ class QuantileSketch:
         self.count = 0
         self.min = math.inf
         self.max = -math.inf
+
+    @classmethod
+    def bucketed(cls) -> QuantileSketch:
+        """An empty sketch that keeps buckets from the start: for a merge of parts that
+        will hold more than EXACT_MAX values together (the same sketch as keeping their
+        values first and bucketing them on the way)."""
+        s = cls()
+        s.exact = None
+        s.positive, s.negative = {}, {}
+        return s
 
     def add(self, value: float) -> None:
         """Count one finite value."""
@@ -97,8 +111,13 @@ class QuantileSketch:
         for value in values:
             self._bucket(value)
 
-    def merge(self, other: QuantileSketch) -> None:
-        """Add ``other``'s values to this sketch (``other`` is unchanged)."""
+    def merge(self, other: QuantileSketch, buckets: Buckets | None = None) -> None:
+        """Add ``other``'s values to this sketch (``other`` is unchanged).
+
+        ``buckets``: ``other.buckets()`` when the caller keeps it (a closed pane that is
+        merged into several windows): its exact values are then not bucketed again for
+        each. The result is the same sketch either way, its buckets in the same order.
+        """
         if not other.count:
             return
         self.count += other.count
@@ -109,12 +128,13 @@ class QuantileSketch:
                 self.exact.extend(other.exact)
                 return
             self._bucket_all()
-        if other.exact is not None:
+        if other.exact is not None and buckets is None:
             for value in other.exact:
                 self._bucket(value)
             return
-        self.zeros += other.zeros
-        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
+        zeros, positive, negative = buckets if buckets is not None else other.buckets()
+        self.zeros += zeros
+        for mine, theirs in ((self.positive, positive), (self.negative, negative)):
             for key, n in theirs.items():
                 mine[key] = mine.get(key, 0) + n
             if len(mine) > MAX_BUCKETS:
@@ -147,15 +167,58 @@ class QuantileSketch:
         return self.max
 
     def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
-        if self.exact is not None and self.count:
+        """:meth:`quantile` of each of ``qs`` (ascending), the buckets sorted once.
+
+        >>> s = QuantileSketch()
+        >>> for v in range(-500, 1000):
+        ...     s.add(float(v))
+        >>> qs = (0.0, 0.1, 0.333, 0.5, 0.95, 0.99, 1.0)
+        >>> s.quantiles(qs) == [s.quantile(q) for q in qs]
+        True
+        """
+        count = self.count
+        if not count:
+            return [None] * len(qs)
+        if self.exact is not None:
             ordered = sorted(self.exact)
-            return [ordered[math.floor(q * (self.count - 1))] for q in qs]
-        return [self.quantile(q) for q in qs]
+            return [ordered[math.floor(q * (count - 1))] for q in qs]
+        if any(not 0.0 <= q <= 1.0 for q in qs):
+            raise ValueError(f"quantiles must be within [0, 1], got {qs}")
+        ranks = [math.floor(q * (count - 1)) for q in qs]
+        if ranks != sorted(ranks):
+            return [self.quantile(q) for q in qs]
+        # The buckets from the most negative up, as quantile() walks them; the zeros as
+        # a bucket of their own (None).
+        negative, positive = self.negative, self.positive
+        descending, ascending = sorted(negative, reverse=True), sorted(positive)
+        keys: list[int | None] = [*descending, None, *ascending]
+        counts = [negative[k] for k in descending]
+        counts.append(self.zeros)
+        counts.extend([positive[k] for k in ascending])
+        out: list[float | None] = []
+        seen, place, last = 0, 0, len(keys)
+        for rank in ranks:
+            if rank == 0 or rank == count - 1:  # the extremes are known exactly
+                out.append(self.min if rank == 0 else self.max)
+                continue
+            while place < last and seen + counts[place] <= rank:
+                seen += counts[place]
+                place += 1
+            if place == last:
+                out.append(self.max)
+                continue
+            key = keys[place]
+            if key is None:
+                value = 0.0
+            else:
+                value = bucket_value(key) if place > len(negative) else -bucket_value(key)
+            out.append(self._clamp(value))
+        return out
 
     def _clamp(self, value: float) -> float:
         return min(max(value, self.min), self.max)
 
-    def buckets(self) -> tuple[int, dict[int, int], dict[int, int]]:
+    def buckets(self) -> Buckets:
         """``(zeros, positive, negative)`` bucket counts, exact values bucketed too.
 
         >>> s = QuantileSketch()

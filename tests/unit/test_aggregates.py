@@ -175,6 +175,37 @@ def test_merging_exact_and_bucketed_sketches_equals_one_pass(sizes):
     assert a.quantiles(QS) == whole.quantiles(QS)
 
 
+@pytest.mark.parametrize("name", ["lognormal", "bimodal", "constant", "signed"])
+def test_quantiles_at_once_equal_each_quantile_alone(name):
+    sketch = QuantileSketch()
+    for v in _datasets()[name][:5000]:
+        sketch.add(v)
+    qs = tuple(i / 200 for i in range(201))  # every rank region, the extremes included
+    assert sketch.quantiles(qs) == [sketch.quantile(q) for q in qs]
+    assert sketch.quantiles((0.99, 0.5)) == [sketch.quantile(0.99), sketch.quantile(0.5)]
+
+
+@pytest.mark.parametrize("sizes", [(10, 10), (20, 20), (5, 400), (400, 5), (30, 30, 30)])
+def test_merging_a_parts_kept_buckets_or_starting_bucketed_makes_the_same_sketch(sizes):
+    """What the windows do with a closed pane (its buckets kept, a copy bucketed at
+    once) gives the very sketch that merging values gives: counts, and bucket order."""
+    rng = random.Random(len(sizes) * 100 + sum(sizes))
+    parts = []
+    for n in sizes:
+        part = QuantileSketch()
+        for _ in range(n):
+            part.add(rng.choice((0.0, -1.0, 1.0)) * rng.lognormvariate(1, 2))
+        parts.append(part)
+    plain, kept, early = QuantileSketch(), QuantileSketch(), QuantileSketch.bucketed()
+    for part in parts:
+        plain.merge(part)
+        kept.merge(part, part.buckets())
+        early.merge(part, part.buckets())
+    assert kept.to_list() == plain.to_list() and kept.count == plain.count
+    if sum(sizes) > EXACT_MAX:
+        assert early.to_list() == plain.to_list() and early.count == plain.count
+
+
 def test_the_sum_is_the_sum_of_the_values_and_a_copy_is_independent():
     values = [1.5, -2.25, 10.0, 0.125]
     agg = Aggregate()
