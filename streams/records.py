@@ -83,9 +83,11 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
         """:meth:`message` as one JSON line.
 
         msgspec, not orjson: orjson's small results each hold a 4 KiB buffer, and a
-        minute closing 100,000 series keeps that many lines alive at once.
+        minute closing 100,000 series keeps that many lines alive at once. Encoded from
+        a struct of the message's fields, not from its dict: 1.7 µs a window against 2.7
+        (a scratch timing), at 200,000 windows a minute at 100,000 series.
         """
-        return _ENCODE(self.message())
+        return _ENCODE(self._message())
 
     def message(self) -> dict[str, Any]:
         """The window as the windows topic carries it: times in milliseconds, as on the
@@ -105,35 +107,48 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
         >>> _ENCODE([m["sketch_pos"], m["sketch_neg"]])
         b'[{"0":2},{"35":1}]'
         """
+        return msgspec.structs.asdict(self._message())
+
+    def _message(self) -> WindowMessage:
         zeros, pos, neg = self.sketch if self.sketch is not None else (0, {}, {})
-        return {
-            "series": self.series,
-            "kind": self.kind,
-            "service": self.service,
-            "name": self.name,
-            "window": self.label,
-            "window_start_ms": self.start_ms,
-            "window_end_ms": self.end_ms,
-            "hop_ms": self.hop_ms,
-            "partition": self.partition,
-            # The figures of streams.figures, in its order (tests/integration/test_figures.py
-            # holds them to it): written out, this costs a third of a loop over them.
-            "count": self.count,
-            "errors": self.errors,
-            "error_rate": self.error_rate,
-            "values": self.values,
-            "sum": self.sum,
-            "mean": self.mean,
-            "min": self.min,
-            "max": self.max,
-            "stddev": self.stddev,
-            "p50": self.p50,
-            "p95": self.p95,
-            "p99": self.p99,
-            "sketch_zeros": zeros,
-            "sketch_pos": pos,
-            "sketch_neg": neg,
-        }
+        return WindowMessage(
+            self.series, self.kind, self.service, self.name, self.label, self.start_ms,
+            self.end_ms, self.hop_ms, self.partition, self.count, self.errors,
+            self.error_rate, self.values, self.sum, self.mean, self.min, self.max,
+            self.stddev, self.p50, self.p95, self.p99, zeros, pos, neg,
+        )  # fmt: skip
+
+
+class WindowMessage(msgspec.Struct, gc=False):
+    """A closed window as the windows topic carries it, its keys in this order
+    (:meth:`WindowRecord.message`)."""
+
+    series: str
+    kind: str
+    service: str
+    name: str
+    window: str
+    window_start_ms: int
+    window_end_ms: int
+    hop_ms: int
+    partition: int
+    # The figures of streams.figures, in its order (tests/integration/test_figures.py
+    # holds them to it).
+    count: int
+    errors: int
+    error_rate: float
+    values: int
+    sum: float
+    mean: float | None
+    min: float | None
+    max: float | None
+    stddev: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    sketch_zeros: int
+    sketch_pos: dict[int, int]
+    sketch_neg: dict[int, int]
 
 
 @dataclass(frozen=True, slots=True)

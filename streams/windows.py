@@ -118,7 +118,12 @@ class SeriesAggregate(Aggregate):
     __slots__ = ("_buckets", "_closed", "kind", "name", "service", "shared")
 
     def __init__(self, kind: str, service: str, name: str) -> None:
-        super().__init__()
+        # Aggregate.__init__'s fields set here, not through super(): one is made for
+        # every event at 100,000 series (a pane of its own), and the call cost a fifth
+        # of the 0.5 µs (a scratch timing).
+        self.count = self.errors = 0
+        self.sum = self.mean = self.m2 = 0.0
+        self.sketch = None
         # One string object for each distinct value: each event decodes into strings of
         # its own, which an aggregate kept (at 100,000 series, 1M events, the default
         # rules; a scratch run: 538,653 open aggregates held 637,113 distinct strings,

@@ -11,6 +11,7 @@ import pytest
 
 from streams.aggregates import Aggregate
 from streams.sketch import EXACT_MAX, MAX_BUCKETS, RELATIVE_ACCURACY, QuantileSketch
+from streams.windows import SeriesAggregate
 
 QS = (0.5, 0.95, 0.99)
 
@@ -204,6 +205,18 @@ def test_merging_a_parts_kept_buckets_or_starting_bucketed_makes_the_same_sketch
     assert kept.to_list() == plain.to_list() and kept.count == plain.count
     if sum(sizes) > EXACT_MAX:
         assert early.to_list() == plain.to_list() and early.count == plain.count
+
+
+def test_a_series_aggregate_starts_as_an_empty_aggregate():
+    """SeriesAggregate sets the aggregate's fields itself (no super() call per pane)."""
+    fresh = SeriesAggregate("metric", "api", "latency_ms")
+    empty = Aggregate()
+    assert [getattr(fresh, f) for f in Aggregate.__slots__] == [
+        getattr(empty, f) for f in Aggregate.__slots__
+    ]
+    assert [type(getattr(fresh, f)) for f in Aggregate.__slots__] == [
+        type(getattr(empty, f)) for f in Aggregate.__slots__
+    ]
 
 
 def test_the_sum_is_the_sum_of_the_values_and_a_copy_is_independent():

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import random
 from collections.abc import Awaitable
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
+from producers.envelopes import EnvelopeBuilder
 from streams.delivery import Delivery, WriterFailed, window_envelopes
 from streams.processing import Processor
 from streams.records import BatchResult
@@ -36,6 +39,7 @@ from tests.delivery_world import (
     FakeSink,
     World,
 )
+from tests.samples import window
 
 
 def worker(world: World, **options: Any) -> tuple[Processor, Delivery]:
@@ -368,6 +372,30 @@ async def test_forwards_go_to_the_events_topic_on_their_target_with_their_hop_he
     ]
     assert delivery.stats.last_batch_at == 1234.5
     await delivery.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_window_envelopes_are_the_envelope_builders_line_by_line(seed):
+    """Cut run by run, the envelopes are those the SDK's builder makes adding each line,
+    in its order: runs of a partition that come back, lines longer than the limit."""
+    rng = random.Random(seed)
+    closed, lines = [], []
+    for _ in range(rng.randrange(1, 40)):  # runs of one partition
+        partition = rng.randrange(4)
+        for _ in range(rng.randrange(1, 60)):
+            closed.append(msgspec.structs.replace(window(len(closed) + 1), partition=partition))
+            lines.append(b"x" * rng.choice((1, 20, 90, 150, 400)))
+    result = BatchResult(source="c/t", closed=closed)
+    result.window_lines = lines  # a cached property: set, it is what the topic gets
+    for limit in (100, 300, 1_000, 512 * 1024):
+        builder = EnvelopeBuilder(max_events=len(lines) + 1, max_bytes=limit)
+        expected = []
+        for record, line in zip(closed, lines, strict=True):
+            full = builder.add(record.partition, line)
+            if full is not None:
+                expected.append((record.partition, full[0]))
+        expected.extend((p, envelope) for p, envelope, _ in builder.drain())
+        assert window_envelopes(result, max_bytes=limit) == expected
 
 
 def test_closed_windows_travel_in_one_envelope_per_partition_or_in_parts_that_fit():
