@@ -261,3 +261,34 @@ def test_a_sample_rule_resolves_once_its_series_goes_quiet():
     restored = Evaluation.restore(orjson.loads(orjson.dumps(again.snapshot())), rules, 0)
     (replayed,) = restored.advance(60 * MIN, now_ms=0)
     assert (replayed.state, replayed.at, replayed.seq) == ("resolved", 11 * MIN, resolved.seq)
+
+
+def test_the_alerts_listed_are_every_pending_and_firing_slot_and_no_other():
+    """alerts() reads the live slots only: after many series move through pending,
+    firing and resolved, with acknowledgements and a restore on the way, it lists
+    exactly the slots whose state is pending or firing (a scan of every slot)."""
+    rng = random.Random(3)
+    rules = ruleset(SLOW + DETECTOR)
+    e = Evaluation(rules, partition=0)
+    names = [f"metric|api|latency_{i}" for i in range(60)]
+    seen = set()
+    for minute in range(1, 90):
+        for series in names:
+            if rng.random() < 0.8:
+                mean = rng.choice((100.0, 100.0, 620.0, 900.0))
+                e.window(window(minute, mean=mean, series=series), now_ms=minute * MIN + 1)
+        e.advance(minute * MIN, now_ms=minute * MIN + 1)
+        if minute == 40:
+            e = Evaluation.restore(orjson.loads(orjson.dumps(e.snapshot())), rules, 0)
+        scanned = {
+            fingerprint(name, series): slot.state.status
+            for (name, series), slot in e.slots.items()
+            if slot.state.status in ("pending", "firing")
+        }
+        listed = {a["fingerprint"]: a["status"] for a in e.alerts()}
+        assert listed == scanned
+        for a in e.alerts():
+            if a["status"] == "firing" and rng.random() < 0.2:
+                e.acknowledge(a["fingerprint"], a["started_at"], "oncall", minute * MIN)
+        seen |= set(scanned.values())
+    assert seen == {"pending", "firing"}
