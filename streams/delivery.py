@@ -251,6 +251,7 @@ class Delivery:
             )
         for partition, envelope in window_envelopes(result):
             sent.append(await self.outbox.send(self.topics.windows, envelope, partition=partition))
+        result.release()  # stored, and the producer holds what it sends
         alert_lines = [a.line() for a in result.alerts]
         for alert, line in zip(result.alerts, alert_lines, strict=True):
             sent.append(

@@ -220,6 +220,19 @@ class BatchResult:
     states: dict[int, tuple[int, bytes]] = field(default_factory=dict)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
+    def release(self) -> None:
+        """Let go of the closed windows, their lines and the raw rows once they are
+        stored and sent, keeping their numbers in ``counts`` (what the worker's stats
+        add up): the result itself lives on until its checkpoint is stored, and at
+        100,000 series a part of 100,000 events closes 190,000 windows, whose records,
+        lines and raw rows held about 340 MB (scratch runs)."""
+        self.counts["windows_closed"] += len(self.closed)
+        self.counts["raw_rows"] += sum(len(r.rows) for r in self.raw.values())
+        self.closed = []
+        self.__dict__.pop("window_lines", None)
+        for raw in self.raw.values():
+            raw.rows = []
+
     @functools.cached_property
     def window_lines(self) -> list[bytes]:
         """Each closed window's :meth:`WindowRecord.line`, made once for the topic and

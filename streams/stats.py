@@ -25,7 +25,8 @@ class WorkerStats:
         self.rerouted = collections.Counter[int]()
 
     def add(self, result: BatchResult, *, at: float) -> None:
-        """A batch stored, published and checkpointed at ``at``.
+        """A batch stored, published and checkpointed at ``at`` (and released:
+        :meth:`BatchResult.release`).
 
         >>> stats = WorkerStats(started=0.0)
         >>> for at, valid in ((10.0, 100), (12.0, 300)):
@@ -35,10 +36,8 @@ class WorkerStats:
         >>> stats.counts["valid"], stats.rate()
         (400, 150.0)
         """
-        self.counts.update(result.counts)
+        self.counts.update(result.counts)  # with its windows and raw rows (release())
         self.rerouted.update(result.rerouted)
-        self.counts["windows_closed"] += len(result.closed)
-        self.counts["raw_rows"] += sum(len(r.rows) for r in result.raw.values())
         self.recent.append((at, self.counts["valid"] + self.counts["rejected"]))
         self.last_batch_at = at
         for p, (offset, _) in result.states.items():

@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from producers.envelopes import EnvelopeBuilder
+from sinks.rows import RawRows
 from streams.delivery import Delivery, WriterFailed, window_envelopes
 from streams.processing import Processor
 from streams.records import BatchResult
@@ -415,3 +416,24 @@ def test_closed_windows_travel_in_one_envelope_per_partition_or_in_parts_that_fi
     assert len(whole) < len(small) < len(closed)
     assert all(len(e) <= 2_000 for _, e in small)
     assert lines(small) == expected
+
+
+async def test_a_delivered_batch_lets_go_of_its_windows_and_raw_rows_and_counts_them():
+    world = World()
+    processor, delivery = worker(world)
+    processor.raw_rows = RawRows("c/t")  # the store's rows, as the worker's sink asks
+    results = [processor.process(MESSAGES[i : i + 40], now_ms=START) for i in range(0, 200, 40)]
+    # Counted here, before delivery, from what the processor returned.
+    windows = sum(len(r.closed) for r in results)
+    raw_rows = sum(len(raw.rows) for r in results for raw in r.raw.values())
+    assert windows > 10 and raw_rows > 100
+    for result in results:
+        await delivery.put(result)
+    await delivery.drain()
+    assert delivery.error is None
+    assert len(world.windows_stored) == windows
+    assert all(r.closed == [] and not any(raw.rows for raw in r.raw.values()) for r in results)
+    assert all("window_lines" not in vars(r) for r in results)
+    counts = delivery.stats.counts
+    assert (counts["windows_closed"], counts["raw_rows"]) == (windows, raw_rows)
+    await delivery.close()
