@@ -18,6 +18,7 @@ large common offset where ``sum(x*x)/n - mean**2`` cancels to noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from streams.figures import NAMES, QUANTILES
@@ -57,7 +58,7 @@ class Aggregate:
         self.mean += delta / sketch.count
         self.m2 += delta * (value - self.mean)
 
-    def merge(self, other: Aggregate, buckets: Buckets | None = None) -> None:
+    def merge(self, other: Aggregate, buckets: Callable[[], Buckets] | None = None) -> None:
         """Add ``other`` into this aggregate (``other`` is unchanged); ``buckets``: its
         sketch's buckets, when the caller keeps them (``QuantileSketch.merge``)."""
         self.count += other.count

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 #: Relative accuracy: every estimate is within 1% of the value at its rank.
@@ -111,12 +112,13 @@ class QuantileSketch:
         for value in values:
             self._bucket(value)
 
-    def merge(self, other: QuantileSketch, buckets: Buckets | None = None) -> None:
+    def merge(self, other: QuantileSketch, buckets: Callable[[], Buckets] | None = None) -> None:
         """Add ``other``'s values to this sketch (``other`` is unchanged).
 
-        ``buckets``: ``other.buckets()`` when the caller keeps it (a closed pane that is
+        ``buckets``: gives ``other.buckets()``, kept by the caller (a closed pane that is
         merged into several windows): its exact values are then not bucketed again for
-        each. The result is the same sketch either way, its buckets in the same order.
+        each. Called only when the values go into buckets. The result is the same sketch
+        either way, its buckets in the same order.
         """
         if not other.count:
             return
@@ -132,7 +134,7 @@ class QuantileSketch:
             for value in other.exact:
                 self._bucket(value)
             return
-        zeros, positive, negative = buckets if buckets is not None else other.buckets()
+        zeros, positive, negative = buckets() if buckets is not None else other.buckets()
         self.zeros += zeros
         for mine, theirs in ((self.positive, positive), (self.negative, negative)):
             for key, n in theirs.items():

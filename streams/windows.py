@@ -137,15 +137,18 @@ class SeriesAggregate(Aggregate):
         """``(figures, sketch buckets)`` of a window's record, for an aggregate that
         will not change again (kept after the first call)."""
         if self._closed is None:
-            self._closed = (self.figures(), self.closed_buckets())
+            buckets = self.closed_buckets() if self.sketch is not None else None
+            self._closed = (self.figures(), buckets)
         return self._closed
 
-    def closed_buckets(self) -> Buckets | None:
-        """The sketch's buckets, for an aggregate that will not change again (kept):
-        a closed pane's exact values are bucketed once for the windows it is merged
-        into and its record, not once each (at 1,000 series, where a pane holds about
-        30 values, it was bucketed seven times)."""
-        if self._buckets is None and self.sketch is not None:
+    def closed_buckets(self) -> Buckets:
+        """The sketch's buckets, for an aggregate with values that will not change
+        again (kept): a closed pane's exact values are bucketed once for the windows it
+        is merged into and its record, not once each (at 1,000 series, where a pane
+        holds about 30 values, it was bucketed seven times)."""
+        if self._buckets is None:
+            if self.sketch is None:
+                raise ValueError("an aggregate without values has no sketch buckets")
             self._buckets = self.sketch.buckets()
         return self._buckets
 
@@ -268,9 +271,9 @@ class Windows:
                     own = partial[series] = SeriesAggregate(agg.kind, agg.service, agg.name)
                     if into.values + agg.values > EXACT_MAX:  # bucketed at once, not later
                         own.sketch = QuantileSketch.bucketed()
-                    own.merge(into, into.closed_buckets())
+                    own.merge(into, into.closed_buckets)
                     into = own
-                into.merge(agg, agg.closed_buckets())
+                into.merge(agg, agg.closed_buckets)
             end += spec.hop_ms
 
     def _records(

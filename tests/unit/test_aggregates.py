@@ -200,8 +200,8 @@ def test_merging_a_parts_kept_buckets_or_starting_bucketed_makes_the_same_sketch
     plain, kept, early = QuantileSketch(), QuantileSketch(), QuantileSketch.bucketed()
     for part in parts:
         plain.merge(part)
-        kept.merge(part, part.buckets())
-        early.merge(part, part.buckets())
+        kept.merge(part, part.buckets)
+        early.merge(part, part.buckets)
     assert kept.to_list() == plain.to_list() and kept.count == plain.count
     if sum(sizes) > EXACT_MAX:
         assert early.to_list() == plain.to_list() and early.count == plain.count
