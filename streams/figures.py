@@ -8,7 +8,9 @@ From :data:`FIGURES` derive: the quantiles the window's sketch is asked for
 ``streams.records``: a loop over the names costs three times as much per window).
 
 Adding a quantile, say p90, is a :class:`Figure` here, a field of
-:class:`streams.records.WindowRecord` and a migration adding its column.
+:class:`streams.records.WindowRecord` and of :class:`streams.records.WindowMessage` (what
+the windows topic carries; the test above fails while it lacks one), and a migration
+adding its column.
 
 >>> [f.name for f in FIGURES if f.quantile]
 ['p50', 'p95', 'p99']
