@@ -249,6 +249,11 @@ class QuantileSketch:
 
     # -- JSON-safe form: [zeros, min, max, [k, n, ...], [k, n, ...], exact values or null] --
     def to_list(self) -> list[Any]:
+        exact = self.exact
+        if exact is not None:  # no buckets yet: most sketches at 100,000 series
+            count = self.count
+            return [0, self.min if count else None, self.max if count else None, [], [],
+                    exact.tolist()]  # fmt: skip
         return [
             self.zeros,
             self.min if self.count else None,

@@ -207,6 +207,27 @@ def test_merging_a_parts_kept_buckets_or_starting_bucketed_makes_the_same_sketch
         assert early.to_list() == plain.to_list() and early.count == plain.count
 
 
+@pytest.mark.parametrize("n", [0, 1, 5, EXACT_MAX, EXACT_MAX + 1, 300])
+def test_a_sketchs_json_form_lists_its_buckets_and_exact_values(n):
+    """[zeros, min, max, [key, count, ...] positive, the same negative, exact values]:
+    the shortcut for a sketch that keeps its values writes the same as the long way."""
+    rng = random.Random(n)
+    sketch = QuantileSketch()
+    for _ in range(n):
+        sketch.add(rng.choice((0.0, -1.0, 1.0, 1.0)) * rng.lognormvariate(1, 2))
+    flat = lambda store: [x for item in store.items() for x in item]  # noqa: E731
+    expected = [
+        sketch.zeros,
+        sketch.min if n else None,
+        sketch.max if n else None,
+        flat(sketch.positive),
+        flat(sketch.negative),
+        list(sketch.exact) if sketch.exact is not None else None,
+    ]
+    assert sketch.to_list() == expected
+    assert (sketch.exact is None) == (n > EXACT_MAX)
+
+
 def test_a_series_aggregate_starts_as_an_empty_aggregate():
     """SeriesAggregate sets the aggregate's fields itself (no super() call per pane)."""
     fresh = SeriesAggregate("metric", "api", "latency_ms")
