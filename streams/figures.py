@@ -7,10 +7,10 @@ From :data:`FIGURES` derive: the quantiles the window's sketch is asked for
 ``windows`` table's columns, and the figures of a window record's row (written out in
 ``streams.records``: a loop over the names costs three times as much per window).
 
-Adding a quantile, say p90, is a :class:`Figure` here, a field of
-:class:`streams.records.WindowRecord` and of :class:`streams.records.WindowMessage` (what
-the windows topic carries; the test above fails while it lacks one), and a migration
-adding its column.
+Adding a quantile, say p90, is a :class:`Figure` here (the windows topic's
+``streams.records.WindowMessage`` is made from this list), a field of
+:class:`streams.records.WindowRecord` with its place in ``WindowRecord._message``, and a
+migration adding its column.
 
 >>> [f.name for f in FIGURES if f.quantile]
 ['p50', 'p95', 'p99']

@@ -19,6 +19,7 @@ import msgspec
 
 from producers.alerts import Alert
 from producers.events import Event
+from streams.figures import FIGURES
 from streams.routing import Forward
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -109,7 +110,7 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
         """
         return msgspec.structs.asdict(self._message())
 
-    def _message(self) -> WindowMessage:
+    def _message(self) -> msgspec.Struct:
         zeros, pos, neg = self.sketch if self.sketch is not None else (0, {}, {})
         return WindowMessage(
             self.series, self.kind, self.service, self.name, self.label, self.start_ms,
@@ -119,36 +120,32 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
         )  # fmt: skip
 
 
-class WindowMessage(msgspec.Struct, gc=False):
-    """A closed window as the windows topic carries it, its keys in this order
-    (:meth:`WindowRecord.message`)."""
+#: The Python type of each figure's column (``streams.figures``).
+_FIGURE_TYPES: dict[str, Any] = {"UInt64": int, "Float64": float, "Nullable(Float64)": float | None}
 
-    series: str
-    kind: str
-    service: str
-    name: str
-    window: str
-    window_start_ms: int
-    window_end_ms: int
-    hop_ms: int
-    partition: int
-    # The figures of streams.figures, in its order (tests/integration/test_figures.py
-    # holds them to it).
-    count: int
-    errors: int
-    error_rate: float
-    values: int
-    sum: float
-    mean: float | None
-    min: float | None
-    max: float | None
-    stddev: float | None
-    p50: float | None
-    p95: float | None
-    p99: float | None
-    sketch_zeros: int
-    sketch_pos: dict[int, int]
-    sketch_neg: dict[int, int]
+#: A closed window as the windows topic carries it, its keys in this order
+#: (:meth:`WindowRecord.message`): where it comes from, then the figures of
+#: ``streams.figures`` in their order, then the sketch.
+WindowMessage = msgspec.defstruct(
+    "WindowMessage",
+    [
+        ("series", str),
+        ("kind", str),
+        ("service", str),
+        ("name", str),
+        ("window", str),
+        ("window_start_ms", int),
+        ("window_end_ms", int),
+        ("hop_ms", int),
+        ("partition", int),
+        *((f.name, _FIGURE_TYPES[f.column]) for f in FIGURES),
+        ("sketch_zeros", int),
+        ("sketch_pos", dict[int, int]),
+        ("sketch_neg", dict[int, int]),
+    ],
+    gc=False,
+    module=__name__,
+)
 
 
 @dataclass(frozen=True, slots=True)
