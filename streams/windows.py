@@ -25,6 +25,7 @@ False
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -312,11 +313,21 @@ class Windows:
     def snapshot(self, rows: Callable[[Iterator[Any]], Any] = list) -> dict[str, Any]:
         """The state as JSON-safe data. A closed pane that several windows share is
         written once, in ``shared``, and each of them names its place there instead of
-        repeating it; restored, they share it again. ``rows`` makes each long list from
-        its rows (``streams.chunked.Rows`` leaves them to be made while encoded: the
+        repeating it; restored, they share it again. A series' key, kind, service and
+        name are written once too, in ``series``, and each of its panes and windows
+        names their place: a series is in several open windows (at 100,000 series,
+        1,000,000 events: 550,000 rows for 100,000 series). ``rows`` makes each long list
+        from its rows (``streams.chunked.Rows`` leaves them to be made while encoded: the
         shared panes are then listed as the partials are read, which come first)."""
         shared: list[SeriesAggregate] = []
         places: dict[int, int] = {}
+        names: list[list[str]] = []
+        numbers: dict[str, int] = {}
+        for bucket in itertools.chain(self._panes.values(), self._partials.values()):
+            for series, a in bucket.items():
+                if series not in numbers:
+                    numbers[series] = len(names)
+                    names.append([series, a.kind, a.service, a.name])
 
         def written(a: SeriesAggregate) -> list[Any] | int:
             if not a.shared:
@@ -332,21 +343,23 @@ class Windows:
             "max_ts": self.max_ts,
             "late": self.late,
             "panes": rows(
-                [end, s, a.kind, a.service, a.name, a.to_list()]
+                [end, numbers[s], a.to_list()]
                 for end, bucket in self._panes.items()
                 for s, a in bucket.items()
             ),
             "partials": rows(
-                [end, spec.width_ms, spec.hop_ms, s, a.kind, a.service, a.name, written(a)]
+                [end, spec.width_ms, spec.hop_ms, numbers[s], written(a)]
                 for (end, spec), bucket in self._partials.items()
                 for s, a in bucket.items()
             ),
             "shared": rows(a.to_list() for a in shared),
+            "series": rows(iter(names)),
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any], specs: tuple[WindowSpec, ...], **kwargs: Any) -> Windows:
-        """Windows from :meth:`snapshot`; a snapshot taken with other panes is refused."""
+        """Windows from :meth:`snapshot`; a snapshot taken with other panes is refused.
+        Also a snapshot of before the series were listed once (each row names its own)."""
         w = cls(specs, **kwargs)
         if data.get("pane_ms") != w.pane_ms:
             raise WindowConfigError(
@@ -355,11 +368,23 @@ class Windows:
             )
         w.max_ts = data["max_ts"]
         w.late = dict(data["late"])
-        for end, s, kind, service, name, agg in data["panes"]:
+        names = data.get("series")
+        if names is None:
+            panes = ((end, s, k, v, n, agg) for end, s, k, v, n, agg in data["panes"])
+            partials = (
+                (end, width, hop, s, k, v, n, agg)
+                for end, width, hop, s, k, v, n, agg in data["partials"]
+            )
+        else:
+            panes = ((end, *names[i], agg) for end, i, agg in data["panes"])
+            partials = (
+                (end, width, hop, *names[i], agg) for end, width, hop, i, agg in data["partials"]
+            )
+        for end, s, kind, service, name, agg in panes:
             w._panes.setdefault(end, {})[s] = _restored(kind, service, name, agg)
         shared = data.get("shared", [])  # none in a snapshot of before sharing
         restored: dict[int, SeriesAggregate] = {}
-        for end, width, hop, s, kind, service, name, agg in data["partials"]:
+        for end, width, hop, s, kind, service, name, agg in partials:
             spec = WindowSpec(width, hop)
             if spec not in w._composed:  # a window no longer configured is not emitted
                 continue

@@ -6,6 +6,7 @@ import collections
 import random
 import statistics
 
+import orjson
 import pytest
 
 from streams.aggregates import Aggregate
@@ -208,6 +209,36 @@ def test_a_snapshot_restores_panes_partials_and_late_counts():
         _add(w, 30 * MIN)
     assert a.close_ready() == b.close_ready()
     assert a.late == b.late == {"s9": 1}
+
+
+def test_a_snapshot_names_each_series_once_and_one_of_before_that_restores_the_same():
+    """Rows name their series' place in ``series``; a snapshot written before that
+    (each row with the series' key, kind, service and name) still restores."""
+    windows = "1m,5m,5m/1m"
+    a = _w(windows=windows)
+    for i in range(900):
+        a.add(
+            f"s{i % 7}", "metric", f"svc{i % 7 % 2}", "n", ts=i * 700, value=float(i % 13), ok=None
+        )
+        if i % 200 == 199:
+            a.close_ready()
+    new = orjson.loads(orjson.dumps(a.snapshot()))
+    names = new["series"]
+    assert sorted(s for s, *_ in names) == [f"s{i}" for i in range(7)]
+    assert {(s, service) for s, _, service, _ in names} == {
+        (f"s{i}", f"svc{i % 2}") for i in range(7)
+    }
+    old = {k: v for k, v in new.items() if k != "series"}
+    old["panes"] = [[end, *names[i], agg] for end, i, agg in new["panes"]]
+    old["partials"] = [[end, wd, hop, *names[i], agg] for end, wd, hop, i, agg in new["partials"]]
+    assert old["panes"] and old["partials"] and new["shared"]
+    b, c = (
+        Windows.restore(d, parse_windows(windows), grace_ms=10_000, partition=2) for d in (new, old)
+    )
+    for w in (a, b, c):
+        _add(w, 30 * MIN)
+    closed = a.close_ready()
+    assert len(closed) > 20 and b.close_ready() == closed and c.close_ready() == closed
 
 
 def test_a_snapshot_with_other_panes_is_refused_and_dropped_windows_are_not_emitted():
