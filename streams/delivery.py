@@ -300,7 +300,8 @@ def window_envelopes(result: BatchResult, max_bytes: int = 512 * 1024) -> list[t
 
     A partition's windows come in runs (the processor closes one partition after the
     other), so each run is cut where the running sum of its lengths passes the limit:
-    0.5 µs a window against 1.8 through the builder (a scratch timing of 1.1M windows).
+    401 ns a window against 729 through the builder (a scratch timing, best of 7, of
+    400,000 windows of 450-650 bytes on 4 partitions).
     """
     out: list[tuple[int, bytes]] = []
     lines = result.window_lines

@@ -21,6 +21,7 @@ migration adding its column.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,18 @@ class Figure:
     #: The dashboard's chart draws it as a line (on the values' scale).
     line: bool = False
 
+    @property
+    def type(self) -> Any:
+        """Its Python type (the windows topic's ``streams.records.WindowMessage``).
+
+        >>> [f.type for f in FIGURES[:3]] + [FIGURES[-1].type]
+        [<class 'int'>, <class 'int'>, <class 'float'>, float | None]
+        """
+        return _TYPES[self.column]
+
 
 _VALUE = "Nullable(Float64)"
+_TYPES: dict[str, Any] = {"UInt64": int, "Float64": float, _VALUE: float | None}
 
 FIGURES: tuple[Figure, ...] = (
     Figure("count", "UInt64", "events in the window"),

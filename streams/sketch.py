@@ -148,34 +148,15 @@ class QuantileSketch:
             return None
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within [0, 1], got {q}")
-        rank = math.floor(q * (self.count - 1))
-        if self.exact is not None:
-            return sorted(self.exact)[rank]
-        if rank == 0 or rank == self.count - 1:  # the extremes are known exactly
-            return self.min if rank == 0 else self.max
-        seen = 0
-        if self.negative:
-            for key in sorted(self.negative, reverse=True):  # most negative first
-                seen += self.negative[key]
-                if seen > rank:
-                    return self._clamp(-bucket_value(key))
-        seen += self.zeros
-        if seen > rank:
-            return self._clamp(0.0)
-        for key in sorted(self.positive):
-            seen += self.positive[key]
-            if seen > rank:
-                return self._clamp(bucket_value(key))
-        return self.max
+        return self.quantiles((q,))[0]
 
     def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
-        """:meth:`quantile` of each of ``qs`` (ascending), the buckets sorted once.
+        """:meth:`quantile` of each of ``qs``, the buckets sorted and walked once.
 
         >>> s = QuantileSketch()
         >>> for v in range(-500, 1000):
         ...     s.add(float(v))
-        >>> qs = (0.0, 0.1, 0.333, 0.5, 0.95, 0.99, 1.0)
-        >>> s.quantiles(qs) == [s.quantile(q) for q in qs]
+        >>> s.quantiles((0.99, 0.0, 0.5)) == [s.quantile(0.99), -500.0, s.quantile(0.5)]
         True
         """
         count = self.count
@@ -189,34 +170,33 @@ class QuantileSketch:
         if any(not 0.0 <= q <= 1.0 for q in qs):
             raise ValueError(f"quantiles must be within [0, 1], got {qs}")
         ranks = [math.floor(q * (count - 1)) for q in qs]
-        if ranks != sorted(ranks):
-            return [self.quantile(q) for q in qs]
-        # The buckets from the most negative up, as quantile() walks them; the zeros as
-        # a bucket of their own (None).
+        # The buckets from the most negative up (the negative store holds magnitudes);
+        # the zeros as a bucket of their own (None).
         negative, positive = self.negative, self.positive
         descending, ascending = sorted(negative, reverse=True), sorted(positive)
         keys: list[int | None] = [*descending, None, *ascending]
         counts = [negative[k] for k in descending]
         counts.append(self.zeros)
         counts.extend([positive[k] for k in ascending])
-        out: list[float | None] = []
+        out: list[float | None] = [None] * len(qs)
         seen, place, last = 0, 0, len(keys)
-        for rank in ranks:
+        for i in sorted(range(len(ranks)), key=ranks.__getitem__):  # lowest rank first
+            rank = ranks[i]
             if rank == 0 or rank == count - 1:  # the extremes are known exactly
-                out.append(self.min if rank == 0 else self.max)
+                out[i] = self.min if rank == 0 else self.max
                 continue
             while place < last and seen + counts[place] <= rank:
                 seen += counts[place]
                 place += 1
             if place == last:
-                out.append(self.max)
+                out[i] = self.max
                 continue
             key = keys[place]
             if key is None:
                 value = 0.0
             else:
                 value = bucket_value(key) if place > len(negative) else -bucket_value(key)
-            out.append(self._clamp(value))
+            out[i] = self._clamp(value)
         return out
 
     def _clamp(self, value: float) -> float:

@@ -30,7 +30,7 @@ import logging
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,9 +119,10 @@ class SeriesAggregate(Aggregate):
     __slots__ = ("_buckets", "_closed", "kind", "name", "service", "shared")
 
     def __init__(self, kind: str, service: str, name: str) -> None:
-        # Aggregate.__init__'s fields set here, not through super(): one is made for
-        # every event at 100,000 series (a pane of its own), and the call cost a fifth
-        # of the 0.5 µs (a scratch timing).
+        # Aggregate.__init__'s fields set here, not through a call: one is made for
+        # every event at 100,000 series (a pane of its own), and the call cost 30-60%
+        # more (timeit: 495 ns with super() against 313; another run, 716 with
+        # Aggregate.__init__(self) against 551).
         self.count = self.errors = 0
         self.sum = self.mean = self.m2 = 0.0
         self.sketch = None
@@ -369,13 +370,9 @@ class Windows:
         w.max_ts = data["max_ts"]
         w.late = dict(data["late"])
         names = data.get("series")
-        if names is None:
-            panes = ((end, s, k, v, n, agg) for end, s, k, v, n, agg in data["panes"])
-            partials = (
-                (end, width, hop, s, k, v, n, agg)
-                for end, width, hop, s, k, v, n, agg in data["partials"]
-            )
-        else:
+        panes: Iterable[list[Any] | tuple[Any, ...]] = data["panes"]
+        partials: Iterable[list[Any] | tuple[Any, ...]] = data["partials"]
+        if names is not None:  # else each row names its series itself, as the loops read
             panes = ((end, *names[i], agg) for end, i, agg in data["panes"])
             partials = (
                 (end, width, hop, *names[i], agg) for end, width, hop, i, agg in data["partials"]
