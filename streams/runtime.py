@@ -285,13 +285,19 @@ class Runtime:
                     await self.delivery.handover(processor.checkpoint())
                 else:
                     await self.delivery.drain()
+        partitions = sorted(partitions)
         for p in partitions:
             self.stats.leave(p)
             if processor is not None:
                 processor.drop(p)
+        if partitions:
+            log.info("partitions %s revoked: what was processed is stored", partitions)
 
     def assign(self, partitions: Iterable[int]) -> None:
-        self.stats.assigned |= set(partitions)
+        partitions = set(partitions)
+        if partitions:
+            log.info("partitions %s assigned", sorted(partitions))
+        self.stats.assigned |= partitions
         self.joined = True
 
     async def final_checkpoint(self) -> bool:
