@@ -89,7 +89,8 @@ async def ingest(settings: StoreSettings, results: list[BatchResult]) -> dict[st
             t0 = time.perf_counter()
             for raw in result.raw.values():
                 token = f"plain:{raw.first}-{raw.last}"
-                await sink._insert(f"{db}.events_plain", b"\n".join(raw.rows), token)
+                payload = RawRows(result.source).payload([raw])
+                await sink._insert(f"{db}.events_plain", payload, token, fmt="ArrowStream")
             t1 = time.perf_counter()
             await sink.write(result)  # events + views + windows
             timings["baseline"] += t1 - t0

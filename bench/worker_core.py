@@ -15,7 +15,8 @@
    - ``windows``: every event added to its pane, and the panes closed and folded into
      the windows, as records;
    - ``live``: the workflow events applied to the live executions (``Executions.add``);
-   - ``raw rows``: each event's row of the raw ``events`` table;
+   - ``raw rows``: each event kept for its row of the raw ``events`` table, and the
+     batch's rows made into the insert's Arrow columns (``sinks.rows.RawRows``);
    - ``rest``: the processor's total less the stages: the loop, offsets, evaluation of
      closed windows, and what the stages cost together beyond alone;
    - ``collector``: Python's cyclic garbage collector, which the stages are measured
@@ -50,6 +51,7 @@ from sinks.rows import RawRows
 from streams.detection import default_detector
 from streams.executions import Executions
 from streams.processing import Processor
+from streams.records import RawBatch
 from streams.windows import Windows, parse_windows
 
 
@@ -159,8 +161,10 @@ def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict
             executions.add(record)
         t3 = clock()
         offset = batch[0][1]
+        raw = RawBatch(0, offset, batch[-1][1])
         for i, (ev, key) in enumerate(zip(events, keys, strict=True)):
-            rows(ev, key, 0, offset + i // 1000, i % 1000, False)
+            raw.rows.append(rows(ev, key, 0, offset + i // 1000, i % 1000, False))
+        rows.payload([raw])
         t4 = clock()
         seconds["decode"] += t0 - t
         seconds["validate"] += t1 - t0

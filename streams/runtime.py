@@ -209,6 +209,9 @@ class Runtime:
             if due:
                 self._checkpoint(processor, result)
             self.reapply_acks(processor, result)
+        if processor.raw_rows is not None:  # compact while the batch waits for the store
+            for raw in result.raw.values():
+                processor.raw_rows.seal(raw)
         self.changed()  # the live state moved: the dashboard need not wait for the store
         await self.delivery.put(result, acks)
 

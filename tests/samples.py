@@ -8,7 +8,7 @@ from typing import Any
 
 from producers.alerts import Alert
 from streams.evaluation import Evaluation
-from streams.records import WindowRecord
+from streams.records import BatchResult, WindowRecord
 from streams.rules import RuleSet, parse
 
 
@@ -147,3 +147,16 @@ def alert_transitions() -> list[Alert]:
     out = feed(e, steady + spike + calm)
     out += e.advance(200 * MIN, now_ms=200 * MIN)  # silence: the absence rule
     return out
+
+
+def raw_table_rows(*results: BatchResult) -> list[dict[str, Any]]:
+    """The ``events`` rows the writer would insert for the raw rows of ``results``: their
+    Arrow payload (``sinks.rows.RawRows.payload``) read back, in order."""
+    from sinks.rows import RawRows, read_payload
+
+    return [
+        row
+        for out in results
+        if any(raw.rows for raw in out.raw.values())
+        for row in read_payload(RawRows(out.source).payload(out.raw.values()))
+    ]

@@ -3,6 +3,7 @@ import orjson
 from sinks.rows import RawRows
 from streams.processing import Processor
 from streams.windows import parse_windows
+from tests.samples import raw_table_rows
 
 NOW = 1_700_000_000_000
 
@@ -24,9 +25,9 @@ def _processor():
 def test_valid_events_become_raw_rows_with_their_kafka_position():
     p = _processor()
     out = p.process([(0, 5, _env(_metric(NOW), _metric(NOW + 1)))], now_ms=NOW)
-    rows = [orjson.loads(r) for r in out.raw[0].rows]
+    rows = raw_table_rows(out)
     assert [(r["partition"], r["offset"], r["idx"]) for r in rows] == [(0, 5, 0), (0, 5, 1)]
-    assert rows[0]["ts"] == NOW / 1000 and rows[0]["source"] == "c1/t"
+    assert rows[0]["ts"].timestamp() == NOW / 1000 and rows[0]["source"] == "c1/t"
     assert (out.raw[0].first, out.raw[0].last) == (5, 5)
 
 
@@ -64,7 +65,7 @@ def test_restored_state_skips_what_it_already_applied_but_raw_follows_the_store(
 def test_late_events_are_flagged_in_raw_rows():
     p = _processor()
     out = p.process([(0, 0, _env(_metric(NOW + 120_000), _metric(NOW)))], now_ms=NOW)
-    rows = [orjson.loads(r) for r in out.raw[0].rows]
+    rows = raw_table_rows(out)
     assert [r.get("late", False) for r in rows] == [False, True]  # the column defaults to false
     assert out.counts["late"] == 1
 

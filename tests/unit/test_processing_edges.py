@@ -8,7 +8,7 @@ from sinks.rows import RawRows
 from streams import processing
 from streams.processing import Processor, parts
 from streams.windows import parse_windows
-from tests.samples import ruleset
+from tests.samples import raw_table_rows, ruleset
 
 NOW = 1_700_000_000_000
 MIN = 60_000
@@ -174,5 +174,5 @@ def test_a_raw_row_names_its_series_as_json_even_with_quotes():
          "tags": {"q": 'a"b'}}
     )  # fmt: skip
     out = _processor().process([(0, 0, line)], now_ms=NOW)
-    row = orjson.loads(out.raw[0].rows[0])
+    [row] = raw_table_rows(out)
     assert row["series"] == 'metric|dc|t|q=a"b' and row["partition"] == 0

@@ -27,7 +27,7 @@ from streams.routing import (
     read_header,
 )
 from streams.windows import parse_windows
-from tests.samples import simulated
+from tests.samples import raw_table_rows, simulated
 
 NOW = 1_700_000_000_000
 PARTITIONS = 4
@@ -97,12 +97,12 @@ def windows(results):
 
 
 def rows(results):
-    return [orjson.loads(r) for out in results for raw in out.raw.values() for r in raw.rows]
+    return raw_table_rows(*results)
 
 
 def stored_events(results):
-    """The (name, ts ms) of every raw row, in order (rows hold seconds)."""
-    return sorted((r["name"], round(r["ts"] * 1000)) for r in rows(results))
+    """The (name, ts ms) of every raw row, in order (rows hold the table's times)."""
+    return sorted((r["name"], round(r["ts"].timestamp() * 1000)) for r in rows(results))
 
 
 EVENTS = [metric(i, name=f"m{i % 5}") for i in range(600)]
