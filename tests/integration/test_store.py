@@ -176,12 +176,10 @@ def test_every_raw_event_is_stored_with_every_field_as_it_was_sent(tmp_path):
     and events whose text needs escaping, with nested attributes, extreme numbers and
     absent fields, come back from the table field for field, compared both ways (nothing
     missing, nothing extra)."""
-    import asyncio
     import time
 
     from producers.events import series_key
-    from sinks.writer import ClickHouseSink
-    from tests.history_data import generate, processed
+    from tests.history_data import generate, store_history
 
     h = generate(now_ms=int(time.time() // 60 * 60_000))
     at = h.now_ms - 60_000
@@ -202,18 +200,7 @@ def test_every_raw_event_is_stored_with_every_field_as_it_was_sent(tmp_path):
         {"kind": "span", "ts": at + 7, "service": "s", "name": "sp", "trace_id": "t" * 32,
          "span_id": "s" * 16, "parent_id": "p" * 16, "value": 3, "ok": True},
     ]  # fmt: skip
-    results = processed(h)
-
-    async def write() -> None:
-        sink = ClickHouseSink(StoreSettings(data_dir=tmp_path))
-        await sink.start()
-        try:
-            for result in results:
-                await sink.write(result)
-        finally:
-            await sink.close()
-
-    asyncio.run(write())
+    store_history(h, tmp_path)
     text = (
         "status", "execution_id", "step", "trace_id", "span_id", "parent_id", "level", "message",
     )  # fmt: skip
