@@ -38,6 +38,10 @@ from streams.windows import WindowConfigError, Windows, WindowSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: A partition's raw rows are sealed into the store's form (``RawRowFormat.seal``) every
+#: this many, so that a part of 100,000 events does not hold all its decoded events at
+#: once: each held about three times the memory of its sealed row.
+SEAL_ROWS = 10_000
 
 
 @dataclass
@@ -288,6 +292,8 @@ class Processor:
                         )  # fmt: skip
                 if raw is not None and raw_rows is not None:
                     raw.rows.append(raw_rows(ev, series, partition, offset, index, late))
+            if raw is not None and raw_rows is not None and len(raw.rows) >= SEAL_ROWS:
+                raw_rows.seal(raw)
             if want_state:
                 state.offset = offset
                 out.touched.add(partition)

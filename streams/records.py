@@ -188,22 +188,22 @@ class RawRowFormat(Protocol):
     ) -> RawRow: ...
 
     def seal(self, batch: RawBatch) -> None:
-        """Turn ``batch``'s rows into the store's own compact form to wait for their
-        insert in (``batch.sealed``), letting go of the events."""
+        """Turn ``batch``'s rows into a part in the store's own compact form, appended
+        to ``batch.sealed``, letting go of the events."""
         ...
 
 
 @dataclass
 class RawBatch:
-    """Raw rows of one partition, from contiguous offsets ``first..last``: as the
-    processor made them (``rows``), or once sealed, in the store's form (``sealed``) and
-    how many (``sealed_rows``). ``len()`` counts them either way."""
+    """Raw rows of one partition, from contiguous offsets ``first..last``: the earlier
+    ones sealed into the store's form, a part at a time (``sealed``, ``sealed_rows`` of
+    them), then the rest as the processor made them (``rows``). ``len()`` counts both."""
 
     partition: int
     first: int
     last: int
     rows: list[RawRow] = field(default_factory=list)
-    sealed: Any = None
+    sealed: list[Any] = field(default_factory=list)
     sealed_rows: int = 0
 
     def __len__(self) -> int:
@@ -243,7 +243,7 @@ class BatchResult:
         self.closed = []
         self.__dict__.pop("window_lines", None)
         for raw in self.raw.values():
-            raw.rows, raw.sealed, raw.sealed_rows = [], None, 0
+            raw.rows, raw.sealed, raw.sealed_rows = [], [], 0
 
     @functools.cached_property
     def window_lines(self) -> list[bytes]:
