@@ -43,7 +43,7 @@ async def ingest(stores: dict[str, StoreSettings], results: list[BatchResult]) -
     sinks = {name: ClickHouseSink(settings) for name, settings in stores.items()}
     for sink in sinks.values():
         await sink.start()
-    rows = sum(len(r.rows) for result in results for r in result.raw.values())
+    rows = sum(len(r) for result in results for r in result.raw.values())
     timings = dict.fromkeys(sinks, 0.0)
     started = time.perf_counter()
     try:

@@ -79,7 +79,7 @@ async def ingest(settings: StoreSettings, results: list[BatchResult]) -> dict[st
     sink = ClickHouseSink(settings)
     await sink.start()
     db = settings.database
-    rows = sum(len(r.rows) for result in results for r in result.raw.values())
+    rows = sum(len(r) for result in results for r in result.raw.values())
     try:
         await sink._call(sink.client.command, f"CREATE TABLE {db}.events_plain AS {db}.events")
         # Interleaved batch by batch, so both see the same machine (it is noisy).

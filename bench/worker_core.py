@@ -163,7 +163,7 @@ def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict
         offset = batch[0][1]
         raw = RawBatch(0, offset, batch[-1][1])
         for i, (ev, key) in enumerate(zip(events, keys, strict=True)):
-            raw.rows.append(rows(ev, key, 0, offset + i // 1000, i % 1000, False))
+            raw.rows.append((ev, key, offset + i // 1000, i % 1000, False))
         rows.payload([raw])
         t4 = clock()
         seconds["decode"] += t0 - t

@@ -103,8 +103,10 @@ class Processor:
         """``partitions``: the events topic's partition count, to re-route events that
         arrived on another partition than their series' own; None applies every event
         where it arrives (one partition's view: a backtest, a unit test). ``raw_rows``:
-        how the store wants each checked event as a raw row (the sink's
-        ``raw_rows(source)``); None keeps only the offsets (a processor without a store)."""
+        how the store keeps a batch's raw rows (the sink's ``raw_rows(source)``): each
+        checked event is kept as a :data:`streams.records.RawRow`, sealed into the
+        store's form every :data:`SEAL_ROWS`; None keeps only the offsets (a processor
+        without a store)."""
         #: Identifies the Kafka log the offsets belong to (cluster id / topic), so that a
         #: fresh embedded broker, whose offsets restart at 0, is not mistaken for a replay.
         self.source = source
@@ -291,7 +293,7 @@ class Processor:
                             )
                         )  # fmt: skip
                 if raw is not None and raw_rows is not None:
-                    raw.rows.append(raw_rows(ev, series, partition, offset, index, late))
+                    raw.rows.append((ev, series, offset, index, late))
             if raw is not None and raw_rows is not None and len(raw.rows) >= SEAL_ROWS:
                 raw_rows.seal(raw)
             if want_state:

@@ -180,12 +180,9 @@ RawRow = tuple[Event, str, int, int, bool]
 
 
 class RawRowFormat(Protocol):
-    """How the store keeps each checked event for its raw row (``sinks.rows.RawRows``):
-    the event, its series, where it came from, and whether it arrived late."""
-
-    def __call__(
-        self, ev: Event, series: str, partition: int, offset: int, index: int, late: bool
-    ) -> RawRow: ...
+    """How the store keeps a batch's raw rows until their insert (``sinks.rows.RawRows``):
+    the processor keeps each checked event as a :data:`RawRow`, and :meth:`seal` turns
+    them into the store's own form."""
 
     def seal(self, batch: RawBatch) -> None:
         """Turn ``batch``'s rows into a part in the store's own compact form, appended

@@ -157,6 +157,6 @@ def raw_table_rows(*results: BatchResult) -> list[dict[str, Any]]:
     return [
         row
         for out in results
-        if any(raw.rows for raw in out.raw.values())
+        if any(map(len, out.raw.values()))
         for row in read_payload(RawRows(out.source).payload(out.raw.values()))
     ]
