@@ -114,8 +114,23 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self, timeout: float = 30.0) -> int:
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM, then its exit code; killed (-9) if it outlasts its own bound on
+        stopping (``streams.stopping``) by 10 s, or ``timeout``."""
+        if timeout is None:
+            from streams.app import CLOSE_SECONDS
+            from streams.stopping import SLACK_SECONDS
+
+            shutdown_s = float(self.env.get("VIGIL_SHUTDOWN_SECONDS", 20))
+            timeout = shutdown_s + CLOSE_SECONDS + SLACK_SECONDS + 10
         return stop(self.proc, timeout=timeout)
+
+    def stuck_stopping(self) -> str | None:
+        """What the worker said if it had to cut its own stopping short (where it was
+        stuck, every thread's stack), or None."""
+        log = self.log()
+        at = log.find('"still stopping')
+        return None if at < 0 else log[log.rfind("\n", 0, at) + 1 :]
 
 
 @pytest.fixture
@@ -144,6 +159,9 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     yield _start
     for w in started:
         w.stop()
+        # Not a failure of the test (nothing is lost), but told in pytest's summary.
+        if (stuck := w.stuck_stopping()) is not None:
+            warnings.warn(f"{w.log_path} was stuck stopping: {stuck[:6000]}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")  # chDB opens one path per process at a time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -14,8 +15,8 @@ import faust
 from sinks import chserver, scheduled, service
 from sinks.store import open_client
 from sinks.writer import ClickHouseSink
-from streams import auth, collector, logs
-from streams.app import create_app
+from streams import auth, collector, logs, stopping
+from streams.app import CLOSE_SECONDS, create_app
 from streams.rules import RuleFileError
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker
@@ -73,8 +74,9 @@ def run(environ: dict[str, str] | None = None) -> None:
         scheduled=jobs,
     )
     level, fmt = config.worker.log_level, config.worker.log_format
-    worker = faust.Worker(
+    worker = _Worker(
         app,
+        stop_within=config.worker.shutdown_seconds + CLOSE_SECONDS + stopping.SLACK_SECONDS,
         loglevel=level,
         quiet=True,
         redirect_stdouts=False,
@@ -92,6 +94,20 @@ def run(environ: dict[str, str] | None = None) -> None:
                 sink.client.close()
         if broker is not None:
             broker.stop()
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, whose stopping is bounded: once asked to stop, the process exits
+    within ``stop_within`` seconds and says where it was stuck if it had to
+    (:mod:`streams.stopping`)."""
+
+    def __init__(self, *args: Any, stop_within: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_within = stop_within
+
+    async def on_stop(self) -> None:
+        stopping.arm(self.stop_within, asyncio.get_running_loop())
+        await super().on_stop()
 
 
 def _serve_sql(config: Config, token: str | None) -> Any:
