@@ -25,6 +25,10 @@ against the one (the clock runs from the first batch any worker received to the 
 stored, rebalances included). Everything runs on this machine: with 2 cores, the broker,
 ``vigil chserver`` and the workers share them.
 
+With ``--peers`` it then runs Quix Streams (``bench.peer_quix``) on the same broker and
+events, published one JSON message each and keyed by series: its loop doing nothing, and a
+60 s tumbling count and mean per series; it prints their events/s and Vigil's against them.
+
 It prints how many events the store flagged late and how many windows it holds: a late
 event is stored but never put in a window, so a run whose events came late measures a
 worker that did less (the events are made so that none is late). Windows ``1m,5m,5m/1m``
@@ -46,6 +50,7 @@ import os
 import random
 import re
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,11 +58,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.report import emit, progress
 from producers.client import Client
 from producers.envelopes import split
+from producers.events import series_key
 from producers.settings import ProducerSettings
 from producers.topics import Topics
 from sinks.settings import StoreSettings
@@ -312,6 +319,59 @@ def drain(
     return produced, worker, int(stored)
 
 
+async def publish_plain(bootstrap: str, topic: str, events: list[dict], partitions: int) -> None:
+    """``events`` as most Kafka clients publish them, for a peer: one JSON message each,
+    keyed by its series, on a topic of ``partitions`` of its own."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20, acks="all"
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        sent = []
+        for i, event in enumerate(events, 1):
+            key = series_key(event).encode()
+            sent.append(await producer.send(topic, orjson.dumps(event), key=key))
+            if len(sent) == 20_000 or i == len(events):
+                await asyncio.gather(*sent)
+                sent.clear()
+                progress("publish for the peer", i, len(events), started)
+    finally:
+        await producer.stop()
+    print(file=sys.stderr)
+
+
+def run_peer(bootstrap: str, events: list[dict], python: str) -> dict[str, dict[str, Any]]:
+    """Quix Streams (``bench.peer_quix``, run by ``python``) on the same broker: its loop
+    doing nothing, then its 60 s tumbling count and mean per series, over ``events``
+    published one a message."""
+    topic = f"bench{os.getpid()}-peer-events"
+    partitions = ProducerSettings().events_partitions  # as many as Vigil's events topic
+    asyncio.run(publish_plain(bootstrap, topic, events, partitions))
+    out = {}
+    for mode in ("raw", "window"):
+        print(f"  Quix Streams ({mode}) ...", file=sys.stderr)
+        done = subprocess.run(
+            [python, "-m", "bench.peer_quix", bootstrap, topic, str(len(events)), mode],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"bench.peer_quix {mode} failed:\n{done.stderr[-3000:]}")
+        out[mode] = orjson.loads(done.stdout.strip().splitlines()[-1])
+        if out[mode]["events"] != len(events):
+            raise SystemExit(f"Quix Streams ({mode}) saw {out[mode]['events']} events")
+    return out
+
+
 def _per_event(cpu: collections.Counter[str], n: int) -> dict[str, float]:
     """CPU µs per event of each entry of at least 0.05 µs, the rest as ``other``, and the
     total (busy cores = total / µs between events)."""
@@ -340,6 +400,16 @@ def main() -> None:
         default="chdb",
         help="chserver: the store in a process of its own (as a ClickHouse server is), so "
         "the worker's memory is its own; always so with --workers N",
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also Quix Streams on the same broker and events (pip install -e '.[peers]')",
+    )
+    parser.add_argument(
+        "--quix-python",
+        default=sys.executable,
+        help="the Python that has quixstreams (default: this one)",
     )
     args = parser.parse_args()
     n = args.events
@@ -376,6 +446,7 @@ def main() -> None:
             finally:
                 if server is not None:
                     server.stop()
+        peer = run_peer(bootstrap, events, args.quix_python) if args.peers else None
     finally:
         if broker is not None:
             broker.stop()
@@ -404,6 +475,17 @@ def main() -> None:
     ):
         for part, us in _per_event(cpu, n).items():
             result[f"{run} cpu us/event: {part}"] = us
+    if peer is not None:
+        raw, window = peer["raw"], peer["window"]
+        result["quix raw loop events_per_s"] = round(raw["events_per_s"])
+        result["quix 60s tumbling count+mean events_per_s"] = round(window["events_per_s"])
+        result["quix window vs its raw loop"] = round(
+            window["events_per_s"] / raw["events_per_s"], 3
+        )
+        result["quix ready_seconds"] = round(window["ready_seconds"], 2)
+        result["vigil pipeline vs quix window"] = round(
+            worker["events_per_s"] / window["events_per_s"], 2
+        )
     if args.workers > 1:
         k = args.workers
         _, many, stored_many = figures[k]

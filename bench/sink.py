@@ -8,7 +8,11 @@
    windows. Baseline in the same run: the same raw rows inserted the same way into a copy
    of the events table that has no views, batch by batch in turn. Rows per second and
    their ratio.
-2. History at scale: ``--rows`` (default 10 million) synthetic raw events over 7 days are
+2. Overlap: whether the event loop's thread (where the worker processes) runs on while
+   chDB stores a batch on the store's thread, i.e. whether chDB releases the GIL: a loop
+   of Python work, its rate while each batch is stored against its rate alone between
+   batches, and its longest pause.
+3. History at scale: ``--rows`` (default 10 million) synthetic raw events over 7 days are
    generated inside ClickHouse (INSERT ... SELECT, so the views fill as they would), then
    each main history query runs ``--repeat`` times with varied parameters through
    ``sinks.catalog.run`` on the read-only client: p50 and p99 latency per query.
@@ -50,14 +54,17 @@ BATCH_MESSAGES = WorkerSettings().batch_max_events // ENVELOPE_EVENTS
 DAY_S = 86_400
 
 
-def batches(n: int, per_batch: int = BATCH_MESSAGES) -> list[BatchResult]:
-    """``n`` events through the processor, as the worker's batches (not timed)."""
+def batches(
+    n: int, per_batch: int = BATCH_MESSAGES, source: str = "bench/events"
+) -> list[BatchResult]:
+    """``n`` events through the processor, as the worker's batches (not timed). Batches of
+    another ``source`` are other rows to the store (their deduplication tokens differ)."""
     now_ms = int(time.time() * 1000)
     processor = Processor(
         windows=parse_windows("1m"),
         grace_ms=0,
-        source="bench/events",
-        raw_rows=RawRows("bench/events"),
+        source=source,
+        raw_rows=RawRows(source),
     )
     processor.load(0, None, -1)
     builder = EnvelopeBuilder(max_events=ENVELOPE_EVENTS, max_bytes=1 << 30)
@@ -104,6 +111,65 @@ async def ingest(settings: StoreSettings, results: list[BatchResult]) -> dict[st
         "ingest_baseline_rows_per_s": round(rows / timings["baseline"]),
         "ingest_vigil_rows_per_s": round(rows / timings["vigil"]),
         "ingest_ratio_vs_baseline": round(timings["baseline"] / timings["vigil"], 3),
+    }
+
+
+async def _spin(stop: asyncio.Event) -> tuple[int, float, float]:
+    """Python work on the event loop's thread, in slices, until ``stop``: the slices
+    done, the seconds it ran, and its longest pause between two slices."""
+    done, longest = 0, 0.0
+    started = last = time.perf_counter()
+    while not stop.is_set():
+        for _ in range(2000):
+            done += 1
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+        await asyncio.sleep(0)
+    return done // 2000, time.perf_counter() - started, longest
+
+
+async def overlap(settings: StoreSettings, results: list[BatchResult]) -> dict[str, Any]:
+    """Whether the worker's thread runs on while chDB stores a batch (does chDB release
+    the GIL?). A loop of Python work on the event loop's thread, as the processor's stand-in,
+    runs while ``ClickHouseSink.write`` stores each batch on the store's thread, and alone
+    for as long between batches (the baseline, in the same run). Were the GIL held for an
+    insert, the loop would stop for all of it: its longest pause would be the insert's
+    time, and its rate would fall by the inserts' share of the time."""
+    sink = ClickHouseSink(settings)
+    await sink.start()
+    done = {"alone": 0, "storing": 0}
+    seconds = {"alone": 0.0, "storing": 0.0}
+    pauses: dict[str, list[float]] = {"alone": [], "storing": []}
+    writes = []
+    try:
+        for result in results:
+            stop = asyncio.Event()
+            spinning = asyncio.create_task(_spin(stop))
+            started = time.perf_counter()
+            await sink.write(result)
+            writes.append(time.perf_counter() - started)
+            stop.set()
+            n, s, pause = await spinning
+            done["storing"] += n
+            seconds["storing"] += s
+            pauses["storing"].append(pause)
+            stop = asyncio.Event()
+            spinning = asyncio.create_task(_spin(stop))
+            await asyncio.sleep(writes[-1])
+            stop.set()
+            n, s, pause = await spinning
+            done["alone"] += n
+            seconds["alone"] += s
+            pauses["alone"].append(pause)
+    finally:
+        await sink.close()
+    rate = {k: done[k] / seconds[k] for k in done}
+    return {
+        "overlap_batches": len(results),
+        "overlap_write_ms_mean": round(1000 * statistics.fmean(writes), 1),
+        "overlap_python_ratio_while_storing": round(rate["storing"] / rate["alone"], 3),
+        "overlap_longest_pause_ms_storing": round(1000 * max(pauses["storing"]), 1),
+        "overlap_longest_pause_ms_alone": round(1000 * max(pauses["alone"]), 1),
     }
 
 
@@ -273,6 +339,8 @@ def main() -> None:
         result: dict[str, Any] = {}
         result["ingest_batch_events"] = args.batch_messages * ENVELOPE_EVENTS
         result.update(asyncio.run(ingest(settings, batches(args.ingest, args.batch_messages))))
+        others = batches(args.ingest, args.batch_messages, source="bench/overlap")
+        result.update(asyncio.run(overlap(settings, others)))
         from sinks.store import open_client
 
         client = open_client(settings)
