@@ -64,8 +64,12 @@ def run(bootstrap: str, topic_name: str, n: int, mode: str) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
+def main() -> None:
+    if len(sys.argv) != 5 or sys.argv[4] not in ("raw", "window"):
+        raise SystemExit("usage: python -m bench.peer_quix BOOTSTRAP TOPIC N raw|window")
     bootstrap, topic, n, mode = sys.argv[1:5]
-    if mode not in ("raw", "window"):
-        raise SystemExit(f"mode must be raw or window, not {mode!r}")
     print(json.dumps(run(bootstrap, topic, int(n), mode)))
+
+
+if __name__ == "__main__":
+    main()
