@@ -45,11 +45,9 @@ from streams.processing import parts
 from streams.rules import RuleSet
 from streams.runtime import Runtime
 from streams.settings import WorkerSettings
+from streams.stopping import CLOSE_SECONDS
 
 log = logging.getLogger(__name__)
-
-#: How long closing the writer, the webhooks and the store may take on a stop.
-CLOSE_SECONDS = 10
 
 
 class FaustOutbox:

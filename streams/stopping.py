@@ -2,7 +2,7 @@
 
 The worker's own part of stopping is bounded already: the final checkpoint within
 ``VIGIL_SHUTDOWN_SECONDS``, closing the writer and the webhooks within
-``streams.app.CLOSE_SECONDS``. What follows is Faust's and aiokafka's (stopping the
+:data:`CLOSE_SECONDS`. What follows is Faust's and aiokafka's (stopping the
 consumer, leaving the group), which waits for the broker without a bound of ours: a
 worker in the middle of a rebalance waits for it to end. A supervisor that kills a
 worker after its grace period learns nothing about why; :func:`arm` makes the worker
@@ -24,8 +24,19 @@ from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
+#: How long closing the writer, the webhooks and the store may take on a stop.
+CLOSE_SECONDS = 10
 #: Seconds for Faust's and aiokafka's part of stopping, past the worker's own bounds.
 SLACK_SECONDS = 10.0
+
+
+def within(shutdown_seconds: float) -> float:
+    """How long a worker may take to stop in all, given ``VIGIL_SHUTDOWN_SECONDS``.
+
+    >>> within(20.0)
+    40.0
+    """
+    return shutdown_seconds + CLOSE_SECONDS + SLACK_SECONDS
 
 
 def arm(

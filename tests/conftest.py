@@ -118,11 +118,9 @@ class WorkerProcess:
         """SIGTERM, then its exit code; killed (-9) if it outlasts its own bound on
         stopping (``streams.stopping``) by 10 s, or ``timeout``."""
         if timeout is None:
-            from streams.app import CLOSE_SECONDS
-            from streams.stopping import SLACK_SECONDS
+            from streams.stopping import within
 
-            shutdown_s = float(self.env.get("VIGIL_SHUTDOWN_SECONDS", 20))
-            timeout = shutdown_s + CLOSE_SECONDS + SLACK_SECONDS + 10
+            timeout = within(float(self.env.get("VIGIL_SHUTDOWN_SECONDS", 20))) + 10
         return stop(self.proc, timeout=timeout)
 
     def stuck_stopping(self) -> str | None:

@@ -16,7 +16,7 @@ from sinks import chserver, scheduled, service
 from sinks.store import open_client
 from sinks.writer import ClickHouseSink
 from streams import auth, collector, logs, stopping
-from streams.app import CLOSE_SECONDS, create_app
+from streams.app import create_app
 from streams.rules import RuleFileError
 from vigil.config import Config
 from vigil.embedded import EmbeddedBroker
@@ -76,7 +76,7 @@ def run(environ: dict[str, str] | None = None) -> None:
     level, fmt = config.worker.log_level, config.worker.log_format
     worker = _Worker(
         app,
-        stop_within=config.worker.shutdown_seconds + CLOSE_SECONDS + stopping.SLACK_SECONDS,
+        stop_within=stopping.within(config.worker.shutdown_seconds),
         loglevel=level,
         quiet=True,
         redirect_stdouts=False,

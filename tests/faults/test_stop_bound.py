@@ -12,8 +12,7 @@ import time
 import pytest
 
 from producers.client import Client
-from streams.app import CLOSE_SECONDS
-from streams.stopping import SLACK_SECONDS
+from streams.stopping import within
 from tests.conftest import applied
 from tests.samples import metric
 from vigil.embedded import stop
@@ -47,7 +46,7 @@ async def test_a_worker_asked_to_stop_exits_within_its_bound_when_the_store_is_f
             assert await pub.flush(30)
             # Taken and processed; its insert waits for the frozen server.
             worker.wait_until(lambda s: applied(s, "processed") > taken, timeout=60)
-            bound = SHUTDOWN_S + CLOSE_SECONDS + SLACK_SECONDS
+            bound = within(SHUTDOWN_S)
             # Killed (-9) if it is still there well past its bound.
             code = stop(worker.proc, timeout=bound + 15)
         finally:
