@@ -30,6 +30,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,18 +115,21 @@ async def ingest(settings: StoreSettings, results: list[BatchResult]) -> dict[st
     }
 
 
-async def _spin(stop: asyncio.Event) -> tuple[int, float, float]:
-    """Python work on the event loop's thread, in slices, until ``stop``: the slices
+async def _spin_during(work: Awaitable[Any]) -> tuple[int, float, float]:
+    """Python work on the event loop's thread, in slices, while ``work`` runs: the slices
     done, the seconds it ran, and its longest pause between two slices."""
+    task = asyncio.ensure_future(work)
     done, longest = 0, 0.0
     started = last = time.perf_counter()
-    while not stop.is_set():
+    while not task.done():
         for _ in range(2000):
-            done += 1
+            pass
+        done += 1
         now = time.perf_counter()
         longest, last = max(longest, now - last), now
         await asyncio.sleep(0)
-    return done // 2000, time.perf_counter() - started, longest
+    await task
+    return done, time.perf_counter() - started, longest
 
 
 async def overlap(settings: StoreSettings, results: list[BatchResult]) -> dict[str, Any]:
@@ -143,24 +147,13 @@ async def overlap(settings: StoreSettings, results: list[BatchResult]) -> dict[s
     writes = []
     try:
         for result in results:
-            stop = asyncio.Event()
-            spinning = asyncio.create_task(_spin(stop))
-            started = time.perf_counter()
-            await sink.write(result)
-            writes.append(time.perf_counter() - started)
-            stop.set()
-            n, s, pause = await spinning
-            done["storing"] += n
-            seconds["storing"] += s
-            pauses["storing"].append(pause)
-            stop = asyncio.Event()
-            spinning = asyncio.create_task(_spin(stop))
-            await asyncio.sleep(writes[-1])
-            stop.set()
-            n, s, pause = await spinning
-            done["alone"] += n
-            seconds["alone"] += s
-            pauses["alone"].append(pause)
+            storing = await _spin_during(sink.write(result))
+            writes.append(storing[1])
+            alone = await _spin_during(asyncio.sleep(storing[1]))
+            for key, (n, s, pause) in (("storing", storing), ("alone", alone)):
+                done[key] += n
+                seconds[key] += s
+                pauses[key].append(pause)
     finally:
         await sink.close()
     rate = {k: done[k] / seconds[k] for k in done}

@@ -24,6 +24,8 @@ from typing import IO, Any
 
 log = logging.getLogger(__name__)
 
+#: What the worker's log says when it had to cut its stopping short.
+STUCK = "still stopping"
 #: How long closing the writer, the webhooks and the store may take on a stop.
 CLOSE_SECONDS = 10
 #: Seconds for Faust's and aiokafka's part of stopping, past the worker's own bounds.
@@ -64,7 +66,7 @@ def arm(
 
     def hung() -> None:
         log.error(
-            "still stopping %.0f s after being asked to: exiting now. Where it was "
+            STUCK + " %.0f s after being asked to: exiting now. Where it was "
             "stuck: %s; every thread's stack follows",
             seconds,
             "; ".join(waiting(loop)) or "no asyncio task left",

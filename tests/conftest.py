@@ -126,8 +126,10 @@ class WorkerProcess:
     def stuck_stopping(self) -> str | None:
         """What the worker said if it had to cut its own stopping short (where it was
         stuck, every thread's stack), or None."""
+        from streams.stopping import STUCK
+
         log = self.log()
-        at = log.find('"still stopping')
+        at = log.find(f'"{STUCK}')
         return None if at < 0 else log[log.rfind("\n", 0, at) + 1 :]
 
 

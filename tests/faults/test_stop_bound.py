@@ -12,7 +12,7 @@ import time
 import pytest
 
 from producers.client import Client
-from streams.stopping import within
+from streams.stopping import STUCK, within
 from tests.conftest import applied
 from tests.samples import metric
 from vigil.embedded import stop
@@ -53,7 +53,7 @@ async def test_a_worker_asked_to_stop_exits_within_its_bound_when_the_store_is_f
             shared_store.proc.send_signal(signal.SIGCONT)
     log = worker.log()
     assert code == 0, log[-3000:]
-    stuck = [line for line in log.splitlines() if "still stopping" in line]
-    assert len(stuck) == 1 and f"still stopping {bound:.0f} s after" in stuck[0], log[-3000:]
+    stuck = [line for line in log.splitlines() if STUCK in line]
+    assert len(stuck) == 1 and f"{STUCK} {bound:.0f} s after" in stuck[0], log[-3000:]
     # Every thread's stack follows, the store's among them, stuck in its HTTP request.
     assert "Thread 0x" in log and "clickhouse_connect" in log.split(stuck[0])[1], log[-3000:]
