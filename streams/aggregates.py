@@ -18,7 +18,7 @@ large common offset where ``sum(x*x)/n - mean**2`` cancels to noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streams.figures import NAMES, QUANTILES
@@ -47,16 +47,27 @@ class Aggregate:
         self.count += 1
         if ok is False:
             self.errors += 1
-        if value is None:
+        if value is not None:
+            self.add_values((value,))
+
+    def add_values(self, values: Sequence[float]) -> None:
+        """Add the values of events counted already (``count`` and ``errors`` are the
+        caller's), in order: the same figures, bit for bit, as adding each in turn
+        (Welford's update, one value after another), in one call."""
+        if not values:
             return
         sketch = self.sketch
         if sketch is None:
             sketch = self.sketch = QuantileSketch()
-        sketch.add(value)
-        self.sum += value
-        delta = value - self.mean
-        self.mean += delta / sketch.count
-        self.m2 += delta * (value - self.mean)
+        n, total, mean, m2 = sketch.count, self.sum, self.mean, self.m2
+        for value in values:
+            n += 1
+            total += value
+            delta = value - mean
+            mean += delta / n
+            m2 += delta * (value - mean)
+        self.sum, self.mean, self.m2 = total, mean, m2
+        sketch.extend(values)
 
     def merge(self, other: Aggregate, buckets: Callable[[], Buckets] | None = None) -> None:
         """Add ``other`` into this aggregate (``other`` is unchanged); ``buckets``: its

@@ -116,7 +116,7 @@ class SeriesAggregate(Aggregate):
     (:meth:`closed`, :meth:`closed_buckets`), not once a window.
     """
 
-    __slots__ = ("_buckets", "_closed", "kind", "name", "service", "shared")
+    __slots__ = ("_buckets", "_closed", "kind", "name", "pending", "service", "shared")
 
     def __init__(self, kind: str, service: str, name: str) -> None:
         # Aggregate.__init__'s fields set here, not through a call: one is made for
@@ -134,6 +134,31 @@ class SeriesAggregate(Aggregate):
         self.shared = False
         self._closed: tuple[tuple[Any, ...], Buckets | None] | None = None
         self._buckets: Buckets | None = None
+        #: Values added and not yet in the figures (:meth:`settle`).
+        self.pending: list[float] | None = None
+
+    def add(self, value: float | None, ok: bool | None) -> None:
+        """Count an event; its value waits in ``pending`` until :meth:`settle`, which
+        the pane's owner calls before anything reads it: one list append an event
+        instead of two calls and the moments' update (at 1,000 series a pane gets about
+        100 values)."""
+        self.count += 1
+        if ok is False:
+            self.errors += 1
+        if value is not None:
+            pending = self.pending
+            if pending is None:
+                self.pending = [value]
+            else:
+                pending.append(value)
+
+    def settle(self) -> None:
+        """Take the pending values into the figures and the sketch (``add_values``: the
+        same, bit for bit, as adding each when it came)."""
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            self.add_values(pending)
 
     def closed(self) -> tuple[tuple[Any, ...], Buckets | None]:
         """``(figures, sketch buckets)`` of a window's record, for an aggregate that
@@ -247,6 +272,8 @@ class Windows:
         out: list[WindowRecord] = []
         for end in sorted(e for e in self._panes if e <= watermark):
             bucket = self._panes.pop(end)
+            for agg in bucket.values():
+                agg.settle()
             if self._pane_spec is not None:
                 out.extend(self._records(self._pane_spec, end, bucket))
             for spec in self._composed:
@@ -300,7 +327,9 @@ class Windows:
         pane = self._pane_spec.label if self._pane_spec is not None else "pane"
         for end, bucket in sorted(self._panes.items()):
             if series in bucket:
-                out.append(self._view(pane, end - self.pane_ms, end, bucket[series]))
+                agg = bucket[series]
+                agg.settle()
+                out.append(self._view(pane, end - self.pane_ms, end, agg))
         for (end, spec), bucket in sorted(self._partials.items()):
             if series in bucket:
                 out.append(self._view(spec.label, end - spec.width_ms, end, bucket[series]))
@@ -320,6 +349,9 @@ class Windows:
         1,000,000 events: 550,000 rows for 100,000 series). ``rows`` makes each long list
         from its rows (``streams.chunked.Rows`` leaves them to be made while encoded: the
         shared panes are then listed as the partials are read, which come first)."""
+        for bucket in self._panes.values():
+            for a in bucket.values():
+                a.settle()
         shared: list[SeriesAggregate] = []
         places: dict[int, int] = {}
         names: list[list[str]] = []

@@ -170,6 +170,36 @@ def test_windows_of_many_sparse_series_equal_a_recount_across_a_snapshot():
     _assert_recounted(closed, events, windows)
 
 
+def test_a_pane_has_the_figures_of_its_values_added_one_by_one_bit_for_bit():
+    """A pane keeps its values aside and takes them into its figures when something
+    reads it (its close, a snapshot, a look at the open windows): the figures are the
+    same floats as adding each value as it came, wherever the reads fall."""
+    rng = random.Random(9)
+    w, events = _w(grace=0, windows="1m"), []
+    for i in range(4000):
+        ts = i * 45  # three minutes; 40 values a pane (past the sketch's exact values)
+        series = f"s{rng.randrange(3)}"
+        value = rng.choice([rng.lognormvariate(5, 2), -rng.random(), 0.0, 1e9 + rng.random()])
+        ok = rng.choice([True, False, None])
+        assert _add(w, ts, value=value, ok=ok, series=series)
+        events.append((series, ts, value, ok))
+        if i % 301 == 7:
+            w.snapshot()
+        if i % 277 == 5:
+            w.open_series(series)
+    _add(w, 10 * MIN, series="end")
+    closed = [r for r in w.close_ready() if r.series != "end"]
+    panes = collections.defaultdict(Aggregate)
+    for series, ts, value, ok in events:
+        panes[(series, ts // MIN * MIN)].add(value, ok)
+    assert {(r.series, r.start_ms) for r in closed} == set(panes)
+    for r in closed:
+        one = panes[(r.series, r.start_ms)]
+        figures = (r.count, r.errors, r.values, r.sum, r.mean, r.min, r.max, r.stddev)
+        assert figures == one.figures()[:8]
+        assert r.sketch == one.sketch.buckets()
+
+
 def test_an_idle_partition_closes_its_windows_by_the_wall_clock():
     w = _w(grace=30_000, idle_ms=5_000)
     start = 10 * MIN
