@@ -128,6 +128,8 @@ class Evaluation:
     # -- observations --------------------------------------------------------------------
     def window(self, record: WindowRecord, *, now_ms: int) -> list[Alert]:
         """Evaluate the rules that watch this closed window's series and width."""
+        if record.label not in self.rules.windows:
+            return []
         self._now = now_ms
         out: list[Alert] = []
         meta = (record.kind, record.service, record.name)

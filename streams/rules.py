@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import math
 import operator
 import re
@@ -230,6 +231,16 @@ class RuleSet:
     def samples(self) -> bool:
         """Whether any rule watches raw samples (the hot path checks this once)."""
         return any(r.window is None for r in self.rules)
+
+    @functools.cached_property
+    def windows(self) -> frozenset[str]:
+        """The windows some rule watches (``"1m"``): a closed window of another is
+        passed over at once, with no look for the rules of its series. With windows
+        ``1m,5m,5m/1m`` a value alone in its pane is in seven windows, of which the
+        default rules watch one: at 100,000 series (300,000 events, every window closed)
+        evaluating the 1.64M closed windows took 2.35 µs a window against 3.0 without
+        this (a scratch run, two of each, alternating)."""
+        return frozenset(r.window for r in self.rules if r.window is not None)
 
 
 def load(path: Path, **options: Any) -> RuleSet:
