@@ -10,7 +10,8 @@ from streams.detection import default_detector
 from streams.evaluation import Evaluation, fingerprint
 from streams.processing import Processor
 from streams.records import WindowRecord
-from streams.windows import parse_windows
+from streams.rules import parse
+from streams.windows import Windows, parse_windows
 from tests.samples import MIN, SERIES, feed, ruleset, window
 
 SLOW = """
@@ -292,3 +293,32 @@ def test_the_alerts_listed_are_every_pending_and_firing_slot_and_no_other():
                 e.acknowledge(a["fingerprint"], a["started_at"], "oncall", minute * MIN)
         seen |= set(scanned.values())
     assert seen == {"pending", "firing"}
+
+
+HOPPING = """
+[[rule]]
+name = "slow_5m"
+match = { name = "latency*" }
+signal = "mean"
+window = "5m/1m"
+op = ">"
+threshold = 500
+"""
+
+
+def test_a_rule_on_a_hopping_window_sees_those_windows_and_no_other():
+    """Windows of a width no rule watches are passed over; those a rule watches are not."""
+    rules = parse(HOPPING, "r.toml", windows=("1m", "5m/1m"), hops={"1m": MIN, "5m/1m": MIN})
+    assert rules.windows == {"5m/1m"}
+    windows = Windows(parse_windows("1m,5m/1m"), grace_ms=0, partition=0)
+    e = Evaluation(rules, partition=0)
+    alerts, labels = [], set()
+    for minute in range(12):  # 100 a minute, then 900 from minute 6 on
+        value = 900.0 if minute >= 6 else 100.0
+        windows.add(SERIES, "metric", "api", "latency_ms", ts=minute * MIN, value=value, ok=None)
+        for record in windows.close_ready():
+            labels.add(record.label)
+            alerts += e.window(record, now_ms=record.end_ms + 1)
+    assert labels == {"1m", "5m/1m"}
+    # [4, 9) is the first five minutes whose mean (580) is over 500: 1m windows cross at 7.
+    assert [(a.state, a.at // MIN) for a in alerts] == [("firing", 9)]
