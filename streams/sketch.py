@@ -105,9 +105,7 @@ class QuantileSketch:
         >>> many.to_list() == one.to_list() and many.count == one.count
         True
         """
-        if len(values) < 2:  # most panes at 100,000 series
-            for value in values:
-                self.add(value)
+        if not values:
             return
         self.count += len(values)
         low, high = min(values), max(values)

@@ -42,15 +42,21 @@ def simulated(n: int, *, seed: int, minutes: int) -> list[dict[str, Any]]:
 
 
 def threshold_rule(
-    name: str, *, metric: str, threshold: float, severity: str, window: str = "1m"
+    name: str,
+    *,
+    metric: str,
+    threshold: float,
+    severity: str,
+    window: str = "1m",
+    signal: str = "max",
 ) -> str:
-    """The TOML of a rule that fires when a metric's max over ``window`` passes
+    """The TOML of a rule that fires when a metric's ``signal`` over ``window`` passes
     ``threshold``."""
     return f"""
 [[rule]]
 name = "{name}"
 match = {{ kind = "metric", name = "{metric}" }}
-signal = "max"
+signal = "{signal}"
 window = "{window}"
 op = ">"
 threshold = {threshold}

@@ -12,7 +12,7 @@ from streams.processing import Processor
 from streams.records import WindowRecord
 from streams.rules import parse
 from streams.windows import Windows, parse_windows
-from tests.samples import MIN, SERIES, feed, ruleset, window
+from tests.samples import MIN, SERIES, feed, ruleset, threshold_rule, window
 
 SLOW = """
 [[rule]]
@@ -295,15 +295,9 @@ def test_the_alerts_listed_are_every_pending_and_firing_slot_and_no_other():
     assert seen == {"pending", "firing"}
 
 
-HOPPING = """
-[[rule]]
-name = "slow_5m"
-match = { name = "latency*" }
-signal = "mean"
-window = "5m/1m"
-op = ">"
-threshold = 500
-"""
+HOPPING = threshold_rule(
+    "slow_5m", metric="latency*", threshold=500, severity="warning", window="5m/1m", signal="mean"
+)
 
 
 def test_a_rule_on_a_hopping_window_sees_those_windows_and_no_other():
