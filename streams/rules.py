@@ -130,14 +130,23 @@ class Selector:
     tags: tuple[tuple[str, str], ...] = ()
 
     def matches(self, kind: str, service: str, name: str, step: str, tags: dict[str, str]) -> bool:
+        return self.matches_names(kind, service, name) and self.matches_rest(step, tags)
+
+    def matches_names(self, kind: str, service: str, name: str) -> bool:
+        """The kind, service and name patterns alone (what many series share)."""
         fits = fnmatch.fnmatchcase
-        return (
-            fits(kind, self.kind)
-            and fits(service, self.service)
-            and fits(name, self.name)
-            and fits(step, self.step)
-            and all(k in tags and fits(tags[k], v) for k, v in self.tags)
-        )
+        return fits(kind, self.kind) and fits(service, self.service) and fits(name, self.name)
+
+    def matches_rest(self, step: str, tags: dict[str, str]) -> bool:
+        """The step and tag patterns alone (what tells a series from others of its name)."""
+        fits = fnmatch.fnmatchcase
+        return fits(step, self.step) and all(k in tags and fits(tags[k], v) for k, v in self.tags)
+
+    @property
+    def names_only(self) -> bool:
+        """True when the step and tags cannot fail: every series of a matching kind,
+        service and name matches."""
+        return self.step == "*" and not self.tags
 
 
 @dataclass(frozen=True)

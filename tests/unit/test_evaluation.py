@@ -316,3 +316,56 @@ def test_a_rule_on_a_hopping_window_sees_those_windows_and_no_other():
     assert labels == {"1m", "5m/1m"}
     # [4, 9) is the first five minutes whose mean (580) is over 500: 1m windows cross at 7.
     assert [(a.state, a.at // MIN) for a in alerts] == [("firing", 9)]
+
+
+def test_rules_that_select_by_step_or_tag_watch_those_series_of_a_name_and_no_other():
+    """Rules found by kind, service and name first: one that names a tag value or a step
+    still watches only the series that have it, beside a rule on every series of the
+    name, whichever series of the name came first."""
+    e = Evaluation(
+        ruleset(
+            threshold_rule("any", metric="latency_ms", threshold=1, severity="info")
+            + threshold_rule("eu", metric="latency_ms", threshold=1, severity="info").replace(
+                'name = "latency_ms" }', 'name = "latency_ms", tags = { region = "eu*" } }'
+            )
+            + threshold_rule("load", metric="*", threshold=1, severity="info").replace(
+                'kind = "metric"', 'kind = "step.end", step = "load"'
+            )
+        ),
+        partition=0,
+    )
+    series = [
+        "metric|api|latency_ms|region=us",
+        "metric|api|latency_ms|region=eu-west",
+        "metric|api|latency_ms",
+        "metric|api|latency_ms|host=h1,region=eu",
+        "step.end|etl|nightly|step=save",
+        "step.end|etl|nightly|step=load",
+        "step.end|etl|nightly|step=load|region=eu",
+    ]
+    fired = {(a.rule, a.labels["series"]) for s in series for a in feed(e, [window(1, series=s)])}
+    assert fired == {
+        *(("any", s) for s in series[:4]),
+        ("eu", "metric|api|latency_ms|region=eu-west"),
+        ("eu", "metric|api|latency_ms|host=h1,region=eu"),
+        ("load", "step.end|etl|nightly|step=load"),
+        ("load", "step.end|etl|nightly|step=load|region=eu"),
+    }
+
+
+def test_after_a_reload_a_series_seen_before_is_watched_by_the_new_rules_that_match_it():
+    """What rules match a series is worked out again with the reloaded rules, for
+    series the old ones matched and for those they did not."""
+    calm = threshold_rule("calm", metric="latency_ms", threshold=1e9, severity="info")
+    e = Evaluation(ruleset(calm), partition=0)
+    other = "metric|api|queue_depth"
+    assert feed(e, [window(1), window(1, series=other)]) == []
+    e.reload(
+        ruleset(
+            threshold_rule("hot", metric="latency_ms", threshold=1, severity="info")
+            + threshold_rule("deep", metric="queue_*", threshold=1, severity="info")
+        ),
+        now_ms=0,
+    )
+    fired = {(a.rule, a.labels["series"]) for a in feed(e, [window(2), window(2, series=other)])}
+    assert fired == {("hot", SERIES), ("deep", other)}
