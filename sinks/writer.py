@@ -123,11 +123,9 @@ class ClickHouseSink:
             await self._insert(f"{db}.events", payload, token, fmt="ArrowStream")
             self.counts["raw_rows"] += sum(map(len, raws))
         if result.closed:
-            payload = b"\n".join(
-                rows.window_line(r, line)
-                for r, line in zip(result.closed, result.window_lines, strict=True)
-            )
-            await self._insert(f"{db}.windows", payload, _content_token("w", payload))
+            payload = rows.window_payload(result.closed)
+            token = _content_token("w", payload)
+            await self._insert(f"{db}.windows", payload, token, fmt="ArrowStream")
             self.counts["windows"] += len(result.closed)
         if alerts:
             payload = rows.lines(rows.alert_row(a, result.source) for a in alerts)

@@ -244,8 +244,9 @@ class BatchResult:
 
     @functools.cached_property
     def window_lines(self) -> list[bytes]:
-        """Each closed window's :meth:`WindowRecord.line`, made once for the topic and
-        the table's row (``sinks.rows.window_line``). Lines, not the messages: a batch
-        of 100,000 events at 100,000 series closes 190,000 windows, whose messages held
-        164 MB until the batch was done, and their lines 99 MB (a scratch run)."""
+        """Each closed window's :meth:`WindowRecord.line`, for the windows topic (the
+        table takes Arrow columns: ``sinks.rows.window_payload``). Lines, not the
+        messages: a batch of 100,000 events at 100,000 series closes 190,000 windows,
+        whose messages held 164 MB until the batch was done, and their lines 99 MB (a
+        scratch run)."""
         return [record.line() for record in self.closed]
