@@ -4,7 +4,9 @@ Every configured window (``1m``, ``5m``, ``1h``, hopping ``5m/1m``) is built fro
 tumbling windows as wide as the greatest common divisor of all widths and hops. An event
 updates one pane; a pane closes when the partition's watermark (highest event time seen
 minus ``grace``) reaches its end, and is then merged into every configured window that
-covers it. A window is emitted once, when the watermark reaches its end.
+covers it, but for a window another configured window also is (each ``5m`` window is
+the ``5m/1m`` window that ends with it), which is closed from that one. A window is
+emitted once, when the watermark reaches its end.
 
 An event whose pane has closed is *late*: counted per series and never merged (the raw
 store keeps it, flagged). A partition that receives nothing lets its watermark follow the
@@ -198,6 +200,11 @@ class Windows:
         pane = WindowSpec(self.pane_ms, self.pane_ms)
         self._pane_spec = pane if pane in specs else None
         self._composed = [s for s in specs if s != pane]
+        #: Specs whose every window is a window of another spec too (the same width, a
+        #: hop that divides theirs: each 5m window is the 5m/1m window that ends with it):
+        #: closed from that spec's partials under their own label, never folded.
+        self._derived = _derived(self._composed)
+        self._folded = [s for s in self._composed if s not in self._derived]
         self.max_ts: int | None = None
         #: (wall time, max_ts) when the last event arrived; None until one does.
         self._arrival: tuple[int, int] | None = None
@@ -276,10 +283,29 @@ class Windows:
                 agg.settle()
             if self._pane_spec is not None:
                 out.extend(self._records(self._pane_spec, end, bucket))
-            for spec in self._composed:
+            for spec in self._folded:
                 self._fold(spec, end, bucket)
-        for key in sorted(k for k in self._partials if k[0] <= watermark):
-            out.extend(self._records(key[1], key[0], self._partials.pop(key)))
+        closing = [k for k in self._partials if k[0] <= watermark]
+        for end, spec, bucket in self._windows(closing):
+            out.extend(self._records(spec, end, bucket))
+        for key in closing:
+            del self._partials[key]
+        return out
+
+    def _windows(
+        self, keys: Iterable[tuple[int, WindowSpec]]
+    ) -> list[tuple[int, WindowSpec, dict[str, SeriesAggregate]]]:
+        """``(end, spec, series -> aggregate)`` of the partial windows ``keys``, and of
+        the derived specs' windows that are the same, in the order of (end, spec)."""
+        out = [(end, spec, self._partials[(end, spec)]) for end, spec in keys]
+        if self._derived:
+            out += [
+                (end, derived, bucket)
+                for end, spec, bucket in list(out)
+                for derived, source in self._derived.items()
+                if source == spec and end % derived.hop_ms == 0
+            ]
+        out.sort(key=lambda window: (window[0], window[1]))
         return out
 
     def _fold(self, spec: WindowSpec, pane_end: int, bucket: dict[str, SeriesAggregate]) -> None:
@@ -317,7 +343,7 @@ class Windows:
     @property
     def open_windows(self) -> int:
         return sum(len(b) for b in self._panes.values()) + sum(
-            len(b) for b in self._partials.values()
+            len(b) for _, _, b in self._windows(self._partials)
         )
 
     def open_series(self, series: str) -> list[dict[str, Any]]:
@@ -330,7 +356,7 @@ class Windows:
                 agg = bucket[series]
                 agg.settle()
                 out.append(self._view(pane, end - self.pane_ms, end, agg))
-        for (end, spec), bucket in sorted(self._partials.items()):
+        for end, spec, bucket in self._windows(self._partials):
             if series in bucket:
                 out.append(self._view(spec.label, end - spec.width_ms, end, bucket[series]))
         return out
@@ -380,9 +406,9 @@ class Windows:
                 for end, bucket in self._panes.items()
                 for s, a in bucket.items()
             ),
-            "partials": rows(
+            "partials": rows(  # derived windows too: a snapshot any version restores
                 [end, spec.width_ms, spec.hop_ms, numbers[s], written(a)]
-                for (end, spec), bucket in self._partials.items()
+                for end, spec, bucket in self._windows(self._partials)
                 for s, a in bucket.items()
             ),
             "shared": rows(a.to_list() for a in shared),
@@ -413,6 +439,7 @@ class Windows:
             w._panes.setdefault(end, {})[s] = _restored(kind, service, name, agg)
         shared = data.get("shared", [])  # none in a snapshot of before sharing
         restored: dict[int, SeriesAggregate] = {}
+        derived = []
         for end, width, hop, s, kind, service, name, agg in partials:
             spec = WindowSpec(width, hop)
             if spec not in w._composed:  # a window no longer configured is not emitted
@@ -424,8 +451,36 @@ class Windows:
                     into.shared = True
             else:
                 into = _restored(kind, service, name, agg)
-            w._partials.setdefault((end, spec), {})[s] = into
+            if spec in w._derived:  # saved before it was derived: the same window
+                derived.append(((end, w._derived[spec]), s, into))
+            else:
+                w._partials.setdefault((end, spec), {})[s] = into
+        for key, s, into in derived:  # kept where its twin has fewer events (added later)
+            partial = w._partials.setdefault(key, {})
+            if s not in partial or partial[s].count < into.count:
+                partial[s] = into
         return w
+
+
+def _derived(specs: list[WindowSpec]) -> dict[WindowSpec, WindowSpec]:
+    """Each spec whose windows another spec of ``specs`` has too, and that spec: the one
+    of the same width whose hop is the smallest that divides its hop.
+
+    >>> _derived(list(parse_windows("1m,5m,5m/1m,10m/5m,1h")))
+    {WindowSpec(width_ms=300000, hop_ms=300000): WindowSpec(width_ms=300000, hop_ms=60000)}
+    """
+    out = {}
+    for spec in specs:
+        sources = [
+            s
+            for s in specs
+            if s.width_ms == spec.width_ms
+            and s.hop_ms < spec.hop_ms
+            and spec.hop_ms % s.hop_ms == 0
+        ]
+        if sources:
+            out[spec] = min(sources, key=lambda s: s.hop_ms)
+    return out
 
 
 def _restored(kind: str, service: str, name: str, data: list[Any]) -> SeriesAggregate:

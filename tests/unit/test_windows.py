@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import operator
 import random
 import statistics
 
@@ -349,3 +350,40 @@ def test_a_shared_pane_is_written_once_and_a_snapshot_of_before_sharing_restores
     closed = [r.close_ready() for r in (w, *restored)]
     assert closed[0] == closed[1] == closed[2]
     assert len(closed[0]) >= 40 * 5
+
+
+@pytest.mark.parametrize("windows", ["5m,5m/1m", "1m,10m,10m/2m,10m/5m,1h"])
+def test_windows_that_other_windows_contain_close_as_if_each_were_alone(windows):
+    """A window that a hopping window of the same width also is (each 5m window is the
+    5m/1m window that ends with it) closes with the figures, open views and snapshots it
+    has when its spec is the only one built from the same 1m panes: nothing missing,
+    nothing extra."""
+    rng = random.Random(7)
+    events = sorted(
+        (rng.randrange(130 * MIN), rng.choice("abc"), rng.choice((rng.random() * 50, -3.0, 0.0)))
+        for _ in range(900)
+    )
+    specs = parse_windows(windows)
+    labels = {s.label for s in specs if s.width_ms > MIN}
+    together = _w(grace=20_000, windows=windows)
+    alone = {s.label: _w(grace=20_000, windows=f"1m,{s.label}") for s in specs}
+    closed: list = []
+    expected: list = []
+    for i, (ts, series, value) in enumerate(events):
+        for w in (together, *alone.values()):
+            _add(w, ts, value=value, series=series)
+        if i % 97 == 0:  # mid-window: a snapshot restored, and the open windows as shown
+            data = orjson.loads(orjson.dumps(together.snapshot()))
+            together = Windows.restore(data, specs, grace_ms=20_000, partition=2)
+            views = [v for v in together.open_series(series) if v["window"] in labels]
+            assert sorted(map(repr, views)) == sorted(
+                repr(v)
+                for label, w in alone.items()
+                for v in w.open_series(series)
+                if v["window"] == label in labels
+            )
+        closed += together.close_ready()
+        expected += [r for label, w in alone.items() for r in w.close_ready() if r.label == label]
+    assert any(r.values > 1 for r in closed) and labels <= {r.label for r in closed}
+    key = operator.attrgetter("label", "end_ms", "series")
+    assert sorted(closed, key=key) == sorted(expected, key=key)
