@@ -455,7 +455,9 @@ class Windows:
                 derived.append(((end, w._derived[spec]), s, into))
             else:
                 w._partials.setdefault((end, spec), {})[s] = into
-        for key, s, into in derived:  # kept where its twin has fewer events (added later)
+        # The twin holds the same window, unless a spec was configured after the window
+        # began: the one with more events is kept.
+        for key, s, into in derived:
             partial = w._partials.setdefault(key, {})
             if s not in partial or partial[s].count < into.count:
                 partial[s] = into

@@ -380,7 +380,7 @@ def test_windows_that_other_windows_contain_close_as_if_each_were_alone(windows)
                 repr(v)
                 for label, w in alone.items()
                 for v in w.open_series(series)
-                if v["window"] == label in labels
+                if v["window"] == label and label in labels
             )
         closed += together.close_ready()
         expected += [r for label, w in alone.items() for r in w.close_ready() if r.label == label]
