@@ -18,8 +18,9 @@ than its series' own is forwarded there (:mod:`streams.routing`) instead of appl
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,12 +28,12 @@ import msgspec
 import orjson
 
 from producers.envelopes import split
-from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, decode
+from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, decode, decode_all
 from streams import chunked, collector
 from streams.evaluation import Evaluation
 from streams.executions import Executions
 from streams.records import BatchResult, RawBatch, RawRowFormat, Rejected
-from streams.routing import BadHeader, Forwards, Homes, Received, read_header
+from streams.routing import BadHeader, Forwards, Homes, Position, Received, read_header
 from streams.rules import RuleSet
 from streams.windows import WindowConfigError, Windows, WindowSpec
 
@@ -245,55 +246,41 @@ class Processor:
                     state.offset = offset
                     out.touched.add(partition)
                     continue
-            for index, line in enumerate(lines):
-                if positions is not None and not state.received.fresh(origin, positions[index]):
-                    counts["rerouted_repeats"] += 1  # forwarded again by a replay
-                    continue
+            # The events this message gives this partition, then applied together.
+            decoded = None
+            if positions is None and homes is None:
                 try:
-                    if len(line) > MAX_EVENT_BYTES:
-                        raise InvalidEvent(
-                            f"event of {len(line)} bytes is larger than {MAX_EVENT_BYTES}"
-                        )
-                    ev, series = decode(line, now_ms=now_ms)
-                except InvalidEvent as exc:
-                    if want_state:
-                        out.rejected.append(Rejected(partition, offset, index, line, exc.reason))
-                    continue
-                except Exception as exc:  # a decoder bug must not stop the partition
-                    log.exception("event at %d/%d/%d could not be read", partition, offset, index)
-                    counts["decode_errors"] += 1
-                    if want_state:
-                        reason = f"could not be read ({type(exc).__name__}: {exc})"[:500]
-                        out.rejected.append(Rejected(partition, offset, index, line, reason))
-                    continue
-                if homes is not None and positions is None:
-                    home = homes.of(series, ev.kind, ev.service, ev.name)
-                    if home != partition:
-                        if want_state:
-                            forwards.add(
-                                origin=partition, target=home, offset=offset, index=index,
-                                line=line,
-                            )  # fmt: skip
-                            self._tell(ev.service, series, partition, home)
-                        continue
-                late = False
-                if want_state:
+                    decoded = decode_all(lines, now_ms=now_ms)
+                except Exception:  # a decoder bug: read line by line, each is logged there
+                    decoded = None
+            if decoded is not None:  # every line takes the decoder's fast path
+                events, keys = decoded
+                indexes: Sequence[int] = range(len(events))
+            else:
+                events, keys, indexes = self._read(
+                    lines, state, partition, offset, origin, positions,
+                    want_state=want_state, now_ms=now_ms, out=out, forwards=forwards,
+                )  # fmt: skip
+            late: Iterable[bool] = itertools.repeat(False)  # for the raw rows
+            if want_state and events:
+                for ev in events:
                     if ev.kind in WORKFLOW_KINDS:
                         state.executions.add(msgspec.structs.asdict(ev))
-                    late = not windows.add(
-                        series, ev.kind, ev.service, ev.name, ts=ev.ts, value=ev.value, ok=ev.ok
-                    )
-                    counts["late"] += late
-                    counts["valid"] += 1
-                    if sampling and ev.value is not None and not late:
-                        out.alerts.extend(
-                            state.evaluation.sample(
-                                series, ev.kind, ev.service, ev.name,
-                                ts=ev.ts, value=ev.value, now_ms=now_ms,
-                            )
-                        )  # fmt: skip
-                if raw is not None and raw_rows is not None:
-                    raw.rows.append((ev, series, offset, index, late))
+                flags = windows.add_events(events, keys)
+                late = flags
+                counts["late"] += sum(flags)
+                counts["valid"] += len(events)
+                if sampling:
+                    for ev, series, came_late in zip(events, keys, flags, strict=True):
+                        if ev.value is not None and not came_late:
+                            out.alerts.extend(
+                                state.evaluation.sample(
+                                    series, ev.kind, ev.service, ev.name,
+                                    ts=ev.ts, value=ev.value, now_ms=now_ms,
+                                )
+                            )  # fmt: skip
+            if raw is not None and raw_rows is not None:
+                raw.rows.extend(zip(events, keys, itertools.repeat(offset), indexes, late))
             if raw is not None and raw_rows is not None and len(raw.rows) >= SEAL_ROWS:
                 raw_rows.seal(raw)
             if want_state:
@@ -314,6 +301,63 @@ class Processor:
         counts["rejected"] += len(out.rejected)
         counts["messages"] += len(messages)
         return out
+
+    def _read(
+        self,
+        lines: list[bytes],
+        state: PartitionState,
+        partition: int,
+        offset: int,
+        origin: int,
+        positions: list[Position] | None,
+        *,
+        want_state: bool,
+        now_ms: int,
+        out: BatchResult,
+        forwards: Forwards,
+    ) -> tuple[list[Any], list[str], list[int]]:
+        """The events of ``lines`` that this partition applies, line by line: their
+        events, series keys and line indexes. A line that is not a valid event is rejected
+        (while the message is new to the state), one forwarded again by a replay is
+        counted, one of a series another partition holds is forwarded there."""
+        counts, homes = out.counts, self.homes
+        events: list[Any] = []
+        keys: list[str] = []
+        indexes: list[int] = []
+        for index, line in enumerate(lines):
+            if positions is not None and not state.received.fresh(origin, positions[index]):
+                counts["rerouted_repeats"] += 1  # forwarded again by a replay
+                continue
+            try:
+                if len(line) > MAX_EVENT_BYTES:
+                    raise InvalidEvent(
+                        f"event of {len(line)} bytes is larger than {MAX_EVENT_BYTES}"
+                    )
+                ev, series = decode(line, now_ms=now_ms)
+            except InvalidEvent as exc:
+                if want_state:
+                    out.rejected.append(Rejected(partition, offset, index, line, exc.reason))
+                continue
+            except Exception as exc:  # a decoder bug must not stop the partition
+                log.exception("event at %d/%d/%d could not be read", partition, offset, index)
+                counts["decode_errors"] += 1
+                if want_state:
+                    reason = f"could not be read ({type(exc).__name__}: {exc})"[:500]
+                    out.rejected.append(Rejected(partition, offset, index, line, reason))
+                continue
+            if homes is not None and positions is None:
+                home = homes.of(series, ev.kind, ev.service, ev.name)
+                if home != partition:
+                    if want_state:
+                        forwards.add(
+                            origin=partition, target=home, offset=offset, index=index, line=line
+                        )
+                        self._tell(ev.service, series, partition, home)
+                    continue
+            events.append(ev)
+            keys.append(series)
+            indexes.append(index)
+        return events, keys, indexes
 
     def _tell(self, service: str, series: str, arrived: int, home: int) -> None:
         """Say once per service (for the first 1,000) that its events hop: its owner

@@ -40,6 +40,28 @@ def test_bad_lines_are_rejected_with_position_and_reason_and_good_ones_kept():
     assert out.rejected[1].reason == "missing field 'ts'"
 
 
+def test_good_lines_among_bad_ones_keep_their_own_line_index_and_count_once():
+    """An envelope whose every line is valid is read in one pass, one with a bad line
+    line by line: either way each good line is a raw row at its own index, each bad one
+    is rejected at its own, and the windows hold every good event once."""
+    good = [*(_metric(NOW + i, float(i)) for i in range(6)), _metric(NOW + 120_000, 9.0)]
+    bad = {1: b"{oops", 3: orjson.dumps({"kind": "metric"}), 4: b"x" * (64 * 1024 + 1)}
+    lines = [*good]
+    for index in sorted(bad):
+        lines.insert(index, bad[index])
+    mixed, clean = _processor(), _processor()
+    out = mixed.process([(0, 7, _env(*lines))], now_ms=NOW + 60_000)
+    alone = clean.process([(0, 7, _env(*good))], now_ms=NOW + 60_000)
+    kept = {r["idx"]: r["value"] for r in raw_table_rows(out)}
+    assert kept == {i: line["value"] for i, line in enumerate(lines) if isinstance(line, dict)}
+    assert [r.index for r in out.rejected] == sorted(bad)
+    assert set(kept) | {r.index for r in out.rejected} == set(range(len(lines)))
+    assert [r["idx"] for r in raw_table_rows(alone)] == list(range(len(good)))
+    assert [w.line() for w in out.closed] == [w.line() for w in alone.closed]
+    assert [w.count for w in out.closed] == [len(good) - 1]  # the last closes the first
+    assert out.counts["valid"] == alone.counts["valid"] == len(good)
+
+
 def test_a_replayed_batch_changes_nothing():
     p = _processor()
     batch = [(0, i, _env(_metric(NOW + i * 30_000))) for i in range(10)]
