@@ -248,7 +248,7 @@ class Processor:
                     continue
             # The events this message gives this partition, then applied together.
             decoded = None
-            if positions is None and homes is None:
+            if positions is None:
                 try:
                     decoded = decode_all(lines, now_ms=now_ms)
                 except Exception:  # a decoder bug: read line by line, each is logged there
@@ -259,7 +259,12 @@ class Processor:
             else:
                 events, keys, indexes = self._read(
                     lines, state, partition, offset, origin, positions,
-                    want_state=want_state, now_ms=now_ms, out=out, forwards=forwards,
+                    want_state=want_state, now_ms=now_ms, out=out,
+                )  # fmt: skip
+            if homes is not None and positions is None:
+                events, keys, indexes = self._at_home(
+                    events, keys, indexes, lines, partition, offset,
+                    want_state=want_state, forwards=forwards,
                 )  # fmt: skip
             late: Iterable[bool] = itertools.repeat(False)  # for the raw rows
             if want_state and events:
@@ -314,13 +319,11 @@ class Processor:
         want_state: bool,
         now_ms: int,
         out: BatchResult,
-        forwards: Forwards,
     ) -> tuple[list[Any], list[str], list[int]]:
-        """The events of ``lines`` that this partition applies, line by line: their
-        events, series keys and line indexes. A line that is not a valid event is rejected
-        (while the message is new to the state), one forwarded again by a replay is
-        counted, one of a series another partition holds is forwarded there."""
-        counts, homes = out.counts, self.homes
+        """The events of ``lines``, line by line: their events, series keys and line
+        indexes. A line that is not a valid event is rejected (while the message is new
+        to the state), one forwarded again by a replay is counted and left out."""
+        counts = out.counts
         events: list[Any] = []
         keys: list[str] = []
         indexes: list[int] = []
@@ -345,19 +348,42 @@ class Processor:
                     reason = f"could not be read ({type(exc).__name__}: {exc})"[:500]
                     out.rejected.append(Rejected(partition, offset, index, line, reason))
                 continue
-            if homes is not None and positions is None:
-                home = homes.of(series, ev.kind, ev.service, ev.name)
-                if home != partition:
-                    if want_state:
-                        forwards.add(
-                            origin=partition, target=home, offset=offset, index=index, line=line
-                        )
-                        self._tell(ev.service, series, partition, home)
-                    continue
             events.append(ev)
             keys.append(series)
             indexes.append(index)
         return events, keys, indexes
+
+    def _at_home(
+        self,
+        events: list[Any],
+        keys: list[str],
+        indexes: Sequence[int],
+        lines: list[bytes],
+        partition: int,
+        offset: int,
+        *,
+        want_state: bool,
+        forwards: Forwards,
+    ) -> tuple[list[Any], list[str], Sequence[int]]:
+        """The events of series that ``partition`` holds; each other one is forwarded to
+        its series' partition (while the message is new to the state), in line order."""
+        of = self.homes.of  # type: ignore[union-attr]  # called with homes only
+        pairs = zip(events, keys, strict=True)
+        homes = [of(series, ev.kind, ev.service, ev.name) for ev, series in pairs]
+        if homes.count(partition) == len(homes):  # a producer that keys by series
+            return events, keys, indexes
+        kept: tuple[list[Any], list[str], list[int]] = ([], [], [])
+        for ev, series, index, home in zip(events, keys, indexes, homes, strict=True):
+            if home == partition:
+                kept[0].append(ev)
+                kept[1].append(series)
+                kept[2].append(index)
+            elif want_state:
+                forwards.add(
+                    origin=partition, target=home, offset=offset, index=index, line=lines[index]
+                )
+                self._tell(ev.service, series, partition, home)
+        return kept
 
     def _tell(self, service: str, series: str, arrived: int, home: int) -> None:
         """Say once per service (for the first 1,000) that its events hop: its owner
