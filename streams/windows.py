@@ -245,14 +245,16 @@ class Windows:
     def add_events(self, events: Sequence[Any], series: Sequence[str]) -> list[bool]:
         """Aggregate each event (anything with ``kind``, ``service``, ``name``, ``ts``,
         ``value`` and ``ok``) into its series' pane, in order: whether each came late (its
-        pane had closed: counted, not aggregated). One loop for an envelope's events: at
-        1,000 series 0.47 µs an event against 0.69 for a call of :meth:`add` each (a
-        scratch run, 50,000 bench events, best three of seven)."""
+        pane had closed: counted, not aggregated). One loop for an envelope's events: 1.01 µs
+        an event against 1.34 for a call each of what ``add`` was before it called this
+        (a scratch run, 50,000 bench events over 1,000 series, best three of seven, the
+        same in a second round)."""
         pane_ms, grace, panes, late = self.pane_ms, self.grace_ms, self._panes, self.late
         max_ts = self.max_ts
         out: list[bool] = []
         came = out.append
-        last_end, bucket = None, None
+        last_end: int | None = None
+        bucket: dict[str, SeriesAggregate] = {}
         for ev, key in zip(events, series, strict=True):
             ts = ev.ts
             end = ts - ts % pane_ms + pane_ms
@@ -263,13 +265,11 @@ class Windows:
             if max_ts is None or ts > max_ts:
                 max_ts = ts
             if end != last_end:  # an envelope's events mostly share a pane
-                bucket = panes.get(end)
-                if bucket is None:
-                    bucket = panes[end] = {}
+                bucket = panes.setdefault(end, {})
                 last_end = end
-            agg = bucket.get(key)  # type: ignore[union-attr]  # set with last_end
+            agg = bucket.get(key)
             if agg is None:
-                agg = bucket[key] = SeriesAggregate(ev.kind, ev.service, ev.name)  # type: ignore[index]
+                agg = bucket[key] = SeriesAggregate(ev.kind, ev.service, ev.name)
             agg.add(ev.value, ev.ok)
             came(False)
         self.max_ts = max_ts
