@@ -17,8 +17,8 @@
    - ``live``: the workflow events applied to the live executions (``Executions.add``);
    - ``raw rows``: each event kept for its row of the raw ``events`` table, and the
      batch's rows made into the insert's Arrow columns (``sinks.rows.RawRows``);
-   - ``rest``: the processor's total less the stages: the loop, offsets, evaluation of
-     closed windows, and what the stages cost together beyond alone;
+   - ``rest``: the processor's total less the stages: the loop, offsets, each event's
+     partition, evaluation of closed windows, and what the stages cost together beyond alone;
    - ``collector``: Python's cyclic garbage collector, which the stages are measured
      without (a batch decoded at once keeps 20,000 young objects alive, and the
      collector's passes over them would be charged to whichever stage made them): the
@@ -122,10 +122,14 @@ def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
 
 
 def _processor(messages: list[tuple[int, int, bytes]], n: int, series: int, now_ms: int) -> float:
-    """µs per event of a fresh :class:`Processor` over ``messages``, ``BATCH`` at a time."""
+    """µs per event of a fresh :class:`Processor` over ``messages``, ``BATCH`` at a time,
+    knowing the partition count as a worker does, so each event's partition is looked up
+    (one partition: every event is this one's, as from a producer that keys by series;
+    without it the processor takes a path no worker takes)."""
     processor = Processor(
-        windows=parse_windows(WINDOWS), grace_ms=30_000, source="b/t", raw_rows=RawRows("b/t")
-    )
+        windows=parse_windows(WINDOWS), grace_ms=30_000, source="b/t", raw_rows=RawRows("b/t"),
+        partitions=1,
+    )  # fmt: skip
     processor.load(0, None, -1)
     started = time.perf_counter()
     for j in range(0, len(messages), BATCH):
@@ -147,30 +151,31 @@ def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict
     for j in range(0, len(messages), BATCH):
         batch = messages[j : j + BATCH]
         t = clock()
-        events = [_DECODER.decode(line) for _, _, value in batch for line in split(value)]
+        events = [[_DECODER.decode(line) for line in split(value)] for _, _, value in batch]
         t0 = clock()
-        keys = [_checked(ev, now_ms) for ev in events]
+        keys = [[_checked(ev, now_ms) for ev in envelope] for envelope in events]
         t1 = clock()
-        if None in keys:
+        if any(None in envelope for envelope in keys):
             raise RuntimeError("the benchmark's events must all pass the fast rules")
-        for start in range(0, len(events), 1000):  # an envelope's events at once
-            windows.add_events(events[start : start + 1000], keys[start : start + 1000])
+        for envelope, series in zip(events, keys, strict=True):  # an envelope at once
+            windows.add_events(envelope, series)
         windows.close_ready()
         t2 = clock()
-        workflow = [msgspec.structs.asdict(ev) for ev in events if ev.kind in WORKFLOW_KINDS]
+        workflow = [
+            msgspec.structs.asdict(ev)
+            for envelope in events
+            for ev in envelope
+            if ev.kind in WORKFLOW_KINDS
+        ]
         for record in workflow:
             executions.add(record)
         t3 = clock()
-        offset = batch[0][1]
-        raw = RawBatch(0, offset, batch[-1][1])
-        for start in range(0, len(events), 1000):
+        raw = RawBatch(0, batch[0][1], batch[-1][1])
+        for (_, offset, _), envelope, series in zip(batch, events, keys, strict=True):
+            late = itertools.repeat(False)
             raw.rows.extend(
-                zip(
-                    events[start : start + 1000], keys[start : start + 1000],
-                    itertools.repeat(offset + start // 1000), range(1000),
-                    itertools.repeat(False),
-                )
-            )  # fmt: skip
+                zip(envelope, series, itertools.repeat(offset), range(len(envelope)), late)
+            )
         rows.payload([raw])
         t4 = clock()
         seconds["decode"] += t0 - t
