@@ -11,7 +11,7 @@ publish and checkpoint. Alert transitions are
 from __future__ import annotations
 
 import collections
-import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -229,24 +229,19 @@ class BatchResult:
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def release(self) -> None:
-        """Let go of the closed windows, their lines and the raw rows once they are
-        stored and sent, keeping their numbers in ``counts`` (what the worker's stats
-        add up): the result itself lives on until its checkpoint is stored. At 100,000
-        series a part of 100,000 events closes 190,000 windows, whose lines alone held
-        99 MB (a scratch run); the worker's peak in ``bench.pipeline`` did not move
-        measurably with this (2,775 and 2,917 MB against 2,726 and 3,250 before)."""
+        """Let go of the closed windows and the raw rows once they are stored and sent,
+        keeping their numbers in ``counts`` (what the worker's stats add up): the result
+        itself lives on until its checkpoint is stored."""
         self.counts["windows_closed"] += len(self.closed)
         self.counts["raw_rows"] += sum(map(len, self.raw.values()))
         self.closed = []
-        self.__dict__.pop("window_lines", None)
         for raw in self.raw.values():
             raw.rows, raw.sealed, raw.sealed_rows = [], [], 0
 
-    @functools.cached_property
-    def window_lines(self) -> list[bytes]:
-        """Each closed window's :meth:`WindowRecord.line`, for the windows topic (the
-        table takes Arrow columns: ``sinks.rows.window_payload``). Lines, not the
-        messages: a batch of 100,000 events at 100,000 series closes 190,000 windows,
-        whose messages held 164 MB until the batch was done, and their lines 99 MB (a
-        scratch run)."""
-        return [record.line() for record in self.closed]
+    def window_lines(self) -> Iterator[tuple[int, bytes]]:
+        """Each closed window's partition and :meth:`WindowRecord.line`, for the windows
+        topic (the table takes Arrow columns: ``sinks.rows.window_payload``), each line
+        made as it is read. Lines, not the messages: a batch of 100,000 events at
+        100,000 series closes 190,000 windows, whose messages held 164 MB, and their lines
+        99 MB (a scratch run)."""
+        return ((record.partition, record.line()) for record in self.closed)

@@ -16,13 +16,12 @@ import random
 from collections.abc import Awaitable
 from typing import Any
 
-import msgspec
 import orjson
 import pytest
 
 from producers.envelopes import EnvelopeBuilder
 from sinks.rows import RawRows
-from streams.delivery import Delivery, WriterFailed, window_envelopes
+from streams.delivery import LINES_AT_ONCE, Delivery, WriterFailed, window_envelopes
 from streams.processing import Processor
 from streams.records import BatchResult
 from streams.routing import HEADER, Forward
@@ -40,7 +39,6 @@ from tests.delivery_world import (
     FakeSink,
     World,
 )
-from tests.samples import window
 
 
 def worker(world: World, **options: Any) -> tuple[Processor, Delivery]:
@@ -376,27 +374,28 @@ async def test_forwards_go_to_the_events_topic_on_their_target_with_their_hop_he
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_window_envelopes_are_the_envelope_builders_line_by_line(seed):
+@pytest.mark.parametrize("at_once", [1, 7, LINES_AT_ONCE])
+def test_window_envelopes_are_the_envelope_builders_line_by_line(seed, at_once):
     """Cut run by run, the envelopes are those the SDK's builder makes adding each line,
-    in its order: runs of a partition that come back, lines longer than the limit."""
+    in its order: runs of a partition that come back, lines longer than the limit, and
+    runs read in pieces of any length."""
     rng = random.Random(seed)
-    closed, lines = [], []
+    partitions, lines = [], []
     for _ in range(rng.randrange(1, 40)):  # runs of one partition
         partition = rng.randrange(4)
         for _ in range(rng.randrange(1, 60)):
-            closed.append(msgspec.structs.replace(window(len(closed) + 1), partition=partition))
+            partitions.append(partition)
             lines.append(b"x" * rng.choice((1, 20, 90, 150, 400)))
-    result = BatchResult(source="c/t", closed=closed)
-    result.window_lines = lines  # a cached property: set, it is what the topic gets
     for limit in (100, 300, 1_000, 512 * 1024):
         builder = EnvelopeBuilder(max_events=len(lines) + 1, max_bytes=limit)
         expected = []
-        for record, line in zip(closed, lines, strict=True):
-            full = builder.add(record.partition, line)
+        for partition, line in zip(partitions, lines, strict=True):
+            full = builder.add(partition, line)
             if full is not None:
-                expected.append((record.partition, full[0]))
+                expected.append((partition, full[0]))
         expected.extend((p, envelope) for p, envelope, _ in builder.drain())
-        assert window_envelopes(result, max_bytes=limit) == expected
+        windows = zip(partitions, lines, strict=True)
+        assert list(window_envelopes(windows, max_bytes=limit, at_once=at_once)) == expected
 
 
 def test_closed_windows_travel_in_one_envelope_per_partition_or_in_parts_that_fit():
@@ -409,13 +408,39 @@ def test_closed_windows_travel_in_one_envelope_per_partition_or_in_parts_that_fi
         return collections.Counter((p, line) for p, e in envelopes for line in e.splitlines())
 
     expected = collections.Counter((r.partition, r.line()) for r in closed)
-    whole = window_envelopes(result)
+    whole = list(window_envelopes(result.window_lines()))
     assert sorted(p for p, _ in whole) == sorted({r.partition for r in closed})
     assert lines(whole) == expected
-    small = window_envelopes(result, max_bytes=2_000)  # a few windows an envelope
+    small = list(window_envelopes(result.window_lines(), max_bytes=2_000))  # a few a piece
     assert len(whole) < len(small) < len(closed)
     assert all(len(e) <= 2_000 for _, e in small)
     assert lines(small) == expected
+
+
+async def test_windows_envelopes_wait_for_the_broker_once_their_bytes_reach_the_bound(
+    monkeypatch,
+):
+    """Past ``WINDOWS_IN_FLIGHT`` bytes sent and not confirmed, the next windows envelope
+    waits for the broker (each send's future holds its envelope): with a bound of one
+    byte, one envelope at a time; every window still goes out once confirmed."""
+    monkeypatch.setattr("streams.delivery.WINDOWS_IN_FLIGHT", 1)
+    world = World()
+    processor, delivery = worker(world)
+    result = processor.process(MESSAGES[:200], now_ms=START)
+    expected = sorted(r.line() for r in result.closed)
+    assert len({r.partition for r in result.closed}) > 1  # an envelope a partition at least
+    world.held.clear()  # the broker has not confirmed anything yet
+    await delivery.put(result)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert [t for t, *_ in world.handed].count(TOPICS.windows) == 1
+    world.held.set()
+    await delivery.drain()
+    assert delivery.error is None
+    sent = [v for t, *_, v in world.handed if t == TOPICS.windows]
+    assert len(sent) > 1
+    assert sorted(line for v in sent for line in v.splitlines()) == expected
+    await delivery.close()
 
 
 async def test_a_delivered_batch_lets_go_of_its_windows_and_raw_rows_and_counts_them():
@@ -433,7 +458,6 @@ async def test_a_delivered_batch_lets_go_of_its_windows_and_raw_rows_and_counts_
     assert delivery.error is None
     assert len(world.windows_stored) == windows
     assert all(r.closed == [] and not any(raw.rows for raw in r.raw.values()) for r in results)
-    assert all("window_lines" not in vars(r) for r in results)
     counts = delivery.stats.counts
     assert (counts["windows_closed"], counts["raw_rows"]) == (windows, raw_rows)
     await delivery.close()
