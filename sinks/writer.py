@@ -98,13 +98,16 @@ class ClickHouseSink:
         # Only the partitions taken over: a checkpoint can be megabytes.
         result = await self._call(
             self.client.query,
-            f"SELECT partition, argMax(state, offset) FROM {self.settings.database}.worker_state "
+            # Named: column_formats goes by the result's column name, and without one
+            # clickhouse-connect gives a compressed state (not UTF-8) as a string of hex.
+            f"SELECT partition, argMax(state, offset) AS saved "
+            f"FROM {self.settings.database}.worker_state "
             "WHERE source = {source:String} AND partition IN {partitions:Array(UInt16)} "
             "GROUP BY partition",
             parameters={"source": source, "partitions": sorted(partitions)},
-            column_formats={"state": "bytes"},
+            column_formats={"saved": "bytes"},
         )
-        return {int(p): _bytes(s) for p, s in result.result_rows}
+        return {int(p): saved for p, saved in result.result_rows}
 
     def raw_rows(self, source: str) -> rows.RawRows:
         return rows.RawRows(source)
@@ -220,7 +223,3 @@ class ClickHouseSink:
 def _content_token(prefix: str, payload: bytes) -> str:
     """A deduplication token made of what is inserted: the same rows again are dropped."""
     return f"{prefix}:{hashlib.blake2b(payload, digest_size=16).hexdigest()}"
-
-
-def _bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()

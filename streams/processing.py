@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
-import orjson
 
 from producers.envelopes import split
 from producers.events import MAX_EVENT_BYTES, WORKFLOW_KINDS, InvalidEvent, decode, decode_all
@@ -60,6 +59,12 @@ class PartitionState:
         dicts and lists are as many as the state's objects, and none is in a cycle."""
         with collector.paused():
             return chunked.dumps(self.document(chunked.Rows))
+
+    def packed(self) -> bytes:
+        """:meth:`snapshot` compressed as it is made (``chunked.packed``): the checkpoint
+        the store keeps, which :meth:`Processor.load` reads as it reads a snapshot."""
+        with collector.paused():
+            return chunked.packed(self.document(chunked.Rows))
 
     def document(self, rows: Callable[[Iterator[Any]], Any] = list) -> dict[str, Any]:
         """What :meth:`snapshot` encodes, its long lists made by ``rows`` (the windows'
@@ -126,8 +131,10 @@ class Processor:
 
     # -- partition lifecycle -----------------------------------------------------------
     def load(self, partition: int, snapshot: bytes | None, stored_offset: int) -> None:
-        """Take over ``partition`` from its saved state and the store's position (the
-        state read with the cyclic collector paused, as it is made)."""
+        """Take over ``partition`` from its saved state (:meth:`PartitionState.packed`, or
+        a :meth:`~PartitionState.snapshot` as stored before checkpoints were compressed)
+        and the store's position (the state read with the cyclic collector paused, as it
+        is made)."""
         with collector.paused():
             self._load(partition, snapshot, stored_offset)
 
@@ -138,7 +145,7 @@ class Processor:
             Windows(self.specs, **options), Executions(**horizon), Evaluation(self.rules, partition)
         )
         if snapshot:
-            data = orjson.loads(snapshot)
+            data = chunked.loads(snapshot)
             executions = Executions.restore(data["executions"], **horizon)
             evaluation = state.evaluation
             if "alerts" in data:
@@ -431,7 +438,7 @@ class Processor:
         out.checkpoint = True
         for partition in sorted(self.dirty):
             state = self.states[partition]
-            out.states[partition] = (state.offset, state.snapshot())
+            out.states[partition] = (state.offset, state.packed())
         self.dirty.clear()
 
 

@@ -273,3 +273,21 @@ def test_a_checkpoint_written_in_chunks_is_the_json_of_the_whole_state(monkeypat
     assert len(data["alerts"]["slots"]) == 40 and data["alerts"]["slots"][0][-1] is not None
     monkeypatch.setattr(chunked, "CHUNK", 7)  # many chunks, one cut short at each list's end
     assert state.snapshot() == plain
+
+
+def test_a_checkpoint_is_the_state_compressed_and_a_plain_one_stored_before_still_loads():
+    """What the store keeps of a partition is its state's JSON compressed as it is made;
+    a worker reads it back, and reads a checkpoint stored before they were compressed
+    (plain JSON), to the same state either way."""
+    p = _processor()
+    batch = [_metric(NOW + i * 1_000, value=float(i % 17), name=f"m{i % 300}") for i in range(3000)]
+    p.process([(0, 0, _env(*batch))], now_ms=NOW, checkpoint=False)
+    plain = p.states[0].snapshot()
+    packed = p.checkpoint().states[0][1]
+    assert len(packed) * 4 < len(plain)
+    restored = []
+    for saved in (packed, plain):
+        q = Processor(windows=parse_windows("1m"), grace_ms=0, source="c1/t")
+        q.load(0, saved, stored_offset=0)
+        restored.append(q.states[0].snapshot())
+    assert restored == [plain, plain]
