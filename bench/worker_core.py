@@ -26,6 +26,11 @@
 3. The default detector (``streams.detection.default_detector``): rows per second, the
    size of one model's JSON state after those rows, and the memory one model holds
    after 10 values (a young series) and after 2,000.
+4. A checkpoint of the processor with the default rules (a detector model per latency
+   series) after the same events at 100,000 series: the state's JSON and what the store
+   keeps of it (compressed as it is encoded, ``PartitionState.packed``), their sizes,
+   the seconds of CPU each took to make and to read back (medians of three runs in
+   turn), and their ratios.
 
     python -m bench.worker_core --events 300000
 """
@@ -33,6 +38,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import itertools
 import random
@@ -49,6 +55,8 @@ from bench.report import emit, progress
 from producers.envelopes import split
 from producers.events import _DECODER, WORKFLOW_KINDS, _checked, _validate, decode
 from sinks.rows import RawRows
+from streams import chunked, collector
+from streams import rules as rules_file
 from streams.detection import default_detector
 from streams.executions import Executions
 from streams.processing import Processor
@@ -86,10 +94,15 @@ ROUNDS = 3
 BATCH = 20
 
 
-def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
+def _messages(n: int, series: int) -> list[tuple[int, int, bytes]]:
+    """``n`` bench events over ``series`` series as messages of one partition, 1,000
+    events an envelope."""
     lines = [orjson.dumps(e) for e in make_events(n, series)]
-    messages = [(0, i // 1000, b"\n".join(lines[i : i + 1000])) for i in range(0, n, 1000)]
-    del lines
+    return [(0, i // 1000, b"\n".join(lines[i : i + 1000])) for i in range(0, n, 1000)]
+
+
+def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
+    messages = _messages(n, series)
     gc.collect()
     before = _rss_mb()
     with_collector = [_processor(messages, n, series, now_ms)]
@@ -224,6 +237,52 @@ def model_memory(values: int, models: int = 200) -> int:
     return round(held / models)
 
 
+def checkpointing(n: int, series: int, now_ms: int) -> dict[str, float]:
+    messages = _messages(n, series)
+    specs = parse_windows(WINDOWS)
+    rules = rules_file.load(
+        rules_file.DEFAULT_RULES,
+        windows=[s.label for s in specs],
+        hops={s.label: s.hop_ms for s in specs},
+        skip_unconfigured=True,  # as a worker loads them
+    )
+    processor = Processor(windows=specs, grace_ms=30_000, source="b/t", rules=rules, partitions=1)
+    processor.load(0, None, -1)
+    started = time.perf_counter()
+    for j in range(0, len(messages), BATCH):
+        processor.process(messages[j : j + BATCH], now_ms=now_ms, checkpoint=False)
+        done = min((j + BATCH) * 1000, n)
+        progress(f"state for a checkpoint, {series:,} series", done, n, started)
+    state = processor.states[0]
+    runs: dict[str, list[float]] = collections.defaultdict(list)
+    sizes: dict[str, int] = {}
+    forms = {"json": state.snapshot, "stored": state.packed}
+    for round_ in range(ROUNDS):  # in turn, each first every other round
+        for form in sorted(forms, reverse=bool(round_ % 2)):
+            used = time.process_time()
+            data = forms[form]()
+            runs[f"{form}_cpu_s"].append(time.process_time() - used)
+            with collector.paused():  # as a worker reads a checkpoint
+                used = time.process_time()
+                chunked.loads(data)
+                runs[f"{form}_read_cpu_s"].append(time.process_time() - used)
+            sizes[form] = len(data)
+            del data
+    out: dict[str, float] = {}
+    for form, size in sizes.items():
+        out[f"checkpoint_{form}_mb_{series}_series"] = round(size / 1e6, 1)
+        for measure in ("cpu_s", "read_cpu_s"):
+            figure = statistics.median(runs[f"{form}_{measure}"])
+            out[f"checkpoint_{form}_{measure}_{series}_series"] = round(figure, 2)
+    for measure in ("mb", "cpu_s", "read_cpu_s"):
+        json_figure = out[f"checkpoint_json_{measure}_{series}_series"]
+        stored = out[f"checkpoint_stored_{measure}_{series}_series"]
+        out[f"checkpoint_stored_vs_json_{measure}_{series}_series"] = round(
+            stored / max(json_figure, 1e-9), 3
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
@@ -234,6 +293,7 @@ def main() -> None:
     for series in (1_000, 100_000):
         result.update(processing(args.events, series, now_ms))
     result.update(detecting(50_000))
+    result.update(checkpointing(args.events, 100_000, now_ms))
     emit(result)
 
 
