@@ -46,6 +46,7 @@ import statistics
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import orjson
@@ -56,11 +57,11 @@ from producers.envelopes import split
 from producers.events import _DECODER, WORKFLOW_KINDS, _checked, _validate, decode
 from sinks.rows import RawRows
 from streams import chunked, collector
-from streams import rules as rules_file
 from streams.detection import default_detector
 from streams.executions import Executions
 from streams.processing import Processor
 from streams.records import RawBatch
+from streams.settings import WorkerSettings
 from streams.windows import Windows, parse_windows
 
 
@@ -139,16 +140,24 @@ def _processor(messages: list[tuple[int, int, bytes]], n: int, series: int, now_
     knowing the partition count as a worker does, so each event's partition is looked up
     (one partition: every event is this one's, as from a producer that keys by series;
     without it the processor takes a path no worker takes)."""
+    _, seconds = _fed(messages, n, f"processor, {series:,} series", now_ms, raw_rows=RawRows("b/t"))
+    return seconds / n * 1e6
+
+
+def _fed(
+    messages: list[tuple[int, int, bytes]], n: int, label: str, now_ms: int, **options: Any
+) -> tuple[Processor, float]:
+    """A fresh processor of one partition (``options`` as for :class:`Processor`) after
+    ``messages``, ``BATCH`` at a time, and the seconds it took."""
     processor = Processor(
-        windows=parse_windows(WINDOWS), grace_ms=30_000, source="b/t", raw_rows=RawRows("b/t"),
-        partitions=1,
-    )  # fmt: skip
+        windows=parse_windows(WINDOWS), grace_ms=30_000, source="b/t", partitions=1, **options
+    )
     processor.load(0, None, -1)
     started = time.perf_counter()
     for j in range(0, len(messages), BATCH):
         processor.process(messages[j : j + BATCH], now_ms=now_ms, checkpoint=False)
-        progress(f"processor, {series:,} series", min((j + BATCH) * 1000, n), n, started)
-    return (time.perf_counter() - started) / n * 1e6
+        progress(label, min((j + BATCH) * 1000, n), n, started)
+    return processor, time.perf_counter() - started
 
 
 def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict[str, float]:
@@ -238,48 +247,32 @@ def model_memory(values: int, models: int = 200) -> int:
 
 
 def checkpointing(n: int, series: int, now_ms: int) -> dict[str, float]:
-    messages = _messages(n, series)
-    specs = parse_windows(WINDOWS)
-    rules = rules_file.load(
-        rules_file.DEFAULT_RULES,
-        windows=[s.label for s in specs],
-        hops={s.label: s.hop_ms for s in specs},
-        skip_unconfigured=True,  # as a worker loads them
-    )
-    processor = Processor(windows=specs, grace_ms=30_000, source="b/t", rules=rules, partitions=1)
-    processor.load(0, None, -1)
-    started = time.perf_counter()
-    for j in range(0, len(messages), BATCH):
-        processor.process(messages[j : j + BATCH], now_ms=now_ms, checkpoint=False)
-        done = min((j + BATCH) * 1000, n)
-        progress(f"state for a checkpoint, {series:,} series", done, n, started)
+    rules = WorkerSettings(windows=parse_windows(WINDOWS), rules="default").load_rules()
+    label = f"state for a checkpoint, {series:,} series"
+    processor, _ = _fed(_messages(n, series), n, label, now_ms, rules=rules)
     state = processor.states[0]
-    runs: dict[str, list[float]] = collections.defaultdict(list)
+    runs: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     sizes: dict[str, int] = {}
     forms = {"json": state.snapshot, "stored": state.packed}
     for round_ in range(ROUNDS):  # in turn, each first every other round
         for form in sorted(forms, reverse=bool(round_ % 2)):
             used = time.process_time()
             data = forms[form]()
-            runs[f"{form}_cpu_s"].append(time.process_time() - used)
+            runs[form, "cpu_s"].append(time.process_time() - used)
             with collector.paused():  # as a worker reads a checkpoint
                 used = time.process_time()
                 chunked.loads(data)
-                runs[f"{form}_read_cpu_s"].append(time.process_time() - used)
+                runs[form, "read_cpu_s"].append(time.process_time() - used)
             sizes[form] = len(data)
             del data
+    figures = {(form, "mb"): size / 1e6 for form, size in sizes.items()}
+    figures.update((key, statistics.median(times)) for key, times in runs.items())
     out: dict[str, float] = {}
-    for form, size in sizes.items():
-        out[f"checkpoint_{form}_mb_{series}_series"] = round(size / 1e6, 1)
-        for measure in ("cpu_s", "read_cpu_s"):
-            figure = statistics.median(runs[f"{form}_{measure}"])
-            out[f"checkpoint_{form}_{measure}_{series}_series"] = round(figure, 2)
-    for measure in ("mb", "cpu_s", "read_cpu_s"):
-        json_figure = out[f"checkpoint_json_{measure}_{series}_series"]
-        stored = out[f"checkpoint_stored_{measure}_{series}_series"]
-        out[f"checkpoint_stored_vs_json_{measure}_{series}_series"] = round(
-            stored / max(json_figure, 1e-9), 3
-        )
+    for (form, measure), figure in figures.items():
+        out[f"checkpoint_{form}_{measure}_{series}_series"] = round(figure, 2)
+    for measure in ("mb", "cpu_s", "read_cpu_s"):  # of the figures before rounding
+        ratio = figures["stored", measure] / max(figures["json", measure], 1e-9)
+        out[f"checkpoint_stored_vs_json_{measure}_{series}_series"] = round(ratio, 3)
     return out
 
 
