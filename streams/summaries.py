@@ -32,35 +32,38 @@ class RollingMoments:
     """
 
     BLOCKS = 20
-    __slots__ = ("_done", "_parts", "block", "blocks", "size")
+    __slots__ = ("_state", "block", "blocks", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.block = max(1, size // self.BLOCKS)
         self.blocks = max(1, size // self.block)
-        #: The finished blocks, oldest first: n, mean, S (squared deviations) each.
-        self._done = array.array("d")
-        #: The block being filled and the running total of the window: n, mean, S each.
-        self._parts = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        #: One flat array: the block being filled and the running total of the window
+        #: (n, mean, S each: six numbers), then the finished blocks, oldest first (n,
+        #: mean, S each). One object, not a list of six floats beside an array: a
+        #: worker keeps three of these per series a detector watches, and the list and
+        #: its floats took 248 bytes of each (``bench.worker_core``'s model memory).
+        self._state = array.array("d", bytes(6 * 8))
 
     @property
     def n(self) -> int:
-        return int(self._parts[3])
+        return int(self._state[3])
 
     @property
     def mean(self) -> float:
-        return self._parts[4]
+        return self._state[4]
 
     @property
     def var(self) -> float:
         """The sample variance (ddof 1, as River's ``GaussianScorer``)."""
-        _, _, _, n, _, s = self._parts
+        p = self._state
+        n, s = p[3], p[5]
         if n <= 1:
             return 0.0
         return max(s / n * n / (n - 1), 0.0)  # River's get() (ddof 0), then rescaled
 
     def update(self, x: float) -> None:
-        p = self._parts
+        p = self._state
         # River's Var.update with w = 1: Mean.update, then S += (x - old) * (x - new).
         n = p[0] + 1.0
         old = p[1]
@@ -71,15 +74,15 @@ class RollingMoments:
         new = old + 1.0 / n * (x - old)
         p[3], p[4], p[5] = n, new, p[5] + (x - old) * (x - new)
         if p[0] >= self.block:
-            self._done.extend(p[:3])
+            p.extend(p[:3])
             p[0] = p[1] = p[2] = 0.0
-            if len(self._done) >= 3 * self.blocks:
-                del self._done[:3]
-                p[3:] = self._sum()  # re-summed, not subtracted: no drift
+            if len(p) - 6 >= 3 * self.blocks:
+                del p[6:9]
+                p[3:6] = array.array("d", self._sum())  # re-summed, not subtracted: no drift
 
     def _sum(self) -> list[float]:
         """The finished blocks and the open one, merged in order from an empty total."""
-        parts = self._done.tolist() + self._parts[:3]
+        parts = self._state[6:].tolist() + self._state[:3].tolist()
         n = mean = s = 0.0
         for i in range(0, len(parts), 3):
             on, om, os = parts[i], parts[i + 1], parts[i + 2]
@@ -93,7 +96,7 @@ class RollingMoments:
 
     def to_json(self) -> dict[str, Any]:
         # The running total too: re-summing the parts would differ in the last bits.
-        flat = self._done.tolist() + self._parts
+        flat = self._state[6:].tolist() + self._state[:6].tolist()
         return {
             "size": self.size,
             "parts": [
@@ -106,8 +109,7 @@ class RollingMoments:
     def restore(cls, data: dict[str, Any]) -> RollingMoments:
         m = cls(data["size"])
         flat = [x for n, mean, var in data["parts"] for x in (float(n), mean, n * var)]
-        m._done.extend(flat[:-6])
-        m._parts = flat[-6:]
+        m._state = array.array("d", flat[-6:] + flat[:-6])
         return m
 
 
