@@ -15,7 +15,7 @@ import faust
 from sinks import chserver, scheduled, service
 from sinks.store import open_client
 from sinks.writer import ClickHouseSink
-from streams import allocator, auth, collector, logs, stopping
+from streams import auth, collector, logs, stopping
 from streams.app import create_app
 from streams.rules import RuleFileError
 from vigil.config import Config
@@ -25,7 +25,6 @@ from vigil.embedded import EmbeddedBroker
 def run(environ: dict[str, str] | None = None) -> None:
     """Run until SIGTERM/SIGINT; starts an embedded broker when none is configured."""
     gc.set_threshold(*collector.THRESHOLDS)
-    allocator.return_large_blocks()
     config = Config.from_env(os.environ if environ is None else environ)
     try:
         rules = config.worker.load_rules()
