@@ -85,25 +85,6 @@ def broker_credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
-def release(events: list[Any]) -> None:
-    """Let go of processed messages' bytes: each event is kept until a checkpoint covers
-    it (its acknowledgement needs only its partition and offset), and at 100,000 series
-    a checkpoint takes seconds, so the next comes tens of seconds later
-    (``streams.runtime.checkpoint_pause``). A worker catching up in ``bench.pipeline``
-    (1M events, 100,000 series) held 600-700 processed envelopes unacknowledged, 50-65
-    MB of bytes, with a stream buffer of 32 messages; 124-134 MB, the whole backlog,
-    with Faust's default of 4,096 (a scratch count of the live messages, every 4 s).
-
-    >>> from faust.types.tuples import Message
-    >>> m = Message("events", 0, 7, 0.0, 0, None, None, b"{}", None)
-    >>> e = faust.Event(None, None, m.value, {}, m)
-    >>> release([e]); (e.value, m.value, m.offset)
-    (None, None, 7)
-    """
-    for event in events:
-        event.value = event.message.value = None
-
-
 def create_app(
     settings: WorkerSettings,
     kafka: KafkaSettings,
@@ -223,8 +204,6 @@ def create_app(
                     for m in (e.message,)
                 ]
                 await rt.process(messages, [functools.partial(stream.ack, e) for e in part])
-                del messages
-                release(part)
 
     @app.timer(interval=1.0)
     async def close_idle() -> None:
