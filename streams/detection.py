@@ -167,9 +167,10 @@ class SeasonalDetector:
         self.alpha = alpha
         self.grace = grace
         # n, mean and variance of each slot in turn, in one array: 8 bytes a number
-        # where a list of floats takes 32, and one array where three took 176 bytes
-        # more (bench.worker_core's model memory). A count is exact in a double up to
-        # 2**53 values.
+        # where a list of floats takes 32, and one array where three took 120 bytes
+        # more (a default model, with two of these, held 240 bytes less:
+        # bench.worker_core's model memory, measured change by change). A count is
+        # exact in a double up to 2**53 values.
         self._slots = array.array("d", bytes(3 * 8 * buckets))
 
     def _slot(self, at: int | None) -> int:

@@ -32,6 +32,9 @@ class RollingMoments:
     """
 
     BLOCKS = 20
+    #: Numbers ahead of the finished blocks in the state: the open block's and the
+    #: running total's n, mean and S.
+    HEAD = 6
     __slots__ = ("_state", "block", "blocks", "size")
 
     def __init__(self, size: int) -> None:
@@ -39,11 +42,12 @@ class RollingMoments:
         self.block = max(1, size // self.BLOCKS)
         self.blocks = max(1, size // self.block)
         #: One flat array: the block being filled and the running total of the window
-        #: (n, mean, S each: six numbers), then the finished blocks, oldest first (n,
-        #: mean, S each). One object, not a list of six floats beside an array: a
-        #: worker keeps three of these per series a detector watches, and the list and
-        #: its floats took 248 bytes of each (``bench.worker_core``'s model memory).
-        self._state = array.array("d", bytes(6 * 8))
+        #: (n, mean, S each: ``HEAD`` numbers), then the finished blocks, oldest first
+        #: (n, mean, S each). One object, not a list of six floats beside an array: a
+        #: worker keeps three of these per series a detector watches, and a default
+        #: model held 408 bytes less after 10 values, 360 after 2,000
+        #: (``bench.worker_core``'s model memory, measured change by change).
+        self._state = array.array("d", bytes(8 * self.HEAD))
 
     @property
     def n(self) -> int:
@@ -76,13 +80,13 @@ class RollingMoments:
         if p[0] >= self.block:
             p.extend(p[:3])
             p[0] = p[1] = p[2] = 0.0
-            if len(p) - 6 >= 3 * self.blocks:
-                del p[6:9]
+            if len(p) - self.HEAD >= 3 * self.blocks:
+                del p[self.HEAD : self.HEAD + 3]
                 p[3:6] = array.array("d", self._sum())  # re-summed, not subtracted: no drift
 
     def _sum(self) -> list[float]:
         """The finished blocks and the open one, merged in order from an empty total."""
-        parts = self._state[6:].tolist() + self._state[:3].tolist()
+        parts = self._state[self.HEAD :].tolist() + self._state[:3].tolist()
         n = mean = s = 0.0
         for i in range(0, len(parts), 3):
             on, om, os = parts[i], parts[i + 1], parts[i + 2]
@@ -96,7 +100,8 @@ class RollingMoments:
 
     def to_json(self) -> dict[str, Any]:
         # The running total too: re-summing the parts would differ in the last bits.
-        flat = self._state[6:].tolist() + self._state[:6].tolist()
+        head = self.HEAD
+        flat = self._state[head:].tolist() + self._state[:head].tolist()
         return {
             "size": self.size,
             "parts": [
@@ -109,7 +114,7 @@ class RollingMoments:
     def restore(cls, data: dict[str, Any]) -> RollingMoments:
         m = cls(data["size"])
         flat = [x for n, mean, var in data["parts"] for x in (float(n), mean, n * var)]
-        m._state = array.array("d", flat[-6:] + flat[:-6])
+        m._state = array.array("d", flat[-cls.HEAD :] + flat[: -cls.HEAD])
         return m
 
 
