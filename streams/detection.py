@@ -58,6 +58,9 @@ __all__ = [
 HOUR_MS = 3_600_000
 #: A value's time where it came without one (event times in ms are never this low).
 _NO_TIME = -(2**63)
+#: A seasonal detector with more slots keeps all of them from the start (its index of
+#: the slots seen holds a place in a byte).
+_SPARSE_MAX = 255
 #: The least probability a run of repeats is given (a score of at most 1 - 1e-6).
 REPEAT_FLOOR = 1e-6
 
@@ -155,7 +158,7 @@ class SeasonalDetector:
     """
 
     kind = "seasonal"
-    __slots__ = ("_slots", "alpha", "bucket_ms", "buckets", "grace")
+    __slots__ = ("_slots", "_where", "alpha", "bucket_ms", "buckets", "grace")
 
     def __init__(
         self, *, buckets: int = 24, bucket_ms: int = HOUR_MS, alpha: float = 0.05, grace: int = 10
@@ -171,15 +174,30 @@ class SeasonalDetector:
         # more (a default model, with two of these, held 240 bytes less:
         # bench.worker_core's model memory, measured change by change). A count is
         # exact in a double up to 2**53 values.
-        self._slots = array.array("d", bytes(3 * 8 * buckets))
+        #
+        # Until every slot has seen a value, only the slots seen are kept, in the order
+        # they came, and ``_where`` gives each slot's place among them (1 + its index; 0:
+        # not seen yet). A young series has seen an hour or two of the day, and a worker
+        # holds two of these in each of up to 100,000 models: all 24 slots took 712
+        # bytes from the first value. Once all have values, the array is in slot order
+        # and ``_where`` is None.
+        self._slots = array.array("d")
+        self._where: bytearray | None = bytearray(buckets)
+        if buckets > _SPARSE_MAX:
+            self._slots, self._where = array.array("d", bytes(3 * 8 * buckets)), None
 
     def _slot(self, at: int | None) -> int:
         return 0 if at is None else (int(at) // self.bucket_ms) % self.buckets
 
+    def _place(self, slot: int) -> int:
+        """Where ``slot``'s three numbers start in ``_slots``; -3 if it has none yet."""
+        where = self._where
+        return 3 * slot if where is None else 3 * where[slot] - 3
+
     def score_one(self, x: float, at: int | None = None) -> float:
-        i = 3 * self._slot(at)
+        i = self._place(self._slot(at))
         slots = self._slots
-        if not math.isfinite(x) or slots[i] < self.grace:
+        if i < 0 or not math.isfinite(x) or slots[i] < self.grace:
             return 0.0
         mu = slots[i + 1]
         return _tail((x - mu) / max(math.sqrt(slots[i + 2]), _spread_floor(mu)))
@@ -187,7 +205,10 @@ class SeasonalDetector:
     def learn_one(self, x: float, at: int | None = None) -> None:
         if not _learnable(x):
             return
-        i = 3 * self._slot(at)
+        slot = self._slot(at)
+        i = self._place(slot)
+        if i < 0:
+            i = self._open(slot)
         slots = self._slots
         n = slots[i]
         if n == 0:
@@ -199,16 +220,40 @@ class SeasonalDetector:
             slots[i + 2] = (1 - a) * (slots[i + 2] + a * d * d)
         slots[i] = n + 1
 
+    def _open(self, slot: int) -> int:
+        """Make room for a slot's first value; where its numbers start."""
+        where = self._where
+        assert where is not None  # every slot has room once none is left to open
+        self._slots.extend((0.0, 0.0, 0.0))
+        opened = len(self._slots) // 3
+        where[slot] = opened
+        if opened == self.buckets:  # the last one: in slot order from now on
+            self._slots, self._where = self._dense(), None
+        return self._place(slot)
+
+    def _dense(self) -> array.array[float]:
+        """Every slot's three numbers in slot order (zeros for a slot not seen yet)."""
+        where = self._where
+        if where is None:
+            return self._slots
+        out = array.array("d", bytes(3 * 8 * self.buckets))
+        for slot, place in enumerate(where):
+            if place:
+                i = 3 * place - 3
+                out[3 * slot : 3 * slot + 3] = self._slots[i : i + 3]
+        return out
+
     def to_json(self) -> dict[str, Any]:
+        slots = self._dense()
         return {
             "kind": self.kind,
             "buckets": self.buckets,
             "bucket_ms": self.bucket_ms,
             "alpha": self.alpha,
             "grace": self.grace,
-            "n": [int(n) for n in self._slots[0::3]],
-            "mean": self._slots[1::3].tolist(),
-            "var": self._slots[2::3].tolist(),
+            "n": [int(n) for n in slots[0::3]],
+            "mean": slots[1::3].tolist(),
+            "var": slots[2::3].tolist(),
         }
 
     @classmethod
@@ -221,10 +266,10 @@ class SeasonalDetector:
         )
         if not len(data["n"]) == len(data["mean"]) == len(data["var"]) == d.buckets:
             raise ValueError(f"a seasonal state needs {d.buckets} slots in n, mean and var")
-        d._slots = array.array(
-            "d",
-            (x for slot in zip(data["n"], data["mean"], data["var"], strict=True) for x in slot),
-        )
+        for slot, n in enumerate(data["n"]):
+            if n:  # the slots seen, as they were learned
+                i = d._open(slot) if d._where is not None else 3 * slot
+                d._slots[i : i + 3] = array.array("d", (n, data["mean"][slot], data["var"][slot]))
         return d
 
 

@@ -144,6 +144,31 @@ def test_a_seasonal_slot_does_not_score_before_it_saw_its_grace_values():
     assert d.score_one(1e6, at=10 * 24 * HOUR_MS + HOUR_MS) == 0.0  # another hour: no data
 
 
+def test_seasonal_slots_kept_as_they_are_seen_score_as_all_slots_kept_from_the_start(
+    monkeypatch,
+):
+    """A seasonal detector keeps only the slots it has seen until all have values; one
+    that keeps every slot from the start (as it does past 255 slots) must give the same
+    scores and state at every step, restored from JSON at any of them, whatever order
+    the hours come in (gaps, hours out of order, a value without a time)."""
+    rng = random.Random(8)
+    times = sorted(rng.randrange(0, 3 * 24 * HOUR_MS) for _ in range(300))
+    times[50:60] = reversed(times[50:60])
+    steps = [(rng.lognormvariate(3, 1), None if i == 70 else at) for i, at in enumerate(times)]
+    seen = SeasonalDetector(grace=3)
+    monkeypatch.setattr(detection, "_SPARSE_MAX", 0)
+    every = SeasonalDetector(grace=3)
+    monkeypatch.undo()
+    for i, (x, at) in enumerate(steps):
+        assert seen.score_one(x, at) == every.score_one(x, at), i
+        seen.learn_one(x, at)
+        every.learn_one(x, at)
+        assert seen.to_json() == every.to_json(), i
+        if i % 7 == 3:
+            seen = detection.restore(orjson.loads(orjson.dumps(seen.to_json())))
+    assert seen.to_json()["n"] == every.to_json()["n"] and min(seen.to_json()["n"]) > 0
+
+
 def test_the_default_detector_alerts_on_a_level_shift_within_a_few_steps():
     rng = random.Random(11)
     values = [100 + rng.gauss(0, 5) for _ in range(1500)]
