@@ -59,13 +59,20 @@ async def read_events(
 async def committed(settings: Any, topic: str) -> int:
     """Messages the worker group of ``settings.namespace`` has committed on ``topic``, over
     all partitions (offsets start at 0 on a fresh topic)."""
+    return sum(c for c, _ in (await positions(settings, topic)).values())
+
+
+async def positions(settings: Any, topic: str) -> dict[int, tuple[int, int]]:
+    """Each partition of ``topic``: (the offset the worker group of ``settings.namespace``
+    committed, the log's end offset)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.namespace}-worker"
     )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.events_partitions)]
-        return sum([await consumer.committed(tp) or 0 for tp in tps])
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: (await consumer.committed(tp) or 0, ends[tp]) for tp in tps}
     finally:
         await consumer.stop()
 
