@@ -7,6 +7,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from producers.events import (
     KINDS,
     InvalidEvent,
+    decode,
     partition_for,
     routing_key,
     series_key,
@@ -99,6 +100,29 @@ def test_series_key_orders_tags_and_includes_the_step():
         "step": "load",
     }
     assert series_key(step) == "step.end|p|etl|step=load"
+
+
+def test_the_worker_keys_each_series_by_all_its_parts_whatever_came_before():
+    """The worker's decoder remembers the key of each (kind, service, name, step, tags):
+    an event that differs from one seen before in any part alone gets its own key."""
+    error = {"kind": "error", "ts": NOW, "service": "p", "name": "etl", "tags": {"host": "h1"}}
+    tagged = {**BASE, "tags": {"host": "h1", "az": "a"}}
+    variants = [
+        tagged,
+        {**tagged, "tags": {"host": "h2", "az": "a"}},
+        {**tagged, "tags": {"host": "h1", "zone": "a"}},
+        {**tagged, "tags": {"host": "h1"}},
+        {**tagged, "service": "web"},
+        {**tagged, "name": "errors"},
+        {**error, "step": "load"},
+        {**error, "step": "save"},
+        error,
+        {**error, "kind": "log", "message": "m"},
+        {**error, "kind": "metric", "value": 1.0},
+    ]
+    for event in variants * 2:  # the second time round, from what was kept
+        _, series = decode(orjson.dumps(event), now_ms=NOW)
+        assert series == series_key(validate(event, now_ms=NOW)), event
 
 
 def test_all_events_of_a_workflow_share_a_routing_key_and_partition():
