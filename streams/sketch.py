@@ -242,9 +242,13 @@ class QuantileSketch:
         if self.exact is None:
             return self.zeros, self.positive, self.negative
         # Without a sketch to hold them: a window of a quiet series closes with a few
-        # exact values, 100,000 of them a minute.
+        # exact values, 100,000 of them a minute. A store left empty (a series never
+        # negative) is the shared empty one: a closed pane keeps its buckets while its
+        # windows are open, and an empty dict each took 6.4 MB at 100,000 series (a
+        # scratch tracemalloc run of the processor, 600,000 events).
         positive, negative = dict[int, int](), dict[int, int]()
-        return _count(self.exact, positive, negative), positive, negative
+        zeros = _count(self.exact, positive, negative)
+        return zeros, positive or _NO_BUCKETS, negative or _NO_BUCKETS
 
     # -- JSON-safe form: [zeros, min, max, [k, n, ...], [k, n, ...], exact values or null] --
     def to_list(self) -> list[Any]:
@@ -280,7 +284,8 @@ class QuantileSketch:
         return s
 
 
-#: The shared empty store of a sketch that still holds exact values (never written).
+#: The shared empty store of a sketch that still holds exact values, and of the buckets
+#: of exact values none of which went there (never written).
 _NO_BUCKETS: dict[int, int] = {}
 
 
