@@ -25,7 +25,7 @@
      processor's time with the collector on, less its time with it off.
 3. The default detector (``streams.detection.default_detector``): rows per second, the
    size of one model's JSON state after those rows, and the memory one model holds
-   after 10 values (a young series) and after 2,000.
+   after 10, 40, 300 and 2,000 values (``MODEL_AGES``: from a new series to a mature one).
 4. A checkpoint of the processor with the default rules (a detector model per latency
    series) after the same events at 100,000 series: the state's JSON and what the store
    keeps of it (compressed as it is encoded, ``PartitionState.packed``), their sizes,
@@ -209,6 +209,12 @@ def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict
     return {stage: s / n * 1e6 for stage, s in seconds.items()}
 
 
+#: The values a model has learned when its memory is measured: a new series (at 100,000
+#: series a worker's models are mostly this young), one whose log view has just learned
+#: its first values, one of a few hours, and a mature one.
+MODEL_AGES = (10, 40, 300, 2_000)
+
+
 def detecting(rows: int) -> dict[str, float]:
     rng = random.Random(1)
     values = [rng.gauss(0, 1) for _ in range(rows)]
@@ -221,7 +227,7 @@ def detecting(rows: int) -> dict[str, float]:
     return {
         "detector_rows_per_s": round(rows / elapsed),
         "detector_state_bytes": len(orjson.dumps(detector.to_json())),
-        **{f"detector_memory_bytes_after_{n}_values": model_memory(n) for n in (10, 2_000)},
+        **{f"detector_memory_bytes_after_{n}_values": model_memory(n) for n in MODEL_AGES},
     }
 
 
