@@ -178,9 +178,11 @@ class SeasonalDetector:
         # Until every slot has seen a value, only the slots seen are kept, in the order
         # they came, and ``_where`` gives each slot's place among them (1 + its index; 0:
         # not seen yet). A young series has seen an hour or two of the day, and a worker
-        # holds two of these in each of up to 100,000 models: all 24 slots took 712
-        # bytes from the first value. Once all have values, the array is in slot order
-        # and ``_where`` is None.
+        # holds two of these in each of its models (up to 20,000 a partition): all 24
+        # slots took 712 bytes from the first value, and a default model held 1,054
+        # bytes less after 10 values, 16 more once mature (the index's own slot; a
+        # scratch run of bench.worker_core's model memory). Once all have values, the
+        # array is in slot order and ``_where`` is None.
         self._slots = array.array("d")
         self._where: bytearray | None = bytearray(buckets)
         if buckets > _SPARSE_MAX:
@@ -267,7 +269,7 @@ class SeasonalDetector:
         if not len(data["n"]) == len(data["mean"]) == len(data["var"]) == d.buckets:
             raise ValueError(f"a seasonal state needs {d.buckets} slots in n, mean and var")
         for slot, n in enumerate(data["n"]):
-            if n:  # the slots seen, as they were learned
+            if n:  # the slots seen, opened in slot order (the order they came is not kept)
                 i = d._open(slot) if d._where is not None else 3 * slot
                 d._slots[i : i + 3] = array.array("d", (n, data["mean"][slot], data["var"][slot]))
         return d

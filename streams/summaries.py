@@ -49,8 +49,8 @@ class RollingMoments:
         #: (``bench.worker_core``'s model memory, measured change by change). Made from a
         #: list, not from bytes: sized exactly, where bytes go through a resize that
         #: leaves room for three more numbers, and the array grows from there in
-        #: other steps (a model held 128-144 bytes less after 1,000 values or more, up to
-        #: 72 less before, 24 more at 40).
+        #: other steps (a model held 144 bytes less after 1,000 values or more, up to 72
+        #: less before, 24 more at 40).
         self._state = array.array("d", [0.0] * self.HEAD)
 
     @property
