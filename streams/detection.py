@@ -99,12 +99,19 @@ class GaussianDetector:
     kind = "gaussian"
     __slots__ = ("_moments", "grace_period", "window_size")
 
-    def __init__(self, *, window_size: int = 500, grace_period: int = 30) -> None:
+    def __init__(
+        self,
+        *,
+        window_size: int = 500,
+        grace_period: int = 30,
+        moments: RollingMoments | None = None,
+    ) -> None:
+        """``moments``: the window's figures so far (a restored state); empty if None."""
         if window_size < 2 or grace_period < 1:
             raise ValueError("window_size must be >= 2 and grace_period >= 1")
         self.window_size = window_size
         self.grace_period = grace_period
-        self._moments = RollingMoments(window_size)
+        self._moments = moments if moments is not None else RollingMoments(window_size)
 
     def score_one(self, x: float, at: int | None = None) -> float:
         """River's own scorer gives 1.0 to every value of a constant series (zero spread),
@@ -129,9 +136,11 @@ class GaussianDetector:
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> GaussianDetector:
-        d = cls(window_size=data["window_size"], grace_period=data["grace_period"])
-        d._moments = RollingMoments.restore(data["moments"])
-        return d
+        return cls(
+            window_size=data["window_size"],
+            grace_period=data["grace_period"],
+            moments=RollingMoments.restore(data["moments"]),
+        )
 
 
 class SeasonalDetector:
@@ -443,13 +452,23 @@ class RepeatDetector:
         "history",
     )
 
-    def __init__(self, *, history: int = 1000, grace: int = 30, extrapolate: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        history: int = 1000,
+        grace: int = 30,
+        extrapolate: bool = True,
+        runs: TailProbability | None = None,
+    ) -> None:
+        """``runs``: the history of runs so far (a restored state); empty if None."""
         if history < 2 or grace < 1:
             raise ValueError("history must be >= 2 and grace >= 1")
         self.history = history
         self.grace = grace
         self.extrapolate = extrapolate
-        self._runs = TailProbability(history=history, low=1.0, high=4096.0, bins=48)
+        if runs is None:
+            runs = TailProbability(history=history, low=1.0, high=4096.0, bins=48)
+        self._runs = runs
         self._last: float | None = None
         self._run = 0
         self._n = 0
@@ -495,8 +514,8 @@ class RepeatDetector:
     def restore(cls, data: dict[str, Any]) -> RepeatDetector:
         """A state of before the extrapolation (no ``extrapolate``) keeps the floor."""
         extrapolate = data.get("extrapolate", False)
-        d = cls(history=data["history"], grace=data["grace"], extrapolate=extrapolate)
-        d._runs = TailProbability.restore(data["runs"])
+        runs = TailProbability.restore(data["runs"])
+        d = cls(history=data["history"], grace=data["grace"], extrapolate=extrapolate, runs=runs)
         d._last, d._run, d._n = data["last"], data["run"], data["n"]
         d._repeated = data.get("repeated", 0.0)
         return d

@@ -69,7 +69,11 @@ class AnomalyLikelihood:
         grace: int = 100,
         span_ms: int | None = None,
         rarity: float | None = None,
+        moments: RollingMoments | None = None,
+        tail: TailProbability | None = None,
     ) -> None:
+        """``moments`` and ``tail``: the short means' history and its tail so far (a
+        restored state); empty if None."""
         if history < 2 or short < 1 or grace < 0:
             raise ValueError("history must be >= 2, short >= 1 and grace >= 0")
         if (span_ms is not None and span_ms < 1) or (rarity is not None and not 0 < rarity < 1):
@@ -81,11 +85,13 @@ class AnomalyLikelihood:
         self.span_ms = span_ms
         self.rarity = rarity
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
-        self._history = RollingMoments(history)
+        self._history = moments if moments is not None else RollingMoments(history)
         #: An array, not a deque of floats: 20 surprises hold 289 bytes against 1,777
         #: (tracemalloc, 1,000 of each), in each of a worker's up to 80,000 models.
         self._recent = array.array("d")
-        self._tail = TailProbability(history=history) if rarity is not None else None
+        if tail is None and rarity is not None:
+            tail = TailProbability(history=history)
+        self._tail = tail
         #: The time of the last value learned, and the mean log of the gaps between values.
         self._at: int | None = None
         self._log_step: float | None = None
@@ -169,6 +175,7 @@ class AnomalyLikelihood:
         """``inner`` restores the detector it wraps (``streams.detection.restore``, the
         registry of kinds, which imports this module). Also a state written before
         ``span_ms`` and ``rarity`` existed (both off)."""
+        tail = data.get("tail")
         d = cls(
             inner(data["detector"]),
             history=data["history"],
@@ -176,11 +183,10 @@ class AnomalyLikelihood:
             grace=data["grace"],
             span_ms=data.get("span_ms"),
             rarity=data.get("rarity"),
+            moments=RollingMoments.restore(data["history_moments"]),
+            tail=TailProbability.restore(tail) if tail is not None else None,
         )
-        d._history = RollingMoments.restore(data["history_moments"])
         d._recent.extend(data["recent"][-d.short :])
-        if data.get("tail") is not None:
-            d._tail = TailProbability.restore(data["tail"])
         d._at, d._log_step = data.get("at"), data.get("log_step")
         return d
 
