@@ -216,10 +216,7 @@ class SeasonalDetector:
     def learn_one(self, x: float, at: int | None = None) -> None:
         if not _learnable(x):
             return
-        slot = self._slot(at)
-        i = self._place(slot)
-        if i < 0:
-            i = self._open(slot)
+        i = self._room(self._slot(at))
         slots = self._slots
         n = slots[i]
         if n == 0:
@@ -231,8 +228,11 @@ class SeasonalDetector:
             slots[i + 2] = (1 - a) * (slots[i + 2] + a * d * d)
         slots[i] = n + 1
 
-    def _open(self, slot: int) -> int:
-        """Make room for a slot's first value; where its numbers start."""
+    def _room(self, slot: int) -> int:
+        """Where ``slot``'s three numbers start, made room for if it has none yet."""
+        i = self._place(slot)
+        if i >= 0:
+            return i
         where = self._where
         assert where is not None  # every slot has room once none is left to open
         self._slots.extend((0.0, 0.0, 0.0))
@@ -279,7 +279,7 @@ class SeasonalDetector:
             raise ValueError(f"a seasonal state needs {d.buckets} slots in n, mean and var")
         for slot, n in enumerate(data["n"]):
             if n:  # the slots seen, opened in slot order (the order they came is not kept)
-                i = d._open(slot) if d._where is not None else 3 * slot
+                i = d._room(slot)
                 d._slots[i : i + 3] = array.array("d", (n, data["mean"][slot], data["var"][slot]))
         return d
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -59,20 +60,30 @@ async def read_events(
 async def committed(settings: Any, topic: str) -> int:
     """Messages the worker group of ``settings.namespace`` has committed on ``topic``, over
     all partitions (offsets start at 0 on a fresh topic)."""
-    return sum(c for c, _ in (await positions(settings, topic)).values())
+    async with _group(settings, topic) as (consumer, tps):
+        return sum([await consumer.committed(tp) or 0 for tp in tps])
 
 
 async def positions(settings: Any, topic: str) -> dict[int, tuple[int, int]]:
     """Each partition of ``topic``: (the offset the worker group of ``settings.namespace``
     committed, the log's end offset)."""
+    async with _group(settings, topic) as (consumer, tps):
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: (await consumer.committed(tp) or 0, ends[tp]) for tp in tps}
+
+
+@contextlib.asynccontextmanager
+async def _group(
+    settings: Any, topic: str
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer in the worker group of ``settings.namespace`` (it joins nothing: it
+    only reads the group's offsets), and the partitions of ``topic``."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=f"{settings.namespace}-worker"
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.events_partitions)]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: (await consumer.committed(tp) or 0, ends[tp]) for tp in tps}
+        yield consumer, [TopicPartition(topic, p) for p in range(settings.events_partitions)]
     finally:
         await consumer.stop()
 

@@ -176,14 +176,10 @@ def test_one_log_view_over_both_levels_scores_as_a_view_each_and_old_states_stil
     a zero, a negative value that silences the views, a value without a time), and an
     old model must restore from its JSON and go on scoring as it would have."""
 
-    def level():
-        return [SeasonalDetector(), GaussianDetector(window_size=500, grace_period=30)]
-
-    old = AnomalyLikelihood(
-        MaxDetector([*level(), *(LogView(d) for d in level()), RepeatDetector()]),
-        history=1000, short=20, grace=100, span_ms=3 * HOUR_MS, rarity=0.03,
-    )  # fmt: skip
     new = default_detector()
+    old = default_detector(log_view=False)  # the same but the views: a view of each level
+    raw = old.detector.detectors
+    raw[2:2] = [LogView(detection.restore(d.to_json())) for d in raw[:2]]
     rng = random.Random(12)
     values = [rng.lognormvariate(3, 1) for _ in range(1_500)] + [0.0, 5.0] * 10
     values += [rng.lognormvariate(3, 1) * (8 if 1_700 < i < 1_720 else 1) for i in range(200)]
