@@ -59,6 +59,44 @@ def _windows(data_dir: Path) -> tuple[list[tuple], tuple[int, int]]:
         return rows, raw.result_rows[0]
 
 
+def assert_same_windows(rows: list[tuple], expected: list[tuple], stores: dict, *workers) -> None:
+    """``rows == expected`` (the decision: duplicates and order count), else a message
+    short enough to read in CI's output (the lists are hundreds of rows): the windows
+    missing, extra and different by (series, window, start), the raw rows flagged late
+    in each of ``stores`` (name -> data dir; a window closed early by an idle partition
+    counts its later events as late), and what the ``workers`` logged about idling and
+    partitions changing hands."""
+    if rows == expected:
+        return
+    have = collections.defaultdict(list)
+    want = collections.defaultdict(list)
+    for r in rows:
+        have[r[:3]].append(r)
+    for r in expected:
+        want[r[:3]].append(r)
+    differ = [(want[k], have[k]) for k in sorted(want.keys() & have.keys()) if want[k] != have[k]]
+    late = {}
+    for name, data_dir in stores.items():
+        with open_store(data_dir) as ch:
+            late[name] = ch.query(
+                "SELECT partition, countIf(late), count() FROM vigil.events GROUP BY partition "
+                "ORDER BY partition"
+            ).result_rows
+    said = [
+        f"worker {i}: {line}"
+        for i, w in enumerate(workers)
+        for line in w.log().splitlines()
+        if re.search(r"idle|taken over|revoked|assigned|skipped", line)
+    ]
+    raise AssertionError(
+        f"{len(rows)} windows against {len(expected)}; "
+        f"missing {sorted(want.keys() - have.keys())[:5]}; "
+        f"extra {sorted(have.keys() - want.keys())[:5]}; "
+        f"{len(differ)} differ, first {differ[:3]}; "
+        f"late raw rows (partition, late, all): {late}\n" + "\n".join(said[-40:])
+    )
+
+
 def _unstored(data_dir: Path, log: list, *workers) -> str:
     """What is missing from the store's raw events, to read when the count is short: the
     envelopes of ``log`` not all of whose events are stored, as offset ranges per
@@ -98,8 +136,8 @@ def _ranges(offsets: list[int]) -> list[str]:
 
 async def _reference(kafka_settings, start_worker, namespace: str, tmp_path, **env):
     """The simulated events published once, and one uninterrupted worker over them: its
-    windows, and the Kafka log it read (the other runs read a copy: the same envelopes in
-    the same order)."""
+    windows, the Kafka log it read (the other runs read a copy: the same envelopes in
+    the same order), and its data dir."""
     settings = dataclasses.replace(kafka_settings, namespace=namespace)
     envelopes = await _publish(settings, _events())
     data = tmp_path / f"{namespace}-data"
@@ -109,7 +147,7 @@ async def _reference(kafka_settings, start_worker, namespace: str, tmp_path, **e
     rows, raw = _windows(data)
     assert raw == (N, N)
     assert len(rows) > 200
-    return rows, await read_log(settings, envelopes)
+    return rows, await read_log(settings, envelopes), data
 
 
 @pytest.mark.parametrize("checkpoint_seconds", ["0", "0.3"])
@@ -118,7 +156,9 @@ async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
 ):
     """With a checkpoint after every batch, and every 0.3 s (the messages in between are
     held unacknowledged and replayed after the kill)."""
-    expected, log = await _reference(kafka_settings, start_worker, f"{namespace}-ref", tmp_path)
+    expected, log, ref = await _reference(
+        kafka_settings, start_worker, f"{namespace}-ref", tmp_path
+    )
 
     settings = dataclasses.replace(kafka_settings, namespace=f"{namespace}-kill")
     envelopes = await append_log(settings, log)
@@ -152,7 +192,7 @@ async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
     # the messages between were missing from the windows).
     gaps = second.state_gaps()
     assert gaps == [] and final.get("state_gaps", 0) == 0, gaps
-    assert rows == expected
+    assert_same_windows(rows, expected, {"reference": ref, "run": data}, first, second)
     # Offsets were committed as batches were stored: a third start has next to nothing
     # to replay (without commits it would replay every message).
     third = start_worker(**env)
@@ -177,7 +217,7 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
     since, and goes on: its windows equal an uninterrupted run's."""
     # No partition goes idle while the events wait: windows close by event time only.
     slow = {"VIGIL_IDLE_SECONDS": "3600"}
-    expected, log = await _reference(
+    expected, log, ref = await _reference(
         kafka_settings, start_worker, f"{namespace}-ref", tmp_path, **slow
     )
     per_partition = collections.Counter(r.partition for r in log)
@@ -217,13 +257,15 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
     assert first.state_gaps() == []
     rows, raw = _windows(data)
     assert raw == (N, N), "every raw event stored exactly once"
-    assert rows == expected
+    assert_same_windows(rows, expected, {"reference": ref, "run": data}, first, second)
 
 
 async def test_two_workers_on_four_partitions_give_the_same_totals_as_one(
     kafka_settings, start_worker, namespace, tmp_path
 ):
-    expected, log = await _reference(kafka_settings, start_worker, f"{namespace}-one", tmp_path)
+    expected, log, ref = await _reference(
+        kafka_settings, start_worker, f"{namespace}-one", tmp_path
+    )
 
     settings = dataclasses.replace(kafka_settings, namespace=f"{namespace}-two")
     dirs = [tmp_path / "two-a", tmp_path / "two-b"]  # embedded chDB: one store per process
@@ -249,4 +291,5 @@ async def test_two_workers_on_four_partitions_give_the_same_totals_as_one(
         rows += part_rows
         raws.append(raw[0])
     assert sum(raws) == N
-    assert sorted(rows) == expected
+    stores = {"reference": ref, **{f"worker {i}": d for i, d in enumerate(dirs)}}
+    assert_same_windows(sorted(rows), expected, stores, *workers)
