@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import sys
 import time
 import warnings
@@ -56,6 +57,14 @@ def applied(stats: dict[str, Any], key: str = "offsets") -> int:
     return sum(offset + 1 for offset in stats.get(key, {}).values())
 
 
+#: What :meth:`WorkerProcess.handovers` picks out of a worker's log.
+_HANDOVER = re.compile(
+    r"taken over|revoked|assigned|skipped|idle for|fail|retrying|rebalanc|generation|"
+    r"heartbeat|rejoin|commit",
+    re.IGNORECASE,
+)
+
+
 class WorkerProcess:
     """A ``vigil worker`` child process and its /stats endpoint."""
 
@@ -98,6 +107,14 @@ class WorkerProcess:
     def state_gaps(self) -> list[str]:
         """Log lines of messages that did not follow the last one applied to the state."""
         return [line for line in self.log().splitlines() if "messages skipped" in line]
+
+    def handovers(self) -> list[str]:
+        """Log lines about partitions changing hands and what came of it: the group's
+        rebalances, heartbeats and commits (Faust's and aiokafka's own lines), partitions
+        assigned, revoked and taken over (with the offsets the state resumed from),
+        messages skipped, partitions gone idle, and failures retried: what a failed check
+        of windows or offsets after a rebalance is read against."""
+        return [line for line in self.log().splitlines() if _HANDOVER.search(line)]
 
     def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -105,7 +105,11 @@ async def test_two_workers_one_killed_at_a_time_hand_over_and_totals_stay_exact(
         assert w.stop() == 0
     assert all(shares), f"both workers owned partitions at the end: {shares}"
     gaps = [line for w in everyone for line in w.state_gaps()]
-    assert gaps == [], "every partition resumed its state where the processing had stopped"
+    said = [f"worker {i}: {line}" for i, w in enumerate(everyone) for line in w.handovers()]
+    assert gaps == [], (
+        "every partition resumed its state where the processing had stopped:\n"
+        + "\n".join([*gaps, *said[-120:]])
+    )
 
     with shared_store.client() as ch:
         published = await exactly_once(ch, kafka_settings, N)
