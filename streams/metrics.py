@@ -89,6 +89,12 @@ COUNTERS = (
         "between never reached the windows): should stay 0.",
         "state_gaps",
     ),
+    (
+        "vigil_takeover_retries",
+        "Tries to load the state of partitions a batch needs that failed and were made "
+        "again (the store or the broker did not answer); the batch waited meanwhile.",
+        "takeover_retries",
+    ),
 )
 
 

@@ -31,6 +31,9 @@ from streams.tails import published_seqs
 
 log = logging.getLogger(__name__)
 
+#: The longest wait, in seconds, between two tries to take a batch's partitions over.
+TAKEOVER_BACKOFF_MAX = 5.0
+
 #: A checkpoint waits at least this many times as long as the last one took to make. A
 #: partition's state at 100,000 series is tens of MB (75 MB of JSON seen in
 #: ``bench.pipeline``); made every 5 s, it took a growing share of the processor's thread.
@@ -197,13 +200,35 @@ class Runtime:
                 if ack is not None:
                     self._acknowledge(processor, alert["fingerprint"], ack, partitions=(p,))
 
+    async def _take_over_until_done(self, processor: Processor, partitions: set[int]) -> None:
+        """:meth:`take_over`, again with backoff until it works, while the batch that
+        needs it waits. Its messages are taken from the stream: had the error gone up,
+        Faust would have restarted the agent, which reads on from the next message, so
+        this worker would never see them again and the partition would go on from its
+        older state without them ("messages skipped"; their events missing from the
+        windows). A store or a broker that does not answer for a moment while partitions
+        change hands is what this waits out."""
+        backoff = 0.2
+        while True:
+            try:
+                await self.take_over(processor, partitions)
+                return
+            except Exception as exc:
+                self.stats.counts["takeover_retries"] += 1
+                log.warning(
+                    "taking partitions %s over failed, retrying in %.1fs: %r",
+                    sorted(partitions), backoff, exc,
+                )  # fmt: skip
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, TAKEOVER_BACKOFF_MAX)
+
     async def process(self, messages: list[tuple[Any, ...]], acks: Sequence[Ack]) -> None:
         """Apply messages of partitions this worker holds; queue the result for delivery
         with the acknowledgements of the messages it came from."""
         # Set up once (the agent awaited it): no lock taken per batch.
         processor = self.processor or await self.ready()
         async with self.state_lock:
-            await self.take_over(processor, {m[0] for m in messages})
+            await self._take_over_until_done(processor, {m[0] for m in messages})
             due = self.checkpoint_due()
             result = processor.process(messages, now_ms=self.now_ms(), checkpoint=False)
             if due:

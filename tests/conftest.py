@@ -59,7 +59,7 @@ def applied(stats: dict[str, Any], key: str = "offsets") -> int:
 
 #: What :meth:`WorkerProcess.handovers` picks out of a worker's log.
 _HANDOVER = re.compile(
-    r"taken over|revoked|assigned|skipped|idle for|fail|retrying|rebalanc|generation|"
+    r"taken over|revoked|assigned|skipped|idle for|fail|retrying|crash|rebalanc|generation|"
     r"heartbeat|rejoin|commit",
     re.IGNORECASE,
 )

@@ -57,6 +57,8 @@ class World:
         self.positions: tuple[dict[int, int], dict[int, int]] = ({}, {})
         #: The wall clock of a worker living in this world, in seconds.
         self.now_s = 0.0
+        #: Queries of the store that fail from now on, one fewer each time.
+        self.unreadable = 0
         self.held = asyncio.Event()
         self.held.set()
 
@@ -100,6 +102,28 @@ class FakeSink:
         w.alerts_stored += [(a.partition, a.seq) for a in stored]
         for p, raw in result.raw.items():
             w.raw_stored[p] = max(w.raw_stored.get(p, -1), raw.last)
+
+    def _read(self) -> None:
+        """A query of the store: it fails while ``world.unreadable`` counts down."""
+        self.world.step("read")
+        if self.world.unreadable > 0:
+            self.world.unreadable -= 1
+            raise ConnectionError("the store does not answer")
+
+    async def stored_offsets(self, source: str) -> dict[int, int]:
+        self._read()
+        return dict(self.world.raw_stored)
+
+    async def stored_alerts(self, source: str) -> dict[int, int]:
+        self._read()
+        highest: dict[int, int] = {}
+        for partition, seq in self.world.alerts_stored:
+            highest[partition] = max(highest.get(partition, 0), seq)
+        return highest
+
+    async def load_states(self, source: str, partitions: set[int]) -> dict[int, bytes]:
+        self._read()
+        return {p: s for p, (_, s) in self.world.states.items() if p in partitions}
 
     async def checkpoint(self, result: BatchResult) -> None:
         if not result.checkpoint:

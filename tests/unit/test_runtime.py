@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 from producers.settings import KafkaSettings
+from streams import runtime as runtime_module
 from streams.processing import Processor
 from streams.rules import RuleSet
 from streams.runtime import Runtime
@@ -178,3 +179,45 @@ async def test_a_partition_with_messages_waiting_is_not_idle_however_long_a_batc
     await rt.tick(lag)
     assert sum(s.windows.open_windows for s in processor.states.values()) < open_before
     await rt.close()
+
+
+async def test_a_batch_waits_for_its_partition_to_be_taken_over_and_then_applies_whole(
+    monkeypatch,
+):
+    """A partition assigned back after a revoke, whose state the store does not give at
+    first: the batch that brings its next messages waits, retrying, and then applies
+    every one of them to the state the revoke saved (given up, the batch's messages
+    would be gone for good: the stream reads on from the next). Compared with a worker
+    that never lost the partition: the same state offsets and open windows, nothing
+    skipped."""
+    monkeypatch.setattr(runtime_module, "TAKEOVER_BACKOFF_MAX", 0.01)
+
+    async def published(bootstrap: str, topic: str, partitions: set[int], **_: Any) -> dict:
+        return dict.fromkeys(partitions, 0)  # the alerts topic: nothing published
+
+    monkeypatch.setattr(runtime_module, "published_seqs", published)
+    first, then = MESSAGES[:20], MESSAGES[20:40]
+    assert {p for p, _, _ in then} == set(PARTITIONS)
+    kept, moved = World(), World()
+    reference, rt = runtime(kept), runtime(moved)
+    for r, world in ((reference, kept), (rt, moved)):
+        await r.process(first, acks(world, first))
+    await rt.revoke([0])
+    rt.assign([0])
+    moved.unreadable = 3  # the next three queries of the store fail
+    await rt.process(then, acks(moved, then))
+    await reference.process(then, acks(kept, then))
+    for r in (rt, reference):
+        await r.delivery.drain()
+    assert moved.unreadable == 0 and rt.stats.counts["takeover_retries"] == 3
+    assert rt.processor is not None and reference.processor is not None
+    last = {p: max(o for q, o, _ in then if q == p) for p in PARTITIONS}
+    for r in (rt, reference):
+        assert r.processor is not None
+        assert {p: s.offset for p, s in r.processor.states.items()} == last
+    assert rt.stats.counts["state_gaps"] == 0
+    assert {p: s.windows.snapshot() for p, s in rt.processor.states.items()} == {
+        p: s.windows.snapshot() for p, s in reference.processor.states.items()
+    }
+    for r in (rt, reference):
+        await r.close()
