@@ -19,9 +19,9 @@ import orjson
 
 from producers.settings import KafkaSettings
 from producers.topics import Topics, cluster_id, ensure_topics
-from streams import control
+from streams import control, stopping
 from streams.channels import Dispatcher
-from streams.delivery import Ack, Delivery, Outbox, Sink
+from streams.delivery import Ack, Delivery, Outbox, Sink, WriterFailed
 from streams.processing import Processor
 from streams.records import BatchResult
 from streams.rules import RuleFileError, RuleSet
@@ -63,7 +63,10 @@ class Runtime:
         rules: RuleSet,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
+        fail: Callable[[BaseException], Any] = stopping.fail,
     ) -> None:
+        """``fail``: called with what a batch could not be processed for (the default
+        exits the process at once: :func:`streams.stopping.fail`)."""
         self.settings = settings
         self.kafka = kafka
         self.topics = Topics.for_namespace(kafka.namespace)
@@ -73,6 +76,7 @@ class Runtime:
         self.sink = sink
         self.clock = clock
         self.monotonic = monotonic
+        self.fail = fail
         self.stats = WorkerStats(started=clock())
         self.commands = control.Control()
         self.dispatcher = Dispatcher(rules.channels, external_url=settings.external_url)
@@ -224,7 +228,18 @@ class Runtime:
 
     async def process(self, messages: list[tuple[Any, ...]], acks: Sequence[Ack]) -> None:
         """Apply messages of partitions this worker holds; queue the result for delivery
-        with the acknowledgements of the messages it came from."""
+        with the acknowledgements of the messages it came from. Anything raised on the
+        way but a stopped writer (nothing is stored or committed after it anyway) goes to
+        ``fail`` first: a batch given up would be lost (:func:`streams.stopping.fail`)."""
+        try:
+            await self._process(messages, acks)
+        except (WriterFailed, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            self.fail(exc)
+            raise
+
+    async def _process(self, messages: list[tuple[Any, ...]], acks: Sequence[Ack]) -> None:
         # Set up once (the agent awaited it): no lock taken per batch.
         processor = self.processor or await self.ready()
         async with self.state_lock:

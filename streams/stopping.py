@@ -30,6 +30,8 @@ STUCK = "still stopping"
 CLOSE_SECONDS = 10
 #: Seconds for Faust's and aiokafka's part of stopping, past the worker's own bounds.
 SLACK_SECONDS = 10.0
+#: The exit code of a worker that met a batch it could not process (``EX_SOFTWARE``).
+BATCH_FAILED = 70
 
 
 def within(shutdown_seconds: float) -> float:
@@ -83,6 +85,29 @@ def arm(
     timer.name, timer.daemon = "vigil-stop-deadline", True
     timer.start()
     return timer
+
+
+def fail(exc: BaseException, *, leave: Callable[[int], Any] = os._exit) -> None:
+    """Exit at once (code :data:`BATCH_FAILED`) after logging ``exc``: a batch the
+    worker could not process. As a SIGKILL would, so the next start replays its
+    messages from the last commit onto the last checkpoint: carrying on, Faust would
+    restart the agent reading on from the next message (the batch's messages never come
+    again) over a state that may hold part of them. No final checkpoint, no commit.
+
+    >>> left = []
+    >>> fail(ValueError("a bug"), leave=left.append)
+    >>> left
+    [70]
+    """
+    log.critical(
+        "a batch could not be processed: exiting now (code %d), its messages are "
+        "replayed from the last commit when the worker starts again",
+        BATCH_FAILED,
+        exc_info=exc,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    leave(BATCH_FAILED)
 
 
 def waiting(loop: asyncio.AbstractEventLoop | None) -> list[str]:

@@ -11,6 +11,8 @@ import functools
 import itertools
 from typing import Any
 
+import pytest
+
 from producers.settings import KafkaSettings
 from streams import runtime as runtime_module
 from streams.processing import Processor
@@ -21,7 +23,7 @@ from streams.windows import parse_windows
 from tests.delivery_world import MESSAGES, PARTITIONS, RULES, START, FakeOutbox, FakeSink, World
 
 
-def runtime(world: World, rules: RuleSet = RULES) -> Runtime:
+def runtime(world: World, rules: RuleSet = RULES, **options: Any) -> Runtime:
     """A runtime whose processor holds both partitions (as after an assignment); its
     clock reads ``world.now_s`` (an hour after the events unless a test moves it; an idle
     partition's windows close by it), checkpoints are an hour apart."""
@@ -36,6 +38,7 @@ def runtime(world: World, rules: RuleSet = RULES) -> Runtime:
         rules=rules,
         clock=lambda: world.now_s,
         monotonic=itertools.count().__next__,
+        **options,
     )
     rt.processor = Processor(
         windows=parse_windows("1m"), grace_ms=0, source="c/t", idle_ms=5_000, rules=rules
@@ -221,3 +224,29 @@ async def test_a_batch_waits_for_its_partition_to_be_taken_over_and_then_applies
     }
     for r in (rt, reference):
         await r.close()
+
+
+async def test_a_batch_the_processor_fails_on_stops_the_worker_before_anything_goes_out():
+    """An error in the processor (a bug) mid-batch: the worker is failed at once (by
+    default it exits, as a kill would, to replay from the last commit), and nothing of
+    the batch is stored, published or acknowledged."""
+    world, failed = World(), []
+    rt = runtime(world, fail=failed.append)
+    assert rt.processor is not None
+    first, then = MESSAGES[:20], MESSAGES[20:40]
+    await rt.process(first, acks(world, first))
+    await rt.delivery.drain()
+    stored, committed = list(world.log), dict(world.committed)
+    applied = rt.processor.process
+
+    def broken(messages: list, **kw: Any) -> Any:
+        applied(messages[: len(messages) // 2], **kw)  # part of it applied, then a bug
+        raise ZeroDivisionError("a bug")
+
+    rt.processor.process = broken  # type: ignore[method-assign]
+    with pytest.raises(ZeroDivisionError):
+        await rt.process(then, acks(world, then))
+    assert [type(e) for e in failed] == [ZeroDivisionError]
+    await rt.delivery.drain()
+    assert world.log == stored and world.committed == committed
+    await rt.close()
