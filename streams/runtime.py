@@ -211,7 +211,8 @@ class Runtime:
         this worker would never see them again and the partition would go on from its
         older state without them ("messages skipped"; their events missing from the
         windows). A store or a broker that does not answer for a moment while partitions
-        change hands is what this waits out."""
+        change hands is what this waits out; an error that does not pass (a checkpoint
+        that cannot be read) keeps the batch waiting, a warning each try."""
         backoff = 0.2
         while True:
             try:

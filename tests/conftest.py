@@ -112,8 +112,8 @@ class WorkerProcess:
         """Log lines about partitions changing hands and what came of it: the group's
         rebalances, heartbeats and commits (Faust's and aiokafka's own lines), partitions
         assigned, revoked and taken over (with the offsets the state resumed from),
-        messages skipped, partitions gone idle, and failures retried: what a failed check
-        of windows or offsets after a rebalance is read against."""
+        messages skipped, partitions gone idle, failures retried and crashes: what a
+        failed check of windows or offsets after a rebalance is read against."""
         return [line for line in self.log().splitlines() if _HANDOVER.search(line)]
 
     def wait_until(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
