@@ -33,6 +33,7 @@ from producers.alerts import Alert
 from sinks import rows
 from sinks.settings import StoreSettings
 from sinks.store import StoreError, open_client
+from streams import retrying
 from streams.metrics import Latency
 from streams.records import BatchResult
 
@@ -204,20 +205,21 @@ class ClickHouseSink:
     ) -> Any:
         """``fn(*args)`` on the store's thread, again with backoff after each of
         ``errors`` (counted in ``counter``, the last one kept for /ready) until it works."""
-        backoff = 0.2
-        while True:
-            try:
-                result = await self._call(fn, *args)
-            except errors as exc:
-                self.failing = True
-                self.counts[counter] += 1
-                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
-                log.warning("%s failed (retrying in %.1fs): %s", what, backoff, self.last_error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            self.failing = False
-            return result
+
+        def failed(exc: Exception, wait: float) -> None:
+            self.failing = True
+            self.counts[counter] += 1
+            self.last_error = retrying.reason(exc)
+
+        result = await retrying.until_done(
+            lambda: self._call(fn, *args),
+            what,
+            on_error=failed,
+            errors=errors,
+            most=self.max_backoff,
+        )
+        self.failing = False
+        return result
 
 
 def _content_token(prefix: str, payload: bytes) -> str:

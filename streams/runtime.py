@@ -19,7 +19,7 @@ import orjson
 
 from producers.settings import KafkaSettings
 from producers.topics import Topics, cluster_id, ensure_topics
-from streams import control, stopping
+from streams import control, retrying, stopping
 from streams.channels import Dispatcher
 from streams.delivery import Ack, Delivery, Outbox, Sink, WriterFailed
 from streams.processing import Processor
@@ -213,19 +213,16 @@ class Runtime:
         windows). A store or a broker that does not answer for a moment while partitions
         change hands is what this waits out; an error that does not pass (a checkpoint
         that cannot be read) keeps the batch waiting, a warning each try."""
-        backoff = 0.2
-        while True:
-            try:
-                await self.take_over(processor, partitions)
-                return
-            except Exception as exc:
-                self.stats.counts["takeover_retries"] += 1
-                log.warning(
-                    "taking partitions %s over failed, retrying in %.1fs: %r",
-                    sorted(partitions), backoff, exc,
-                )  # fmt: skip
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, TAKEOVER_BACKOFF_MAX)
+
+        def counted(exc: Exception, wait: float) -> None:
+            self.stats.counts["takeover_retries"] += 1
+
+        await retrying.until_done(
+            lambda: self.take_over(processor, partitions),
+            f"taking partitions {sorted(partitions)} over",
+            on_error=counted,
+            most=TAKEOVER_BACKOFF_MAX,
+        )
 
     async def process(self, messages: list[tuple[Any, ...]], acks: Sequence[Ack]) -> None:
         """Apply messages of partitions this worker holds; queue the result for delivery
@@ -234,7 +231,7 @@ class Runtime:
         ``fail`` first: a batch given up would be lost (:func:`streams.stopping.fail`)."""
         try:
             await self._process(messages, acks)
-        except (WriterFailed, asyncio.CancelledError):
+        except WriterFailed:
             raise
         except Exception as exc:
             self.fail(exc)

@@ -74,8 +74,7 @@ def arm(
             "; ".join(waiting(loop)) or "no asyncio task left",
         )
         stream = out or sys.stderr
-        for handler in logging.getLogger().handlers:
-            handler.flush()
+        _flush_logs()
         stream.flush()
         faulthandler.dump_traceback(stream, all_threads=True)
         stream.flush()
@@ -105,9 +104,14 @@ def fail(exc: BaseException, *, leave: Callable[[int], Any] = os._exit) -> None:
         BATCH_FAILED,
         exc_info=exc,
     )
+    _flush_logs()
+    leave(BATCH_FAILED)
+
+
+def _flush_logs() -> None:
+    """What the root logger's handlers hold, written out before an exit that skips it."""
     for handler in logging.getLogger().handlers:
         handler.flush()
-    leave(BATCH_FAILED)
 
 
 def waiting(loop: asyncio.AbstractEventLoop | None) -> list[str]:

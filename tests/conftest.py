@@ -65,6 +65,12 @@ _HANDOVER = re.compile(
 )
 
 
+def handovers(*workers: WorkerProcess) -> list[str]:
+    """:meth:`WorkerProcess.handovers` of each of ``workers``, each line marked with its
+    worker's place among them."""
+    return [f"worker {i}: {line}" for i, w in enumerate(workers) for line in w.handovers()]
+
+
 class WorkerProcess:
     """A ``vigil worker`` child process and its /stats endpoint."""
 

@@ -105,7 +105,6 @@ class FakeSink:
 
     def _read(self) -> None:
         """A query of the store: it fails while ``world.unreadable`` counts down."""
-        self.world.step("read")
         if self.world.unreadable > 0:
             self.world.unreadable -= 1
             raise ConnectionError("the store does not answer")

@@ -19,6 +19,7 @@ import signal
 
 import pytest
 
+from tests.conftest import handovers
 from tests.faults.common import exactly_once, fault_env, publish_steadily, wait_for_moment
 from tests.samples import simulated
 from tests.topics import wait_committed
@@ -105,10 +106,9 @@ async def test_two_workers_one_killed_at_a_time_hand_over_and_totals_stay_exact(
         assert w.stop() == 0
     assert all(shares), f"both workers owned partitions at the end: {shares}"
     gaps = [line for w in everyone for line in w.state_gaps()]
-    said = [f"worker {i}: {line}" for i, w in enumerate(everyone) for line in w.handovers()]
     assert gaps == [], (
         "every partition resumed its state where the processing had stopped:\n"
-        + "\n".join([*gaps, *said[-120:]])
+        + "\n".join([*gaps, *handovers(*everyone)[-120:]])
     )
 
     with shared_store.client() as ch:

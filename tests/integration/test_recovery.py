@@ -15,7 +15,7 @@ import pytest
 
 from producers.client import Client
 from producers.envelopes import split
-from tests.conftest import applied, held_store, open_store
+from tests.conftest import applied, handovers, held_store, open_store
 from tests.samples import simulated
 from tests.topics import append_log, read_log, wait_committed
 
@@ -68,12 +68,7 @@ def assert_same_windows(rows: list[tuple], expected: list[tuple], stores: dict, 
     partitions changing hands."""
     if rows == expected:
         return
-    have = collections.defaultdict(list)
-    want = collections.defaultdict(list)
-    for r in rows:
-        have[r[:3]].append(r)
-    for r in expected:
-        want[r[:3]].append(r)
+    have, want = _by_window(rows), _by_window(expected)
     differ = [(want[k], have[k]) for k in sorted(want.keys() & have.keys()) if want[k] != have[k]]
     late = {}
     for name, data_dir in stores.items():
@@ -82,14 +77,21 @@ def assert_same_windows(rows: list[tuple], expected: list[tuple], stores: dict, 
                 "SELECT partition, countIf(late), count() FROM vigil.events GROUP BY partition "
                 "ORDER BY partition"
             ).result_rows
-    said = [f"worker {i}: {line}" for i, w in enumerate(workers) for line in w.handovers()]
     raise AssertionError(
         f"{len(rows)} windows against {len(expected)}; "
         f"missing {sorted(want.keys() - have.keys())[:5]}; "
         f"extra {sorted(have.keys() - want.keys())[:5]}; "
         f"{len(differ)} differ, first {differ[:3]}; "
-        f"late raw rows (partition, late, all): {late}\n" + "\n".join(said[-40:])
+        f"late raw rows (partition, late, all): {late}\n" + "\n".join(handovers(*workers)[-40:])
     )
+
+
+def _by_window(rows: list[tuple]) -> dict[tuple, list[tuple]]:
+    """``rows`` by their (series, window, start), each key's rows in order."""
+    out = collections.defaultdict(list)
+    for r in rows:
+        out[r[:3]].append(r)
+    return out
 
 
 def _unstored(data_dir: Path, log: list, *workers) -> str:
@@ -106,10 +108,9 @@ def _unstored(data_dir: Path, log: list, *workers) -> str:
         if stored[(r.partition, r.offset)] != len(split(r.value)):
             short[r.partition].append(r.offset)
     ranges = {p: _ranges(offsets) for p, offsets in sorted(short.items())}
-    said = [f"worker {i}: {line}" for i, w in enumerate(workers) for line in w.handovers()]
     return (
         f"every raw event stored exactly once: envelopes not stored in full, per partition: "
-        f"{ranges}\n" + "\n".join(said[-60:])
+        f"{ranges}\n" + "\n".join(handovers(*workers)[-60:])
     )
 
 
@@ -181,11 +182,7 @@ async def test_a_worker_killed_mid_stream_and_restarted_gives_the_same_windows(
     # seven resumed the last periodic checkpoint while the consumer went on past it, and
     # the messages between were missing from the windows).
     gaps = second.state_gaps()
-    assert gaps == [] and final.get("state_gaps", 0) == 0, (
-        gaps,
-        first.handovers(),
-        second.handovers(),
-    )
+    assert gaps == [] and final.get("state_gaps", 0) == 0, (gaps, handovers(first, second))
     assert_same_windows(rows, expected, {"reference": ref, "run": data}, first, second)
     # Offsets were committed as batches were stored: a third start has next to nothing
     # to replay (without commits it would replay every message).
@@ -248,7 +245,7 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
     assert first.stop() == 0
     reloaded = re.findall(r"partition \d+ taken over: state at offset (\d+)", first.log())
     assert reloaded, "partitions came back and their state was reloaded from a checkpoint"
-    assert first.state_gaps() == [], first.handovers()
+    assert first.state_gaps() == [], handovers(first)
     rows, raw = _windows(data)
     assert raw == (N, N), "every raw event stored exactly once"
     assert_same_windows(rows, expected, {"reference": ref, "run": data}, first, second)
