@@ -70,7 +70,7 @@ from producers.topics import Topics
 from sinks.settings import StoreSettings
 from sinks.store import open_client
 from vigil.demo import worker_stats
-from vigil.embedded import EmbeddedBroker, EmbeddedClickHouse, free_port, spawn, stop
+from vigil.embedded import EmbeddedBroker, EmbeddedClickHouse, free_ports, spawn, stop
 from vigil.simulation import Simulation
 
 SPAN_MS = 10 * 60_000
@@ -208,7 +208,7 @@ def run_workers(
     the first batch any of them received to the last batch any of them stored. The CPU
     the workers (per thread group) and the ``others`` processes (name -> pid: the broker,
     a chserver) used meanwhile is counted from the first poll that saw a batch."""
-    ports = [free_port() for _ in range(count)]
+    ports = free_ports(count)
     token = secrets.token_urlsafe(16)
     spawned = time.time()
     procs = [

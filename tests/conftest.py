@@ -22,7 +22,7 @@ import pytest
 from producers.settings import ProducerSettings
 from vigil import webclient
 from vigil.demo import worker_stats
-from vigil.embedded import EmbeddedBroker, EmbeddedClickHouse, free_port, spawn, stop
+from vigil.embedded import EmbeddedBroker, EmbeddedClickHouse, free_ports, spawn, stop
 
 _counter = itertools.count()
 
@@ -173,7 +173,8 @@ def start_worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
     def _start(**overrides: str) -> WorkerProcess:
-        ports = {"VIGIL_WEB_PORT": str(free_port()), "VIGIL_SQL_PORT": str(free_port())}
+        web, sql = free_ports(2)
+        ports = {"VIGIL_WEB_PORT": str(web), "VIGIL_SQL_PORT": str(sql)}
         env = {**worker_env, **ports, **overrides}
         w = WorkerProcess(env, tmp_path / f"worker{len(started)}.log")
         started.append(w)

@@ -37,10 +37,34 @@ _PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now (:func:`free_ports`)."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` TCP ports on loopback that nothing listens on right now, none handed out
+    before by this process: a port is free only until its taker binds it, and the kernel
+    may hand it out again meanwhile (one worker given the same port for its API and its
+    SQL answered /stats with its SQL server's 404; two workers started together could
+    get each other's). Each port is held until all are chosen.
+
+    >>> ports = free_ports(50)
+    >>> len(set(ports)), set(ports) & set(free_ports(50))
+    (50, set())
+    """
+    ports: list[int] = []
+    with contextlib.ExitStack() as held:
+        while len(ports) < count:
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            if (port := int(sock.getsockname()[1])) not in _handed_out:
+                ports.append(port)
+    _handed_out.update(ports)
+    return ports
+
+
+#: What :func:`free_ports` gave (a few hundred in a test run).
+_handed_out: set[int] = set()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

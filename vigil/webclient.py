@@ -43,5 +43,5 @@ def _json(raw: bytes, url: str, status: int) -> Any:
     except ValueError:
         return {
             "error": f"{url} answered {status} without JSON",
-            "body": raw[:200].decode("replace"),
+            "body": raw[:200].decode(errors="replace"),
         }

@@ -31,6 +31,9 @@ def run(environ: dict[str, str] | None = None) -> None:
     except RuleFileError as exc:
         print(f"vigil: the alert rules cannot be used:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if clash := _port_clash(config):
+        print(f"vigil: {clash}", file=sys.stderr)
+        raise SystemExit(2)
     if rules.skipped:
         print(
             f"vigil: default rules left out (their window is not in VIGIL_WINDOWS): "
@@ -108,6 +111,19 @@ class _Worker(faust.Worker):
     async def on_stop(self) -> None:
         stopping.arm(self.stop_within, asyncio.get_running_loop())
         await super().on_stop()
+
+
+def _port_clash(config: Config) -> str | None:
+    """Why the API and the read-only SQL cannot both be served, or None. Given one port,
+    the SQL server took it and the API stopped the worker with a traceback after it had
+    started; asking /stats on the port got the SQL server's 404."""
+    web, sql = config.worker.web_port, config.worker.sql_port
+    if config.store.embedded and web != 0 and sql.isdigit() and int(sql) == web:
+        return (
+            f"VIGIL_WEB_PORT and VIGIL_SQL_PORT are both {web}: the HTTP API and the "
+            "read-only SQL need a port each (VIGIL_SQL_PORT=off for no SQL)"
+        )
+    return None
 
 
 def _serve_sql(config: Config, token: str | None) -> Any:
