@@ -17,7 +17,7 @@ from aiohttp import web
 
 from producers import Client
 from sinks import archive
-from tests.conftest import free_port
+from vigil.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
