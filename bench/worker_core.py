@@ -5,7 +5,7 @@
    (``_validate``); microseconds per event and their ratio.
 2. The processor (decode, windows ``1m,5m,5m/1m`` with sketches, live tracking, raw rows)
    over envelopes of 1,000 events, for 1,000 and for 100,000 series: microseconds per
-   event (the median of three runs) and the growth of the process RSS in the first;
+   event (the median of three runs, the collector at the worker's thresholds) and the growth of the process RSS in the first;
    then each stage of it alone on the same envelopes (medians of three runs), in
    microseconds per event of the whole stream:
 
@@ -22,7 +22,10 @@
    - ``collector``: Python's cyclic garbage collector, which the stages are measured
      without (a batch decoded at once keeps 20,000 young objects alive, and the
      collector's passes over them would be charged to whichever stage made them): the
-     processor's time with the collector on, less its time with it off.
+     processor's time with the collector on at the worker's thresholds
+     (``streams.collector.THRESHOLDS``, as the processor total is measured), less its
+     time with it off; ``collector_python_defaults`` is the same at Python's own
+     thresholds, what the worker's save.
 3. The default detector (``streams.detection.default_detector``): rows per second, the
    size of one model's JSON state after those rows, and the memory one model holds
    after 10, 40, 300 and 2,000 values (``MODEL_AGES``: from a new series to a mature one).
@@ -39,12 +42,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gc
 import itertools
 import random
 import statistics
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +111,18 @@ def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
     messages = _messages(n, series)
     gc.collect()
     before = _rss_mb()
-    with_collector = [_processor(messages, n, series, now_ms)]
+    with _thresholds(collector.THRESHOLDS):
+        with_collector = [_processor(messages, n, series, now_ms)]
     growth = _rss_mb() - before
+    python_defaults: list[float] = []
     without_collector: list[float] = []
     stage_runs: list[dict[str, float]] = []
-    for round_ in range(ROUNDS):  # alternately, so that the machine's drift hits both
+    for round_ in range(ROUNDS):  # alternately, so that the machine's drift hits each
         if round_:
-            with_collector.append(_processor(messages, n, series, now_ms))
+            with _thresholds(collector.THRESHOLDS):
+                with_collector.append(_processor(messages, n, series, now_ms))
+        gc.collect()
+        python_defaults.append(_processor(messages, n, series, now_ms))
         gc.collect()
         gc.disable()  # the work of each stage, without the collector's passes over the state
         try:
@@ -132,7 +142,22 @@ def processing(n: int, series: int, now_ms: int) -> dict[str, float]:
     rest = without - sum(stages.values())
     out[f"stage_rest_us_per_event_{series}_series"] = round(rest, 2)
     out[f"stage_collector_us_per_event_{series}_series"] = round(total - without, 2)
+    out[f"collector_python_defaults_us_per_event_{series}_series"] = round(
+        statistics.median(python_defaults) - without, 2
+    )
     return out
+
+
+@contextlib.contextmanager
+def _thresholds(thresholds: tuple[int, int, int]) -> Iterator[None]:
+    """The collector's thresholds set to ``thresholds`` for the block (a worker sets
+    :data:`streams.collector.THRESHOLDS` once at start)."""
+    before = gc.get_threshold()
+    gc.set_threshold(*thresholds)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def _processor(messages: list[tuple[int, int, bytes]], n: int, series: int, now_ms: int) -> float:
