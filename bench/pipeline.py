@@ -226,13 +226,18 @@ def run_workers(
     ]
     cpu_from: collections.Counter[str] | None = None
     began = time.perf_counter()
+    stats: list[dict[str, Any]] = [{} for _ in ports]
     label = "worker (incl. start-up)" if count == 1 else f"{count} workers (incl. start-up)"
     try:
         while True:
             for i, proc in enumerate(procs):
                 if proc.poll() is not None:
                     raise SystemExit(f"worker {i} exited with {proc.returncode}; see {workdir}")
-            stats = [worker_stats(port, token) or {} for port in ports]
+            # A worker busy with a long batch may not answer within the poll's second
+            # (at 100,000 series a batch holds its event loop for seconds): its last
+            # answer stands, instead of the progress falling back to 0.
+            answers = (worker_stats(port, token) for port in ports)
+            stats = [now or last for now, last in zip(answers, stats, strict=True)]
             valid = sum(s.get("valid", 0) for s in stats)
             progress(label, valid, n, began)
             if cpu_from is None and any("first_batch_at" in s for s in stats):
