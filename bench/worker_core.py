@@ -5,9 +5,9 @@
    (``_validate``); microseconds per event and their ratio.
 2. The processor (decode, windows ``1m,5m,5m/1m`` with sketches, live tracking, raw rows)
    over envelopes of 1,000 events, for 1,000 and for 100,000 series: microseconds per
-   event (the median of three runs, the collector at the worker's thresholds) and the growth of the process RSS in the first;
-   then each stage of it alone on the same envelopes (medians of three runs), in
-   microseconds per event of the whole stream:
+   event (the median of three runs, the collector at the worker's thresholds) and the
+   growth of the process RSS in the first; then each stage of it alone on the same
+   envelopes (medians of three runs), in microseconds per event of the whole stream:
 
    - ``decode``: envelopes split into lines and each line decoded by msgspec into an
      ``Event`` (its types and sizes checked in C);
