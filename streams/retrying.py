@@ -43,8 +43,8 @@ async def until_done(
 ) -> T:
     """``attempt()``'s result, tried again after each of ``errors`` (logged as ``what``
     failing, then ``on_error(exc, seconds to wait)``) with a wait from ``first`` seconds,
-    doubling up to ``most``."""
-    wait = first
+    doubling up to ``most`` (which bounds the first wait too)."""
+    wait = min(first, most)
     while True:
         try:
             return await attempt()

@@ -117,8 +117,8 @@ def _port_clash(config: Config) -> str | None:
     """Why the API and the read-only SQL cannot both be served, or None. Given one port,
     the SQL server took it and the API stopped the worker with a traceback after it had
     started; asking /stats on the port got the SQL server's 404."""
-    web, sql = config.worker.web_port, config.worker.sql_port
-    if config.store.embedded and web != 0 and sql.isdigit() and int(sql) == web:
+    web, sql = config.worker.web_port, _own_sql_port(config)
+    if sql is not None and web != 0 and sql.isdigit() and int(sql) == web:
         return (
             f"VIGIL_WEB_PORT and VIGIL_SQL_PORT are both {web}: the HTTP API and the "
             "read-only SQL need a port each (VIGIL_SQL_PORT=off for no SQL)"
@@ -126,12 +126,19 @@ def _port_clash(config: Config) -> str | None:
     return None
 
 
+def _own_sql_port(config: Config) -> str | None:
+    """``VIGIL_SQL_PORT`` when the worker answers SQL itself: on the embedded store,
+    unless ``off`` (a ClickHouse server answers SQL itself)."""
+    port = config.worker.sql_port
+    return None if port == "off" or not config.store.embedded else port
+
+
 def _serve_sql(config: Config, token: str | None) -> Any:
     """Read-only SQL on the embedded store (``VIGIL_SQL_PORT``), or None: off, a
     ClickHouse server (it answers SQL itself), or a port taken (said, and the worker runs
     on without it)."""
-    port = config.worker.sql_port
-    if port == "off" or not config.store.embedded:
+    port = _own_sql_port(config)
+    if port is None:
         return None
     host = config.worker.web_host
     try:
