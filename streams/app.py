@@ -29,6 +29,7 @@ import functools
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from faust.types import TP
 
 from producers.settings import KafkaSettings
 from producers.topics import Topics
-from streams import auth, routing, web
+from streams import auth, rereading, routing, web
 from streams.peers import Peers, advertised_url
 from streams.processing import parts
 from streams.rules import RuleSet
@@ -148,6 +149,26 @@ def create_app(
         }
     )
     control_topic = app.topic(topics.control, **raw)
+
+    async def acknowledge(record: Any) -> None:
+        """Lets the group commit past a message read again (it came around the stream)."""
+        rereading.acknowledge(app.consumer, record)
+
+    async def reread(partition: int, start: int, end: int) -> AsyncIterator[list[Any]]:
+        """The events partition's messages from ``start`` to ``end`` - 1, read again
+        (``Runtime.missed``), with their acknowledgements."""
+        async for records in rereading.read_range(
+            bootstrap, topics.events, partition, start, end, kafka.kafka_options(),
+            most=settings.batch_max_messages,
+        ):  # fmt: skip
+            yield [
+                (
+                    (r.partition, r.offset, r.value, routing.find_header(r.headers)),
+                    functools.partial(acknowledge, r),
+                )
+                for r in records
+            ]
+
     rt = Runtime(
         settings,
         kafka,
@@ -157,6 +178,7 @@ def create_app(
         rules=rules or RuleSet(),
         clock=time.time,
         monotonic=time.monotonic,
+        reread=reread,
     )
 
     def lag() -> dict[int, int]:

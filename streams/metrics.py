@@ -95,6 +95,19 @@ COUNTERS = (
         "again (the store or the broker did not answer); the batch waited meanwhile.",
         "takeover_retries",
     ),
+    (
+        "vigil_reread_messages",
+        "Messages read again because the consumer started a partition taken over past "
+        "its checkpoint (a rebalance dropped messages it had fetched, or the group's "
+        "offsets were set past it).",
+        "reread_messages",
+    ),
+    (
+        "vigil_reread_retries",
+        "Reads of such messages that failed (the broker did not answer) and went on from "
+        "where they stopped; the batch waited meanwhile.",
+        "reread_retries",
+    ),
 )
 
 

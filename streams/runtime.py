@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from producers.topics import Topics, cluster_id, ensure_topics
 from streams import control, retrying, stopping
 from streams.channels import Dispatcher
 from streams.delivery import Ack, Delivery, Outbox, Sink, WriterFailed
-from streams.processing import Processor
+from streams.processing import Processor, parts
 from streams.records import BatchResult
 from streams.rules import RuleFileError, RuleSet
 from streams.settings import WorkerSettings
@@ -34,10 +35,24 @@ log = logging.getLogger(__name__)
 #: The longest wait, in seconds, between two tries to take a batch's partitions over.
 TAKEOVER_BACKOFF_MAX = 5.0
 
+#: The longest wait, in seconds, between two tries to read messages again
+#: (:meth:`Runtime.missed`).
+REREAD_BACKOFF_MAX = 5.0
+
+#: Reads a partition's messages again, from an offset up to (not including) another, in
+#: parts: each ``(message, ack)``, the message as :meth:`Runtime.process` takes it and
+#: the acknowledgement that lets the group commit past it.
+Reread = Callable[[int, int, int], AsyncIterator[list[tuple[tuple[Any, ...], Ack]]]]
+
 #: A checkpoint waits at least this many times as long as the last one took to make. A
 #: partition's state at 100,000 series is tens of MB (75 MB of JSON seen in
 #: ``bench.pipeline``); made every 5 s, it took a growing share of the processor's thread.
 CHECKPOINT_PAUSE = 10
+
+
+def _newlines(item: tuple[tuple[Any, ...], Ack]) -> int:
+    """The newlines of a message read again (its events, less one)."""
+    return item[0][2].count(b"\n")
 
 
 def checkpoint_pause(configured: float, took: float) -> float:
@@ -64,9 +79,11 @@ class Runtime:
         clock: Callable[[], float],
         monotonic: Callable[[], float],
         fail: Callable[[BaseException], Any] = stopping.fail,
+        reread: Reread | None = None,
     ) -> None:
         """``fail``: called with what a batch could not be processed for (the default
-        exits the process at once: :func:`streams.stopping.fail`)."""
+        exits the process at once: :func:`streams.stopping.fail`); ``reread``: reads
+        messages again that the consumer went past (:meth:`missed`; None: none are)."""
         self.settings = settings
         self.kafka = kafka
         self.topics = Topics.for_namespace(kafka.namespace)
@@ -77,6 +94,9 @@ class Runtime:
         self.clock = clock
         self.monotonic = monotonic
         self.fail = fail
+        self.reread = reread
+        #: Partitions taken over that no batch has brought messages of since.
+        self.fresh: set[int] = set()
         self.stats = WorkerStats(started=clock())
         self.commands = control.Control()
         self.dispatcher = Dispatcher(rules.channels, external_url=settings.external_url)
@@ -194,6 +214,7 @@ class Runtime:
         )
         for p in missing:
             processor.load(p, saved.get(p), stored.get(p, -1))
+            self.fresh.add(p)
             self.delivery.take_over(
                 p,
                 published=published[p],
@@ -242,16 +263,81 @@ class Runtime:
         processor = self.processor or await self.ready()
         async with self.state_lock:
             await self._take_over_until_done(processor, {m[0] for m in messages})
-            due = self.checkpoint_due()
-            result = processor.process(messages, now_ms=self.now_ms(), checkpoint=False)
-            if due:
-                self._checkpoint(processor, result)
-            self.reapply_acks(processor, result)
+            async with contextlib.aclosing(self.missed(processor, messages)) as missed:
+                async for earlier, their_acks in missed:
+                    await self._deliver(processor, self._apply(processor, earlier), their_acks)
+            result = self._apply(processor, messages)
+        await self._deliver(processor, result, acks)
+
+    def _apply(self, processor: Processor, messages: list[tuple[Any, ...]]) -> BatchResult:
+        """The processor's result for ``messages``, with a checkpoint when one is due."""
+        due = self.checkpoint_due()
+        result = processor.process(messages, now_ms=self.now_ms(), checkpoint=False)
+        if due:
+            self._checkpoint(processor, result)
+        self.reapply_acks(processor, result)
+        return result
+
+    async def _deliver(
+        self, processor: Processor, result: BatchResult, acks: Sequence[Ack]
+    ) -> None:
+        """Queue ``result`` for delivery, with the acknowledgements of its messages."""
         if processor.raw_rows is not None:  # compact while the batch waits for the store
             for raw in result.raw.values():
                 processor.raw_rows.seal(raw)
         self.changed()  # the live state moved: the dashboard need not wait for the store
         await self.delivery.put(result, acks)
+
+    async def missed(
+        self, processor: Processor, messages: list[tuple[Any, ...]]
+    ) -> AsyncIterator[tuple[list[tuple[Any, ...]], list[Ack]]]:
+        """Parts of messages (with their acknowledgements), read again (:attr:`reread`),
+        that partitions taken over need before the first of their ``messages``: those
+        past what a partition's checkpoint holds and what the store holds of its raw
+        rows. The consumer starts a partition at the group's committed offset, and it can
+        have gone past messages it never handed over: Faust's stream drops, unacknowledged,
+        messages it fetched while a rebalance stopped its flow or before the rebalance,
+        and its consumer does not fetch them again. Applied as they came, the partition
+        went on without them ("offset 22 follows state offset 2: 19 messages skipped",
+        seen when a worker took over the partitions of a killed one). Only the first
+        batch after a take-over is looked at: later jumps in offsets are the log's own
+        (a transaction's markers take offsets). A stretch the log no longer holds comes
+        back shorter, and the processor counts what is missing as a state gap; a read
+        that fails is tried again, from where it stopped, until it works."""
+        firsts: dict[int, int] = {}
+        for message in messages:
+            firsts.setdefault(message[0], message[1])
+        fresh, self.fresh = self.fresh & set(firsts), self.fresh - set(firsts)
+        if self.reread is None:
+            return
+        for p in sorted(fresh):
+            start = min(processor.states[p].offset, processor.stored[p]) + 1
+            first = firsts[p]
+            if first <= start:
+                continue
+            log.warning(
+                "partition %d: its first message after the take-over is at offset %d, past "
+                "what is applied and stored (to %d): reading the messages between again",
+                p, first, start - 1,
+            )  # fmt: skip
+            wait = min(0.2, REREAD_BACKOFF_MAX)
+            while start < first:
+                try:
+                    async with contextlib.aclosing(self.reread(p, start, first)) as chunks:
+                        async for chunk in chunks:
+                            self.stats.counts["reread_messages"] += len(chunk)
+                            start = chunk[-1][0][1] + 1
+                            for part in parts(chunk, self.settings.batch_max_events, _newlines):
+                                yield [m for m, _ in part], [a for _, a in part]
+                    break
+                except Exception as exc:  # the broker does not answer: from where it stopped
+                    log.warning(
+                        "reading partition %d again from offset %d failed (retrying in "
+                        "%.1fs): %s", p, start, wait, retrying.reason(exc),
+                    )  # fmt: skip
+                    self.stats.counts["reread_retries"] += 1
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, REREAD_BACKOFF_MAX)
 
     async def reload(self) -> RuleSet:
         """Read the rules file (``VIGIL_RULES``) again and evaluate it from now on; raises
@@ -329,6 +415,7 @@ class Runtime:
         partitions = sorted(partitions)
         for p in partitions:
             self.stats.leave(p)
+            self.fresh.discard(p)
             if processor is not None:
                 processor.drop(p)
         if partitions:

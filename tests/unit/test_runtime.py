@@ -225,6 +225,71 @@ async def test_a_batch_waits_for_its_partition_to_be_taken_over_and_then_applies
         await r.close()
 
 
+async def test_messages_the_consumer_went_past_at_a_take_over_are_read_again_first(monkeypatch):
+    """A partition taken back whose consumer hands over its first message past what the
+    checkpoint holds (the stream dropped the messages between during the rebalance):
+    they are read again, from where a failed read stopped, and applied before it, so the
+    windows equal a worker that never lost the partition and every message is
+    acknowledged once. Later jumps in offsets are not read again: only the first batch
+    after a take-over is looked at."""
+    monkeypatch.setattr(runtime_module, "REREAD_BACKOFF_MAX", 0.01)
+
+    async def published(bootstrap: str, topic: str, partitions: set[int], **_: Any) -> dict:
+        return dict.fromkeys(partitions, 0)
+
+    monkeypatch.setattr(runtime_module, "published_seqs", published)
+    kept, moved = World(), World()
+    by_offset = {(p, o): (p, o, v) for p, o, v in MESSAGES}
+    reads: list[tuple[int, int, int]] = []
+
+    async def reread(partition: int, start: int, end: int) -> Any:
+        reads.append((partition, start, end))
+        for offset in range(start, end):
+            message = by_offset[partition, offset]
+            yield [(message, acks(moved, [message])[0])]
+            if len(reads) == 1 and offset == start + 1:
+                raise ConnectionError("the broker does not answer")
+
+    reference, rt = runtime(kept), runtime(moved, reread=reread)
+    first, then = MESSAGES[:20], MESSAGES[20:60]
+    for r, world in ((reference, kept), (rt, moved)):
+        await r.process(first, acks(world, first))
+    await rt.revoke([0])
+    rt.assign([0])
+    state_offset = max(o for p, o, _ in first if p == 0)
+    dropped = [m for m in then if m[0] == 0][:5]  # fetched and dropped by the stream
+    handed = [m for m in then if m not in dropped]
+    await rt.process(handed, acks(moved, handed))
+    await reference.process(then, acks(kept, then))
+    for r in (rt, reference):
+        await r.delivery.drain()
+    resumed = dropped[0][1]
+    assert resumed == state_offset + 1
+    assert reads == [(0, resumed, resumed + 5), (0, resumed + 2, resumed + 5)]
+    assert rt.stats.counts["reread_messages"] == 5 and rt.stats.counts["reread_retries"] == 1
+    assert rt.stats.counts["state_gaps"] == 0
+    assert rt.processor is not None and reference.processor is not None
+    assert {p: s.windows.snapshot() for p, s in rt.processor.states.items()} == {
+        p: s.windows.snapshot() for p, s in reference.processor.states.items()
+    }
+    later = MESSAGES[60:80]
+    skipped = next(m for m in later if m[0] == 0)
+    later = [m for m in later if m != skipped]
+    await rt.process(later, acks(moved, later))
+    await rt.delivery.drain()
+    assert len(reads) == 2 and rt.stats.counts["state_gaps"] == 1, "not a take-over: not read"
+    for r in (rt, reference):
+        assert await r.final_checkpoint()
+    assert moved.commits_past_checkpoint == [] and kept.commits_past_checkpoint == []
+    applied = {p: max(o for q, o, _ in MESSAGES[:80] if q == p) for p in PARTITIONS}
+    assert moved.committed == applied
+    acked = [entry for kind, entry in moved.log if kind == "ack"]
+    expected = sorted((p, o) for p, o, _ in MESSAGES[:80] if (p, o) != skipped[:2])
+    assert sorted(acked) == expected, "each message acknowledged once, none missing"
+    for r in (rt, reference):
+        await r.close()
+
+
 async def test_a_batch_the_processor_fails_on_stops_the_worker_before_anything_goes_out():
     """An error in the processor (a bug) mid-batch: the worker is failed at once (by
     default it exits, as a kill would, to replay from the last commit), and nothing of
