@@ -155,11 +155,12 @@ def create_app(
         rereading.acknowledge(app.consumer, record)
 
     async def reread(partition: int, start: int, end: int) -> AsyncIterator[list[Any]]:
-        """The events partition's messages from ``start`` to ``end`` - 1, read again
+        """The events partition's messages from ``start`` (or the group's committed offset,
+        where the consumer started, when later) to ``end`` - 1, read again
         (``Runtime.missed``), with their acknowledgements."""
         async for records in rereading.read_range(
             bootstrap, topics.events, partition, start, end, kafka.kafka_options(),
-            most=settings.batch_max_messages,
+            group=app.conf.id, most=settings.batch_max_messages,
         ):  # fmt: skip
             yield [
                 (

@@ -1,12 +1,11 @@
 """Reading a stretch of a partition again, past the worker's own consumer.
 
-A worker resumes each partition from its checkpoint, and its consumer from the group's
-committed offset. When the first message the consumer hands over after a take-over lies
-past the checkpoint (``streams.runtime`` checks), the messages between are read here, on
-a consumer of their own, without moving the worker's: they were fetched and dropped
-during a rebalance (Faust's stream drops, unacknowledged, what arrives while its flow is
-stopped or with the fetch generation before the rebalance's, and its consumer does not
-fetch them again), or the group's offsets were set past the checkpoint by hand.
+A worker's consumer starts a partition it takes over at the group's committed offset.
+When the first message it hands over lies past that offset and past the checkpoint
+(``streams.runtime`` checks), the messages between were fetched and dropped: Faust's
+stream drops, unacknowledged, what arrives while a rebalance has stopped its flow or
+with the fetch generation before the rebalance's, and its consumer does not fetch them
+again. They are read here, on a consumer of their own, without moving the worker's.
 """
 
 from __future__ import annotations
@@ -32,16 +31,20 @@ async def read_range(
     end: int,
     options: dict[str, Any],
     *,
+    group: str | None = None,
     most: int = 500,
 ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
     """The records of ``topic``'s ``partition`` at offsets ``start`` to ``end`` - 1, in
-    order, in parts of at most ``most``. Offsets the log no longer holds (deleted by
-    retention) or never held a record at (a transaction's marker) are left out, so
-    fewer can come, or none. ``options``: the connection's security settings
-    (``KafkaSettings.kafka_options``). Raises ``TimeoutError`` when no record came for
-    :data:`READ_SECONDS` while some are still to come."""
+    order, in parts of at most ``most``; with ``group``, from that consumer group's
+    committed offset when it is past ``start`` (where its consumers start; this one only
+    reads it). Offsets the log no longer holds (deleted by retention) or never held a
+    record at (a transaction's marker) are left out, so fewer can come, or none.
+    ``options``: the connection's security settings (``KafkaSettings.kafka_options``).
+    Raises ``TimeoutError`` when no record came for :data:`READ_SECONDS` while some are
+    still to come."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",  # a start the log no longer holds: from its first
         max_partition_fetch_bytes=16 << 20,  # an envelope of up to the broker's limit
@@ -51,6 +54,8 @@ async def read_range(
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
+        if group is not None:
+            start = max(start, await consumer.committed(tp) or 0)
         consumer.seek(tp, start)
         while True:
             async with asyncio.timeout(READ_SECONDS):

@@ -39,9 +39,10 @@ TAKEOVER_BACKOFF_MAX = 5.0
 #: (:meth:`Runtime.missed`).
 REREAD_BACKOFF_MAX = 5.0
 
-#: Reads a partition's messages again, from an offset up to (not including) another, in
-#: parts: each ``(message, ack)``, the message as :meth:`Runtime.process` takes it and
-#: the acknowledgement that lets the group commit past it.
+#: Reads a partition's messages again, from an offset (or the group's committed offset,
+#: when later) up to (not including) another, in parts: each ``(message, ack)``, the
+#: message as :meth:`Runtime.process` takes it and the acknowledgement that lets the
+#: group commit past it.
 Reread = Callable[[int, int, int], AsyncIterator[list[tuple[tuple[Any, ...], Ack]]]]
 
 #: A checkpoint waits at least this many times as long as the last one took to make. A
@@ -293,17 +294,19 @@ class Runtime:
     ) -> AsyncIterator[tuple[list[tuple[Any, ...]], list[Ack]]]:
         """Parts of messages (with their acknowledgements), read again (:attr:`reread`),
         that partitions taken over need before the first of their ``messages``: those
-        past what a partition's checkpoint holds and what the store holds of its raw
-        rows. The consumer starts a partition at the group's committed offset, and it can
-        have gone past messages it never handed over: Faust's stream drops, unacknowledged,
-        messages it fetched while a rebalance stopped its flow or before the rebalance,
-        and its consumer does not fetch them again. Applied as they came, the partition
-        went on without them ("offset 22 follows state offset 2: 19 messages skipped",
-        seen when a worker took over the partitions of a killed one). Only the first
-        batch after a take-over is looked at: later jumps in offsets are the log's own
-        (a transaction's markers take offsets). A stretch the log no longer holds comes
-        back shorter, and the processor counts what is missing as a state gap; a read
-        that fails is tried again, from where it stopped, until it works."""
+        past what a partition's checkpoint holds that its consumer fetched and never
+        handed over. The consumer starts a partition at the group's committed offset, and
+        Faust's stream drops, unacknowledged, messages it fetched while a rebalance
+        stopped its flow or before the rebalance; its consumer does not fetch them again.
+        Applied as they came, the partition went on without them ("offset 22 follows
+        state offset 2: 19 messages skipped", seen when a worker took over the
+        partitions of a killed one). ``reread`` reads from
+        the committed offset when it is later than the checkpoint: offsets set past the
+        checkpoint on purpose (a reset of the group's offsets) stay skipped, and the
+        processor counts them as a state gap, as it does for a stretch the log no longer
+        holds. Only the first batch after a take-over is looked at: later jumps in
+        offsets are the log's own (a transaction's markers take offsets). A read that
+        fails is tried again, from where it stopped, until it works."""
         firsts: dict[int, int] = {}
         for message in messages:
             firsts.setdefault(message[0], message[1])
@@ -311,13 +314,13 @@ class Runtime:
         if self.reread is None:
             return
         for p in sorted(fresh):
-            start = min(processor.states[p].offset, processor.stored[p]) + 1
+            start = processor.states[p].offset + 1  # stored raw rows reach at least as far
             first = firsts[p]
             if first <= start:
                 continue
             log.warning(
                 "partition %d: its first message after the take-over is at offset %d, past "
-                "what is applied and stored (to %d): reading the messages between again",
+                "its state (at %d): reading again what the consumer went past",
                 p, first, start - 1,
             )  # fmt: skip
             wait = min(0.2, REREAD_BACKOFF_MAX)

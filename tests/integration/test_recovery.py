@@ -7,11 +7,9 @@ import collections
 import dataclasses
 import os
 import re
-import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -251,51 +249,6 @@ async def test_partitions_taken_away_mid_stream_and_given_back_give_the_same_win
     rows, raw = _windows(data)
     assert raw == (N, N), "every raw event stored exactly once"
     assert_same_windows(rows, expected, {"reference": ref, "run": data}, first, second)
-
-
-async def test_a_store_restored_behind_the_group_is_filled_from_the_log(
-    kafka_settings, start_worker, namespace, tmp_path
-):
-    """The store restored from a backup taken at half the log, after a worker went on to
-    three quarters and committed there: the next worker's consumer starts at three
-    quarters, past what the checkpoints hold (as after a rebalance in which Faust's
-    stream dropped messages it had fetched), and the worker reads the messages between
-    again before going on. Its windows equal an uninterrupted run's, every raw event is
-    stored once, and exactly the messages between were read again."""
-    slow = {"VIGIL_IDLE_SECONDS": "3600"}  # windows close by event time only
-    expected, log, ref = await _reference(
-        kafka_settings, start_worker, f"{namespace}-ref", tmp_path, **slow
-    )
-    per_partition = collections.Counter(r.partition for r in log)
-    half = {p: n // 2 for p, n in per_partition.items()}
-    most = {p: (half[p] + n) // 2 for p, n in per_partition.items()}
-    settings = dataclasses.replace(kafka_settings, namespace=f"{namespace}-restored")
-    data, backup = tmp_path / "restored-data", tmp_path / "backup"
-    env = {"VIGIL_NAMESPACE": settings.namespace, "VIGIL_DATA_DIR": str(data), **WINDOWS, **slow}
-
-    async def run(start: dict[int, int], end: dict[int, int], envelopes: int) -> Any:
-        """Append the log's messages from ``start`` to ``end`` and run a worker over
-        everything appended (``envelopes`` before them)."""
-        envelopes += await append_log(
-            settings, [r for r in log if start[r.partition] <= r.offset < end[r.partition]]
-        )
-        worker = start_worker(**env)
-        stats = worker.wait_until(lambda s: applied(s) >= envelopes, timeout=180)
-        assert worker.stop() == 0
-        return worker, stats, envelopes
-
-    first, _, envelopes = await run(dict.fromkeys(half, 0), half, 0)
-    shutil.copytree(data, backup, symlinks=True)  # data/ links to the tables in store/
-    second, _, envelopes = await run(half, most, envelopes)
-    shutil.rmtree(data)
-    shutil.copytree(backup, data, symlinks=True)
-    third, final, envelopes = await run(most, per_partition, envelopes)
-    workers = (first, second, third)
-    rows, raw = _windows(data)
-    assert raw == (N, N), _unstored(data, log, *workers)
-    assert third.state_gaps() == [] and final.get("state_gaps", 0) == 0, handovers(third)
-    assert final.get("reread_messages") == sum(most[p] - half[p] for p in half), handovers(third)
-    assert_same_windows(rows, expected, {"reference": ref, "run": data}, *workers)
 
 
 async def test_two_workers_on_four_partitions_give_the_same_totals_as_one(
