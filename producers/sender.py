@@ -227,15 +227,13 @@ class Sender:
     async def _connect(self) -> bool:
         producer = None
         try:
-            await asyncio.wait_for(
-                ensure_topics(
+            async with asyncio.timeout(self._timeout):
+                await ensure_topics(
                     self.bootstrap,
                     self.topics,
                     self.settings.events_partitions,
                     self.settings.kafka_options(),
-                ),
-                self._timeout,
-            )
+                )
             producer = AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 acks="all",
@@ -246,13 +244,15 @@ class Sender:
                 request_timeout_ms=self.settings.send_timeout_ms,
                 **self.settings.kafka_options(),
             )
-            await asyncio.wait_for(producer.start(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await producer.start()
         except _RETRY_ERRORS as exc:
             self._note_error(exc)
             self.counts["connect_failures"] += 1
             if producer is not None:
                 with contextlib.suppress(*_RETRY_ERRORS):
-                    await asyncio.wait_for(producer.stop(), self._timeout)
+                    async with asyncio.timeout(self._timeout):
+                        await producer.stop()
             return False
         self._producer = producer
         self.connected = True
@@ -447,7 +447,8 @@ class Sender:
 
     async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
         with contextlib.suppress(*_RETRY_ERRORS):
-            await asyncio.wait_for(producer.stop(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await producer.stop()
 
     # -- flush and close (awaited on the sender's loop) ------------------------------
     async def flush(self, timeout: float) -> bool:
@@ -481,7 +482,8 @@ class Sender:
         if producer is not None:
             remaining = max(timeout - (time.monotonic() - started), 0.05)
             with contextlib.suppress(*_RETRY_ERRORS):
-                await asyncio.wait_for(producer.stop(), remaining)
+                async with asyncio.timeout(remaining):
+                    await producer.stop()
         self.connected = False
         return flushed
 

@@ -104,7 +104,8 @@ class Receiver:
             wait = None if upcoming is None else max(0.0, (upcoming - self._now_ms()) / 1000)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _send(self, group: list[Alert]) -> str | None:
         """Send one group; None when it went out, else why not."""
@@ -123,9 +124,8 @@ class Receiver:
 
             self._apprise = apprise.Apprise()
             self._apprise.add(channel.url.split())
-        sent = await asyncio.wait_for(
-            self._apprise.async_notify(title=title, body=text), channel.timeout_s
-        )
+        async with asyncio.timeout(channel.timeout_s):
+            sent = await self._apprise.async_notify(title=title, body=text)
         return None if sent else "Apprise could not deliver it (its log says why)"
 
     async def _post(self, body: bytes) -> str | None:

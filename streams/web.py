@@ -321,7 +321,8 @@ def add_pages(
                 body = orjson.dumps(await overview_now())
                 await response.write(b"event: overview\ndata: " + body + b"\n\n")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await wake.wait()
                 await asyncio.sleep(0.25)
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass  # the page went away (or the worker stops)

@@ -65,3 +65,28 @@ def test_a_compression_without_its_library_falls_back_to_none_and_says_so(monkey
     assert vigil._sender._compression is None
     assert f"VIGIL_KAFKA_COMPRESSION={missing} needs" in vigil.stats()["last_error"]
     assert offline(compression="gzip")._sender._compression == "gzip"
+
+
+async def test_closing_stops_the_sender_when_it_is_cancelled_as_a_connect_fails(monkeypatch):
+    """The cancellation of ``close`` reaches the sender even when it comes just as a
+    connection attempt fails. Python 3.11's ``asyncio.wait_for``, cancelled as the
+    awaited work ends, returns (or raises) that work's outcome and drops the
+    cancellation: the sender took it for one more failed connect, went on trying, and
+    ``close`` waited for it forever (a CI run hung 15 minutes in the resource sampler's
+    test, against an unreachable broker)."""
+    import producers.sender as sender_module
+
+    vigil = offline()
+    await vigil.start()
+    task = vigil._sender._task
+    assert task is not None
+
+    async def refused(*args: object, **kwargs: object) -> int:
+        task.cancel()  # close() cancels the sender here, as the connect fails
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(sender_module, "ensure_topics", refused)
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done and task.cancelled(), "the sender ended on its cancellation"
+    async with asyncio.timeout(5):
+        await vigil.close(timeout=0.1)
