@@ -300,13 +300,13 @@ class Runtime:
         stopped its flow or before the rebalance; its consumer does not fetch them again.
         Applied as they came, the partition went on without them ("offset 22 follows
         state offset 2: 19 messages skipped", seen when a worker took over the
-        partitions of a killed one). ``reread`` reads from
-        the committed offset when it is later than the checkpoint: offsets set past the
-        checkpoint on purpose (a reset of the group's offsets) stay skipped, and the
-        processor counts them as a state gap, as it does for a stretch the log no longer
-        holds. Only the first batch after a take-over is looked at: later jumps in
-        offsets are the log's own (a transaction's markers take offsets). A read that
-        fails is tried again, from where it stopped, until it works."""
+        partitions of a killed one). ``reread`` reads from the committed offset when it
+        is later than the checkpoint: offsets set past the checkpoint on purpose (a reset
+        of the group's offsets) stay skipped, and the processor counts them as a state
+        gap, as it does for a stretch the log no longer holds. Only the first batch after
+        a take-over is looked at: later jumps in offsets are the log's own (a
+        transaction's markers take offsets). A read that fails is tried again, from where
+        it stopped, until it works."""
         firsts: dict[int, int] = {}
         for message in messages:
             firsts.setdefault(message[0], message[1])
@@ -320,7 +320,8 @@ class Runtime:
                 continue
             log.warning(
                 "partition %d: its first message after the take-over is at offset %d, past "
-                "its state (at %d): reading again what the consumer went past",
+                "its state (at %d): reading again what its consumer skipped past the "
+                "group's commit",
                 p, first, start - 1,
             )  # fmt: skip
             wait = min(0.2, REREAD_BACKOFF_MAX)
