@@ -72,8 +72,8 @@ async def test_closing_stops_the_sender_when_it_is_cancelled_as_a_connect_fails(
     connection attempt fails. Python 3.11's ``asyncio.wait_for``, cancelled as the
     awaited work ends, returns (or raises) that work's outcome and drops the
     cancellation: the sender took it for one more failed connect, went on trying, and
-    ``close`` waited for it forever (a CI run hung 15 minutes in the resource sampler's
-    test, against an unreachable broker)."""
+    ``close`` waited for it forever (a CI run stopped making progress in the resource
+    sampler's test, against an unreachable broker)."""
     import producers.sender as sender_module
 
     vigil = offline()
