@@ -161,6 +161,11 @@ async def test_events_wait_while_the_broker_is_unreachable_and_arrive_after(tmp_
                     assert vigil.metric("during", float(i), {"shard": str(i % 8)})
                     if i % 100 == 0:
                         await asyncio.sleep(0.1)  # 2 s of publishing into a frozen broker
+                # A send times out after send_timeout_ms (2 s), as long as the publishing
+                # above: the retry is waited for, not raced (a CI run asserted first).
+                deadline = time.monotonic() + 15
+                while vigil.stats()["retried"] == 0 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
                 stats = vigil.stats()
                 assert stats["sent"] == 1000 and stats["queued"] == 2000
                 assert stats["retried"] > 0 and stats["last_error"]
