@@ -164,7 +164,7 @@ def create_app(
         ):  # fmt: skip
             yield [
                 (
-                    (r.partition, r.offset, r.value, routing.find_header(r.headers)),
+                    routing.message(r.partition, r.offset, r.value, r.headers),
                     functools.partial(acknowledge, r),
                 )
                 for r in records
@@ -222,9 +222,10 @@ def create_app(
                 if not part:
                     continue
                 messages = [
-                    (m.partition, m.offset, e.value, routing.find_header(m.headers))
+                    routing.message(
+                        e.message.partition, e.message.offset, e.value, e.message.headers
+                    )
                     for e in part
-                    for m in (e.message,)
                 ]
                 await rt.process(messages, [functools.partial(stream.ack, e) for e in part])
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,26 @@ async def until_done(
     """``attempt()``'s result, tried again after each of ``errors`` (logged as ``what``
     failing, then ``on_error(exc, seconds to wait)``) with a wait from ``first`` seconds,
     doubling up to ``most`` (which bounds the first wait too)."""
-    wait = min(first, most)
+    pauses = waits(first, most)
     while True:
         try:
             return await attempt()
         except errors as exc:
+            wait = next(pauses)
             log.warning("%s failed (retrying in %.1fs): %s", what, wait, reason(exc))
             on_error(exc, wait)
             await asyncio.sleep(wait)
-            wait = min(wait * 2, most)
+
+
+def waits(first: float = 0.2, most: float = 30.0) -> Iterator[float]:
+    """Seconds to wait before each next try: from ``first``, doubling up to ``most`` (which
+    bounds the first too).
+
+    >>> import itertools
+    >>> list(itertools.islice(waits(0.2, 1.0), 5))
+    [0.2, 0.4, 0.8, 1.0, 1.0]
+    """
+    wait = min(first, most)
+    while True:
+        yield wait
+        wait = min(wait * 2, most)

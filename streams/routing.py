@@ -94,6 +94,12 @@ def find_header(headers: Any) -> bytes | None:
     return None
 
 
+def message(partition: int, offset: int, value: bytes, headers: Any) -> tuple[Any, ...]:
+    """A Kafka message as ``Processor.process`` takes it: ``(partition, offset, value,
+    the value of its HEADER header or None)``."""
+    return partition, offset, value, find_header(headers)
+
+
 class Homes:
     """The partition each series belongs to, remembered (about 1 µs saved per event)."""
 

@@ -324,7 +324,7 @@ class Runtime:
                 "group's commit",
                 p, first, start - 1,
             )  # fmt: skip
-            wait = min(0.2, REREAD_BACKOFF_MAX)
+            pauses = retrying.waits(most=REREAD_BACKOFF_MAX)
             while start < first:
                 try:
                     async with contextlib.aclosing(self.reread(p, start, first)) as chunks:
@@ -335,13 +335,13 @@ class Runtime:
                                 yield [m for m, _ in part], [a for _, a in part]
                     break
                 except Exception as exc:  # the broker does not answer: from where it stopped
+                    wait = next(pauses)
                     log.warning(
                         "reading partition %d again from offset %d failed (retrying in "
                         "%.1fs): %s", p, start, wait, retrying.reason(exc),
                     )  # fmt: skip
                     self.stats.counts["reread_retries"] += 1
                     await asyncio.sleep(wait)
-                    wait = min(wait * 2, REREAD_BACKOFF_MAX)
 
     async def reload(self) -> RuleSet:
         """Read the rules file (``VIGIL_RULES``) again and evaluate it from now on; raises
