@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import array
 import math
+import statistics
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from streams.summaries import RollingMoments, TailProbability
 #: A likelihood at or above this is unusual enough to alert on: the default threshold of
 #: ``[[detector]]`` rules, and the score the rarity check maps ``rarity`` onto.
 ALERT_SCORE = 0.9999
+#: The z-score at which the Gaussian part of the likelihood reaches ``ALERT_SCORE`` (3.72).
+ALERT_Z = statistics.NormalDist().inv_cdf(ALERT_SCORE)
 
 if TYPE_CHECKING:
     from streams.detection import Detector
@@ -40,6 +43,23 @@ class AnomalyLikelihood:
       ``p`` is how often the short mean was at least this high in its own history
       (:class:`TailProbability`): ``ALERT_SCORE`` (0.9999) is then reached only when the
       short mean is also as rare as ``rarity``. Lower scores are left as they are.
+
+    Two more keep the history a record of the series' ordinary moments:
+
+    - ``robust``: a step that scores ``ALERT_SCORE`` or more is learned into the mean
+      and variance as at most ``mean + ALERT_Z * sd`` (``ALERT_Z`` = 3.72, where the
+      z-score alone reaches that score). Otherwise an incident widens the spread the
+      next one is measured against, for as long as the history holds it: on a synthetic
+      road sensor, a burst of noise the day after a jam scored at most 0.988 against a
+      spread of 1.2 (0.99990 against the robust history's 0.69). The rarity check's tail
+      still learns the short mean as it was, so a series whose "incidents" recur is
+      still capped by it.
+    - ``warmup``: the history of the first ``warmup`` steps is set aside when they are
+      over, and a new one starts. The raw detectors are warming up then, with narrow
+      spreads, and their surprises are not what the series does; a long ``history``
+      would remember them for weeks. Scores are read against the warm-up's history (which
+      goes on learning) until the new one has as many steps (``grace``, if more), so a
+      new series is scored as soon as before.
     """
 
     kind = "likelihood"
@@ -47,15 +67,19 @@ class AnomalyLikelihood:
         "_at",
         "_history",
         "_last",
+        "_learned",
         "_log_step",
         "_recent",
         "_tail",
+        "_young",
         "detector",
         "grace",
         "history",
         "rarity",
+        "robust",
         "short",
         "span_ms",
+        "warmup",
     )
     #: Scores from here up are checked against the short mean's own tail (``rarity``).
     CHECKED = 0.99
@@ -69,13 +93,15 @@ class AnomalyLikelihood:
         grace: int = 100,
         span_ms: int | None = None,
         rarity: float | None = None,
+        robust: bool = False,
+        warmup: int = 0,
         moments: RollingMoments | None = None,
         tail: TailProbability | None = None,
     ) -> None:
         """``moments`` and ``tail``: the short means' history and its tail so far (a
         restored state); empty if None."""
-        if history < 2 or short < 1 or grace < 0:
-            raise ValueError("history must be >= 2, short >= 1 and grace >= 0")
+        if history < 2 or short < 1 or grace < 0 or warmup < 0:
+            raise ValueError("history must be >= 2, short >= 1, grace and warmup >= 0")
         if (span_ms is not None and span_ms < 1) or (rarity is not None and not 0 < rarity < 1):
             raise ValueError("span_ms must be >= 1 and rarity in (0, 1)")
         self.detector = detector
@@ -84,6 +110,10 @@ class AnomalyLikelihood:
         self.grace = grace
         self.span_ms = span_ms
         self.rarity = rarity
+        self.robust = robust
+        self.warmup = warmup
+        #: Steps learned during the warm-up (it ends when this reaches ``warmup``).
+        self._learned = 0
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
         self._history = moments if moments is not None else RollingMoments(history)
         #: An array, not a deque of floats: 20 surprises hold 289 bytes against 1,777
@@ -92,26 +122,69 @@ class AnomalyLikelihood:
         if tail is None and rarity is not None:
             tail = TailProbability(history=history)
         self._tail = tail
+        #: The warm-up's history (moments and tail), scored against until the history
+        #: after it has ``grace`` steps; None before and after.
+        self._young: tuple[RollingMoments, TailProbability | None] | None = None
         #: The time of the last value learned, and the mean log of the gaps between values.
         self._at: int | None = None
         self._log_step: float | None = None
-        #: (x, at, surprise, short mean) of the value scored and not learned yet.
-        self._last: tuple[float, int | None, float, float] | None = None
+        #: (x, at, surprise, short mean, score) of the value scored and not learned yet.
+        self._last: tuple[float, int | None, float, float, float] | None = None
 
     def score_one(self, x: float, at: int | None = None) -> float:
         surprise = _surprise(self.detector.score_one(x, at))
         current = self._short_mean(surprise)
-        self._last = (x, at, surprise, current)
-        history = self._history
-        if history.n < max(self.grace, 2):
+        score = self._likelihood(current)
+        self._last = (x, at, surprise, current, score)
+        return score
+
+    def _baseline(self) -> tuple[RollingMoments, TailProbability | None]:
+        """The history scores are read against: the warm-up's, until the one after it
+        has as many steps (``grace``, if more)."""
+        return self._young if self._young is not None else (self._history, self._tail)
+
+    def _likelihood(self, current: float) -> float:
+        """The score of a short mean of ``current`` against the history."""
+        moments, tail = self._baseline()
+        if moments.n < max(self.grace, 2):
             return 0.0
-        z = (current - history.mean) / math.sqrt(max(history.var, 1e-6))
+        z = (current - moments.mean) / math.sqrt(max(moments.var, 1e-6))
         score = 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z): high when z is large
-        if self._tail is not None and score >= self.CHECKED:
+        if tail is not None and score >= self.CHECKED:
             rarity = self.rarity or 1.0  # set whenever the tail is kept
-            cap = 1.0 - self._tail.sf(current) * (1.0 - ALERT_SCORE) / rarity
+            cap = 1.0 - tail.sf(current) * (1.0 - ALERT_SCORE) / rarity
             score = min(score, max(0.0, cap))
         return score
+
+    def _ordinary(self, current: float, score: float) -> float:
+        """What the mean and variance learn of a short mean of ``current`` that scored
+        ``score``: itself, or with ``robust``, at most ``ALERT_Z`` spreads above the mean
+        it was scored against when it scored an alert."""
+        if not self.robust or score < ALERT_SCORE:
+            return current
+        moments, _ = self._baseline()
+        return min(current, moments.mean + ALERT_Z * math.sqrt(max(moments.var, 1e-6)))
+
+    def _remember(self, current: float, score: float) -> None:
+        """Learn a short mean into the history (and the warm-up's, while it is scored
+        against), and end the warm-up when it is over."""
+        ordinary = self._ordinary(current, score)
+        histories = [(self._history, self._tail)]
+        if self._young is not None:
+            histories.append(self._young)
+        for moments, tail in histories:
+            moments.update(ordinary)
+            if tail is not None:
+                tail.add(current)
+        if self._learned < self.warmup:
+            self._learned += 1
+            if self._learned == self.warmup:  # set the warm-up's history aside
+                self._young = (self._history, self._tail)
+                self._history = RollingMoments(self.history)
+                if self._tail is not None:
+                    self._tail = TailProbability(history=self.history)
+        elif self._young is not None and self._history.n >= max(self.grace, self.warmup, 2):
+            self._young = None
 
     def _steps(self) -> int:
         """How many steps the short mean covers now."""
@@ -132,17 +205,16 @@ class AnomalyLikelihood:
         if math.isfinite(x):
             last = self._last
             if last is not None and last[0] == x and last[1] == at:  # scored just before
-                surprise, current = last[2], last[3]
+                surprise, current, score = last[2], last[3], last[4]
             else:
                 surprise = _surprise(self.detector.score_one(x, at))
                 current = self._short_mean(surprise)
+                score = self._likelihood(current) if self.robust else 0.0
             recent = self._recent
             if len(recent) == self.short:
                 del recent[0]
             recent.append(surprise)
-            self._history.update(current)
-            if self._tail is not None:
-                self._tail.add(current)
+            self._remember(current, score)
         self._last = None
         if at is not None:
             if self._at is not None and at > self._at:
@@ -160,9 +232,18 @@ class AnomalyLikelihood:
             "grace": self.grace,
             "span_ms": self.span_ms,
             "rarity": self.rarity,
+            "robust": self.robust,
+            "warmup": self.warmup,
+            "learned": self._learned,
             "history_moments": self._history.to_json(),
             "recent": self._recent.tolist(),
             "tail": self._tail.to_json() if self._tail is not None else None,
+            "young": None
+            if self._young is None
+            else {
+                "moments": self._young[0].to_json(),
+                "tail": self._young[1].to_json() if self._young[1] is not None else None,
+            },
             "at": self._at,
             "log_step": self._log_step,
             "detector": self.detector.to_json(),
@@ -174,7 +255,8 @@ class AnomalyLikelihood:
     ) -> AnomalyLikelihood:
         """``inner`` restores the detector it wraps (``streams.detection.restore``, the
         registry of kinds, which imports this module). Also a state written before
-        ``span_ms`` and ``rarity`` existed (both off)."""
+        ``span_ms``, ``rarity``, ``robust`` or ``warmup`` existed (each off), so a model
+        saved by an older worker goes on scoring as it did."""
         tail = data.get("tail")
         d = cls(
             inner(data["detector"]),
@@ -183,11 +265,21 @@ class AnomalyLikelihood:
             grace=data["grace"],
             span_ms=data.get("span_ms"),
             rarity=data.get("rarity"),
+            robust=data.get("robust", False),
+            warmup=data.get("warmup", 0),
             moments=RollingMoments.restore(data["history_moments"]),
             tail=TailProbability.restore(tail) if tail is not None else None,
         )
         d._recent.extend(data["recent"][-d.short :])
         d._at, d._log_step = data.get("at"), data.get("log_step")
+        d._learned = data.get("learned", 0)
+        young = data.get("young")
+        if young is not None:
+            tail = young["tail"]
+            d._young = (
+                RollingMoments.restore(young["moments"]),
+                TailProbability.restore(tail) if tail is not None else None,
+            )
         return d
 
 

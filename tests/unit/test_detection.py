@@ -78,7 +78,9 @@ def test_a_detector_is_deterministic(make):
     assert _feed(make(), _series(3)) == _feed(make(), _series(3))
 
 
-@pytest.mark.parametrize("cut", [10, 400])  # 10: inside every warm-up (a log view's 30)
+#: 10: inside every warm-up (a log view's 30); 300: the default's likelihood scores against
+#: its warm-up's history while its own fills (200 to 400)
+@pytest.mark.parametrize("cut", [10, 300, 400])
 def test_state_round_trips_through_json_and_scores_go_on_the_same(make, cut):
     values = _series(4)
     a = make()
@@ -426,11 +428,58 @@ def test_a_likelihood_state_from_before_span_and_rarity_restores_with_both_off()
     d = AnomalyLikelihood(GaussianDetector(window_size=200, grace_period=20), history=300)
     _feed(d, _series(10)[:200])
     old = d.to_json()
-    for key in ("span_ms", "rarity", "tail", "at", "log_step"):
+    for key in ("span_ms", "rarity", "tail", "at", "log_step", "robust", "warmup", "learned"):
         del old[key]
+    del old["young"]
     again = detection.restore(old)
     assert again.span_ms is None and again.rarity is None
+    assert not again.robust and again.warmup == 0
     assert _feed(again, _series(10)[200:], 200) == _feed(d, _series(10)[200:], 200)
+
+
+def _two_incidents(seed: int) -> list[float]:
+    """Steady values with two like incidents (30 values ten times as noisy) 300 apart."""
+    rng = random.Random(seed)
+    values = [100 + rng.gauss(0, 2) for _ in range(1_200)]
+    for start in (600, 900):
+        values[start : start + 30] = [100 + rng.gauss(0, 20) for _ in range(30)]
+    return values
+
+
+def test_an_incident_does_not_hide_the_next_one_in_a_robust_history():
+    """Learned as it is, the first incident widens the spread its successor is measured
+    against (0.89 at most: no alert); a robust history learns it as at most the
+    threshold's z, and the second alerts as the first did, with no alert between."""
+
+    def scores(robust: bool) -> list[float]:
+        gaussian = GaussianDetector(window_size=500, grace_period=30)
+        d = AnomalyLikelihood(gaussian, history=1_000, short=20, grace=100, robust=robust)
+        return _feed(d, _two_incidents(0))
+
+    plain, robust = scores(False), scores(True)
+    assert max(plain[600:640]) >= 0.9999 > max(plain[900:940])
+    assert max(robust[600:640]) >= 0.9999 and max(robust[900:940]) >= 0.9999
+    assert max(robust[100:600]) < 0.9999 and max(robust[660:900]) < 0.9999
+
+
+def test_a_warm_up_history_is_set_aside_once_its_successor_has_as_many_steps():
+    """A new series is scored from the same step, against the same history, with a
+    warm-up or without; once the history after the warm-up has as many steps, it alone
+    is scored against, and it holds nothing of the warm-up."""
+    values = _two_incidents(1)
+
+    def likelihood(warmup: int) -> AnomalyLikelihood:
+        gaussian = GaussianDetector(window_size=500, grace_period=30)
+        return AnomalyLikelihood(gaussian, history=10_000, grace=100, robust=True, warmup=warmup)
+
+    plain, warm = likelihood(0), likelihood(200)
+    assert _feed(warm, values[:400]) == _feed(plain, values[:400])
+    assert warm.to_json()["young"] is None and warm.to_json()["learned"] == 200
+    assert (warm._history.n, plain._history.n) == (200, 400)
+    first = likelihood(200)
+    _feed(first, values[:399])
+    assert first.to_json()["young"] is not None  # still scored against the warm-up's
+    assert _feed(warm, values[400:], 400) != _feed(plain, values[400:], 400)
 
 
 def test_a_repeat_state_saved_before_the_tail_restores_with_the_floor():
