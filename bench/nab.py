@@ -54,10 +54,10 @@ from streams.rules import DETECTOR_POLICY
 #: floor of what its history can tell), a short mean over 3 hours (off: 20 steps), the
 #: rarity check (3%), confirmation (firing on the second row over the threshold in a
 #: row; off: on the first), a robust history (what alerted is learned as at most the
-#: threshold's z) and a long memory (the history spans 10,000 steps after a warm-up of
-#: 200 it does not learn; off: 1,000 from the first). All on is the default; all off is
-#: the default of before. The repeat tail without repeats is the same candidate as
-#: neither, so it is left out.
+#: threshold's z) and a long memory (the history spans 10,000 steps and sets aside its
+#: first 200, the raw detectors' warm-up; off: 1,000 from the first). All on is the
+#: default; all off is the default of before. The repeat tail without repeats is the
+#: same candidate as neither, so it is left out.
 CHOICES = (
     "log view",
     "repeats",

@@ -548,9 +548,10 @@ def default_detector(
     its run of repeats is (past the longest run in its history, as rare as chance
     repeats would make it: ``repeat_tail``). Then their likelihood over the last 3 hours
     (at most 20 steps), held back unless that mean is also rare (3%) in its own history.
-    That history leaves out what alerted (``robust``: an incident does not hide the next
-    one) and, with ``long_memory``, spans 10,000 steps (a week of a minutely series;
-    off: 1,000, 17 hours of it) after a warm-up of 200 steps it does not learn.
+    That history learns a step that alerted as at most the threshold's z (``robust``: an
+    incident does not hide the next one) and, with ``long_memory``, spans 10,000 steps (a
+    week of a minutely series; off: 1,000, 17 hours of it) and sets aside its first 200,
+    the raw detectors' warm-up.
     The keywords turn each of those choices off (``bench/nab.py`` scores every
     combination; all off is the default of before); the README says how each was chosen
     and what it scores.
