@@ -123,7 +123,7 @@ class AnomalyLikelihood:
             tail = TailProbability(history=history)
         self._tail = tail
         #: The warm-up's history (moments and tail), scored against until the history
-        #: after it has ``grace`` steps; None before and after.
+        #: after it has as many steps (``grace``, if more); None before and after.
         self._young: tuple[RollingMoments, TailProbability | None] | None = None
         #: The time of the last value learned, and the mean log of the gaps between values.
         self._at: int | None = None
