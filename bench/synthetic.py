@@ -24,6 +24,10 @@ The shapes (one category each; several files with drawn parameters):
   flattened day, a peak at an odd hour, a doubled amplitude.
 - ``latency``: lognormal service latency per minute with ordinary GC-like spikes;
   anomalies: a regression (shift), a storm of spikes, a variance change.
+- ``subtle``: ``hourly`` with smaller anomalies (spikes of 1.5-2x, dips to 0.5-0.7,
+  shifts of 1.3-1.5x or 0.65-0.75x, where ``hourly`` has 2.5-5x, 0.1-0.35, 1.7-2.5x or
+  0.35-0.6x): a metric that moves by a third is an incident in a business, and hourly
+  series are where the default once missed most windows on series it never saw.
 - ``quiet``: the same generators with no anomaly.
 
     python -m bench.synthetic OUT_DIR [--seed 2]
@@ -32,6 +36,7 @@ The shapes (one category each; several files with drawn parameters):
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -102,7 +107,16 @@ def _bursty(rng: np.random.Generator, anomalies: int) -> Series:
     return times.tolist(), values.tolist(), onsets
 
 
-def _hourly(rng: np.random.Generator, anomalies: int) -> Series:
+#: The sizes of ``hourly``'s anomalies (factors on the value): a spike, a dip, and a
+#: level shift up or down; ``subtle`` has the same shape with smaller ones.
+ANOMALY_SIZES = {
+    "hourly": {"spike": (2.5, 5), "dip": (0.1, 0.35), "up": (1.7, 2.5), "down": (0.35, 0.6)},
+    "subtle": {"spike": (1.5, 2), "dip": (0.5, 0.7), "up": (1.3, 1.5), "down": (0.65, 0.75)},
+}
+
+
+def _hourly(rng: np.random.Generator, anomalies: int, sizes: str = "hourly") -> Series:
+    size = ANOMALY_SIZES[sizes]
     n = int(rng.integers(1_200, 1_800))
     times = _grid(rng, n, 3_600_000)
     log_level = np.cumsum(rng.normal(0, 0.01, n)) + rng.uniform(-2, 3)
@@ -112,11 +126,12 @@ def _hourly(rng: np.random.Generator, anomalies: int) -> Series:
     for i in onsets:
         kind = rng.choice(["spike", "dip", "shift"])
         if kind == "spike":
-            noise[i : i + int(rng.integers(1, 4))] += math.log(rng.uniform(2.5, 5))
+            noise[i : i + int(rng.integers(1, 4))] += math.log(rng.uniform(*size["spike"]))
         elif kind == "dip":
-            noise[i : i + int(rng.integers(2, 12))] += math.log(rng.uniform(0.1, 0.35))
+            noise[i : i + int(rng.integers(2, 12))] += math.log(rng.uniform(*size["dip"]))
         else:
-            noise[i:] += math.log(rng.choice([rng.uniform(1.7, 2.5), rng.uniform(0.35, 0.6)]))
+            up, down = rng.uniform(*size["up"]), rng.uniform(*size["down"])
+            noise[i:] += math.log(rng.choice([up, down]))
     values = np.round(np.exp(log_level + daily + noise), 3)
     keep = rng.random(n) > rng.uniform(0, 0.05)
     if rng.random() < 0.5:  # a missing stretch of one to three days
@@ -254,6 +269,7 @@ GENERATORS: dict[str, Callable[[np.random.Generator, int], Series]] = {
     "drift": _drift,
     "seasonal": _seasonal,
     "latency": _latency,
+    "subtle": functools.partial(_hourly, sizes="subtle"),
 }
 FILES_PER_SHAPE = 6
 
