@@ -250,9 +250,7 @@ class Sender:
             self._note_error(exc)
             self.counts["connect_failures"] += 1
             if producer is not None:
-                with contextlib.suppress(*_RETRY_ERRORS):
-                    async with asyncio.timeout(self._timeout):
-                        await producer.stop()
+                await self._stop_producer(producer)
             return False
         self._producer = producer
         self.connected = True
@@ -445,9 +443,13 @@ class Sender:
             self.connected = False
             asyncio.get_running_loop().create_task(self._stop_producer(producer))
 
-    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+    async def _stop_producer(
+        self, producer: AIOKafkaProducer, timeout: float | None = None
+    ) -> None:
+        """Stop ``producer`` within ``timeout`` seconds (the connect timeout if None),
+        whatever the broker answers."""
         with contextlib.suppress(*_RETRY_ERRORS):
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout if timeout is None else timeout):
                 await producer.stop()
 
     # -- flush and close (awaited on the sender's loop) ------------------------------
@@ -481,9 +483,7 @@ class Sender:
         producer, self._producer = self._producer, None
         if producer is not None:
             remaining = max(timeout - (time.monotonic() - started), 0.05)
-            with contextlib.suppress(*_RETRY_ERRORS):
-                async with asyncio.timeout(remaining):
-                    await producer.stop()
+            await self._stop_producer(producer, remaining)
         self.connected = False
         return flushed
 

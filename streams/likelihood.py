@@ -50,10 +50,10 @@ class AnomalyLikelihood:
       and variance as at most ``mean + ALERT_Z * sd`` (``ALERT_Z`` = 3.72, where the
       z-score alone reaches that score). Otherwise an incident widens the spread the
       next one is measured against, for as long as the history holds it: on a synthetic
-      road sensor, a burst of noise the day after a jam scored at most 0.988 against a
-      spread of 1.2 (0.99990 against the robust history's 0.69). The rarity check's tail
-      still learns the short mean as it was, so a series whose "incidents" recur is
-      still capped by it.
+      road sensor (a scratch trace), a burst of noise the day after a jam scored at most
+      0.988 against a spread of 1.2 (0.99990 against the robust history's 0.69). The
+      rarity check's tail still learns the short mean as it was, so a series whose
+      "incidents" recur is still capped by it.
     - ``warmup``: the history of the first ``warmup`` steps is set aside when they are
       over, and a new one starts. The raw detectors are warming up then, with narrow
       spreads, and their surprises are not what the series does; a long ``history``
@@ -148,7 +148,7 @@ class AnomalyLikelihood:
         moments, tail = self._baseline()
         if moments.n < max(self.grace, 2):
             return 0.0
-        z = (current - moments.mean) / math.sqrt(max(moments.var, 1e-6))
+        z = (current - moments.mean) / _spread(moments)
         score = 0.5 * math.erfc(-z / math.sqrt(2))  # P(Z <= z): high when z is large
         if tail is not None and score >= self.CHECKED:
             rarity = self.rarity or 1.0  # set whenever the tail is kept
@@ -163,19 +163,15 @@ class AnomalyLikelihood:
         if not self.robust or score < ALERT_SCORE:
             return current
         moments, _ = self._baseline()
-        return min(current, moments.mean + ALERT_Z * math.sqrt(max(moments.var, 1e-6)))
+        return min(current, moments.mean + ALERT_Z * _spread(moments))
 
     def _remember(self, current: float, score: float) -> None:
         """Learn a short mean into the history (and the warm-up's, while it is scored
         against), and end the warm-up when it is over."""
         ordinary = self._ordinary(current, score)
-        histories = [(self._history, self._tail)]
+        _learn(self._history, self._tail, ordinary, current)
         if self._young is not None:
-            histories.append(self._young)
-        for moments, tail in histories:
-            moments.update(ordinary)
-            if tail is not None:
-                tail.add(current)
+            _learn(*self._young, ordinary, current)
         if self._learned < self.warmup:
             self._learned += 1
             if self._learned == self.warmup:  # set the warm-up's history aside
@@ -281,6 +277,21 @@ class AnomalyLikelihood:
                 TailProbability.restore(tail) if tail is not None else None,
             )
         return d
+
+
+def _spread(moments: RollingMoments) -> float:
+    """The short means' standard deviation, never below 0.001."""
+    return math.sqrt(max(moments.var, 1e-6))
+
+
+def _learn(
+    moments: RollingMoments, tail: TailProbability | None, ordinary: float, current: float
+) -> None:
+    """One short mean into a history: ``ordinary`` (robust) into its moments, ``current``
+    (as it was) into its tail."""
+    moments.update(ordinary)
+    if tail is not None:
+        tail.add(current)
 
 
 def _surprise(score: float) -> float:

@@ -15,6 +15,7 @@ from producers import Client, ProducerSettings, SyncClient
 from producers.events import partition_for, routing_key, series_key, validate
 from producers.topics import Topics
 from tests.topics import read_events
+from tests.waiting import until
 from vigil.embedded import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
@@ -163,9 +164,7 @@ async def test_events_wait_while_the_broker_is_unreachable_and_arrive_after(tmp_
                         await asyncio.sleep(0.1)  # 2 s of publishing into a frozen broker
                 # A send times out after send_timeout_ms (2 s), as long as the publishing
                 # above: the retry is waited for, not raced (a CI run asserted first).
-                deadline = time.monotonic() + 15
-                while vigil.stats()["retried"] == 0 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
+                await until(lambda: vigil.stats()["retried"] > 0, timeout=15, every=0.1)
                 stats = vigil.stats()
                 assert stats["sent"] == 1000 and stats["queued"] == 2000
                 assert stats["retried"] > 0 and stats["last_error"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
-import time
 
 import pytest
 import trustme
@@ -24,17 +23,11 @@ from tests.kafka_proxy import (
     RecordingProxy,
 )
 from tests.samples import metric
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "pw-never-logged-4711"
-
-
-async def _until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 async def test_the_sdk_logs_in_with_sasl_plain_as_configured(broker, kafka_settings):
@@ -50,7 +43,7 @@ async def test_the_sdk_logs_in_with_sasl_plain_as_configured(broker, kafka_setti
         )
         async with Client(settings) as pub:
             pub.publish(metric())
-            await _until(lambda: proxy.bodies(SASL_AUTHENTICATE))
+            await until(lambda: proxy.bodies(SASL_AUTHENTICATE), timeout=30)
             assert pub.stats()["sent"] == 0  # not logged in: nothing delivered
     (mechanism, *_) = proxy.bodies(SASL_HANDSHAKE)
     assert mechanism == b"\x00\x05PLAIN"
@@ -70,7 +63,7 @@ async def test_the_worker_logs_in_with_scram_and_logs_no_secret(broker, start_wo
             VIGIL_API_TOKEN=token,
             VIGIL_LOG_LEVEL="debug",
         )
-        await _until(lambda: proxy.bodies(SASL_AUTHENTICATE), timeout=60)
+        await until(lambda: proxy.bodies(SASL_AUTHENTICATE), timeout=60)
         worker.stop()  # (Faust gives up when it cannot log in: the process exits)
     mechanisms = set(proxy.bodies(SASL_HANDSHAKE))
     assert mechanisms == {b"\x00\x0dSCRAM-SHA-512"}
@@ -112,9 +105,9 @@ async def test_the_sdk_speaks_kafka_inside_tls_to_a_broker_it_trusts(
         async with Client(settings) as pub:
             pub.publish(metric())
             if trusted:
-                await _until(lambda: API_VERSIONS in proxy.api_keys())
+                await until(lambda: API_VERSIONS in proxy.api_keys(), timeout=30)
             else:
-                await _until(lambda: pub.stats()["last_error"] is not None)
+                await until(lambda: pub.stats()["last_error"] is not None, timeout=30)
                 await asyncio.sleep(1)
     if trusted:
         assert all(r.client_id.startswith("aiokafka") for r in proxy.requests)

@@ -16,6 +16,7 @@ from aiohttp import web
 from producers.alerts import Alert
 from streams.channels import Dispatcher
 from streams.rules import Channel
+from tests.waiting import until
 
 
 class Scripted:
@@ -81,18 +82,11 @@ def _send(d: Dispatcher, *alerts: Alert) -> None:
     d.dispatch(list(alerts), [a.line() for a in alerts])
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_5xx_is_retried_with_growing_backoff_until_delivered(serve):
     receiver = Scripted([503, 502, 204])
     d = await _dispatcher(a=Channel("a", await serve(receiver), retries=5))
     _send(d, _alert(1))
-    await _until(lambda: d.stats()["a"].get("delivered") == 1)
+    await until(lambda: d.stats()["a"].get("delivered") == 1)
     stats = d.stats()["a"]
     assert (stats["retries"], stats.get("failed", 0), stats["last_error"]) == (2, 0, "HTTP 502")
     times = [t for t, _, _ in receiver.requests]
@@ -107,7 +101,7 @@ async def test_a_4xx_refusal_is_not_retried(serve, status):
     receiver = Scripted([status])
     d = await _dispatcher(a=Channel("a", await serve(receiver), retries=5))
     _send(d, _alert(1))
-    await _until(lambda: d.stats()["a"].get("failed") == 1)
+    await until(lambda: d.stats()["a"].get("failed") == 1)
     assert len(receiver.requests) == 1 and d.stats()["a"].get("retries", 0) == 0
     assert d.stats()["a"]["last_error"] == f"HTTP {status}"
     await d.close()
@@ -118,7 +112,7 @@ async def test_too_many_requests_and_request_timeout_are_retried(serve, status):
     receiver = Scripted([status, 200])
     d = await _dispatcher(a=Channel("a", await serve(receiver), retries=2))
     _send(d, _alert(1))
-    await _until(lambda: d.stats()["a"].get("delivered") == 1)
+    await until(lambda: d.stats()["a"].get("delivered") == 1)
     assert len(receiver.requests) == 2
     await d.close()
 
@@ -127,7 +121,7 @@ async def test_a_receiver_that_does_not_answer_in_time_fails_after_its_retries(s
     receiver = Scripted([204], delay=5.0)
     d = await _dispatcher(a=Channel("a", await serve(receiver), timeout_s=0.2, retries=1))
     _send(d, _alert(1))
-    await _until(lambda: d.stats()["a"].get("failed") == 1)
+    await until(lambda: d.stats()["a"].get("failed") == 1)
     stats = d.stats()["a"]
     assert len(receiver.requests) == 2 and stats["retries"] == 1
     assert stats["last_error"].startswith(("TimeoutError", "ServerTimeoutError"))
@@ -142,14 +136,14 @@ async def test_a_stuck_receiver_fills_only_its_own_queue_and_drops_are_counted(s
         fine=Channel("fine", await serve(fine), queue=100),
     )
     _send(d, _alert(1))
-    await _until(lambda: len(stuck.requests) == 1)  # the first is in flight, held
+    await until(lambda: len(stuck.requests) == 1)  # the first is in flight, held
     _send(d, *(_alert(seq) for seq in range(2, 7)))  # returns at once: nothing awaits
     stats = d.stats()
     assert (stats["stuck"]["queued"], stats["stuck"]["dropped"]) == (2, 3)
-    await _until(lambda: d.stats()["fine"].get("delivered") == 6)
+    await until(lambda: d.stats()["fine"].get("delivered") == 6)
     assert [b["seq"] for _, _, b in fine.requests] == [1, 2, 3, 4, 5, 6]
     stuck.release.set()
-    await _until(lambda: d.stats()["stuck"].get("delivered") == 3)
+    await until(lambda: d.stats()["stuck"].get("delivered") == 3)
     assert [b["seq"] for _, _, b in stuck.requests] == [1, 2, 3]  # the two queued, in order
     await d.close()
 
@@ -167,7 +161,7 @@ async def test_each_transition_goes_to_the_channels_its_rule_names_and_never_whe
         _alert(4, channels=[]),  # none
         _alert(5, silenced=True),
     )
-    await _until(lambda: len(a.requests) == 2 and len(b.requests) == 2)
+    await until(lambda: len(a.requests) == 2 and len(b.requests) == 2)
     await asyncio.sleep(0.3)  # room for a wrong delivery to arrive too
     assert sorted(body["seq"] for _, _, body in a.requests) == [1, 2]
     assert sorted(body["seq"] for _, _, body in b.requests) == [1, 3]
@@ -180,7 +174,7 @@ async def test_the_body_is_the_alerts_topic_json_with_the_channel_headers(serve)
     d = await _dispatcher(a=Channel("a", await serve(receiver), headers=headers))
     alert = _alert(7, channels=["a"])
     _send(d, alert)
-    await _until(lambda: len(receiver.requests) == 1)
+    await until(lambda: len(receiver.requests) == 1)
     _, got, body = receiver.requests[0]
     assert body == orjson.loads(alert.line())
     assert got["Content-Type"] == "application/json"
@@ -198,8 +192,8 @@ async def test_a_channel_gets_firing_and_resolved_unless_it_asks_for_pending(ser
     )
     states = ["pending", "firing", "resolved", "pending"]  # the last one cleared silently
     _send(d, *(_alert(i + 1, state=s) for i, s in enumerate(states)))
-    await _until(lambda: d.stats()["all"].get("delivered") == 4)
-    await _until(lambda: d.stats()["calm"].get("delivered", 0) >= 2)
+    await until(lambda: d.stats()["all"].get("delivered") == 4)
+    await until(lambda: d.stats()["calm"].get("delivered", 0) >= 2)
     await asyncio.sleep(0.2)  # nothing more arrives at the calm one
     assert [b["state"] for _, _, b in calm.requests] == ["firing", "resolved"]
     assert [b["state"] for _, _, b in everything.requests] == states

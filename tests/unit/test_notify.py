@@ -4,10 +4,7 @@ aiosmtpd), with grouping and reminders; and the rules file's checks of those cha
 
 from __future__ import annotations
 
-import asyncio
 import email
-import time
-from collections.abc import Callable
 from email import policy
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from producers.alerts import Alert
 from streams.channels import Dispatcher
 from streams.rules import Channel, RuleFileError, load
 from tests.unit.test_channels import Scripted, serve  # noqa: F401 (the fixture)
+from tests.waiting import until
 from vigil.embedded import free_port
 
 EXTERNAL = "http://vigil.example:8080"
@@ -35,13 +33,6 @@ def _alert(series: str, state: str, seq: int, *, rule: str = "slow") -> Alert:
         annotations={"summary": f"{series} is slow"}, channels=None, flapping=False,
         partition=0, seq=seq, evaluated_at=0,
     )  # fmt: skip
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.02)
 
 
 async def _dispatcher(channel: Channel) -> Dispatcher:
@@ -64,7 +55,7 @@ async def test_an_alertmanager_receiver_gets_one_message_per_group_and_reminders
         series = [f"metric|api|latency_ms|route=/r{i}" for i in range(10)]
         _send(d, *(_alert(s, "firing", i + 1) for i, s in enumerate(series)))
         _send(d, _alert("metric|db|q", "firing", 20, rule="other"))
-        await _until(lambda: len(receiver.requests) == 2)
+        await until(lambda: len(receiver.requests) == 2)
         bodies = {r[2]["groupLabels"]["alertname"]: r[2] for r in receiver.requests}
         slow = bodies["slow"]
         # Alertmanager's webhook format (version 4), every field a receiver reads.
@@ -92,7 +83,7 @@ async def test_an_alertmanager_receiver_gets_one_message_per_group_and_reminders
         # One resolves: its group gets one message with it resolved...
         receiver.requests.clear()
         _send(d, _alert(series[0], "resolved", 30))
-        await _until(lambda: len(receiver.requests) == 1)
+        await until(lambda: len(receiver.requests) == 1)
         resolved = receiver.requests[0][2]
         assert [(a["status"], a["labels"]["series"]) for a in resolved["alerts"]] == [
             ("resolved", series[0])
@@ -102,7 +93,7 @@ async def test_an_alertmanager_receiver_gets_one_message_per_group_and_reminders
         )
         # ...and then reminders of the nine still firing (and of "other"), every 1.5 s.
         receiver.requests.clear()
-        await _until(lambda: len(receiver.requests) >= 2, timeout=5)
+        await until(lambda: len(receiver.requests) >= 2, timeout=5)
         reminded = {r[2]["groupLabels"]["alertname"]: r[2] for r in receiver.requests}
         assert sorted(a["labels"]["series"] for a in reminded["slow"]["alerts"]) == series[1:]
         assert all(a["status"] == "firing" for a in reminded["slow"]["alerts"])
@@ -152,7 +143,7 @@ async def test_apprise_sends_the_templates_to_json_and_email_receivers(serve, tm
             _send(d, _alert("metric|api|a", "firing", 1), _alert("metric|api|b", "firing", 2))
             # Counted once Apprise returns: after the mail server has the mail, when the
             # client has said goodbye (waiting for the mail alone failed 2 runs in 12).
-            await _until(lambda: len(mails) == 1 and "delivered" in d.stats()["ops"])
+            await until(lambda: len(mails) == 1 and "delivered" in d.stats()["ops"])
         finally:
             await d.close()
     finally:
