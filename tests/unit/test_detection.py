@@ -14,6 +14,7 @@ from streams import detection
 from streams.detection import (
     HOUR_MS,
     AnomalyLikelihood,
+    ForecastDetector,
     GaussianDetector,
     LogView,
     MaxDetector,
@@ -26,6 +27,7 @@ from streams.detection import (
 FACTORIES = {
     "gaussian": lambda: GaussianDetector(window_size=200, grace_period=20),
     "seasonal": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10),
+    "forecast": lambda: ForecastDetector(bucket_ms=60_000, buckets=10),
     "max": lambda: MaxDetector(
         [SeasonalDetector(), GaussianDetector(window_size=200, grace_period=20)]
     ),
@@ -171,6 +173,43 @@ def test_seasonal_slots_kept_as_they_are_seen_score_as_all_slots_kept_from_the_s
     assert seen.to_json()["n"] == every.to_json()["n"] and min(seen.to_json()["n"]) > 0
 
 
+def test_the_forecast_sees_a_drop_on_a_wandering_level_that_the_hour_slots_do_not():
+    """An hourly metric whose level wanders by a third over weeks: the hour-of-day slots
+    learn over weeks, so the wander widens their spread and a drop of a fifth stays
+    inside it; the forecast's level follows within a day or two, so its residuals are
+    the noise alone and the drop stands out. An ordinary hour scores low on both."""
+    rng = random.Random(4)
+    forecast, seasonal = ForecastDetector(), SeasonalDetector()
+
+    def value(hour: int) -> float:
+        level = 100.0 * (1 + 0.3 * math.sin(hour / 100))
+        return level * (1.1 if hour % 24 < 12 else 1.0) * (1 + rng.gauss(0, 0.01))
+
+    for hour in range(24 * 40):
+        x = value(hour)
+        forecast.learn_one(x, hour * HOUR_MS)
+        seasonal.learn_one(x, hour * HOUR_MS)
+    at, usual = 24 * 40 * HOUR_MS, value(24 * 40)
+    assert forecast.score_one(usual, at) < 0.99 and seasonal.score_one(usual, at) < 0.99
+    assert forecast.score_one(0.8 * usual, at) > 0.9999 > 0.99 > seasonal.score_one(0.8 * usual, at)
+
+
+def test_a_spike_barely_moves_the_forecast_and_a_lasting_shift_is_followed():
+    """One spike moves the level by at most ``alpha * clip`` spreads, where learned as it
+    was it would move it by ``alpha`` of the spike; a shift that lasts widens the spread
+    and the level follows it within days."""
+    rng = random.Random(6)
+    values = [100 + rng.gauss(0, 1) for _ in range(500)]
+    spiked, twin = ForecastDetector(), ForecastDetector()
+    _feed(spiked, [*values, 400.0])
+    _feed(twin, [*values, values[-1]])
+    moved = abs(spiked.to_json()["level"] - twin.to_json()["level"])
+    assert moved < 0.05 * 3 * 1.5  # alpha * clip * about the noise's spread (1)
+    shifted = ForecastDetector()
+    _feed(shifted, values + [150 + rng.gauss(0, 1) for _ in range(24 * 7)])
+    assert shifted.to_json()["level"] > 145
+
+
 def test_one_log_view_over_both_levels_scores_as_a_view_each_and_old_states_still_load():
     """The default detector takes the log of a value once, for its seasonal and its
     level detector together; before, each had a view of its own, and checkpoints hold
@@ -178,8 +217,10 @@ def test_one_log_view_over_both_levels_scores_as_a_view_each_and_old_states_stil
     a zero, a negative value that silences the views, a value without a time), and an
     old model must restore from its JSON and go on scoring as it would have."""
 
-    new = default_detector()
-    old = default_detector(log_view=False)  # the same but the views: a view of each level
+    # The forecast is one more detector in the log view, so both are without it.
+    new = default_detector(forecast=False)
+    # The same but the views: a view of each level.
+    old = default_detector(log_view=False, forecast=False)
     raw = old.detector.detectors
     raw[2:2] = [LogView(detection.restore(d.to_json())) for d in raw[:2]]
     rng = random.Random(12)
