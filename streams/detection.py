@@ -289,8 +289,9 @@ class SeasonalDetector:
 
 class ForecastDetector:
     """How far ``x`` lies from a one-step forecast: a level that follows the series within
-    a day or two, plus what this part of the cycle adds to it (additive Holt-Winters
-    without a trend, the cycle cut into time slots as :class:`SeasonalDetector`'s).
+    about 20 values (a day of an hourly series), plus what this part of the cycle adds to
+    it (additive Holt-Winters without a trend, the cycle cut into time slots as
+    :class:`SeasonalDetector`'s).
 
     The level learns ``alpha`` of each value's distance (less its slot's offset), each
     slot's offset ``gamma`` of its value's distance from the level, and the score is the
@@ -327,6 +328,8 @@ class ForecastDetector:
     """
 
     kind = "forecast"
+    #: The keywords of the constructor, kept in the state as they are.
+    PARAMETERS = ("alpha", "gamma", "spread_alpha", "clip", "grace", "buckets", "bucket_ms")
     __slots__ = (
         "_level",
         "_n",
@@ -403,13 +406,7 @@ class ForecastDetector:
         nan = math.isnan
         return {
             "kind": self.kind,
-            "alpha": self.alpha,
-            "gamma": self.gamma,
-            "spread_alpha": self.spread_alpha,
-            "clip": self.clip,
-            "grace": self.grace,
-            "buckets": self.buckets,
-            "bucket_ms": self.bucket_ms,
+            **{name: getattr(self, name) for name in self.PARAMETERS},
             "level": None if nan(self._level) else self._level,
             "season": [None if nan(s) else s for s in self._season],
             "var": self._var,
@@ -418,15 +415,7 @@ class ForecastDetector:
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> ForecastDetector:
-        d = cls(
-            alpha=data["alpha"],
-            gamma=data["gamma"],
-            spread_alpha=data["spread_alpha"],
-            clip=data["clip"],
-            grace=data["grace"],
-            buckets=data["buckets"],
-            bucket_ms=data["bucket_ms"],
-        )
+        d = cls(**{name: data[name] for name in cls.PARAMETERS})
         if len(data["season"]) != d.buckets:
             raise ValueError(f"a forecast state needs {d.buckets} slots in season")
         level = data["level"]
