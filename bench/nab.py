@@ -55,10 +55,10 @@ from streams.rules import DETECTOR_POLICY
 #: floor of what its history can tell), a short mean over 3 hours (off: 20 steps), the
 #: rarity check (3%), confirmation (firing on the second row over the threshold in a
 #: row; off: on the first), a robust history (what alerted is learned as at most the
-#: threshold's z) and a long memory (the history spans 10,000 steps and sets aside its
-#: first 200, the raw detectors' warm-up; off: 1,000 from the first). All on is the
-#: default; all off is the default of before. The repeat tail without repeats is the
-#: same candidate as neither, so it is left out.
+#: threshold's z), a long memory (the history spans 10,000 steps and sets aside its
+#: first 200, the raw detectors' warm-up; off: 1,000 from the first) and a forecast in
+#: the log view (a level that follows the series plus its hour's offset). All on is the
+#: default; all off is the default of before.
 CHOICES = (
     "log view",
     "repeats",
@@ -70,10 +70,18 @@ CHOICES = (
     "long memory",
     "forecast",
 )
+#: A choice that is part of another: without that one it is the same candidate as
+#: neither, so it is left out of the grid.
+REQUIRES = {"repeat tail": "repeats", "forecast": "log view"}
+
+
+def _coherent(choice: tuple[bool, ...]) -> bool:
+    on = dict(zip(CHOICES, choice, strict=True))
+    return all(on[needs] for part, needs in REQUIRES.items() if on[part])
+
+
 GRID = [
-    choice
-    for choice in itertools.product((True, False), repeat=len(CHOICES))
-    if (choice[1] or not choice[2]) and (choice[0] or not choice[8])
+    choice for choice in itertools.product((True, False), repeat=len(CHOICES)) if _coherent(choice)
 ]
 
 
@@ -120,20 +128,18 @@ def _scores(summary: dict[str, Any], keys: tuple[str, ...] = HEADLINE) -> dict[s
 
 def lookup(name: str) -> corpus.Variant:
     """A candidate by name: :func:`default_detector` with its choices on or off."""
-    log_view, repeats, repeat_tail, span, rarity, confirm, robust, long_memory, forecast = (
-        CANDIDATES[name]
-    )
+    on = dict(zip(CHOICES, CANDIDATES[name], strict=True))
     choices = {
-        "log_view": log_view,
-        "repeats": repeats,
-        "repeat_tail": repeat_tail,
-        "span_ms": 3 * HOUR_MS if span else None,
-        "rarity": 0.03 if rarity else None,
-        "robust": robust,
-        "long_memory": long_memory,
-        "forecast": forecast,
+        "log_view": on["log view"],
+        "repeats": on["repeats"],
+        "repeat_tail": on["repeat tail"],
+        "span_ms": 3 * HOUR_MS if on["3 h span"] else None,
+        "rarity": 0.03 if on["rarity"] else None,
+        "robust": on["robust"],
+        "long_memory": on["long memory"],
+        "forecast": on["forecast"],
     }
-    policy = DETECTOR_POLICY if confirm else dataclasses.replace(DETECTOR_POLICY, for_ms=0)
+    policy = DETECTOR_POLICY if on["confirm"] else dataclasses.replace(DETECTOR_POLICY, for_ms=0)
     return (lambda: default_detector(**choices)), policy
 
 
