@@ -314,14 +314,14 @@ class ForecastDetector:
     the residual's spread is the noise alone. River's ``HoltWinters`` counts the season in
     steps; these series have gaps and jittered times, so the slot is read from the time.
 
-    A slot's offset learns ``gamma`` of each of its values' distance, and with
-    ``visit_share`` (None: no bound) at most that share of a visit's: a minutely series
-    visits an hour slot for 60 values, which at 5% each would replace the offset with
-    that hour's mean distance (95% of it). Where the cycle is not a day's, the offsets
-    then hold the last day's noise, and the next day's first minutes in each hour follow
-    a forecast that is off, in a run. Per value ``1 - (1 - visit_share) ** (gap /
-    bucket_ms)``, the lower of the two: the same ``gamma`` for hourly and 5-minute series
-    (at 0.5, from about 4.4 minutes between values).
+    With ``visit_share`` (None: no bound) a slot's offset learns at most that share of a
+    visit's distance: a minutely series visits an hour slot for 60 values, which at 5%
+    each would replace the offset with that hour's mean distance (95% of it). Where the
+    cycle is not a day's, the offsets then hold the last day's noise, and the next day's
+    values in each hour follow a forecast that is off, in a run, until the level takes
+    the error in. Per value the offset learns the lower of ``gamma`` and ``1 - (1 -
+    visit_share) ** (gap / bucket_ms)``: at 0.5 the second is lower only below about 4.4
+    minutes between values, so hourly and 5-minute series learn as without it.
 
     A shift of one or two spreads gives residuals that each look ordinary, and the level
     takes them in within about 20 values. With ``shift_alpha`` (None: off) the score is
