@@ -14,6 +14,11 @@ import math
 from typing import Any
 
 
+def _whole(n: float) -> float | int:
+    """``n`` as an int where it is a whole number (shorter in JSON, the same value)."""
+    return int(n) if n.is_integer() else n
+
+
 class RollingMoments:
     """Mean and variance of roughly the last ``size`` values, in ``BLOCKS`` pieces.
 
@@ -103,13 +108,16 @@ class RollingMoments:
         return [n, mean, s]
 
     def to_json(self) -> dict[str, Any]:
-        # The running total too: re-summing the parts would differ in the last bits.
+        # The running total too: re-summing the parts would differ in the last bits. A
+        # count is written as the whole number it is ("25", not "25.0"), as restore reads
+        # either: 126 bytes less in a default model's state (8,044 against 8,170 on the
+        # longest found, values about 1e-5: a scratch run).
         head = self.HEAD
         flat = self._state[head:].tolist() + self._state[:head].tolist()
         return {
             "size": self.size,
             "parts": [
-                [flat[i], flat[i + 1], flat[i + 2] / flat[i] if flat[i] > 0 else 0.0]
+                [_whole(flat[i]), flat[i + 1], flat[i + 2] / flat[i] if flat[i] > 0 else 0.0]
                 for i in range(0, len(flat), 3)
             ],
         }
