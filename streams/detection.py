@@ -94,26 +94,42 @@ def _spread_floor(mu: float) -> float:
     return 1e-3 * abs(mu) + 1e-9
 
 
+#: The highest score of the default's level detectors on the raw scale: a tail of 1e-7
+#: (5.3 spreads). Their tails assume a Gaussian; on a heavy-tailed series (bursty counts)
+#: an ordinary burst 20 spreads out scores 1 - 1e-12 there, the surprise of 12 values
+#: in a row at 1 - 1e-1, and its short mean alerts on it. The log view, where such a
+#: series is closer to a Gaussian, and the forecast are not capped.
+RAW_HIGHEST = 1.0 - 1e-7
+
+
+def _highest(highest: float) -> dict[str, float]:
+    """A level detector's cap in its state, where it has one (states stay as before)."""
+    return {"highest": highest} if highest < 1.0 else {}
+
+
 class GaussianDetector:
     """How far ``x`` lies in the tails of a Gaussian fitted to the last ``window_size``
-    values (as River's ``GaussianScorer``, with a compact window: :class:`RollingMoments`).
+    values (as River's ``GaussianScorer``, with a compact window: :class:`RollingMoments`),
+    at most ``highest`` (:data:`RAW_HIGHEST` says why a score is capped).
     """
 
     kind = "gaussian"
-    __slots__ = ("_moments", "grace_period", "window_size")
+    __slots__ = ("_moments", "grace_period", "highest", "window_size")
 
     def __init__(
         self,
         *,
         window_size: int = 500,
         grace_period: int = 30,
+        highest: float = 1.0,
         moments: RollingMoments | None = None,
     ) -> None:
         """``moments``: the window's figures so far (a restored state); empty if None."""
-        if window_size < 2 or grace_period < 1:
-            raise ValueError("window_size must be >= 2 and grace_period >= 1")
+        if window_size < 2 or grace_period < 1 or not 0 < highest <= 1:
+            raise ValueError("window_size must be >= 2, grace_period >= 1, highest in (0, 1]")
         self.window_size = window_size
         self.grace_period = grace_period
+        self.highest = highest
         self._moments = moments if moments is not None else RollingMoments(window_size)
 
     def score_one(self, x: float, at: int | None = None) -> float:
@@ -123,7 +139,7 @@ class GaussianDetector:
         if not math.isfinite(x) or m.n < self.grace_period:
             return 0.0
         mu = m.mean
-        return _tail((x - mu) / max(math.sqrt(m.var), _spread_floor(mu)))
+        return min(_tail((x - mu) / max(math.sqrt(m.var), _spread_floor(mu))), self.highest)
 
     def learn_one(self, x: float, at: int | None = None) -> None:
         if _learnable(x):
@@ -134,6 +150,7 @@ class GaussianDetector:
             "kind": self.kind,
             "window_size": self.window_size,
             "grace_period": self.grace_period,
+            **_highest(self.highest),
             "moments": self._moments.to_json(),
         }
 
@@ -142,6 +159,7 @@ class GaussianDetector:
         return cls(
             window_size=data["window_size"],
             grace_period=data["grace_period"],
+            highest=data.get("highest", 1.0),
             moments=RollingMoments.restore(data["moments"]),
         )
 
@@ -153,8 +171,9 @@ class SeasonalDetector:
     hour of the day; 168 makes it hour of the week). Each slot keeps an exponentially
     weighted mean and variance of its values (``alpha`` per value, an exact mean for the
     first ``1/alpha`` values); the score is the Gaussian tail of ``x`` in its slot, 0 until
-    the slot saw ``grace`` values (a spread from fewer is too narrow). Without ``at`` every
-    value falls in slot 0, which makes it a plain exponentially weighted Gaussian.
+    the slot saw ``grace`` values (a spread from fewer is too narrow), at most ``highest``.
+    Without ``at`` every value falls in slot 0, which makes it a plain exponentially
+    weighted Gaussian.
 
     The state is three numbers per slot. On the NAB files, hour of the week scored lower
     than hour of the day: each slot learns seven times more slowly.
@@ -170,13 +189,22 @@ class SeasonalDetector:
     """
 
     kind = "seasonal"
-    __slots__ = ("_slots", "_where", "alpha", "bucket_ms", "buckets", "grace")
+    __slots__ = ("_slots", "_where", "alpha", "bucket_ms", "buckets", "grace", "highest")
 
     def __init__(
-        self, *, buckets: int = 24, bucket_ms: int = HOUR_MS, alpha: float = 0.05, grace: int = 10
+        self,
+        *,
+        buckets: int = 24,
+        bucket_ms: int = HOUR_MS,
+        alpha: float = 0.05,
+        grace: int = 10,
+        highest: float = 1.0,
     ) -> None:
         if buckets < 1 or bucket_ms < 1 or not 0 < alpha <= 1 or grace < 1:
             raise ValueError("buckets, bucket_ms and grace must be >= 1 and alpha in (0, 1]")
+        if not 0 < highest <= 1:
+            raise ValueError("highest must be in (0, 1]")
+        self.highest = highest
         self.buckets = buckets
         self.bucket_ms = bucket_ms
         self.alpha = alpha
@@ -214,7 +242,8 @@ class SeasonalDetector:
         if i < 0 or not math.isfinite(x) or slots[i] < self.grace:
             return 0.0
         mu = slots[i + 1]
-        return _tail((x - mu) / max(math.sqrt(slots[i + 2]), _spread_floor(mu)))
+        z = (x - mu) / max(math.sqrt(slots[i + 2]), _spread_floor(mu))
+        return min(_tail(z), self.highest)
 
     def learn_one(self, x: float, at: int | None = None) -> None:
         if not _learnable(x):
@@ -265,6 +294,7 @@ class SeasonalDetector:
             "bucket_ms": self.bucket_ms,
             "alpha": self.alpha,
             "grace": self.grace,
+            **_highest(self.highest),
             "n": [int(n) for n in slots[0::3]],
             "mean": slots[1::3].tolist(),
             "var": slots[2::3].tolist(),
@@ -277,6 +307,7 @@ class SeasonalDetector:
             bucket_ms=data["bucket_ms"],
             alpha=data["alpha"],
             grace=data["grace"],
+            highest=data.get("highest", 1.0),
         )
         if not len(data["n"]) == len(data["mean"]) == len(data["var"]) == d.buckets:
             raise ValueError(f"a seasonal state needs {d.buckets} slots in n, mean and var")
@@ -769,18 +800,19 @@ def default_detector(
     long_memory: bool = True,
     forecast: bool = True,
     forecast_shift: bool = True,
+    raw_cap: bool = True,
 ) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
     Six raw scores per value, the highest counting: the value against its hour of the
-    day and against the last 500 values, both on the raw and on a log scale; on the log
-    scale also against a one-step forecast, a level that follows the series plus its
-    hour's offset (``forecast``), and against the recent mean of that forecast's
-    residuals (``forecast_shift``: a shift of one or two spreads); and how rare its run
-    of repeats is (past the longest run in its history, as rare as chance repeats would
-    make it: ``repeat_tail``). Then
-    their likelihood over the last 3 hours (at most 20 steps), held back unless that mean
-    is also rare (3%) in its own history.
+    day and against the last 500 values, both on the raw scale (at most
+    :data:`RAW_HIGHEST`: ``raw_cap``) and on a log scale; on the log scale also against a
+    one-step forecast, a level that follows the series plus its hour's offset
+    (``forecast``), and against the recent mean of that forecast's residuals
+    (``forecast_shift``: a shift of one or two spreads); and how rare its run of repeats
+    is (past the longest run in its history, as rare as chance repeats would make it:
+    ``repeat_tail``). Then their likelihood over the last 3 hours (at most 20 steps),
+    held back unless that mean is also rare (3%) in its own history.
     That history learns a step that alerted as at most the threshold's z (``robust``: an
     incident does not hide the next one) and, with ``long_memory``, spans 10,000 steps (a
     week of a minutely series; off: 1,000, 17 hours of it) and sets aside its first 200,
@@ -790,10 +822,11 @@ def default_detector(
     and what it scores.
     """
 
-    def level() -> list[Detector]:
-        return [SeasonalDetector(), GaussianDetector(window_size=500, grace_period=30)]
+    def level(highest: float = 1.0) -> list[Detector]:
+        gaussian = GaussianDetector(window_size=500, grace_period=30, highest=highest)
+        return [SeasonalDetector(highest=highest), gaussian]
 
-    raw = level()
+    raw = level(RAW_HIGHEST if raw_cap else 1.0)
     # One view over both: the same scores as a view each (a maximum of maxima), with
     # one log taken a value and the first values kept once while the offset is learned:
     # after 10 values a model held 3,835 bytes against 4,235 (bench.worker_core's model

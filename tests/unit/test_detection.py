@@ -6,11 +6,13 @@ import itertools
 import math
 import random
 
+import numpy as np
 import orjson
 import pytest
 from river import stats
 
-from streams import detection
+from bench import synthetic
+from streams import backtest, detection
 from streams.detection import (
     HOUR_MS,
     AnomalyLikelihood,
@@ -26,7 +28,13 @@ from streams.detection import (
 
 FACTORIES = {
     "gaussian": lambda: GaussianDetector(window_size=200, grace_period=20),
+    "gaussian, capped": lambda: GaussianDetector(
+        window_size=200, grace_period=20, highest=detection.RAW_HIGHEST
+    ),
     "seasonal": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10),
+    "seasonal, capped": lambda: SeasonalDetector(
+        bucket_ms=60_000, buckets=10, highest=detection.RAW_HIGHEST
+    ),
     "forecast": lambda: ForecastDetector(bucket_ms=60_000, buckets=10),
     "max": lambda: MaxDetector(
         [SeasonalDetector(), GaussianDetector(window_size=200, grace_period=20)]
@@ -291,6 +299,41 @@ def test_a_forecast_saved_before_the_shift_mean_restores_without_it():
     assert _feed(restored, values[400:], 400) == _feed(point, values[400:], 400)
 
 
+def test_a_raw_level_score_is_capped_where_the_log_view_is_not():
+    """A value 20 spreads out scores 1 - 1e-12 or more on the raw scale's Gaussian tail;
+    capped, it scores 1 - 1e-7 (5.3 spreads). The default caps its two raw level
+    detectors only; the cap is in their state, and a state from before has none."""
+    capped = GaussianDetector(window_size=200, grace_period=20, highest=detection.RAW_HIGHEST)
+    plain = GaussianDetector(window_size=200, grace_period=20)
+    rng = random.Random(8)
+    values = [rng.gauss(100, 1) for _ in range(300)]
+    _feed(capped, values)
+    _feed(plain, values)
+    assert plain.score_one(120.0) > 1 - 1e-12 and capped.score_one(120.0) == detection.RAW_HIGHEST
+    assert capped.score_one(101.0) == plain.score_one(101.0)
+    state = default_detector().to_json()["detector"]["detectors"]
+    raw_levels, (view, _) = state[:2], state[2:]
+    assert [d["highest"] for d in raw_levels] == [detection.RAW_HIGHEST] * 2
+    assert not any("highest" in d for d in view["detector"]["detectors"])
+    older = {k: v for k, v in capped.to_json().items() if k != "highest"}
+    assert detection.restore(older).score_one(120.0) == plain.score_one(120.0)
+
+
+def test_the_raw_cap_raises_fewer_alerts_on_bursty_counts_without_anomalies():
+    """Heavy-tailed bursty counts (the synthetic corpus's shape, none injected): an
+    ordinary burst far out on the raw scale no longer outweighs the rest of the short
+    mean. Over four series, 33 alerts against 43 without the cap (a run)."""
+    counts = {True: 0, False: 0}
+    for seed in range(4):
+        times, values, _ = synthetic.GENERATORS["bursty"](np.random.default_rng(seed), 0)
+        rows = [(synthetic._stamp(t), v) for t, v in zip(times, values, strict=True)]
+        for cap in counts:
+            counts[cap] += sum(
+                alert for *_, alert in backtest.run(rows, default_detector(raw_cap=cap))
+            )
+    assert counts[True] < 0.9 * counts[False]
+
+
 def test_one_log_view_over_both_levels_scores_as_a_view_each_and_old_states_still_load():
     """The default detector takes the log of a value once, for its seasonal and its
     level detector together; before, each had a view of its own, and checkpoints hold
@@ -298,10 +341,11 @@ def test_one_log_view_over_both_levels_scores_as_a_view_each_and_old_states_stil
     a zero, a negative value that silences the views, a value without a time), and an
     old model must restore from its JSON and go on scoring as it would have."""
 
-    # The forecast is one more detector in the log view, so both are without it.
-    new = default_detector(forecast=False)
+    # The forecast is one more detector in the log view, so both are without it; and
+    # without the raw cap, which the old shape's views would copy from the raw levels.
+    new = default_detector(forecast=False, raw_cap=False)
     # The same but the views: a view of each level.
-    old = default_detector(log_view=False, forecast=False)
+    old = default_detector(log_view=False, forecast=False, raw_cap=False)
     raw = old.detector.detectors
     raw[2:2] = [LogView(detection.restore(d.to_json())) for d in raw[:2]]
     rng = random.Random(12)
@@ -397,8 +441,8 @@ def test_rolling_moments_are_river_var_blocks_to_the_last_bit(size):
 
 def test_rolling_moments_write_whole_counts_and_read_older_states_with_float_ones():
     """Counts are written as whole numbers (shorter: a default model's longest state
-    took 8,170 bytes with "25.0", 8,044 with "25"); a state written before, with float
-    counts, restores to the same figures."""
+    took 8,170 bytes with "25.0", 8,044 with "25", before the raw cap); a state written
+    before, with float counts, restores to the same figures."""
     rng = random.Random(5)
     m = detection.RollingMoments(500)
     for _ in range(1_234):
@@ -416,9 +460,9 @@ def test_rolling_moments_write_whole_counts_and_read_older_states_with_float_one
     [
         lambda rng: rng.gauss(100, 5),
         # Values about 1e-5: their floats print with exponents, the longest state found
-        # (8,044 bytes with the forecast and its shift mean; 8,170 before the moments'
-        # counts were written whole, 8,069 without the shift mean, 7,343 without the
-        # forecast: scratch runs).
+        # (8,084 bytes with the forecast, its shift mean and the raw cap; 8,044 without
+        # the cap; 8,170 without it before the moments' counts were written whole;
+        # 8,069 without the shift mean, 7,343 without the forecast: scratch runs).
         lambda rng: abs(rng.gauss(1e-5, 3e-6)),
         lambda rng: rng.lognormvariate(30, 2),
     ],
