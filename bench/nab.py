@@ -100,8 +100,12 @@ BEFORE = _name(GRID[-1])
 
 
 def _without(*off: str) -> str:
-    """The default with the choices ``off`` turned off."""
-    return _name(tuple(choice not in off for choice in CHOICES))
+    """The default with the choices ``off`` turned off, and those that are part of them
+    (:data:`REQUIRES`) with them."""
+    dropped = set(off)
+    while grown := {part for part, needs in REQUIRES.items() if needs in dropped} - dropped:
+        dropped |= grown
+    return _name(tuple(choice not in dropped for choice in CHOICES))
 
 
 #: What the default is compared with: without the raw cap, without the shift mean,
@@ -112,7 +116,7 @@ COMPARED = (
     ("without the raw cap", _without("raw cap")),
     ("without the shift mean", _without("shift mean")),
     ("without either", _without("raw cap", "shift mean")),
-    ("without the forecast", _without("forecast", "shift mean")),
+    ("without the forecast", _without("forecast")),
     ("without confirmation", _without("confirm")),
     ("without robust", _without("robust")),
     ("without the long memory", _without("long memory")),

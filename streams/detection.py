@@ -89,6 +89,11 @@ def _learnable(x: float) -> bool:
     return math.isfinite(x) and abs(x) < 1e100
 
 
+def _clip(value: float, most: float) -> float:
+    """``value`` within ``[-most, most]``."""
+    return most if value > most else -most if value < -most else value
+
+
 def _spread_floor(mu: float) -> float:
     # A flat stretch has no spread: without a floor, any wiggle after it would score 1.
     return 1e-3 * abs(mu) + 1e-9
@@ -423,7 +428,8 @@ class ForecastDetector:
         shift_alpha: float | None = 0.15,
         visit_share: float | None = 0.5,
     ) -> None:
-        rates = (alpha, gamma, spread_alpha, *(r for r in (shift_alpha, visit_share) if r))
+        optional = (shift_alpha, visit_share)
+        rates = (alpha, gamma, spread_alpha, *(r for r in optional if r is not None))
         if not all(0 < a <= 1 for a in rates) or not clip > 0:
             raise ValueError(
                 "alpha, gamma, spread_alpha, shift_alpha, visit_share: in (0, 1]; clip > 0"
@@ -456,9 +462,8 @@ class ForecastDetector:
         spread = max(sd, _spread_floor(level))
         z = abs(residual) / spread
         if lam is not None:  # the higher of two tails: the tail of the farther z
-            most = self.clip * sd  # the residual as the recent mean learns it
-            residual = most if residual > most else -most if residual < -most else residual
-            shift = (1 - lam) * self._shift + lam * residual
+            # The residual as the recent mean learns it.
+            shift = (1 - lam) * self._shift + lam * _clip(residual, self.clip * sd)
             # Never below the spread of independent residuals' mean.
             white = spread * math.sqrt(lam / (2 - lam))
             z = max(z, abs(shift) / max(math.sqrt(self._shift_var), white))
@@ -490,8 +495,7 @@ class ForecastDetector:
         # spreads.
         clipped = residual
         if self._n >= self.grace:
-            most = self.clip * math.sqrt(self._var)
-            clipped = most if residual > most else -most if residual < -most else residual
+            clipped = _clip(residual, self.clip * math.sqrt(self._var))
         x = level + offset + clipped
         if (lam := self.shift_alpha) is not None:
             self._shift = shift = (1 - lam) * self._shift + lam * clipped
@@ -503,20 +507,19 @@ class ForecastDetector:
 
     def to_json(self) -> dict[str, Any]:
         nan = math.isnan
-        return {
+        state = {
             "kind": self.kind,
             **{name: getattr(self, name) for name in self.PARAMETERS},
             "level": None if nan(self._level) else self._level,
             "season": [None if nan(s) else s for s in self._season],
             "var": self._var,
             "n": self._n,
-            **(
-                {}
-                if self.shift_alpha is None
-                else {"shift": self._shift, "shift_var": self._shift_var}
-            ),
-            **({} if self.visit_share is None else {"at": self._at}),
         }
+        if self.shift_alpha is not None:
+            state.update(shift=self._shift, shift_var=self._shift_var)
+        if self.visit_share is not None:
+            state["at"] = self._at
+        return state
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> ForecastDetector:
@@ -839,8 +842,8 @@ def default_detector(
     # minutely series whose cycle is not a day's alerted on its second day (a scratch
     # trace of test_backtest's lone spike series).
     shift, share = (0.15, 0.5) if forecast_shift else (None, None)
-    fresh = ForecastDetector(shift_alpha=shift, visit_share=share)
-    logs = level() + ([fresh] if forecast else [])
+    logs = level()
+    logs += [ForecastDetector(shift_alpha=shift, visit_share=share)] if forecast else []
     raw += [LogView(MaxDetector(logs))] if log_view else []
     raw += [RepeatDetector(extrapolate=repeat_tail)] if repeats else []
     return AnomalyLikelihood(
