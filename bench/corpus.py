@@ -15,14 +15,14 @@ import importlib.util
 import json
 import multiprocessing
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
 from bench.report import progress
 from streams import backtest
 from streams.alerting import Policy
-from streams.detection import Detector
+from streams.detection import AnomalyLikelihood, Detector
 
 PROFILES = {"standard": "std", "reward_low_FP_rate": "low_fp", "reward_low_FN_rate": "low_fn"}
 
@@ -57,13 +57,56 @@ def read(path: Path) -> list[tuple[str, float]]:
         return [(r["timestamp"], float(r["value"])) for r in csv.DictReader(f)]
 
 
-def score_file(shared: Path, root: Path, rel: str, variant: Variant) -> tuple[FileScores, dict]:
-    """One backtest of ``variant`` over one labelled file, scored for every profile."""
+class Replay:
+    """A detector that gives back the scores another gave, one a value in order: the
+    raw detector of several likelihoods, run once (``run`` with ``raw_key``). A
+    likelihood asks its detector for one score and one learn per value, so it sees the
+    same scores and scores the same to the bit."""
+
+    kind = "replay"
+
+    def __init__(self, scores: list[float]) -> None:
+        self._scores = scores
+        self._next = 0
+
+    def score_one(self, x: float, at: int | None = None) -> float:
+        return self._scores[self._next]
+
+    def learn_one(self, x: float, at: int | None = None) -> None:
+        self._next += 1
+
+    def to_json(self) -> dict[str, Any]:
+        raise TypeError("a replay keeps no state")
+
+
+def raw_scores(detector: Detector, rows: list[tuple[str, float]]) -> list[float]:
+    """The scores of the detector an :class:`AnomalyLikelihood` wraps, as the likelihood
+    asks for them over ``rows``: each value scored, then learned."""
+    if not isinstance(detector, AnomalyLikelihood):
+        raise TypeError(f"a shared raw pass needs a likelihood, not {detector.kind!r}")
+    raw, scores = detector.detector, []
+    for timestamp, value in rows:
+        at = backtest.timestamp_ms(timestamp)
+        scores.append(raw.score_one(value, at))
+        raw.learn_one(value, at)
+    return scores
+
+
+def score_file(
+    shared: Path, root: Path, rel: str, variant: Variant, raw: list[float] | None = None
+) -> tuple[FileScores, dict]:
+    """One backtest of ``variant`` over one labelled file, scored for every profile;
+    with ``raw``, its likelihood reads those raw scores instead of running its own
+    detector (``seconds`` is then the likelihood's and the alerts' time alone)."""
     nab = scorer(shared)
     rows = read(root / "data" / rel)
     make, policy = variant
     started = time.perf_counter()
-    alerts = [bool(alert) for *_, alert in backtest.run(rows, make(), policy)]
+    detector = make()
+    if raw is not None:
+        assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked it
+        detector.detector = Replay(raw)
+    alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
     elapsed = time.perf_counter() - started
     timestamps = [nab.norm_ts(t) for t, _ in rows]
     windows = labels(root)[rel]
@@ -90,9 +133,14 @@ def normalised(shared: Path, profile: str, scores: Iterable[tuple[float, int]]) 
     return round(100 * (total - null) / (perfect - null), 1)
 
 
-def _task(task: tuple[Path, Path, str, str, Callable[[str], Variant]]) -> tuple:
-    shared, root, name, rel, lookup = task
-    return name, rel, *score_file(shared, root, rel, lookup(name))
+def _task(task: tuple[Path, Path, list[str], str, Callable[[str], Variant], bool]) -> list:
+    """One file under each variant of ``names``: with ``shared_raw``, their likelihoods
+    read one run of the first one's raw detector."""
+    shared, root, names, rel, lookup, shared_raw = task
+    raw = None
+    if shared_raw:
+        raw = raw_scores(lookup(names[0])[0](), read(root / "data" / rel))
+    return [(name, rel, *score_file(shared, root, rel, lookup(name), raw)) for name in names]
 
 
 def run(
@@ -101,16 +149,30 @@ def run(
     names: list[str],
     lookup: Callable[[str], Variant],
     label: str = "files",
+    raw_key: Callable[[str], Hashable] | None = None,
 ) -> dict[str, dict[str, tuple[FileScores, dict]]]:
     """Every variant of ``names`` (built by ``lookup``, a module-level function) over every
-    labelled file of ``root``, on two processes: name -> file -> (scores, counts)."""
-    tasks = [(shared, root, name, rel, lookup) for name in names for rel in sorted(labels(root))]
+    labelled file of ``root``, on two processes: name -> file -> (scores, counts).
+
+    ``raw_key``: variants with one key are likelihoods over the same raw detector, which
+    then runs once a file for all of them (their ``seconds`` leave it out)."""
+    groups: dict[Hashable, list[str]] = collections.defaultdict(list)
+    for name in names:
+        groups[raw_key(name) if raw_key else name].append(name)
+    shared_raw = raw_key is not None
+    tasks = [
+        (shared, root, group, rel, lookup, shared_raw)
+        for group in groups.values()
+        for rel in sorted(labels(root))
+    ]
     out: dict[str, dict[str, tuple[FileScores, dict]]] = collections.defaultdict(dict)
-    started = time.perf_counter()
+    started, done, total = time.perf_counter(), 0, len(names) * len(labels(root))
     with multiprocessing.Pool(2) as pool:
-        for done, (name, rel, scores, counts) in enumerate(pool.imap_unordered(_task, tasks), 1):
-            out[name][rel] = (scores, counts)
-            progress(label, done, len(tasks), started)
+        for results in pool.imap_unordered(_task, tasks):
+            for name, rel, scores, counts in results:
+                out[name][rel] = (scores, counts)
+            done += len(results)
+            progress(label, done, total, started)
     return out
 
 

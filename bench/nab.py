@@ -23,7 +23,10 @@ Three figures, none of which can flatter it, next to the plain score on ``../sha
    (``quiet``; on NAB, ``artificialNoAnomaly`` and one real file) count their alerts.
 3. **Speed and size**: the backtest's rows/s (score, learn, alert lifecycle, one process)
    against the default of before in the same run, and the default model's JSON state
-   after 50,000 values.
+   after 50,000 values. Those two run whole for it; in the grid, candidates that build
+   the same raw detector (:data:`RAW_CHOICES`) run it once a file and their likelihoods
+   read its scores (``corpus.run``'s ``raw_key``), which must give the two the alerts
+   of their whole runs.
 
 Published detectors re-scored on the 35 shared files: ARTime 67.5, Numenta HTM 66.5,
 contextOSE 61.2, KNN-CAD 52.9, Random Cut Forest 47.9, River GaussianScorer 26.4.
@@ -71,6 +74,17 @@ CHOICES = (
     "confirm",
     "robust",
     "long memory",
+    "forecast",
+    "shift mean",
+    "raw cap",
+    "student slots",
+)
+#: The choices of the raw detector the likelihood wraps (the rest are the likelihood's
+#: and the alert policy's): candidates that agree on these run it once a file.
+RAW_CHOICES = (
+    "log view",
+    "repeats",
+    "repeat tail",
     "forecast",
     "shift mean",
     "raw cap",
@@ -160,6 +174,12 @@ def lookup(name: str) -> corpus.Variant:
     return (lambda: default_detector(**choices)), policy
 
 
+def raw_key(name: str) -> tuple[bool, ...]:
+    """What of candidate ``name`` the raw detector is made of (:data:`RAW_CHOICES`)."""
+    on = dict(zip(CHOICES, CANDIDATES[name], strict=True))
+    return tuple(on[choice] for choice in RAW_CHOICES)
+
+
 def leave_one_category_out(shared: Path, runs: dict[str, dict]) -> dict[str, Any]:
     """For each category: the candidate best on the others, scored on it."""
     categories = sorted({corpus.category(rel) for rel in corpus.labels(shared / "nab")})
@@ -239,11 +259,21 @@ def main() -> None:
     shared = Path(args.shared).resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
     nab = shared / "nab"
-    runs = corpus.run(shared, nab, list(CANDIDATES), lookup, "shared NAB")
+    runs = corpus.run(shared, nab, list(CANDIDATES), lookup, "shared NAB", raw_key)
     print(file=sys.stderr)
+    # The speed: the default and the default of before each run whole, their raw
+    # detectors included; the same alerts as the grid's, or the grid is wrong.
+    timed = corpus.run(shared, nab, [DEFAULT, BEFORE], lookup, "speed")
+    print(file=sys.stderr)
+    for name in (DEFAULT, BEFORE):
+        for rel, (scores, counts) in timed[name].items():
+            grid_scores, grid_counts = runs[name][rel]
+            kept = ("tp", "fp", "missed")
+            if scores != grid_scores or any(counts[k] != grid_counts[k] for k in kept):
+                raise RuntimeError(f"{name} on {rel}: the shared raw pass scored otherwise")
     summaries = {name: corpus.summary(shared, runs[name]) for name in CANDIDATES}
     result: dict[str, Any] = {}
-    default, before = summaries[DEFAULT], summaries[BEFORE]
+    default = summaries[DEFAULT]
     for key, value in _scores(default, ("tp", *HEADLINE)).items():
         result[f"nab {key}"] = value
     result["nab alerts past probation on files without anomalies"] = alerts_on_quiet(runs[DEFAULT])
@@ -255,7 +285,10 @@ def main() -> None:
         )
     result.update(leave_one_category_out(shared, runs))
     result.update(synthetic_figures(shared, seeds))
-    speed, speed_before = (round(s["rows"] / s["seconds"]) for s in (default, before))
+    speed, speed_before = (
+        round(s["rows"] / s["seconds"])
+        for s in (corpus.summary(shared, timed[name]) for name in (DEFAULT, BEFORE))
+    )
     result["backtest rows/s"] = speed
     result["backtest rows/s, default of before"] = speed_before
     result["backtest speed against before"] = round(speed / speed_before, 3)

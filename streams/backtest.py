@@ -27,7 +27,8 @@ from streams.rules import DETECTOR_POLICY as POLICY
 from streams.rules import DETECTOR_THRESHOLD as THRESHOLD
 
 
-def _ms(timestamp: str) -> int:
+def timestamp_ms(timestamp: str) -> int:
+    """A row's ISO timestamp (UTC when it names no zone) in ms since the epoch."""
     parsed = dt.datetime.fromisoformat(timestamp.strip())
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
@@ -44,7 +45,7 @@ def run(
     detector = detector or default_detector()
     state = AlertState()
     for timestamp, value in rows:
-        at = _ms(timestamp)
+        at = timestamp_ms(timestamp)
         score = detector.score_one(value, at)
         detector.learn_one(value, at)
         state, transition = step(state, Observation(score >= THRESHOLD, value), at, policy)
