@@ -15,9 +15,11 @@ import importlib.util
 import json
 import multiprocessing
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bench.report import progress
 from streams import backtest
@@ -59,7 +61,7 @@ def read(path: Path) -> list[tuple[str, float]]:
 
 class Replay:
     """A detector that gives back the scores another gave, one a value in order: the
-    raw detector of several likelihoods, run once (``run`` with ``raw_key``). A
+    raw detector of several likelihoods, run once (``run`` with ``share_raw``). A
     likelihood asks its detector for one score and one learn per value, so it sees the
     same scores and scores the same to the bit."""
 
@@ -79,6 +81,16 @@ class Replay:
         raise TypeError("a replay keeps no state")
 
 
+def raw_of(variant: Variant) -> bytes | None:
+    """What the raw detector of ``variant``'s likelihood is made of: a fresh one's state
+    (a state holds every setting, as a model is restored from it); None when the
+    variant is not a likelihood. Variants with one such state can share its scores."""
+    detector = variant[0]()
+    if not isinstance(detector, AnomalyLikelihood):
+        return None
+    return orjson.dumps(detector.detector.to_json())
+
+
 def raw_scores(detector: Detector, rows: list[tuple[str, float]]) -> list[float]:
     """The scores of the detector an :class:`AnomalyLikelihood` wraps, as the likelihood
     asks for them over ``rows``: each value scored, then learned."""
@@ -92,31 +104,39 @@ def raw_scores(detector: Detector, rows: list[tuple[str, float]]) -> list[float]
     return scores
 
 
-def score_file(
-    shared: Path, root: Path, rel: str, variant: Variant, raw: list[float] | None = None
-) -> tuple[FileScores, dict]:
-    """One backtest of ``variant`` over one labelled file, scored for every profile;
-    with ``raw``, its likelihood reads those raw scores instead of running its own
-    detector (``seconds`` is then the likelihood's and the alerts' time alone)."""
+def score_file(shared: Path, root: Path, rel: str, variant: Variant) -> tuple[FileScores, dict]:
+    """One backtest of ``variant`` over one labelled file, scored for every profile."""
+    return score_variants(shared, root, rel, [variant])[0]
+
+
+def score_variants(
+    shared: Path, root: Path, rel: str, variants: list[Variant], share_raw: bool = False
+) -> list[tuple[FileScores, dict]]:
+    """A backtest of each of ``variants`` over one labelled file (read once), scored for
+    every profile. With ``share_raw`` (likelihoods over one raw detector, see
+    :func:`raw_of`), the first one's raw detector runs once and each likelihood reads its
+    scores; ``seconds`` is then the likelihood's and the alerts' time alone."""
     nab = scorer(shared)
     rows = read(root / "data" / rel)
-    make, policy = variant
-    started = time.perf_counter()
-    detector = make()
-    if raw is not None:
-        assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked it
-        detector.detector = Replay(raw)
-    alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
-    elapsed = time.perf_counter() - started
     timestamps = [nab.norm_ts(t) for t, _ in rows]
     windows = labels(root)[rel]
-    scores, counts = {}, {"rows": len(rows), "seconds": elapsed}
-    for profile, w in nab.PROFILES.items():
-        raw, tp, fp, missed = nab.score_file(timestamps, alerts, windows, w)
-        scores[profile] = (raw, len(windows))
-        if profile == "standard":
-            counts.update(tp=tp, fp=fp, missed=missed)
-    return scores, counts
+    raw = raw_scores(variants[0][0](), rows) if share_raw else None
+    out = []
+    for make, policy in variants:
+        started = time.perf_counter()
+        detector = make()
+        if raw is not None:
+            assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked the first
+            detector.detector = Replay(raw)
+        alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
+        scores, counts = {}, {"rows": len(rows), "seconds": time.perf_counter() - started}
+        for profile, w in nab.PROFILES.items():
+            total, tp, fp, missed = nab.score_file(timestamps, alerts, windows, w)
+            scores[profile] = (total, len(windows))
+            if profile == "standard":
+                counts.update(tp=tp, fp=fp, missed=missed)
+        out.append((scores, counts))
+    return out
 
 
 def normalised(shared: Path, profile: str, scores: Iterable[tuple[float, int]]) -> float:
@@ -134,13 +154,10 @@ def normalised(shared: Path, profile: str, scores: Iterable[tuple[float, int]]) 
 
 
 def _task(task: tuple[Path, Path, list[str], str, Callable[[str], Variant], bool]) -> list:
-    """One file under each variant of ``names``: with ``shared_raw``, their likelihoods
-    read one run of the first one's raw detector."""
-    shared, root, names, rel, lookup, shared_raw = task
-    raw = None
-    if shared_raw:
-        raw = raw_scores(lookup(names[0])[0](), read(root / "data" / rel))
-    return [(name, rel, *score_file(shared, root, rel, lookup(name), raw)) for name in names]
+    """One file under each variant of ``names`` (:func:`score_variants`)."""
+    shared, root, names, rel, lookup, share_raw = task
+    results = score_variants(shared, root, rel, [lookup(name) for name in names], share_raw)
+    return [(name, rel, *result) for name, result in zip(names, results, strict=True)]
 
 
 def run(
@@ -149,19 +166,19 @@ def run(
     names: list[str],
     lookup: Callable[[str], Variant],
     label: str = "files",
-    raw_key: Callable[[str], Hashable] | None = None,
+    share_raw: bool = False,
 ) -> dict[str, dict[str, tuple[FileScores, dict]]]:
     """Every variant of ``names`` (built by ``lookup``, a module-level function) over every
     labelled file of ``root``, on two processes: name -> file -> (scores, counts).
 
-    ``raw_key``: variants with one key are likelihoods over the same raw detector, which
-    then runs once a file for all of them (their ``seconds`` leave it out)."""
-    groups: dict[Hashable, list[str]] = collections.defaultdict(list)
+    ``share_raw``: likelihoods over the same raw detector (:func:`raw_of`) run it once a
+    file for all of them (their ``seconds`` leave it out)."""
+    groups: dict[bytes | str, list[str]] = collections.defaultdict(list)
     for name in names:
-        groups[raw_key(name) if raw_key else name].append(name)
-    shared_raw = raw_key is not None
+        raw = raw_of(lookup(name)) if share_raw else None
+        groups[raw if raw is not None else name].append(name)
     tasks = [
-        (shared, root, group, rel, lookup, shared_raw)
+        (shared, root, group, rel, lookup, share_raw and len(group) > 1)
         for group in groups.values()
         for rel in sorted(labels(root))
     ]

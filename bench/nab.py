@@ -24,9 +24,9 @@ Three figures, none of which can flatter it, next to the plain score on ``../sha
 3. **Speed and size**: the backtest's rows/s (score, learn, alert lifecycle, one process)
    against the default of before in the same run, and the default model's JSON state
    after 50,000 values. Those two run whole for it; in the grid, candidates that build
-   the same raw detector (:data:`RAW_CHOICES`) run it once a file and their likelihoods
-   read its scores (``corpus.run``'s ``raw_key``), which must give the two the alerts
-   of their whole runs.
+   the same raw detector run it once a file and their likelihoods read its scores
+   (``corpus.run``'s ``share_raw``), which must give the two the alerts of their whole
+   runs.
 
 Published detectors re-scored on the 35 shared files: ARTime 67.5, Numenta HTM 66.5,
 contextOSE 61.2, KNN-CAD 52.9, Random Cut Forest 47.9, River GaussianScorer 26.4.
@@ -74,17 +74,6 @@ CHOICES = (
     "confirm",
     "robust",
     "long memory",
-    "forecast",
-    "shift mean",
-    "raw cap",
-    "student slots",
-)
-#: The choices of the raw detector the likelihood wraps (the rest are the likelihood's
-#: and the alert policy's): candidates that agree on these run it once a file.
-RAW_CHOICES = (
-    "log view",
-    "repeats",
-    "repeat tail",
     "forecast",
     "shift mean",
     "raw cap",
@@ -140,6 +129,9 @@ COMPARED = (
 )
 
 
+#: The counts a whole run and the grid's run of one candidate must agree on.
+COUNTED = ("tp", "fp", "missed")
+
 #: The figures each candidate compared is reported with (beside its score per category).
 HEADLINE = ("std", "low_fp", "low_fn", "fp", "missed")
 
@@ -172,12 +164,6 @@ def lookup(name: str) -> corpus.Variant:
     }
     policy = DETECTOR_POLICY if on["confirm"] else dataclasses.replace(DETECTOR_POLICY, for_ms=0)
     return (lambda: default_detector(**choices)), policy
-
-
-def raw_key(name: str) -> tuple[bool, ...]:
-    """What of candidate ``name`` the raw detector is made of (:data:`RAW_CHOICES`)."""
-    on = dict(zip(CHOICES, CANDIDATES[name], strict=True))
-    return tuple(on[choice] for choice in RAW_CHOICES)
 
 
 def leave_one_category_out(shared: Path, runs: dict[str, dict]) -> dict[str, Any]:
@@ -259,7 +245,7 @@ def main() -> None:
     shared = Path(args.shared).resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
     nab = shared / "nab"
-    runs = corpus.run(shared, nab, list(CANDIDATES), lookup, "shared NAB", raw_key)
+    runs = corpus.run(shared, nab, list(CANDIDATES), lookup, "shared NAB", share_raw=True)
     print(file=sys.stderr)
     # The speed: the default and the default of before each run whole, their raw
     # detectors included; the same alerts as the grid's, or the grid is wrong.
@@ -268,8 +254,7 @@ def main() -> None:
     for name in (DEFAULT, BEFORE):
         for rel, (scores, counts) in timed[name].items():
             grid_scores, grid_counts = runs[name][rel]
-            kept = ("tp", "fp", "missed")
-            if scores != grid_scores or any(counts[k] != grid_counts[k] for k in kept):
+            if scores != grid_scores or any(counts[k] != grid_counts[k] for k in COUNTED):
                 raise RuntimeError(f"{name} on {rel}: the shared raw pass scored otherwise")
     summaries = {name: corpus.summary(shared, runs[name]) for name in CANDIDATES}
     result: dict[str, Any] = {}

@@ -854,13 +854,13 @@ def default_detector(
     Six raw scores per value, the highest counting: the value against its hour of the
     day (a Student tail while the hour's slot is young: ``student``) and against the last
     500 values, both on the raw scale (at most :data:`RAW_HIGHEST`: ``raw_cap``) and on a
-    log scale; on the log scale also against a
-    one-step forecast, a level that follows the series plus its hour's offset
-    (``forecast``), and against the recent mean of that forecast's residuals
-    (``forecast_shift``: a shift of one or two spreads); and how rare its run of repeats
-    is (past the longest run in its history, as rare as chance repeats would make it:
-    ``repeat_tail``). Then their likelihood over the last 3 hours (at most 20 steps),
-    held back unless that mean is also rare (3%) in its own history.
+    log scale; on the log scale also against a one-step forecast, a level that follows
+    the series plus its hour's offset (``forecast``), and against the recent mean of
+    that forecast's residuals (``forecast_shift``: a shift of one or two spreads); and
+    how rare its run of repeats is (past the longest run in its history, as rare as
+    chance repeats would make it: ``repeat_tail``). Then their likelihood over the last
+    3 hours (at most 20 steps), held back unless that mean is also rare (3%) in its own
+    history.
     That history learns a step that alerted as at most the threshold's z (``robust``: an
     incident does not hide the next one) and, with ``long_memory``, spans 10,000 steps (a
     week of a minutely series; off: 1,000, 17 hours of it) and sets aside its first 200,
