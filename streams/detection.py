@@ -4,8 +4,8 @@ Every detector watches one signal (a sequence of values per series) and has two 
 as in River: ``score_one(x, at)`` (how anomalous ``x`` is, in [0, 1], before learning it)
 and ``learn_one(x, at)``, where ``at`` is the value's event time in ms (None when there is
 none; seasonal detectors and the likelihood's time span use it). ``to_json()`` /
-``restore(data)`` carry the state as plain data (never pickled). A value that is not
-finite is scored 0 and not learned.
+``restore(data)`` carry the state as plain data (never pickled; float arrays as base64
+text, ``streams.packing``). A value that is not finite is scored 0 and not learned.
 
 - :class:`GaussianDetector`: how far a value lies from the recent level: a Gaussian over
   the last values, in a few blocks of River's ``stats.Var`` sums (:class:`RollingMoments`).
@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from streams.likelihood import AnomalyLikelihood
+from streams.packing import pack, unpack
 from streams.summaries import RollingMoments, TailProbability
 
 __all__ = [
@@ -343,8 +344,8 @@ class SeasonalDetector:
             **_highest(self.highest),
             **({"student": True} if self.student else {}),
             "n": [int(n) for n in slots[0::3]],
-            "mean": slots[1::3].tolist(),
-            "var": slots[2::3].tolist(),
+            "mean": pack(slots[1::3]),
+            "var": pack(slots[2::3]),
         }
 
     @classmethod
@@ -357,12 +358,13 @@ class SeasonalDetector:
             highest=data.get("highest", 1.0),
             student=data.get("student", False),
         )
-        if not len(data["n"]) == len(data["mean"]) == len(data["var"]) == d.buckets:
+        mean, var = unpack(data["mean"]), unpack(data["var"])
+        if not len(data["n"]) == len(mean) == len(var) == d.buckets:
             raise ValueError(f"a seasonal state needs {d.buckets} slots in n, mean and var")
         for slot, n in enumerate(data["n"]):
             if n:  # the slots seen, opened in slot order (the order they came is not kept)
                 i = d._room(slot)
-                d._slots[i : i + 3] = array.array("d", (n, data["mean"][slot], data["var"][slot]))
+                d._slots[i : i + 3] = array.array("d", (n, mean[slot], var[slot]))
         return d
 
 
@@ -549,12 +551,11 @@ class ForecastDetector:
         self._season[slot] = offset + gamma * (x - level - offset)
 
     def to_json(self) -> dict[str, Any]:
-        nan = math.isnan
         state = {
             "kind": self.kind,
             **{name: getattr(self, name) for name in self.PARAMETERS},
-            "level": None if nan(self._level) else self._level,
-            "season": [None if nan(s) else s for s in self._season],
+            "level": None if math.isnan(self._level) else self._level,
+            "season": pack(self._season),
             "var": self._var,
             "n": self._n,
         }
@@ -570,11 +571,11 @@ class ForecastDetector:
         # restores without them.
         saved: dict[str, Any] = {"shift_alpha": None, "visit_share": None, **data}
         d = cls(**{name: saved[name] for name in cls.PARAMETERS})
-        if len(data["season"]) != d.buckets:
+        d._season = unpack(data["season"])
+        if len(d._season) != d.buckets:
             raise ValueError(f"a forecast state needs {d.buckets} slots in season")
         level = data["level"]
         d._level = math.nan if level is None else level
-        d._season = array.array("d", (math.nan if s is None else s for s in data["season"]))
         d._var, d._n = data["var"], data["n"]
         d._shift, d._shift_var = data.get("shift", 0.0), data.get("shift_var", 0.0)
         d._at = data.get("at")

@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from streams.packing import pack, unpack
 from streams.summaries import RollingMoments, TailProbability
 
 #: A likelihood at or above this is unusual enough to alert on: the default threshold of
@@ -232,7 +233,7 @@ class AnomalyLikelihood:
             "warmup": self.warmup,
             "learned": self._learned,
             "history_moments": self._history.to_json(),
-            "recent": self._recent.tolist(),
+            "recent": pack(self._recent),
             "tail": self._tail.to_json() if self._tail is not None else None,
             "young": None
             if self._young is None
@@ -266,7 +267,7 @@ class AnomalyLikelihood:
             moments=RollingMoments.restore(data["history_moments"]),
             tail=TailProbability.restore(tail) if tail is not None else None,
         )
-        d._recent.extend(data["recent"][-d.short :])
+        d._recent.extend(unpack(data["recent"])[-d.short :])
         d._at, d._log_step = data.get("at"), data.get("log_step")
         d._learned = data.get("learned", 0)
         young = data.get("young")

@@ -13,6 +13,8 @@ import array
 import math
 from typing import Any
 
+from streams.packing import pack, unpack
+
 
 def _whole(n: float) -> float | int:
     """``n`` as an int where it is a whole number (shorter in JSON, the same value)."""
@@ -107,26 +109,48 @@ class RollingMoments:
             mean = (old_n * mean + on * om) / n  # Mean.__iadd__
         return [n, mean, s]
 
+    def parts(self) -> list[tuple[float, float, float]]:
+        """Count, mean and variance (ddof 0) of each block, the open one and the total:
+        River's ``Var`` of each, as ``(n, mean.get(), get())``."""
+        flat = self._in_order()
+        return [
+            (n, mean, s / n if n > 0 else 0.0)
+            for n, mean, s in zip(flat[0::3], flat[1::3], flat[2::3], strict=True)
+        ]
+
+    def _in_order(self) -> array.array[float]:
+        """Count, mean and sum of squared deviations of each block, in order."""
+        return self._state[self.HEAD :] + self._state[: self.HEAD]
+
     def to_json(self) -> dict[str, Any]:
         # The running total too: re-summing the parts would differ in the last bits. A
-        # count is written as the whole number it is ("25", not "25.0"), as restore reads
-        # either: 126 bytes less in a default model's state (8,044 against 8,170 on the
-        # longest found, values about 1e-5: a scratch run).
-        head = self.HEAD
-        flat = self._state[head:].tolist() + self._state[:head].tolist()
+        # count is written as the whole number it is ("25", not "25.0"); the means and
+        # sums packed (``streams.packing``), as they are: a restored window is this one
+        # to the bit (a variance written as S / n came back as n * (S / n)).
+        flat = self._in_order()
         return {
             "size": self.size,
-            "parts": [
-                [_whole(flat[i]), flat[i + 1], flat[i + 2] / flat[i] if flat[i] > 0 else 0.0]
-                for i in range(0, len(flat), 3)
-            ],
+            "counts": [_whole(n) for n in flat[0::3]],
+            "means": pack(flat[1::3]),
+            "sums": pack(flat[2::3]),
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any]) -> RollingMoments:
+        """Also the ``parts`` lists of ``[count, mean, variance]`` written before packing."""
+        if "parts" in data:
+            parts = data["parts"]
+            counts = [float(n) for n, _, _ in parts]
+            means = array.array("d", (mean for _, mean, _ in parts))
+            sums = array.array("d", (n * var for n, _, var in parts))
+        else:
+            counts, means, sums = data["counts"], unpack(data["means"]), unpack(data["sums"])
+        if not len(counts) == len(means) == len(sums):
+            raise ValueError("a moments state needs as many means and sums as counts")
+        flat = array.array("d", bytes(24 * len(counts)))
+        flat[0::3], flat[1::3], flat[2::3] = array.array("d", counts), means, sums
         m = cls(data["size"])
-        flat = [x for n, mean, var in data["parts"] for x in (float(n), mean, n * var)]
-        m._state = array.array("d", flat[-cls.HEAD :] + flat[: -cls.HEAD])
+        m._state = flat[-cls.HEAD :] + flat[: -cls.HEAD]
         return m
 
 
