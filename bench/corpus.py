@@ -113,29 +113,51 @@ def score_variants(
     shared: Path, root: Path, rel: str, variants: list[Variant], share_raw: bool = False
 ) -> list[tuple[FileScores, dict]]:
     """A backtest of each of ``variants`` over one labelled file (read once), scored for
-    every profile. With ``share_raw`` (likelihoods over one raw detector, see
-    :func:`raw_of`), the first one's raw detector runs once and each likelihood reads its
-    scores; ``seconds`` is then the likelihood's and the alerts' time alone."""
+    every profile (:func:`alerts_of` says what ``share_raw`` shares)."""
     nab = scorer(shared)
     rows = read(root / "data" / rel)
     timestamps = [nab.norm_ts(t) for t, _ in rows]
     windows = labels(root)[rel]
-    raw = raw_scores(variants[0][0](), rows) if share_raw else None
     out = []
-    for make, policy in variants:
-        started = time.perf_counter()
-        detector = make()
-        if raw is not None:
-            assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked the first
-            detector.detector = Replay(raw)
-        alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
-        scores, counts = {}, {"rows": len(rows), "seconds": time.perf_counter() - started}
+    for alerts, seconds in alerts_of(rows, variants, share_raw):
+        scores, counts = {}, {"rows": len(rows), "seconds": seconds}
         for profile, w in nab.PROFILES.items():
             total, tp, fp, missed = nab.score_file(timestamps, alerts, windows, w)
             scores[profile] = (total, len(windows))
             if profile == "standard":
                 counts.update(tp=tp, fp=fp, missed=missed)
         out.append((scores, counts))
+    return out
+
+
+def alerts_of(
+    rows: list[tuple[str, float]], variants: list[Variant], share_raw: bool = False
+) -> list[tuple[list[bool], float]]:
+    """Each of ``variants``' alert column over ``rows``, and the seconds it took.
+
+    With ``share_raw`` (likelihoods over one raw detector, see :func:`raw_of`) the first
+    one's raw detector runs once and each likelihood reads its scores, and variants of
+    one detector (a fresh one's state, which holds every setting) that differ in their
+    alert policy alone score the rows once, each policy running the alert state machine
+    over those scores. The seconds are then the likelihood's and the alerts' alone, a
+    policy's after the first its alerts' alone."""
+    raw = raw_scores(variants[0][0](), rows) if share_raw else None
+    scored: dict[bytes, list[tuple[int, float, float]]] = {}
+    out = []
+    for make, policy in variants:
+        started = time.perf_counter()
+        detector = make()
+        if raw is None:
+            alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
+        else:
+            assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked the first
+            key = orjson.dumps(detector.to_json())
+            if key not in scored:
+                detector.detector = Replay(raw)
+                run = backtest.run(rows, detector)
+                scored[key] = [(backtest.timestamp_ms(t), x, score) for t, x, score, _ in run]
+            alerts = [bool(alert) for alert in backtest.alerts(scored[key], policy)]
+        out.append((alerts, time.perf_counter() - started))
     return out
 
 

@@ -48,9 +48,32 @@ def run(
         at = timestamp_ms(timestamp)
         score = detector.score_one(value, at)
         detector.learn_one(value, at)
-        state, transition = step(state, Observation(score >= THRESHOLD, value), at, policy)
-        fired = transition is not None and transition.to == "firing"
-        yield timestamp, value, score, int(fired)
+        state, fired = _alert(state, value, score, at, policy)
+        yield timestamp, value, score, fired
+
+
+def alerts(rows: Iterable[tuple[int, float, float]], policy: Policy = POLICY) -> Iterator[int]:
+    """The ``alert`` column of :func:`run` for rows already scored, ``(at, value,
+    anomaly_score)``: one detector's scores under several policies (``bench/nab.py``
+    compares two), the alert state machine being all that differs.
+
+    >>> rows = [(i * 60_000, 1.0, 0.99995 if i in (3, 4, 9) else 0.5) for i in range(12)]
+    >>> [i for i, fired in enumerate(alerts(rows)) if fired]
+    [4]
+    """
+    state = AlertState()
+    for at, value, score in rows:
+        state, fired = _alert(state, value, score, at, policy)
+        yield fired
+
+
+def _alert(
+    state: AlertState, value: float, score: float, at: int, policy: Policy
+) -> tuple[AlertState, int]:
+    """One row through the alert state machine: the state after it, and 1 if the alert
+    went to firing there."""
+    state, transition = step(state, Observation(score >= THRESHOLD, value), at, policy)
+    return state, int(transition is not None and transition.to == "firing")
 
 
 def run_file(source: Path, target: Path) -> int:

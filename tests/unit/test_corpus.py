@@ -65,6 +65,33 @@ def test_replayed_raw_scores_give_every_candidate_of_a_group_the_same_scores_and
     assert alerts > len(names)  # the comparison covers alerts, not just quiet rows
 
 
+@pytest.mark.parametrize("shape, seed", [("latency", 3), ("bursty", 4)])
+def test_a_group_scored_once_per_detector_alerts_as_each_candidate_run_whole(shape, seed):
+    """The default's group through ``alerts_of`` with ``share_raw`` (one raw pass, and
+    one likelihood run for each pair of candidates that differ in the alert policy
+    alone) against each candidate run whole: the same alert column, row for row."""
+    rows = _rows(shape, seed)
+    variants = [nab.lookup(name) for name in _group_of(nab.DEFAULT)]
+    policies = {policy for _, policy in variants}
+    assert len(policies) == 2  # the confirmation on and off: pairs share a likelihood run
+    shared = [alerts for alerts, _ in corpus.alerts_of(rows, variants, share_raw=True)]
+    whole = [alerts for alerts, _ in corpus.alerts_of(rows, variants)]
+    assert shared == whole
+    assert sum(map(sum, whole)) > len(variants)  # alerts compared, not just quiet rows
+
+
+def test_alerts_over_stored_scores_are_the_alerts_of_a_run():
+    """``backtest.alerts`` over a run's scores, under both policies of the grid: the
+    run's alert column."""
+    rows = _rows("drift", 5)
+    for name in (nab.DEFAULT, nab.BEFORE):
+        make, policy = nab.lookup(name)
+        run = list(backtest.run(rows, make(), policy))
+        scored = [(backtest.timestamp_ms(t), x, score) for t, x, score, _ in run]
+        assert list(backtest.alerts(scored, policy)) == [alert for *_, alert in run]
+        assert sum(alert for *_, alert in run) > 0
+
+
 def test_a_shared_raw_pass_needs_a_likelihood():
     with pytest.raises(TypeError, match="needs a likelihood"):
         corpus.raw_scores(GaussianDetector(), [("2024-01-01 00:00:00", 1.0)])
