@@ -34,8 +34,11 @@ _SWAP = sys.byteorder != "little"
 
 def pack(values: Iterable[float]) -> str:
     """``values`` as base64 of their little-endian doubles."""
-    ready = isinstance(values, array.array) and values.typecode == "d"
-    doubles = values if ready else array.array("d", values)
+    doubles: array.array[float]
+    if isinstance(values, array.array) and values.typecode == "d":
+        doubles = values
+    else:
+        doubles = array.array("d", values)
     if _SWAP:
         doubles = array.array("d", doubles)
         doubles.byteswap()
