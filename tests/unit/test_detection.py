@@ -37,6 +37,10 @@ FACTORIES = {
         bucket_ms=60_000, buckets=10, highest=detection.RAW_HIGHEST
     ),
     "seasonal, student": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10, student=True),
+    "seasonal, weekly": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10, weekly=True),
+    "forecast, weekly": lambda: ForecastDetector(bucket_ms=60_000, buckets=10, weekly=True),
+    "repeats, continuation": lambda: RepeatDetector(continuation=True),
+    "default, calm": lambda: default_detector(calm=True),
     "forecast": lambda: ForecastDetector(bucket_ms=60_000, buckets=10),
     "max": lambda: MaxDetector(
         [SeasonalDetector(), GaussianDetector(window_size=200, grace_period=20)]
@@ -58,7 +62,7 @@ FACTORIES = {
 STEP_MS = 60_000  # one value a minute, as 1m windows close
 DATA = pathlib.Path(__file__).parent / "data"
 #: Detectors of another aspect than how far a value lies (the spike tests do not apply).
-NOT_LEVEL = {"repeats"}
+NOT_LEVEL = {"repeats", "repeats, continuation"}
 
 
 def _series(seed: int, n: int = 600) -> list[float]:
@@ -103,7 +107,7 @@ def test_state_round_trips_through_json_and_scores_go_on_the_same(make, cut):
     assert tail_b == tail_a
 
 
-@pytest.mark.parametrize("name", sorted(set(FACTORIES) - {"default"} - NOT_LEVEL))
+@pytest.mark.parametrize("name", sorted(set(FACTORIES) - {"default", "default, calm"} - NOT_LEVEL))
 def test_an_obvious_spike_gets_the_highest_score(name):
     # Not the default detector: it averages 20 steps, and in a series' first hours each
     # new hour of the day starts from a narrow spread (scores up to 0.96, below any alert).
@@ -788,3 +792,81 @@ def test_a_repeat_state_saved_before_the_tail_restores_with_the_floor():
     replayed = _feed(detection.restore(old), values[600:], 600)
     assert replayed == _feed(floor, values[600:], 600)
     assert max(_feed(tail, values[600:], 600)) > max(replayed)  # the tail was not there
+
+
+def _weekly_values(weeks: int) -> list[tuple[int, float]]:
+    """Hourly values busy by day, the two last days of each week 40% quieter."""
+    rng = random.Random(36)
+    out = []
+    for hour in range(weeks * 7 * 24):
+        day = hour // 24
+        x = 100.0 + 30.0 * math.sin(2 * math.pi * hour / 24) + rng.gauss(0, 3)
+        out.append((hour * HOUR_MS, x * (0.6 if day % 7 >= 5 else 1.0)))
+    return out
+
+
+@pytest.mark.parametrize("kind", [SeasonalDetector, ForecastDetector])
+def test_a_day_of_week_offset_tells_a_weekday_drop_from_a_quiet_day(kind):
+    """Ten weeks of hourly values, two days a week 40% quieter. With the days' offsets
+    learned, a quiet day's values are ordinary and a weekday's drop of as much is not.
+    Without them, hour slots of the day mix both kinds of day, and the forecast's spread
+    takes in every change of day: the weekday's drop is taken for one more quiet day."""
+    plain, weekly = kind(), kind(weekly=True)
+    values = _weekly_values(10)
+    for at, x in values:
+        for d in (plain, weekly):
+            d.score_one(x, at)
+            d.learn_one(x, at)
+    week = 10 * 7 * 24 * HOUR_MS
+    quiet = [(week + (5 * 24 + h) * HOUR_MS, x) for h, (_, x) in enumerate(values[5 * 24 : 6 * 24])]
+    assert max(weekly.score_one(x, at) for at, x in quiet) < 0.95
+    drop, monday_noon = 0.6 * values[12][1], week + 12 * HOUR_MS
+    assert weekly.score_one(drop, monday_noon) > 0.9999
+    assert plain.score_one(drop, monday_noon) < 0.9
+
+
+def test_a_day_of_week_offset_is_in_the_state_and_a_state_without_one_restores_plain():
+    d = SeasonalDetector(weekly=True)
+    for at, x in _weekly_values(3):
+        d.learn_one(x, at)
+    state = orjson.loads(orjson.dumps(d.to_json()))
+    assert "week" in state and "week" not in SeasonalDetector().to_json()
+    restored = detection.restore(state)
+    at = 3 * 7 * 24 * HOUR_MS + 5 * 24 * HOUR_MS
+    assert restored.score_one(60.0, at) == d.score_one(60.0, at)
+    older = {k: v for k, v in state.items() if k != "week"}
+    assert detection.restore(older).score_one(60.0, at) != d.score_one(60.0, at)
+
+
+def test_a_run_of_zeros_as_long_as_those_seen_scores_low_by_its_continuation():
+    """Counts of a rare event (about 0.3 a step): runs of zeros of 20 come every few
+    days. Scored by its next step, such a run is ordinary at each step; scored as a
+    whole tail, it climbs past 0.99. A stuck sensor on a series that never repeats is
+    past every run its history holds from its first repeat: the same score either way."""
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(0.3, 5_000).astype(float).tolist()
+    whole, step = RepeatDetector(), RepeatDetector(continuation=True)
+    for x in counts:
+        for d in (whole, step):
+            d.learn_one(x)
+    longest = max(len(list(g)) for k, g in itertools.groupby(counts) if k == 0)
+    scores: dict[str, list[float]] = {"whole": [], "step": []}
+    for _ in range(longest - 3):
+        for name, d in (("whole", whole), ("step", step)):
+            scores[name].append(d.score_one(0.0))
+            d.learn_one(0.0)
+    assert max(scores["whole"]) > 0.99 > 0.9 > max(scores["step"])
+
+    gauges = random.Random(8)
+    whole, step = RepeatDetector(), RepeatDetector(continuation=True)
+    for _ in range(2_000):
+        x = gauges.gauss(50, 5)
+        for d in (whole, step):
+            d.learn_one(x)
+    stuck = []
+    for _ in range(10):
+        stuck.append((whole.score_one(x), step.score_one(x)))
+        for d in (whole, step):
+            d.learn_one(x)
+    assert all(a == b for a, b in stuck)
+    assert stuck[2][0] > 0.999
