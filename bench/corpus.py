@@ -91,16 +91,22 @@ def raw_of(variant: Variant) -> bytes | None:
     return orjson.dumps(detector.detector.to_json())
 
 
-def raw_scores(detector: Detector, rows: list[tuple[str, float]]) -> list[float]:
+def raw_scores(
+    detector: Detector, rows: list[tuple[str, float]], ats: list[int] | None = None
+) -> list[float]:
     """The scores of the detector an :class:`AnomalyLikelihood` wraps, as the likelihood
-    asks for them over ``rows``: each value scored, then learned."""
+    asks for them over ``rows`` (their times ``ats``, parsed here if None)."""
     if not isinstance(detector, AnomalyLikelihood):
         raise TypeError(f"a shared raw pass needs a likelihood, not {detector.kind!r}")
-    raw, scores = detector.detector, []
-    for timestamp, value in rows:
-        at = backtest.timestamp_ms(timestamp)
-        scores.append(raw.score_one(value, at))
-        raw.learn_one(value, at)
+    return _scores(detector.detector, rows, ats or [backtest.timestamp_ms(t) for t, _ in rows])
+
+
+def _scores(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -> list[float]:
+    """``detector``'s score of each row, each value scored, then learned."""
+    scores = []
+    for at, (_, value) in zip(ats, rows, strict=True):
+        scores.append(detector.score_one(value, at))
+        detector.learn_one(value, at)
     return scores
 
 
@@ -141,7 +147,10 @@ def alerts_of(
     alert policy alone score the rows once, each policy running the alert state machine
     over those scores. The seconds are then the likelihood's and the alerts' alone, a
     policy's after the first its alerts' alone."""
-    raw = raw_scores(variants[0][0](), rows) if share_raw else None
+    raw = None
+    if share_raw:
+        ats = [backtest.timestamp_ms(t) for t, _ in rows]
+        raw = raw_scores(variants[0][0](), rows, ats)
     scored: dict[bytes, list[tuple[int, float, float]]] = {}
     out = []
     for make, policy in variants:
@@ -154,8 +163,8 @@ def alerts_of(
             key = orjson.dumps(detector.to_json())
             if key not in scored:
                 detector.detector = Replay(raw)
-                run = backtest.run(rows, detector)
-                scored[key] = [(backtest.timestamp_ms(t), x, score) for t, x, score, _ in run]
+                scores = _scores(detector, rows, ats)
+                scored[key] = [(at, x, y) for at, (_, x), y in zip(ats, rows, scores, strict=True)]
             alerts = [bool(alert) for alert in backtest.alerts(scored[key], policy)]
         out.append((alerts, time.perf_counter() - started))
     return out

@@ -42,7 +42,8 @@ from typing import Any, Protocol
 
 from streams.likelihood import AnomalyLikelihood
 from streams.packing import pack, unpack
-from streams.summaries import RollingMoments, TailProbability
+from streams.summaries import RollingMoments, TailProbability, visit_rate
+from streams.summaries import clip as _clip  # ``clip`` is also ForecastDetector's option
 from streams.weekly import WeekOffsets
 
 __all__ = [
@@ -104,11 +105,6 @@ def _learnable(x: float) -> bool:
     """Finite and small enough that squares of differences stay finite: a value beyond
     1e100 is scored (as far out) but never learned, so it cannot poison a model."""
     return math.isfinite(x) and abs(x) < 1e100
-
-
-def _clip(value: float, most: float) -> float:
-    """``value`` within ``[-most, most]``."""
-    return most if value > most else -most if value < -most else value
 
 
 def _spread_floor(mu: float) -> float:
@@ -245,10 +241,9 @@ class SeasonalDetector:
         highest: float = 1.0,
         student: bool = False,
         weekly: bool = False,
-        week: WeekOffsets | None = None,
     ) -> None:
         """``weekly``: a slot's values less what their day of the week adds
-        (:class:`~streams.weekly.WeekOffsets`, ``week`` when restored)."""
+        (:class:`~streams.weekly.WeekOffsets`)."""
         if buckets < 1 or bucket_ms < 1 or not 0 < alpha <= 1 or grace < 1:
             raise ValueError("buckets, bucket_ms and grace must be >= 1 and alpha in (0, 1]")
         if not 0 < highest <= 1:
@@ -257,7 +252,7 @@ class SeasonalDetector:
             raise ValueError("a Student tail needs grace >= 2 (n - 1 degrees of freedom)")
         self.highest = highest
         self.student = student
-        self._week = (week or WeekOffsets()) if weekly else None
+        self._week = WeekOffsets() if weekly else None
         self.buckets = buckets
         self.bucket_ms = bucket_ms
         self.alpha = alpha
@@ -374,9 +369,9 @@ class SeasonalDetector:
             grace=data["grace"],
             highest=data.get("highest", 1.0),
             student=data.get("student", False),
-            weekly="week" in data,
-            week=WeekOffsets.restore(data["week"]) if "week" in data else None,
         )
+        if "week" in data:
+            d._week = WeekOffsets.restore(data["week"])
         mean, var = unpack(data["mean"]), unpack(data["var"])
         if not len(data["n"]) == len(mean) == len(var) == d.buckets:
             raise ValueError(f"a seasonal state needs {d.buckets} slots in n, mean and var")
@@ -554,8 +549,7 @@ class ForecastDetector:
             now, last = int(at), self._at
             self._at = now if last is None else max(last, now)
             if last is not None:
-                part = min(max(now - last, 0), self.bucket_ms) / self.bucket_ms
-                gamma = min(gamma, 1.0 - (1.0 - share) ** part)
+                gamma = visit_rate(gamma, share, now - last, self.bucket_ms)
         slot, level = self._slot(at), self._level
         if math.isnan(level):
             self._level, self._season[slot] = x, 0.0

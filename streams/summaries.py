@@ -16,6 +16,20 @@ from typing import Any
 from streams.packing import pack, unpack
 
 
+def clip(value: float, most: float) -> float:
+    """``value`` within ``[-most, most]`` (Huber's clip)."""
+    return most if value > most else -most if value < -most else value
+
+
+def visit_rate(rate: float, share: float, gap_ms: int, visit_ms: int) -> float:
+    """The lower of ``rate`` a value and what keeps a visit of ``visit_ms`` (an hour slot,
+    a day) to at most ``share`` of its mean: ``1 - (1 - share) ** (gap / visit)``, the gap
+    since the value before within ``[0, visit_ms]``."""
+    part = min(max(gap_ms, 0), visit_ms) / visit_ms
+    bound: float = 1.0 - (1.0 - share) ** part
+    return min(rate, bound)
+
+
 def _whole(n: float) -> float | int:
     """``n`` as an int where it is a whole number (shorter in JSON, the same value)."""
     return int(n) if n.is_integer() else n

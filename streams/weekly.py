@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 from streams.packing import pack, unpack
+from streams.summaries import clip, visit_rate
 
 DAY_MS = 86_400_000
 #: The share of a clipped residual an offset learns per value, and at most per day.
@@ -59,13 +60,8 @@ class WeekOffsets:
             return
         now, last = int(at), self._at
         self._at = now if last is None else max(last, now)
-        rate = RATE
-        if last is not None:
-            part = min(max(now - last, 0), DAY_MS) / DAY_MS
-            rate = min(rate, 1.0 - (1.0 - VISIT_SHARE) ** part)
-        most = CLIP * spread
-        day = (now // DAY_MS) % 7
-        self._offsets[day] += rate * max(-most, min(most, residual))
+        rate = RATE if last is None else visit_rate(RATE, VISIT_SHARE, now - last, DAY_MS)
+        self._offsets[(now // DAY_MS) % 7] += rate * clip(residual, CLIP * spread)
 
     def to_json(self) -> dict[str, Any]:
         return {"offsets": pack(self._offsets), "at": self._at}
