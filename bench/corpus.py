@@ -98,7 +98,9 @@ def raw_scores(
     asks for them over ``rows`` (their times ``ats``, parsed here if None)."""
     if not isinstance(detector, AnomalyLikelihood):
         raise TypeError(f"a shared raw pass needs a likelihood, not {detector.kind!r}")
-    return _scores(detector.detector, rows, ats or [backtest.timestamp_ms(t) for t, _ in rows])
+    if ats is None:
+        ats = [backtest.timestamp_ms(t) for t, _ in rows]
+    return _scores(detector.detector, rows, ats)
 
 
 def _scores(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -> list[float]:

@@ -540,19 +540,18 @@ class ForecastDetector:
     def learn_one(self, x: float, at: int | None = None) -> None:
         if not _learnable(x):
             return
-        week = self._week
+        slot, level, week = self._slot(at), self._level, self._week
         if week is not None:  # the forecast learns the value less its day's offset
             x -= week.offset(at)
-            offset = self._season[self._slot(at)]
-            if self._n >= self.grace and not math.isnan(offset) and not math.isnan(self._level):
-                week.learn(x - self._level - offset, math.sqrt(self._var), at)
+            offset = self._season[slot]
+            if self._n >= self.grace and not math.isnan(offset) and not math.isnan(level):
+                week.learn(x - level - offset, math.sqrt(self._var), at)
         gamma, share = self.gamma, self.visit_share
         if share is not None and at is not None:  # at most ``share`` of a visit
             now, last = int(at), self._at
             self._at = now if last is None else max(last, now)
             if last is not None:
                 gamma = visit_rate(gamma, share, now - last, self.bucket_ms)
-        slot, level = self._slot(at), self._level
         if math.isnan(level):
             self._level, self._season[slot] = x, 0.0
             return
@@ -816,9 +815,10 @@ class RepeatDetector:
         floor = 1.0 / (known + 1)
         observed = self._runs.sf(self._run + 1)
         if observed > floor or not self.extrapolate:
-            if self.continuation:  # the run's next step, given its length
-                before = self._runs.sf(self._run) if self._run > 1 else 1.0
-                observed = min(1.0, observed / max(before, observed))
+            if self.continuation and self._run > 1:  # the run's next step, given its length
+                before = self._runs.sf(self._run)
+                if before > 0.0:  # 0: past what the history can say, the whole tail
+                    observed = min(observed / before, 1.0)
             return 1.0 - max(observed, floor)
         # The steps learned, decaying as ``_repeated`` does: sum of keep ** k, k < n.
         steps = self.history * (1.0 - (1.0 - 1.0 / self.history) ** self._n)
