@@ -28,6 +28,11 @@ The shapes (one category each; several files with drawn parameters):
   shifts of 1.3-1.5x or 0.65-0.75x, where ``hourly`` has 2.5-5x, 0.1-0.35, 1.7-2.5x or
   0.35-0.6x): a metric that moves by a third is an incident in a business, and hourly
   series are where the default once missed most windows on series it never saw.
+- ``scheduled``: a host's gauge (CPU, disk I/O) every 5 minutes with scheduled work: a
+  nightly job at a fixed time of day (10-45 minutes at 2-4 times the usual level) and,
+  in half the files, an hourly one at a fixed minute (one step); anomalies: the job's
+  load at a time it is not scheduled, a job that runs for hours, a level shift. The
+  jobs are normal: a detector that alerts on them alerts every night.
 - ``quiet``: the same generators with no anomaly.
 
     python -m bench.synthetic OUT_DIR [--seed 2]
@@ -261,6 +266,34 @@ def _latency(rng: np.random.Generator, anomalies: int) -> Series:
     return times.tolist(), np.round(np.exp(log_values), 3).tolist(), onsets
 
 
+def _scheduled(rng: np.random.Generator, anomalies: int) -> Series:
+    n = int(rng.integers(3_000, 6_000))
+    step = 5 * MINUTE_MS
+    times = _grid(rng, n, step)
+    base, sd = rng.uniform(5, 40), rng.uniform(0.5, 3)
+    values = base + _ar1(rng, n, rng.uniform(0.3, 0.8), sd)
+    values += rng.uniform(0, 0.3) * base * _daily(times, rng.uniform(10, 18))
+    slot = (times % DAY_MS) // step  # which 5 minutes of the day
+    per_day = DAY_MS // step
+    start, steps = int(rng.integers(0, per_day)), int(rng.integers(2, 10))
+    height = rng.uniform(2, 4) * base + 10 * sd
+    nightly = (slot - start) % per_day < steps
+    values[nightly] += height * rng.uniform(0.8, 1.2, int(nightly.sum()))
+    if rng.random() < 0.5:
+        hourly = slot % 12 == int(rng.integers(0, 12))
+        values[hourly] += rng.uniform(0.5, 1.5) * height * rng.uniform(0.8, 1.2, int(hourly.sum()))
+    onsets = _onsets(rng, n, anomalies)
+    for i in onsets:
+        kind = rng.choice(["unscheduled", "long", "shift"])
+        if kind == "unscheduled":
+            values[i : i + steps] += 1.1 * height
+        elif kind == "long":
+            values[i : i + int(rng.integers(24, 72))] += height
+        else:
+            values[i:] += rng.choice([-1, 1]) * rng.uniform(4, 8) * sd
+    return times.tolist(), np.clip(np.round(values, 2), 0, None).tolist(), onsets
+
+
 GENERATORS: dict[str, Callable[[np.random.Generator, int], Series]] = {
     "bursty": _bursty,
     "hourly": _hourly,
@@ -270,6 +303,7 @@ GENERATORS: dict[str, Callable[[np.random.Generator, int], Series]] = {
     "seasonal": _seasonal,
     "latency": _latency,
     "subtle": functools.partial(_hourly, sizes="subtle"),
+    "scheduled": _scheduled,  # last: the files of the shapes before it stay as they were
 }
 FILES_PER_SHAPE = 6
 

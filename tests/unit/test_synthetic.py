@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import json
 
+import numpy as np
+
 from bench import synthetic
 
 
@@ -56,3 +58,14 @@ def test_several_seeds_make_one_corpus_whose_files_name_their_seed(tmp_path):
         assert both[twin] == windows
         data = tmp_path / "both" / "data" / twin
         assert data.read_bytes() == (tmp_path / "three" / "data" / rel).read_bytes()
+
+
+def test_scheduled_jobs_come_back_at_the_same_time_every_day():
+    # A day is 288 values of 5 minutes: a value is most like the one a day before it
+    # (the nightly job, the hourly one and the daily cycle line up), not like the one
+    # 150 values before (12.5 hours: none of them do).
+    for seed in range(4):
+        _, values, _ = synthetic.GENERATORS["scheduled"](np.random.default_rng(seed), 0)
+        v = np.array(values)
+        day, half = (np.corrcoef(v[:-k], v[k:])[0, 1] for k in (288, 150))
+        assert day > 0.8 > 0.1 > half
