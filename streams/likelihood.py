@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from streams.packing import pack, unpack
 from streams.summaries import RollingMoments, TailProbability
+from streams.weekly import DAY_MS
 
 #: A likelihood at or above this is unusual enough to alert on: the default threshold of
 #: ``[[detector]]`` rules, and the score the rarity check maps ``rarity`` onto.
@@ -19,7 +20,6 @@ ALERT_SCORE = 0.9999
 #: The z-score at which the Gaussian part of the likelihood reaches ``ALERT_SCORE`` (3.72).
 ALERT_Z = statistics.NormalDist().inv_cdf(ALERT_SCORE)
 
-DAY_MS = 86_400_000
 #: The echo's slots: 144 of 10 minutes a day. A slot keeps the mean surprise of its last
 #: visit in a byte, in steps of 1/20 (a surprise is at most 12).
 ECHO_SLOTS = 144
@@ -65,8 +65,8 @@ class AnomalyLikelihood:
       (a raw score of 0.9). A nightly job is new on its first night and explained from
       the second on, where the raw detectors that know no time of day (the last 500
       values, the forecast) called it extreme every night: on the development seeds'
-      scheduled shape (host gauges with a nightly job), 50.4 standard became 73.8 and
-      145 false alarms 33 (scratch runs). A slot's mean, not its highest surprise: on
+      scheduled shape (host gauges with a nightly job), 50.4 standard became 73.6 and
+      145 false alarms 35 (scratch runs). A slot's mean, not its highest surprise: on
       sparse counts a chance event in yesterday's slot would explain an incident's
       steps (sparse 66.6 with the highest against 79.3). Only on series whose step is
       at most 90 minutes.
