@@ -897,7 +897,6 @@ def default_detector(
     raw_cap: bool = True,
     student: bool = True,
     calm: bool = True,
-    echo: bool = True,
 ) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
@@ -917,9 +916,7 @@ def default_detector(
     the raw detectors' warm-up.
     With ``calm``: the hour slots and the forecast less what the day of the week adds
     (``streams.weekly``), a run scored by its next step within the runs the history
-    holds, and the raw scale capped at :data:`CALM_HIGHEST` instead. With ``echo``, a
-    step as surprising as its 10 minutes of the day were the day before counts as
-    ordinary (a nightly job alerts on its first night only).
+    holds, and the raw scale capped at :data:`CALM_HIGHEST` instead.
     The keywords turn each of those choices off (``bench/nab.py`` scores every
     combination; all off is the default of before); the README says how each was chosen
     and what it scores.
@@ -956,7 +953,6 @@ def default_detector(
         rarity=rarity,
         robust=robust,
         warmup=200 if long_memory else 0,
-        echo=echo,
     )
 
 

@@ -4,7 +4,6 @@ fits every series (:class:`AnomalyLikelihood`)."""
 from __future__ import annotations
 
 import array
-import base64
 import math
 import statistics
 from collections.abc import Callable
@@ -12,25 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from streams.packing import pack, unpack
 from streams.summaries import RollingMoments, TailProbability
-from streams.weekly import DAY_MS
 
 #: A likelihood at or above this is unusual enough to alert on: the default threshold of
 #: ``[[detector]]`` rules, and the score the rarity check maps ``rarity`` onto.
 ALERT_SCORE = 0.9999
 #: The z-score at which the Gaussian part of the likelihood reaches ``ALERT_SCORE`` (3.72).
 ALERT_Z = statistics.NormalDist().inv_cdf(ALERT_SCORE)
-
-#: The echo's slots: 144 of 10 minutes a day. A slot keeps the mean surprise of its last
-#: visit in a byte, in steps of 1/20 (a surprise is at most 12).
-ECHO_SLOTS = 144
-ECHO_UNIT = 20
-#: A step's surprise is explained when it is at most 1.3 times what its slot or the
-#: next one brought on its last visit; it then counts as at most 1 (a raw score of 0.9).
-ECHO_MARGIN = 1.3
-ECHO_SURPRISE = 1.0
-#: The echo holds on series whose usual step is at most 90 minutes: on a daily series
-#: a slot's last visit would be the step before, and a shift would explain itself.
-ECHO_MAX_LOG_STEP = math.log(90 * 60_000)
 
 if TYPE_CHECKING:
     from streams.detection import Detector
@@ -59,18 +45,6 @@ class AnomalyLikelihood:
       (:class:`TailProbability`): ``ALERT_SCORE`` (0.9999) is then reached only when the
       short mean is also as rare as ``rarity``. Lower scores are left as they are.
 
-    - ``echo``: a step as surprising as its time of day was the day before is ordinary.
-      Each 10 minutes of the day keep the mean surprise of their last visit; a step whose
-      surprise is at most 1.3 times that of its slot or the next one counts as at most 1
-      (a raw score of 0.9). A nightly job is new on its first night and explained from
-      the second on, where the raw detectors that know no time of day (the last 500
-      values, the forecast) called it extreme every night: on the development seeds'
-      scheduled shape (host gauges with a nightly job), 50.4 standard became 73.6 and
-      145 false alarms 35 (scratch runs). A slot's mean, not its highest surprise: on
-      sparse counts a chance event in yesterday's slot would explain an incident's
-      steps (sparse 66.6 with the highest against 79.3). Only on series whose step is
-      at most 90 minutes.
-
     Two more keep the history a record of the series' ordinary moments:
 
     - ``robust``: a step that scores ``ALERT_SCORE`` or more is learned into the mean
@@ -92,17 +66,14 @@ class AnomalyLikelihood:
     kind = "likelihood"
     __slots__ = (
         "_at",
-        "_echo",
         "_history",
         "_last",
         "_learned",
         "_log_step",
         "_recent",
-        "_slot",
         "_tail",
         "_young",
         "detector",
-        "echo",
         "grace",
         "history",
         "rarity",
@@ -125,7 +96,6 @@ class AnomalyLikelihood:
         rarity: float | None = None,
         robust: bool = False,
         warmup: int = 0,
-        echo: bool = False,
         moments: RollingMoments | None = None,
         tail: TailProbability | None = None,
     ) -> None:
@@ -143,12 +113,6 @@ class AnomalyLikelihood:
         self.rarity = rarity
         self.robust = robust
         self.warmup = warmup
-        self.echo = echo
-        #: The mean surprise of each 10 minutes of the day on its last visit (in
-        #: 1/``ECHO_UNIT``), with ``echo``; and the visit in progress: its slot, the sum
-        #: and the count of its surprises.
-        self._echo = array.array("B", bytes(ECHO_SLOTS)) if echo else None
-        self._slot: tuple[int, float, int] | None = None
         #: Steps learned during the warm-up (it ends when this reaches ``warmup``).
         self._learned = 0
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
@@ -165,39 +129,15 @@ class AnomalyLikelihood:
         #: The time of the last value learned, and the mean log of the gaps between values.
         self._at: int | None = None
         self._log_step: float | None = None
-        #: (x, at, surprise, as counted, short mean, score) of the value scored and not
-        #: learned yet.
-        self._last: tuple[float, int | None, float, float, float, float] | None = None
+        #: (x, at, surprise, short mean, score) of the value scored and not learned yet.
+        self._last: tuple[float, int | None, float, float, float] | None = None
 
     def score_one(self, x: float, at: int | None = None) -> float:
         surprise = _surprise(self.detector.score_one(x, at))
-        counted = self._explained(surprise, at)
-        current = self._short_mean(counted)
+        current = self._short_mean(surprise)
         score = self._likelihood(current)
-        self._last = (x, at, surprise, counted, current, score)
+        self._last = (x, at, surprise, current, score)
         return score
-
-    def _explained(self, surprise: float, at: int | None) -> float:
-        """``surprise`` as the short mean counts it: at most ``ECHO_SURPRISE`` where the
-        echo explains it."""
-        echo, step = self._echo, self._log_step
-        if echo is None or at is None or step is None or step > ECHO_MAX_LOG_STEP:
-            return surprise
-        slot = at % DAY_MS * ECHO_SLOTS // DAY_MS
-        before = max(echo[slot], echo[(slot + 1) % ECHO_SLOTS]) / ECHO_UNIT
-        return min(surprise, ECHO_SURPRISE) if surprise <= ECHO_MARGIN * before else surprise
-
-    def _visit(self, surprise: float, at: int) -> None:
-        """Learn ``surprise`` into its slot's visit, closing the visit before it."""
-        slot = at % DAY_MS * ECHO_SLOTS // DAY_MS
-        visit = self._slot
-        if visit is not None and visit[0] != slot:
-            assert self._echo is not None  # a visit is kept only with the echo
-            self._echo[visit[0]] = min(255, round(visit[1] / visit[2] * ECHO_UNIT))
-            visit = None
-        self._slot = (
-            (slot, surprise, 1) if visit is None else (slot, visit[1] + surprise, visit[2] + 1)
-        )
 
     def _baseline(self) -> tuple[RollingMoments, TailProbability | None]:
         """The history scores are read against: the warm-up's, until the one after it
@@ -262,19 +202,16 @@ class AnomalyLikelihood:
         if math.isfinite(x):
             last = self._last
             if last is not None and last[0] == x and last[1] == at:  # scored just before
-                surprise, counted, current, score = last[2:]
+                surprise, current, score = last[2], last[3], last[4]
             else:
                 surprise = _surprise(self.detector.score_one(x, at))
-                counted = self._explained(surprise, at)
-                current = self._short_mean(counted)
+                current = self._short_mean(surprise)
                 score = self._likelihood(current) if self.robust else 0.0
             recent = self._recent
             if len(recent) == self.short:
                 del recent[0]
-            recent.append(counted)
+            recent.append(surprise)
             self._remember(current, score)
-            if self._echo is not None and at is not None:
-                self._visit(surprise, at)
         self._last = None
         if at is not None:
             if self._at is not None and at > self._at:
@@ -294,8 +231,6 @@ class AnomalyLikelihood:
             "rarity": self.rarity,
             "robust": self.robust,
             "warmup": self.warmup,
-            "echo": None if self._echo is None else base64.b64encode(self._echo).decode(),
-            "slot": self._slot,
             "learned": self._learned,
             "history_moments": self._history.to_json(),
             "recent": pack(self._recent),
@@ -317,7 +252,7 @@ class AnomalyLikelihood:
     ) -> AnomalyLikelihood:
         """``inner`` restores the detector it wraps (``streams.detection.restore``, the
         registry of kinds, which imports this module). Also a state written before
-        ``span_ms``, ``rarity``, ``robust``, ``warmup`` or ``echo`` existed (each off), so a model
+        ``span_ms``, ``rarity``, ``robust`` or ``warmup`` existed (each off), so a model
         saved by an older worker goes on scoring as it did."""
         tail = data.get("tail")
         d = cls(
@@ -329,17 +264,12 @@ class AnomalyLikelihood:
             rarity=data.get("rarity"),
             robust=data.get("robust", False),
             warmup=data.get("warmup", 0),
-            echo=data.get("echo") is not None,
             moments=RollingMoments.restore(data["history_moments"]),
             tail=TailProbability.restore(tail) if tail is not None else None,
         )
         d._recent.extend(unpack(data["recent"])[-d.short :])
         d._at, d._log_step = data.get("at"), data.get("log_step")
         d._learned = data.get("learned", 0)
-        if d._echo is not None:
-            d._echo = array.array("B", base64.b64decode(data["echo"]))
-            slot = data.get("slot")
-            d._slot = None if slot is None else (slot[0], slot[1], slot[2])
         young = data.get("young")
         if young is not None:
             tail = young["tail"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import itertools
 import math
 import pathlib
@@ -735,11 +733,10 @@ def test_a_likelihood_state_from_before_span_and_rarity_restores_with_both_off()
     old = d.to_json()
     for key in ("span_ms", "rarity", "tail", "at", "log_step", "robust", "warmup", "learned"):
         del old[key]
-    for key in ("young", "echo", "slot"):
-        del old[key]
+    del old["young"]
     again = detection.restore(old)
     assert again.span_ms is None and again.rarity is None
-    assert not again.robust and again.warmup == 0 and not again.echo
+    assert not again.robust and again.warmup == 0
     assert _feed(again, _series(10)[200:], 200) == _feed(d, _series(10)[200:], 200)
 
 
@@ -877,78 +874,3 @@ def test_a_run_of_zeros_as_long_as_those_seen_scores_low_by_its_continuation():
             d.learn_one(x)
     assert all(a == b for a, b in stuck)
     assert stuck[2][0] > 0.999
-
-
-FIVE_MINUTES_MS = 5 * STEP_MS
-
-
-def _nightly(days: int, seed: int = 0) -> list[tuple[int, float]]:
-    """A host's load every 5 minutes, about 20, with a job from 14:00 to 14:30 each day
-    at about 100 (after the likelihood's grace, so that its first run can alert)."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(days * 288):
-        job = 168 <= i % 288 < 174
-        out.append((i * FIVE_MINUTES_MS, (100.0 if job else 20.0) + rng.gauss(0, 1)))
-    return out
-
-
-def _alerts(detector, rows) -> list[int]:
-    """The rows where an alert went to firing (``vigil backtest``'s alert column)."""
-    stamp = dt.datetime.fromtimestamp  # a row's time as backtest reads it: ISO 8601, UTC
-    stamped = [(stamp(at / 1000, dt.UTC).isoformat(), x) for at, x in rows]
-    return [i for i, (*_, alert) in enumerate(backtest.run(stamped, detector)) if alert]
-
-
-def test_a_nightly_job_alerts_every_night_without_the_echo_and_seldom_with_it():
-    """Without the echo the raw detectors that know no time of day (the last 500 values,
-    the forecast) call the job extreme night after night; with it the job is new on its
-    first night and explained after (one more night alerted in each, at the job or
-    within the hour after it: a scratch trace puts it on the first days' narrow history
-    of short means, where many explained steps in a row still lift the mean)."""
-    for seed in range(2):
-        rows = _nightly(8, seed)
-        assert {i // 288 for i in _alerts(default_detector(echo=False), rows)} == set(range(8))
-        nights = {i // 288 for i in _alerts(default_detector(), rows)}
-        assert 0 in nights and len(nights) <= 2
-
-
-def test_load_at_an_hour_the_job_is_not_scheduled_still_alerts_with_the_echo():
-    rows = _nightly(6)
-    odd = 4 * 288 + 100  # day 4, 08:20
-    rows[odd : odd + 6] = [(at, 100.0) for at, _ in rows[odd : odd + 6]]
-    assert any(odd <= i < odd + 12 for i in _alerts(default_detector(), rows))
-
-
-def test_the_echo_is_in_the_state_and_a_restored_model_explains_as_the_saved_one():
-    rows = _nightly(3)
-    cut = 173  # the first night, 14:25: the visit of 14:20-14:30 has one value of two
-    a = default_detector()
-    for at, x in rows[:cut]:
-        a.score_one(x, at)
-        a.learn_one(x, at)
-    state = orjson.loads(orjson.dumps(a.to_json()))
-    assert len(base64.b64decode(state["echo"])) == 144 and state["slot"][0] == 86
-    b = detection.restore(state)
-    for at, x in rows[cut:]:
-        assert b.score_one(x, at) == a.score_one(x, at)
-        b.learn_one(x, at)
-        a.learn_one(x, at)
-    assert b.to_json() == a.to_json()  # the visit in progress too: its slot's mean
-
-
-def test_the_echo_keeps_out_of_series_whose_step_is_a_day():
-    """A day's slot on its last visit is the step before: a shift would explain itself."""
-    rng = random.Random(5)
-    values = [10 + rng.gauss(0, 1) for _ in range(400)] + [30 + rng.gauss(0, 1) for _ in range(20)]
-    day = 24 * HOUR_MS
-
-    def scores(echo: bool) -> list[float]:
-        d = default_detector(echo=echo)
-        out = []
-        for i, x in enumerate(values):
-            out.append(d.score_one(x, i * day))
-            d.learn_one(x, i * day)
-        return out
-
-    assert scores(True) == scores(False)
