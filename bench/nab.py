@@ -17,11 +17,12 @@ Three figures, none of which can flatter it, next to the plain score on ``../sha
    variants in ``COMPARED`` (the default without one choice, and the default of before):
    bursty heavy-tailed counts, hourly business metrics with gaps, road-sensor shapes,
    sparse integer counts, drifting gauges, daily and weekly cycles, latency with
-   ordinary spikes, hourly metrics again with subtler anomalies, each with injected
-   spikes, dips, level shifts, variance changes and stuck values; scored by the same
-   scorer, per shape and per seed (the spread between seeds says how far a difference is
-   noise). Files without anomalies (``quiet``; on NAB, ``artificialNoAnomaly`` and one
-   real file) count their alerts.
+   ordinary spikes, hourly metrics again with subtler anomalies, host gauges with
+   scheduled jobs, each with injected spikes, dips, level shifts, variance changes and
+   stuck values (and, on the host gauges, a job's load when it is not scheduled and a
+   job that runs for hours); scored by the same scorer, per shape and per seed (the
+   spread between seeds says how far a difference is noise). Files without anomalies
+   (``quiet``; on NAB, ``artificialNoAnomaly`` and one real file) count their alerts.
 3. **Speed and size**: the backtest's rows/s (score, learn, alert lifecycle, one process)
    against the default of before in the same run, and the default model's JSON state
    after 50,000 values. Those two run whole for it; in the grid, candidates that build

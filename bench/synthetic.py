@@ -274,13 +274,13 @@ def _scheduled(rng: np.random.Generator, anomalies: int) -> Series:
     values = base + _ar1(rng, n, rng.uniform(0.3, 0.8), sd)
     values += rng.uniform(0, 0.3) * base * _daily(times, rng.uniform(10, 18))
     slot = (times % DAY_MS) // step  # which 5 minutes of the day
-    per_day = DAY_MS // step
+    per_day, per_hour = DAY_MS // step, 3_600_000 // step
     start, steps = int(rng.integers(0, per_day)), int(rng.integers(2, 10))
     height = rng.uniform(2, 4) * base + 10 * sd
     nightly = (slot - start) % per_day < steps
     values[nightly] += height * rng.uniform(0.8, 1.2, int(nightly.sum()))
     if rng.random() < 0.5:
-        hourly = slot % 12 == int(rng.integers(0, 12))
+        hourly = slot % per_hour == int(rng.integers(0, per_hour))
         values[hourly] += rng.uniform(0.5, 1.5) * height * rng.uniform(0.8, 1.2, int(hourly.sum()))
     onsets = _onsets(rng, n, anomalies)
     for i in onsets:
