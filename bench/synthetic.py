@@ -294,6 +294,61 @@ def _scheduled(rng: np.random.Generator, anomalies: int) -> Series:
     return times.tolist(), np.clip(np.round(values, 2), 0, None).tolist(), onsets
 
 
+def _bump(hours: np.ndarray, at: float, width: float) -> np.ndarray:
+    """A peak at hour ``at`` of the day, ``width`` hours wide, wrapping round midnight."""
+    off = (hours - at + 12) % 24 - 12
+    return np.exp(-(off**2) / (2 * width * width))
+
+
+def _week(times: np.ndarray, late: float) -> np.ndarray:
+    """Demand through a week (rides, orders, meals), each day of the week its own:
+    weekdays have a morning rush and a higher evening; Saturday and Sunday have neither
+    rush but a late midday. The nights run on past midnight more as the week goes on, most
+    on Friday's and Saturday's: their small hours are ``late`` higher at 01:00 (those of
+    Monday not at all, Tuesday's to Friday's a tenth to a third as much), so a Saturday's
+    small hours are busy where the day before's were among the quietest of the day."""
+    hours = (times % DAY_MS) / 3_600_000
+    day = (times // DAY_MS + 3) % 7  # 0 is a Monday
+    weekend = day >= 5
+    weekday = (
+        0.15
+        + 0.8 * _bump(hours, 8.5, 1.2)
+        + 0.5 * _bump(hours, 13, 2)
+        + 0.9 * _bump(hours, 19, 2.5)
+    )
+    rest = 0.15 + 0.7 * _bump(hours, 13, 3) + 0.6 * _bump(hours, 20, 3)
+    night = np.array([0.0, 0.1, 0.15, 0.2, 0.35, 1.0, 1.0])[day] * (hours < 12)
+    return np.where(weekend, rest, weekday) + late * night * _bump(hours, 1, 1.5)
+
+
+def _demand(rng: np.random.Generator, anomalies: int) -> Series:
+    step = int(rng.choice([15, 30])) * MINUTE_MS
+    n = int(rng.integers(3_000, 6_000))
+    times = _grid(rng, n, step)
+    late = rng.uniform(0.2, 0.9)
+    profile = _week(times, late)
+    level = math.exp(rng.uniform(math.log(20), math.log(2_000)))
+    trend = np.linspace(1, rng.uniform(0.8, 1.25), n)
+    per_hour = int(3_600_000 // step)
+    onsets = _onsets(rng, n, anomalies)
+    for k, i in enumerate(onsets):
+        kind = rng.choice(["holiday", "event", "outage"])
+        if kind == "holiday":  # the nearest weekday run as a Sunday from 06:00 to midnight
+            day = times // DAY_MS
+            morning = (times % DAY_MS >= 6 * 3_600_000) & ((day + 3) % 7 < 5)
+            mornings = np.flatnonzero(morning & ~np.roll(morning, 1))
+            i = onsets[k] = int(mornings[np.argmin(abs(mornings - i))])
+            span = day == day[i]
+            span[:i] = False
+            profile[span] = _week(times[span] + (6 - (day[i] + 3) % 7) * DAY_MS, late)
+        elif kind == "event":  # a concert, a match: hours of more than the usual
+            profile[i : i + per_hour * int(rng.integers(2, 7))] *= rng.uniform(1.6, 2.5)
+        else:  # a storm, an outage: hours of far less
+            profile[i : i + per_hour * int(rng.integers(2, 9))] *= rng.uniform(0.1, 0.5)
+    mean = level * trend * profile * np.exp(rng.normal(0, rng.uniform(0.04, 0.12), n))
+    return times.tolist(), rng.poisson(mean).astype(float).tolist(), onsets
+
+
 GENERATORS: dict[str, Callable[[np.random.Generator, int], Series]] = {
     "bursty": _bursty,
     "hourly": _hourly,
@@ -303,7 +358,8 @@ GENERATORS: dict[str, Callable[[np.random.Generator, int], Series]] = {
     "seasonal": _seasonal,
     "latency": _latency,
     "subtle": functools.partial(_hourly, sizes="subtle"),
-    "scheduled": _scheduled,  # last: the files of the shapes before it stay as they were
+    "scheduled": _scheduled,
+    "demand": _demand,  # last: the files of the shapes before it stay as they were
 }
 FILES_PER_SHAPE = 6
 
