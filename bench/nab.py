@@ -67,8 +67,9 @@ from streams.rules import DETECTOR_POLICY
 #: level detectors score at most 1 - 1e-7), Student slots (an hour slot's tail is
 #: Student's t while it has few values) and calm (the hour slots and the forecast less
 #: what the day of the week adds, a run of repeats scored by its next step within the
-#: runs the history holds, and the raw cap at 1 - 1e-3). All on is the default; all off
-#: is the default of before.
+#: runs the history holds, and the raw cap at 1 - 1e-3) and, a part of calm, the week's
+#: hours (what the time of the week adds, in blocks of 2 hours, where that fits a series
+#: better than its day's offset). All on is the default; all off is the default of before.
 CHOICES = (
     "log view",
     "repeats",
@@ -83,10 +84,16 @@ CHOICES = (
     "raw cap",
     "student slots",
     "calm",
+    "week hours",
 )
 #: A choice that is part of another: without that one it is the same candidate as
 #: neither, so it is left out of the grid.
-REQUIRES = {"repeat tail": "repeats", "forecast": "log view", "shift mean": "forecast"}
+REQUIRES = {
+    "repeat tail": "repeats",
+    "forecast": "log view",
+    "shift mean": "forecast",
+    "week hours": "calm",
+}
 
 
 def _coherent(choice: tuple[bool, ...]) -> bool:
@@ -118,11 +125,13 @@ def _without(*off: str) -> str:
     return _name(tuple(choice not in dropped for choice in CHOICES))
 
 
-#: What the default is compared with: without calm (the default of the last release),
+#: What the default is compared with: without the week's hours (the default of the last
+#: release), without calm,
 #: without the Student slots, without the raw cap, without the shift mean, without the
 #: forecast, without confirmation, without each part of the robust long history (what
 #: each alone changes), and the default of before.
 COMPARED = (
+    ("without the week's hours", _without("week hours")),
     ("without calm", _without("calm")),
     ("without the Student slots", _without("student slots")),
     ("without the raw cap", _without("raw cap")),
@@ -168,6 +177,7 @@ def lookup(name: str) -> corpus.Variant:
         "raw_cap": on["raw cap"],
         "student": on["student slots"],
         "calm": on["calm"],
+        "week_hours": on["week hours"],
     }
     policy = DETECTOR_POLICY if on["confirm"] else dataclasses.replace(DETECTOR_POLICY, for_ms=0)
     return (lambda: default_detector(**choices)), policy

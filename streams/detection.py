@@ -243,9 +243,13 @@ class SeasonalDetector:
         highest: float = 1.0,
         student: bool = False,
         weekly: bool = False,
+        week_hours: bool = False,
     ) -> None:
         """``weekly``: a slot's values less what their day of the week adds
-        (:class:`~streams.weekly.WeekOffsets`)."""
+        (:class:`~streams.weekly.WeekOffsets`); ``week_hours``: or their time of the week,
+        where that fits the series better."""
+        if week_hours and not weekly:
+            raise ValueError("week_hours refines weekly: turn weekly on too")
         if buckets < 1 or bucket_ms < 1 or not 0 < alpha <= 1 or grace < 1:
             raise ValueError("buckets, bucket_ms and grace must be >= 1 and alpha in (0, 1]")
         if not 0 < highest <= 1:
@@ -254,7 +258,7 @@ class SeasonalDetector:
             raise ValueError("a Student tail needs grace >= 2 (n - 1 degrees of freedom)")
         self.highest = highest
         self.student = student
-        self._week = WeekOffsets() if weekly else None
+        self._week = WeekOffsets(hours=week_hours) if weekly else None
         self.buckets = buckets
         self.bucket_ms = bucket_ms
         self.alpha = alpha
@@ -490,9 +494,13 @@ class ForecastDetector:
         shift_alpha: float | None = 0.15,
         visit_share: float | None = 0.5,
         weekly: bool = False,
+        week_hours: bool = False,
     ) -> None:
         """``weekly``: the forecast plus what the value's day of the week adds
-        (:class:`~streams.weekly.WeekOffsets`)."""
+        (:class:`~streams.weekly.WeekOffsets`); ``week_hours``: or what its time of the
+        week adds, where that fits the series better."""
+        if week_hours and not weekly:
+            raise ValueError("week_hours refines weekly: turn weekly on too")
         optional = (shift_alpha, visit_share)
         rates = (alpha, gamma, spread_alpha, *(r for r in optional if r is not None))
         if not all(0 < a <= 1 for a in rates) or not clip > 0:
@@ -514,7 +522,7 @@ class ForecastDetector:
         #: Each slot's offset from the level; NaN until the slot saw a value. An array:
         #: 272 bytes where a list of 24 floats took 833 (a scratch tracemalloc count).
         self._season = array.array("d", [math.nan]) * buckets
-        self._week = WeekOffsets() if weekly else None
+        self._week = WeekOffsets(hours=week_hours) if weekly else None
 
     def _slot(self, at: int | None) -> int:
         return 0 if at is None else (int(at) // self.bucket_ms) % self.buckets
@@ -897,6 +905,7 @@ def default_detector(
     raw_cap: bool = True,
     student: bool = True,
     calm: bool = True,
+    week_hours: bool = True,
 ) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
@@ -916,7 +925,9 @@ def default_detector(
     the raw detectors' warm-up.
     With ``calm``: the hour slots and the forecast less what the day of the week adds
     (``streams.weekly``), a run scored by its next step within the runs the history
-    holds, and the raw scale capped at :data:`CALM_HIGHEST` instead.
+    holds, and the raw scale capped at :data:`CALM_HIGHEST` instead. With ``week_hours``
+    (a part of ``calm``), what the time of the week adds (2-hour blocks) where it fits
+    the series better than the day's offset.
     The keywords turn each of those choices off (``bench/nab.py`` scores every
     combination; all off is the default of before); the README says how each was chosen
     and what it scores.
@@ -924,7 +935,10 @@ def default_detector(
 
     def level(highest: float = 1.0) -> list[Detector]:
         gaussian = GaussianDetector(window_size=500, grace_period=30, highest=highest)
-        return [SeasonalDetector(highest=highest, student=student, weekly=calm), gaussian]
+        seasonal = SeasonalDetector(
+            highest=highest, student=student, weekly=calm, week_hours=calm and week_hours
+        )
+        return [seasonal, gaussian]
 
     raw = level((CALM_HIGHEST if calm else RAW_HIGHEST) if raw_cap else 1.0)
     # One view over both: the same scores as a view each (a maximum of maxima), with
@@ -941,7 +955,10 @@ def default_detector(
     shift, share = (0.15, 0.5) if forecast_shift else (None, None)
     logs = level()
     if forecast:
-        logs.append(ForecastDetector(shift_alpha=shift, visit_share=share, weekly=calm))
+        forecaster = ForecastDetector(
+            shift_alpha=shift, visit_share=share, weekly=calm, week_hours=calm and week_hours
+        )
+        logs.append(forecaster)
     raw += [LogView(MaxDetector(logs))] if log_view else []
     raw += [RepeatDetector(extrapolate=repeat_tail, continuation=calm)] if repeats else []
     return AnomalyLikelihood(
