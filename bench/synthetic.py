@@ -33,6 +33,12 @@ The shapes (one category each; several files with drawn parameters):
   in half the files, an hourly one at a fixed minute (one step); anomalies: the job's
   load at a time it is not scheduled, a job that runs for hours, a level shift. The
   jobs are normal: a detector that alerts on them alerts every night.
+- ``demand``: rides, orders or meals every 15 or 30 minutes, each day of the week its
+  own: weekday rush hours; weekends without the morning rush; nights running on past
+  midnight more as the week goes on, most on Friday's and Saturday's, so a Saturday's
+  small hours are busy where the day before's were among the quietest. Anomalies: a
+  holiday (a weekday run as a Sunday from 06:00), an event (hours of 1.6-2.5 times the
+  usual), an outage (hours of 0.1-0.5 times).
 - ``quiet``: the same generators with no anomaly.
 
     python -m bench.synthetic OUT_DIR [--seed 2]

@@ -77,6 +77,7 @@ BLOCKS = 12
 BLOCK_MARGIN = 0.9
 ERROR_RATE = 0.003
 _WEEK_MS = 7 * DAY_MS
+_BLOCK_MS = DAY_MS // BLOCKS
 
 
 class WeekOffsets:
@@ -104,16 +105,14 @@ class WeekOffsets:
         if at is None:
             return 0.0
         now = int(at)
-        if self._reads_blocks():
-            return self._block(now)
+        days, blocks = self._errors
+        if self._blocks is not None and blocks < BLOCK_MARGIN * days:
+            return self._block(*_between(now))
         return self._offsets[(now // DAY_MS) % 7]
 
-    def _reads_blocks(self) -> bool:
-        days, blocks = self._errors
-        return self._blocks is not None and blocks < BLOCK_MARGIN * days
-
-    def _block(self, at: int) -> float:
-        k, f = _between(at)
+    def _block(self, k: int, f: float) -> float:
+        """The blocks' offset a fraction ``f`` of the way from block ``k``'s centre to the
+        next one's."""
         b = self._blocks
         assert b is not None
         return (1.0 - f) * b[k] + f * b[(k + 1) % len(b)]
@@ -128,21 +127,21 @@ class WeekOffsets:
         rate = RATE if last is None else visit_rate(RATE, VISIT_SHARE, now - last, DAY_MS)
         most = CLIP * spread
         day = (now // DAY_MS) % 7
-        blocks = self._blocks
+        offsets, blocks = self._offsets, self._blocks
         if blocks is None:
-            self._offsets[day] += rate * clip(residual, most)
+            offsets[day] += rate * clip(residual, most)
             return
-        value = residual + self.offset(now)  # the residual before any offset
-        by_day, by_block = value - self._offsets[day], value - self._block(now)
-        errors = self._errors
+        k, f = _between(now)
+        block, errors = self._block(k, f), self._errors
+        # The residual before any offset: the detector took off the one read.
+        value = residual + (block if errors[1] < BLOCK_MARGIN * errors[0] else offsets[day])
+        by_day, by_block = value - offsets[day], value - block
         errors[0] += ERROR_RATE * (min(abs(by_day), most) - errors[0])
         errors[1] += ERROR_RATE * (min(abs(by_block), most) - errors[1])
-        self._offsets[day] += rate * clip(by_day, most)
-        share = (
-            RATE if last is None else visit_rate(RATE, VISIT_SHARE, now - last, DAY_MS // BLOCKS)
-        )
-        step = share * clip(by_block, most)
-        k, f = _between(now)
+        offsets[day] += rate * clip(by_day, most)
+        if last is not None:
+            rate = visit_rate(RATE, VISIT_SHARE, now - last, _BLOCK_MS)
+        step = rate * clip(by_block, most)
         blocks[k] += (1.0 - f) * step
         blocks[(k + 1) % len(blocks)] += f * step
 
