@@ -128,10 +128,9 @@ def _without(*off: str) -> str:
 
 
 #: What the default is compared with: without the week's hours (the default of the last
-#: release), without calm,
-#: without the Student slots, without the raw cap, without the shift mean, without the
-#: forecast, without confirmation, without each part of the robust long history (what
-#: each alone changes), and the default of before.
+#: release), without calm, without the Student slots, without the raw cap, without the
+#: shift mean, without the forecast, without confirmation, without each part of the
+#: robust long history (what each alone changes), and the default of before.
 COMPARED = (
     ("without the week's hours", _without("week hours")),
     ("without calm", _without("calm")),

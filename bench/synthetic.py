@@ -306,6 +306,11 @@ def _bump(hours: np.ndarray, at: float, width: float) -> np.ndarray:
     return np.exp(-(off**2) / (2 * width * width))
 
 
+def _weekday(times: np.ndarray) -> np.ndarray:
+    """The day of the week of each time: 0 is a Monday (1970-01-01 was a Thursday)."""
+    return (times // DAY_MS + 3) % 7
+
+
 def _week(times: np.ndarray, late: float) -> np.ndarray:
     """Demand through a week (rides, orders, meals), each day of the week its own:
     weekdays have a morning rush and a higher evening; Saturday and Sunday have neither
@@ -314,7 +319,7 @@ def _week(times: np.ndarray, late: float) -> np.ndarray:
     Monday not at all, Tuesday's to Friday's a tenth to a third as much), so a Saturday's
     small hours are busy where the day before's were among the quietest of the day."""
     hours = (times % DAY_MS) / 3_600_000
-    day = (times // DAY_MS + 3) % 7  # 0 is a Monday
+    day = _weekday(times)
     weekend = day >= 5
     weekday = (
         0.15
@@ -336,17 +341,17 @@ def _demand(rng: np.random.Generator, anomalies: int) -> Series:
     level = math.exp(rng.uniform(math.log(20), math.log(2_000)))
     trend = np.linspace(1, rng.uniform(0.8, 1.25), n)
     per_hour = int(3_600_000 // step)
+    day, weekday = times // DAY_MS, _weekday(times)
+    morning = (times % DAY_MS >= 6 * 3_600_000) & (weekday < 5)
+    mornings = np.flatnonzero(morning & ~np.roll(morning, 1))  # each weekday's 06:00
     onsets = _onsets(rng, n, anomalies)
     for k, i in enumerate(onsets):
         kind = rng.choice(["holiday", "event", "outage"])
         if kind == "holiday":  # the nearest weekday run as a Sunday from 06:00 to midnight
-            day = times // DAY_MS
-            morning = (times % DAY_MS >= 6 * 3_600_000) & ((day + 3) % 7 < 5)
-            mornings = np.flatnonzero(morning & ~np.roll(morning, 1))
             i = onsets[k] = int(mornings[np.argmin(abs(mornings - i))])
             span = day == day[i]
             span[:i] = False
-            profile[span] = _week(times[span] + (6 - (day[i] + 3) % 7) * DAY_MS, late)
+            profile[span] = _week(times[span] + (6 - weekday[i]) * DAY_MS, late)
         elif kind == "event":  # a concert, a match: hours of more than the usual
             profile[i : i + per_hour * int(rng.integers(2, 7))] *= rng.uniform(1.6, 2.5)
         else:  # a storm, an outage: hours of far less

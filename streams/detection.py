@@ -186,6 +186,14 @@ class GaussianDetector:
         )
 
 
+def _week_offsets(weekly: bool, week_hours: bool) -> WeekOffsets | None:
+    """The day-of-week offsets of a detector built with ``weekly`` (and the week's hours
+    with ``week_hours``, which refines them), or None."""
+    if week_hours and not weekly:
+        raise ValueError("week_hours refines weekly: turn weekly on too")
+    return WeekOffsets(hours=week_hours) if weekly else None
+
+
 class SeasonalDetector:
     """How far ``x`` lies from what the series usually does in this part of its cycle.
 
@@ -248,8 +256,6 @@ class SeasonalDetector:
         """``weekly``: a slot's values less what their day of the week adds
         (:class:`~streams.weekly.WeekOffsets`); ``week_hours``: or their time of the week,
         where that fits the series better."""
-        if week_hours and not weekly:
-            raise ValueError("week_hours refines weekly: turn weekly on too")
         if buckets < 1 or bucket_ms < 1 or not 0 < alpha <= 1 or grace < 1:
             raise ValueError("buckets, bucket_ms and grace must be >= 1 and alpha in (0, 1]")
         if not 0 < highest <= 1:
@@ -258,7 +264,7 @@ class SeasonalDetector:
             raise ValueError("a Student tail needs grace >= 2 (n - 1 degrees of freedom)")
         self.highest = highest
         self.student = student
-        self._week = WeekOffsets(hours=week_hours) if weekly else None
+        self._week = _week_offsets(weekly, week_hours)
         self.buckets = buckets
         self.bucket_ms = bucket_ms
         self.alpha = alpha
@@ -499,8 +505,6 @@ class ForecastDetector:
         """``weekly``: the forecast plus what the value's day of the week adds
         (:class:`~streams.weekly.WeekOffsets`); ``week_hours``: or what its time of the
         week adds, where that fits the series better."""
-        if week_hours and not weekly:
-            raise ValueError("week_hours refines weekly: turn weekly on too")
         optional = (shift_alpha, visit_share)
         rates = (alpha, gamma, spread_alpha, *(r for r in optional if r is not None))
         if not all(0 < a <= 1 for a in rates) or not clip > 0:
@@ -522,7 +526,7 @@ class ForecastDetector:
         #: Each slot's offset from the level; NaN until the slot saw a value. An array:
         #: 272 bytes where a list of 24 floats took 833 (a scratch tracemalloc count).
         self._season = array.array("d", [math.nan]) * buckets
-        self._week = WeekOffsets(hours=week_hours) if weekly else None
+        self._week = _week_offsets(weekly, week_hours)
 
     def _slot(self, at: int | None) -> int:
         return 0 if at is None else (int(at) // self.bucket_ms) % self.buckets
@@ -933,11 +937,11 @@ def default_detector(
     and what it scores.
     """
 
+    hours = calm and week_hours
+
     def level(highest: float = 1.0) -> list[Detector]:
         gaussian = GaussianDetector(window_size=500, grace_period=30, highest=highest)
-        seasonal = SeasonalDetector(
-            highest=highest, student=student, weekly=calm, week_hours=calm and week_hours
-        )
+        seasonal = SeasonalDetector(highest=highest, student=student, weekly=calm, week_hours=hours)
         return [seasonal, gaussian]
 
     raw = level((CALM_HIGHEST if calm else RAW_HIGHEST) if raw_cap else 1.0)
@@ -955,10 +959,9 @@ def default_detector(
     shift, share = (0.15, 0.5) if forecast_shift else (None, None)
     logs = level()
     if forecast:
-        forecaster = ForecastDetector(
-            shift_alpha=shift, visit_share=share, weekly=calm, week_hours=calm and week_hours
+        logs.append(
+            ForecastDetector(shift_alpha=shift, visit_share=share, weekly=calm, week_hours=hours)
         )
-        logs.append(forecaster)
     raw += [LogView(MaxDetector(logs))] if log_view else []
     raw += [RepeatDetector(extrapolate=repeat_tail, continuation=calm)] if repeats else []
     return AnomalyLikelihood(

@@ -54,9 +54,7 @@ shapes moved by at most 1.3 (scratch runs).
 from __future__ import annotations
 
 import array
-import base64
 import math
-import sys
 from typing import Any
 
 from streams.packing import pack, unpack
@@ -95,20 +93,20 @@ class WeekOffsets:
         #: The latest time learned (ms), None before one.
         self._at: int | None = None
 
-    @property
-    def hours(self) -> bool:
-        return self._blocks is not None
-
     def offset(self, at: int | None) -> float:
         """What ``at``'s day of the week adds (0 without a time), or its time of the week
         where the blocks fit better."""
         if at is None:
             return 0.0
         now = int(at)
-        days, blocks = self._errors
-        if self._blocks is not None and blocks < BLOCK_MARGIN * days:
+        if self._blocks is not None and self._reads_blocks():
             return self._block(*_between(now))
         return self._offsets[(now // DAY_MS) % 7]
+
+    def _reads_blocks(self) -> bool:
+        """Whether the blocks' recent residuals are a tenth smaller than the days'."""
+        days, blocks = self._errors
+        return blocks < BLOCK_MARGIN * days
 
     def _block(self, k: int, f: float) -> float:
         """The blocks' offset a fraction ``f`` of the way from block ``k``'s centre to the
@@ -134,7 +132,7 @@ class WeekOffsets:
         k, f = _between(now)
         block, errors = self._block(k, f), self._errors
         # The residual before any offset: the detector took off the one read.
-        value = residual + (block if errors[1] < BLOCK_MARGIN * errors[0] else offsets[day])
+        value = residual + (block if self._reads_blocks() else offsets[day])
         by_day, by_block = value - offsets[day], value - block
         errors[0] += ERROR_RATE * (min(abs(by_day), most) - errors[0])
         errors[1] += ERROR_RATE * (min(abs(by_block), most) - errors[1])
@@ -148,7 +146,7 @@ class WeekOffsets:
     def to_json(self) -> dict[str, Any]:
         state: dict[str, Any] = {"offsets": pack(self._offsets), "at": self._at}
         if self._blocks is not None:
-            state["blocks"] = base64.b64encode(_little(self._blocks).tobytes()).decode()
+            state["blocks"] = pack(self._blocks, "f")
             state["errors"] = list(self._errors)
         return state
 
@@ -162,7 +160,7 @@ class WeekOffsets:
             raise ValueError(f"a week has 7 offsets, got {len(offsets)}")
         w._offsets, w._at = offsets, data["at"]
         if blocks is not None:
-            loaded = _little(array.array("f", base64.b64decode(blocks)))
+            loaded = unpack(blocks, "f")
             if len(loaded) != 7 * BLOCKS:
                 raise ValueError(f"a week has {7 * BLOCKS} blocks, got {len(loaded)}")
             w._blocks, w._errors = loaded, [float(e) for e in data["errors"]]
@@ -175,12 +173,3 @@ def _between(at: int) -> tuple[int, float]:
     place = at % _WEEK_MS / _WEEK_MS * (7 * BLOCKS) - 0.5
     k = math.floor(place)
     return k % (7 * BLOCKS), place - k
-
-
-def _little(values: array.array[float]) -> array.array[float]:
-    """``values`` with little-endian bytes (a swapped copy on a big-endian machine)."""
-    if sys.byteorder == "little":
-        return values
-    swapped = array.array(values.typecode, values)
-    swapped.byteswap()
-    return swapped

@@ -87,15 +87,29 @@ def test_the_nightly_job_runs_at_the_same_five_minutes_of_every_day():
         assert (by_day[:, top] > 2 * np.median(by_day, axis=1)).all()
 
 
+def _demand(
+    seed: int, anomalies: int
+) -> tuple[np.ndarray, np.ndarray, list[int], np.ndarray, np.ndarray]:
+    """A demand file's times, values and onsets, and each time's day of the week (0 is a
+    Monday: 1970-01-01 was a Thursday) and hour of the day."""
+    rng = np.random.default_rng(seed)
+    times, values, onsets = synthetic.GENERATORS["demand"](rng, anomalies)
+    t = np.array(times)
+    return (
+        t,
+        np.array(values),
+        onsets,
+        (t // synthetic.DAY_MS + 3) % 7,
+        t % synthetic.DAY_MS / 3_600_000,
+    )
+
+
 def test_demand_makes_each_day_of_the_week_its_own():
     # Saturday's small hours are busier than Friday's (Friday's night runs on past
     # midnight), and a weekday's 08:00-09:00 is busier than Saturday's (a rush hour
     # Saturday does not have): over 40 seeds, at least 1.86 and 2.43 times.
     for seed in range(4):
-        times, values, _ = synthetic.GENERATORS["demand"](np.random.default_rng(seed), 0)
-        t, v = np.array(times), np.array(values)
-        day = (t // synthetic.DAY_MS + 3) % 7  # 0 is a Monday
-        hour = t % synthetic.DAY_MS / 3_600_000
+        _, v, _, day, hour = _demand(seed, 0)
         small, rush = (hour >= 0.5) & (hour < 2), (hour >= 8) & (hour < 9)
         assert v[small & (day == 5)].mean() > 1.5 * v[small & (day == 4)].mean()
         assert v[rush & (day < 5)].mean() > 1.5 * v[rush & (day == 5)].mean()
@@ -106,11 +120,7 @@ def test_a_holiday_is_a_weekday_run_as_a_sunday_from_six_in_the_morning():
     # its morning has no rush: 08:00-09:00 is under half of the weekdays' mean then.
     at_six = quiet_mornings = 0
     for seed in range(12):
-        rng = np.random.default_rng(seed)
-        times, values, onsets = synthetic.GENERATORS["demand"](rng, 3)
-        t, v = np.array(times), np.array(values)
-        day = (t // synthetic.DAY_MS + 3) % 7
-        hour = t % synthetic.DAY_MS / 3_600_000
+        t, v, onsets, day, hour = _demand(seed, 3)
         rush = (hour >= 8) & (hour < 9) & (day < 5)
         for i in onsets:
             if hour[i] == 6 and day[i] < 5:
