@@ -58,7 +58,7 @@ shapes moved by at most 1.3 (scratch runs).
 ...         for o in (w, d):
 ...             o.learn((30.0 if busy else 0.0) - o.offset(at), 10.0, at)
 >>> [round(w.offset(5 * DAY + h * HOUR)) for h in (1, 12)], round(w.offset(2 * DAY + HOUR))
-([29, 0], 0)
+([31, 0], 0)
 >>> [round(d.offset(5 * DAY + h * HOUR)) for h in (1, 12)]  # the day's: a mean over both
 [4, 4]
 """
@@ -86,7 +86,7 @@ CLIP = 3.0
 BLOCKS = 12
 BLOCK_MARGIN = 0.9
 ERROR_RATE = 0.003
-_WEEK_MS = 7 * DAY_MS
+WEEK_MS = 7 * DAY_MS
 _BLOCK_MS = DAY_MS // BLOCKS
 
 
@@ -159,25 +159,31 @@ class WeekOffsets:
 
     def _visit(self, k: int, f: float, residual: float, now: int) -> None:
         """Add a clipped residual to the visits of blocks ``k`` and ``k + 1`` (weights
-        ``1 - f`` and ``f``); a block the value is not between has ended its visit and
-        learns the visit's mean residual."""
+        ``1 - f`` and ``f``)."""
+        visits, after = self._visits, (k + 1) % (7 * BLOCKS)
+        if len(visits) != 6 or visits[0] != k or visits[3] != after:
+            visits = self._visits = self._move(k, after, now)
+        visits[1] += (1.0 - f) * residual
+        visits[2] += 1.0 - f
+        visits[4] += f * residual
+        visits[5] += f
+
+    def _move(self, k: int, after: int, now: int) -> array.array[float]:
+        """The visits of blocks ``k`` and ``after``, going on where one was in progress;
+        every other block's visit is over, and its block learns the visit's mean."""
         blocks, visits = self._blocks, self._visits
         assert blocks is not None and self._since is not None
-        here = (k, (k + 1) % len(blocks))
-        weeks = (now - self._since) // _WEEK_MS
+        weeks = (now - self._since) // WEEK_MS
         share = max(VISIT_SHARE, 1.0 / (weeks + 2))
-        going: dict[int, list[float]] = {}
+        going = {}
         for i in range(0, len(visits), 3):
             block, total, weight = int(visits[i]), visits[i + 1], visits[i + 2]
-            if block in here:
-                going[block] = [total, weight]
+            if block in (k, after):
+                going[block] = (total, weight)
             elif weight > 0:
                 blocks[block] += share * total / weight
-        fresh = array.array("d")
-        for block, weight in zip(here, (1.0 - f, f), strict=True):
-            total, seen = going.get(block, (0.0, 0.0))
-            fresh.extend((block, total + weight * residual, seen + weight))
-        self._visits = fresh
+        (t0, w0), (t1, w1) = (going.get(block, (0.0, 0.0)) for block in (k, after))
+        return array.array("d", [k, t0, w0, after, t1, w1])  # from a list: sized exactly
 
     def to_json(self) -> dict[str, Any]:
         state: dict[str, Any] = {"offsets": pack(self._offsets), "at": self._at}
@@ -185,7 +191,7 @@ class WeekOffsets:
             state["blocks"] = pack(self._blocks, "f")
             state["errors"] = list(self._errors)
             state["since"] = self._since
-            state["visits"] = list(self._visits)
+            state["visits"] = pack(self._visits)
         return state
 
     @classmethod
@@ -205,13 +211,14 @@ class WeekOffsets:
             w._blocks, w._errors = loaded, [float(e) for e in data["errors"]]
             # Blocks written before they learned by visits: past their first weeks.
             w._since = data.get("since", 0 if w._at is not None else None)
-            w._visits = array.array("d", data.get("visits", ()))
+            if "visits" in data:
+                w._visits = unpack(data["visits"])
         return w
 
 
 def _between(at: int) -> tuple[int, float]:
     """The block of the week whose centre is at or before ``at``, and how far ``at`` is
     on the way to the next block's centre (0 to 1)."""
-    place = at % _WEEK_MS / _WEEK_MS * (7 * BLOCKS) - 0.5
+    place = at % WEEK_MS / WEEK_MS * (7 * BLOCKS) - 0.5
     k = math.floor(place)
     return k % (7 * BLOCKS), place - k

@@ -6,6 +6,7 @@ import itertools
 import math
 import pathlib
 import random
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -26,7 +27,7 @@ from streams.detection import (
     TailProbability,
     default_detector,
 )
-from streams.weekly import DAY_MS
+from streams.weekly import DAY_MS, WEEK_MS, WeekOffsets
 
 FACTORIES = {
     "gaussian": lambda: GaussianDetector(window_size=200, grace_period=20),
@@ -882,7 +883,7 @@ def test_the_weeks_hours_tell_a_busy_weekday_night_from_a_busy_weekend_night(kin
 
 def test_the_default_raises_half_the_alerts_on_quiet_demand_with_the_weeks_hours():
     """Four files of the synthetic demand shape without anomalies (15 or 30 minutes a
-    step, each day of the week its own): past each file's first quarter, 13 alerts with
+    step, each day of the week its own): past each file's first quarter, 15 alerts with
     the week's hours and 26 without, most of those on Saturdays."""
     counts = []
     for week_hours in (True, False):
@@ -909,6 +910,48 @@ def test_a_series_whose_week_does_not_shape_its_days_keeps_the_days_offsets(kind
         assert days.score_one(x, at) == hours.score_one(x, at)
         days.learn_one(x, at)
         hours.learn_one(x, at)
+
+
+def _centres(weeks: range, value: Callable[[int], float]) -> list[tuple[int, float]]:
+    """``value(at)`` at every block's centre (01:00, 03:00, ... of every day) of ``weeks``."""
+    first, end = weeks.start * WEEK_MS + HOUR_MS, weeks.stop * WEEK_MS
+    return [(at, value(at)) for at in range(first, end, 2 * HOUR_MS)]
+
+
+def _teach(w: WeekOffsets, values: list[tuple[int, float]]) -> None:
+    for at, x in values:
+        w.learn(x - w.offset(at), 10.0, at)
+
+
+def test_a_blocks_first_visits_are_learned_as_their_running_mean():
+    """A block sees its time of the week once a week: its first visits are learned as a
+    mean of the visits so far and one visit of 0 (1/2, then 1/3, 1/4 of the visit's
+    residual), a fifth of a visit from the fourth week on. Here only Saturday 01:00 (day
+    5 since the epoch, modulo 7) is 30; the blocks are read from the first week."""
+    w, saturday_night = WeekOffsets(hours=True), 5 * DAY_MS + HOUR_MS
+    read = []
+    for week in range(5):
+        busy = _centres(range(week, week + 1), lambda at: 30.0 * (at % WEEK_MS == saturday_night))
+        _teach(w, busy)
+        read.append(w.offset(saturday_night))
+    assert read == pytest.approx([15.0, 20.0, 22.5, 24.0, 25.2], abs=1e-4)
+
+
+def test_an_incident_as_long_as_a_visit_does_not_teach_its_block_while_it_scores():
+    """Five weeks where every other 2 hours of every day is 30 higher (the blocks fit,
+    the days' offsets cannot), then Tuesday's quiet 10:00-12:00 runs 40 over, a value
+    every 5 minutes: that block's offset stays where it was until the visit is over,
+    then learns a fifth of the visit's mean residual."""
+    w = WeekOffsets(hours=True)
+    _teach(w, _centres(range(5), lambda at: 30.0 * (at % DAY_MS // (2 * HOUR_MS) % 2 == 0)))
+    centre = 5 * WEEK_MS + 1 * DAY_MS + 11 * HOUR_MS  # the block's centre, 11:00
+    before = w.offset(centre)
+    assert before == pytest.approx(0.0, abs=0.5)
+    for at in range(centre - HOUR_MS, centre + HOUR_MS, 5 * 60_000):
+        w.learn(40.0 - w.offset(at), 20.0, at)
+        assert w.offset(centre) == before
+    w.learn(0.0 - w.offset(centre + 2 * HOUR_MS), 20.0, centre + 2 * HOUR_MS)
+    assert 0.2 * 20.0 < w.offset(centre) - before < 0.2 * 40.0
 
 
 def test_the_weeks_hours_are_in_the_state_and_an_older_state_restores_without_them():
