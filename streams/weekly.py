@@ -31,23 +31,23 @@ of the week: 12 blocks of 2 hours a day, read between the two nearest blocks' ce
 dawn is not a step at a block's edge. Each value teaches both kinds their own residual,
 and the blocks are read only while their recent residuals are at least a tenth smaller
 than the days' (``BLOCK_MARGIN``): a series whose week does not shape its days keeps
-the days' offsets, which learn from twelve times as many values each.
+the days' offsets, which learn from twelve times as many values each. On the demand
+shape of the synthetic corpus (half-hourly and quarter-hourly counts with that week),
+the default scored 32.0 / 40.4 / 32.7 on the development seeds 1, 3, 5, 7 / 8-11 /
+12-15 with the days' offsets and 68.4 / 66.6 / 63.9 with blocks that learned 5% of
+each value's residual; their other shapes moved by at most 1.3 (scratch runs).
 
 A block learns once a visit, when the visit is over: the mean of its clipped residuals
 (each weighted by how near the block's centre the value was), a share of ``1 / 2``,
-``1 / 3``, ``1 / 4`` in the series' first three weeks, ``VISIT_SHARE`` after. A block
-sees its time of the week once a week, so learning a fifth a visit from the start left
-a file's first weeks alerting on every busy Saturday night; and learning within the
-visit would let an incident that lasts the visit teach its own block while it scores
-(blocks that learned 0.6 of a visit, value by value, missed a shared NAB file's denser
-spikes). Scratch runs on the development seeds 1, 3, 5, 7 / 8-11 / 12-15: the demand
-shape 68.4 / 66.6 / 63.9 learning value by value, 66.0 / 63.5 / 61.8 by visits at a
-fifth, 78.9 / 72.4 / 73.2 by visits learning faster while young; the other shapes
-within 0.5 but seasonal (72.2 / 69.3 / 72.4 to 72.5 / 72.7 / 74.6). On the demand
-shape of the synthetic corpus (half-hourly and quarter-hourly counts with that week),
-the default scored 32.0 / 40.4 / 32.7 on the development seeds 1, 3, 5, 7 / 8-11 /
-12-15 with the days' offsets and 68.4 / 66.6 / 63.9 with the blocks too; their other
-shapes moved by at most 1.3 (scratch runs).
+``1 / 3``, ``1 / 4`` in the series' first three weeks (a mean of the visits so far and
+one of 0), ``VISIT_SHARE`` after. A block sees its time of the week once a week, so
+learning a fifth a visit from the start left a file's first weeks alerting on every
+busy Saturday night; and learning within the visit would let an incident that lasts
+the visit teach its own block while it scores (blocks that learned 0.6 of a visit,
+value by value, missed a shared NAB file's denser spikes). Demand scored 66.0 / 63.5 /
+61.8 with blocks learning by visits at a fifth, and 78.9 / 72.4 / 73.2 learning faster
+while young; the other shapes within 0.5 but daily and weekly cycles (72.2 / 69.3 /
+72.4 to 72.5 / 72.7 / 74.6; scratch runs, the same seeds).
 
 >>> w, d = WeekOffsets(hours=True), WeekOffsets()
 >>> HOUR = 3_600_000
@@ -87,7 +87,6 @@ BLOCKS = 12
 BLOCK_MARGIN = 0.9
 ERROR_RATE = 0.003
 WEEK_MS = 7 * DAY_MS
-_BLOCK_MS = DAY_MS // BLOCKS
 
 
 class WeekOffsets:
@@ -210,7 +209,8 @@ class WeekOffsets:
                 raise ValueError(f"a week has {7 * BLOCKS} blocks, got {len(loaded)}")
             w._blocks, w._errors = loaded, [float(e) for e in data["errors"]]
             # Blocks written before they learned by visits: past their first weeks.
-            w._since = data.get("since", 0 if w._at is not None else None)
+            first = w._at - 3 * WEEK_MS if w._at is not None else None
+            w._since = data.get("since", first)
             if "visits" in data:
                 w._visits = unpack(data["visits"])
         return w

@@ -937,6 +937,22 @@ def test_a_blocks_first_visits_are_learned_as_their_running_mean():
     assert read == pytest.approx([15.0, 20.0, 22.5, 24.0, 25.2], abs=1e-4)
 
 
+def test_blocks_saved_before_they_learned_by_visits_restore_past_their_first_weeks():
+    """A state written when the blocks learned value by value (no first time, no visit
+    in progress) restores as blocks past their first weeks: their next visit is learned
+    a fifth, not the third a second week's is."""
+    saturday_night = 5 * DAY_MS + HOUR_MS
+    busy = _centres(range(1, 2), lambda at: 30.0 * (at % WEEK_MS == saturday_night))
+    w = WeekOffsets(hours=True)
+    _teach(w, _centres(range(1), lambda at: 30.0 * (at % WEEK_MS == saturday_night)))
+    state = orjson.loads(orjson.dumps(w.to_json()))
+    older = WeekOffsets.restore({k: v for k, v in state.items() if k not in ("since", "visits")})
+    for offsets in (w, older):
+        _teach(offsets, busy)
+    assert w.offset(saturday_night) == pytest.approx(15.0 + 15.0 / 3, abs=1e-4)
+    assert older.offset(saturday_night) == pytest.approx(15.0 + 15.0 / 5, abs=1e-4)
+
+
 def test_an_incident_as_long_as_a_visit_does_not_teach_its_block_while_it_scores():
     """Five weeks where every other 2 hours of every day is 30 higher (the blocks fit,
     the days' offsets cannot), then Tuesday's quiet 10:00-12:00 runs 40 over, a value
