@@ -86,6 +86,10 @@ CLIP = 3.0
 BLOCKS = 12
 BLOCK_MARGIN = 0.9
 ERROR_RATE = 0.003
+#: A block's first visits, in a series' first ``YOUNG_WEEKS`` weeks, are learned as a
+#: mean of the visits so far and one of 0 (a half, a third, a quarter); ``VISIT_SHARE``
+#: after.
+YOUNG_WEEKS = 3
 WEEK_MS = 7 * DAY_MS
 
 
@@ -101,7 +105,8 @@ class WeekOffsets:
         #: the recent mean absolute residual of the days' offsets and of the blocks'.
         self._blocks = array.array("f", bytes(4 * 7 * BLOCKS)) if hours else None
         self._errors = [0.0, 0.0]
-        #: The latest time learned (ms), None before one; the first (for the blocks' age).
+        #: The latest time learned (ms), None before one; with ``hours``, the first (the
+        #: blocks' age).
         self._at: int | None = None
         self._since: int | None = None
         #: The visits in progress (with ``hours``): block, weighted sum of clipped
@@ -137,8 +142,6 @@ class WeekOffsets:
             return
         now, last = int(at), self._at
         self._at = now if last is None else max(last, now)
-        if self._since is None:
-            self._since = now
         rate = RATE if last is None else visit_rate(RATE, VISIT_SHARE, now - last, DAY_MS)
         most = CLIP * spread
         day = (now // DAY_MS) % 7
@@ -146,6 +149,8 @@ class WeekOffsets:
         if blocks is None:
             offsets[day] += rate * clip(residual, most)
             return
+        if self._since is None:
+            self._since = now
         k, f = _between(now)
         block, errors = self._block(k, f), self._errors
         # The residual before any offset: the detector took off the one read.
@@ -173,7 +178,7 @@ class WeekOffsets:
         blocks, visits = self._blocks, self._visits
         assert blocks is not None and self._since is not None
         weeks = (now - self._since) // WEEK_MS
-        share = max(VISIT_SHARE, 1.0 / (weeks + 2))
+        share = 1.0 / (weeks + 2) if weeks < YOUNG_WEEKS else VISIT_SHARE
         going = {}
         for i in range(0, len(visits), 3):
             block, total, weight = int(visits[i]), visits[i + 1], visits[i + 2]
@@ -209,7 +214,7 @@ class WeekOffsets:
                 raise ValueError(f"a week has {7 * BLOCKS} blocks, got {len(loaded)}")
             w._blocks, w._errors = loaded, [float(e) for e in data["errors"]]
             # Blocks written before they learned by visits: past their first weeks.
-            first = w._at - 3 * WEEK_MS if w._at is not None else None
+            first = w._at - YOUNG_WEEKS * WEEK_MS if w._at is not None else None
             w._since = data.get("since", first)
             if "visits" in data:
                 w._visits = unpack(data["visits"])

@@ -923,17 +923,23 @@ def _teach(w: WeekOffsets, values: list[tuple[int, float]]) -> None:
         w.learn(x - w.offset(at), 10.0, at)
 
 
+SATURDAY_NIGHT = 5 * DAY_MS + HOUR_MS  # day 5 since the epoch, modulo 7, at 01:00
+
+
+def _saturday_night(weeks: range) -> list[tuple[int, float]]:
+    """Values at the blocks' centres of ``weeks``: 30 at Saturday 01:00, 0 elsewhere."""
+    return _centres(weeks, lambda at: 30.0 * (at % WEEK_MS == SATURDAY_NIGHT))
+
+
 def test_a_blocks_first_visits_are_learned_as_their_running_mean():
     """A block sees its time of the week once a week: its first visits are learned as a
     mean of the visits so far and one visit of 0 (1/2, then 1/3, 1/4 of the visit's
-    residual), a fifth of a visit from the fourth week on. Here only Saturday 01:00 (day
-    5 since the epoch, modulo 7) is 30; the blocks are read from the first week."""
-    w, saturday_night = WeekOffsets(hours=True), 5 * DAY_MS + HOUR_MS
-    read = []
+    residual), a fifth of a visit from the fourth week on. Here only Saturday 01:00 is
+    30; the blocks are read from the first week."""
+    w, read = WeekOffsets(hours=True), []
     for week in range(5):
-        busy = _centres(range(week, week + 1), lambda at: 30.0 * (at % WEEK_MS == saturday_night))
-        _teach(w, busy)
-        read.append(w.offset(saturday_night))
+        _teach(w, _saturday_night(range(week, week + 1)))
+        read.append(w.offset(SATURDAY_NIGHT))
     assert read == pytest.approx([15.0, 20.0, 22.5, 24.0, 25.2], abs=1e-4)
 
 
@@ -941,16 +947,14 @@ def test_blocks_saved_before_they_learned_by_visits_restore_past_their_first_wee
     """A state written when the blocks learned value by value (no first time, no visit
     in progress) restores as blocks past their first weeks: their next visit is learned
     a fifth, not the third a second week's is."""
-    saturday_night = 5 * DAY_MS + HOUR_MS
-    busy = _centres(range(1, 2), lambda at: 30.0 * (at % WEEK_MS == saturday_night))
     w = WeekOffsets(hours=True)
-    _teach(w, _centres(range(1), lambda at: 30.0 * (at % WEEK_MS == saturday_night)))
+    _teach(w, _saturday_night(range(1)))
     state = orjson.loads(orjson.dumps(w.to_json()))
     older = WeekOffsets.restore({k: v for k, v in state.items() if k not in ("since", "visits")})
     for offsets in (w, older):
-        _teach(offsets, busy)
-    assert w.offset(saturday_night) == pytest.approx(15.0 + 15.0 / 3, abs=1e-4)
-    assert older.offset(saturday_night) == pytest.approx(15.0 + 15.0 / 5, abs=1e-4)
+        _teach(offsets, _saturday_night(range(1, 2)))
+    assert w.offset(SATURDAY_NIGHT) == pytest.approx(15.0 + 15.0 / 3, abs=1e-4)
+    assert older.offset(SATURDAY_NIGHT) == pytest.approx(15.0 + 15.0 / 5, abs=1e-4)
 
 
 def test_an_incident_as_long_as_a_visit_does_not_teach_its_block_while_it_scores():
