@@ -17,6 +17,8 @@ text, ``streams.packing``). A value that is not finite is scored 0 and not learn
 - :class:`LogView`: another detector over ``log(x + c)`` of a series never negative.
 - :class:`RepeatDetector`: how rare the current run of equal values is for the series.
 - :class:`MaxDetector`: the highest score of several detectors, each learning every value.
+- :class:`DailyRecurrence` (``streams.recurrence``): another detector's score, capped where
+  a surprise recurs at the same time of day on the last two days (scheduled work).
 - :class:`AnomalyLikelihood` (``streams.likelihood``): wraps a detector and turns its raw
   scores into the probability that the recent scores are unusual for this series, so
   that one threshold fits every series.
@@ -42,6 +44,7 @@ from typing import Any, Protocol
 
 from streams.likelihood import AnomalyLikelihood
 from streams.packing import pack, unpack
+from streams.recurrence import DailyRecurrence
 from streams.summaries import RollingMoments, TailProbability, visit_rate
 from streams.summaries import clip as _clip  # ``clip`` is also ForecastDetector's option
 from streams.weekly import WeekOffsets
@@ -49,6 +52,7 @@ from streams.weekly import WeekOffsets
 __all__ = [
     "HOUR_MS",
     "AnomalyLikelihood",
+    "DailyRecurrence",
     "Detector",
     "ForecastDetector",
     "GaussianDetector",
@@ -892,6 +896,7 @@ _KINDS: dict[str, Callable[[dict[str, Any]], Detector]] = {
         )
     },
     AnomalyLikelihood.kind: lambda data: AnomalyLikelihood.restore(data, restore),
+    DailyRecurrence.kind: lambda data: DailyRecurrence.restore(data, restore),
 }
 
 
@@ -910,6 +915,7 @@ def default_detector(
     student: bool = True,
     calm: bool = True,
     week_hours: bool = True,
+    daily_jobs: bool = True,
 ) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
@@ -931,7 +937,9 @@ def default_detector(
     (``streams.weekly``), a run scored by its next step within the runs the history
     holds, and the raw scale capped at :data:`CALM_HIGHEST` instead. With ``week_hours``
     (a part of ``calm``), what the time of the week adds (2-hour blocks) where it fits
-    the series better than the day's offset.
+    the series better than the day's offset. With ``daily_jobs`` (a part of ``calm``), a
+    surprise that came at the same time of day on each of the last two days is scheduled
+    work, scored as an ordinary surprise (:class:`DailyRecurrence`).
     The keywords turn each of those choices off (``bench/nab.py`` scores every
     combination; all off is the default of before); the README says how each was chosen
     and what it scores.
@@ -964,8 +972,11 @@ def default_detector(
         )
     raw += [LogView(MaxDetector(logs))] if log_view else []
     raw += [RepeatDetector(extrapolate=repeat_tail, continuation=calm)] if repeats else []
+    scored: Detector = MaxDetector(raw)
+    if calm and daily_jobs:
+        scored = DailyRecurrence(scored)
     return AnomalyLikelihood(
-        MaxDetector(raw),
+        scored,
         history=10_000 if long_memory else 1000,
         short=20,
         grace=100,

@@ -38,10 +38,10 @@ def _group_of(name: str) -> list[str]:
 
 
 def test_the_grid_shares_a_raw_detector_only_among_candidates_that_build_the_same_one():
-    """144 raw detectors (9 choices, some part of others) under 32 likelihoods and
+    """240 raw detectors (10 choices, some part of others) under 32 likelihoods and
     policies each; the default's group differs from it in those 5 choices alone."""
     groups = collections.Counter(corpus.raw_of(nab.lookup(name)) for name in nab.CANDIDATES)
-    assert len(groups) == 144 and set(groups.values()) == {32}
+    assert len(groups) == 240 and set(groups.values()) == {32}
     default = dict(zip(nab.CHOICES, nab.CANDIDATES[nab.DEFAULT], strict=True))
     for name in _group_of(nab.DEFAULT):
         on = zip(nab.CHOICES, nab.CANDIDATES[name], strict=True)

@@ -82,6 +82,13 @@ def _feed(detector, values, start=0):
     return scores
 
 
+def _raw_parts(state: dict) -> list[dict]:
+    """The states of the raw detectors in a default detector's state (the likelihood's
+    maximum, inside the daily jobs' recurrence where there is one)."""
+    raw = state["detector"]
+    return raw["detector"]["detectors"] if raw["kind"] == "recurrence" else raw["detectors"]
+
+
 @pytest.fixture(params=sorted(FACTORIES))
 def make(request):
     return FACTORIES[request.param]
@@ -233,7 +240,7 @@ def test_a_student_slot_is_in_the_state_and_a_state_from_before_restores_without
     assert state["student"] is True and "student" not in SeasonalDetector().to_json()
     assert detection.restore(state).score_one(58.0, at) == d.score_one(58.0, at)
     assert detection.restore(older).score_one(58.0, at) > d.score_one(58.0, at)
-    views = default_detector().to_json()["detector"]["detectors"]
+    views = _raw_parts(default_detector().to_json())
     assert views[0]["student"] and views[2]["detector"]["detectors"][0]["student"]
     with pytest.raises(ValueError, match="grace >= 2"):
         SeasonalDetector(grace=1, student=True)
@@ -396,7 +403,7 @@ def test_a_raw_level_score_is_capped_where_the_log_view_is_not():
     assert plain.score_one(120.0) > 1 - 1e-12 and capped.score_one(120.0) == detection.RAW_HIGHEST
     assert capped.score_one(101.0) == plain.score_one(101.0)
     for calm, cap in ((True, detection.CALM_HIGHEST), (False, detection.RAW_HIGHEST)):
-        state = default_detector(calm=calm).to_json()["detector"]["detectors"]
+        state = _raw_parts(default_detector(calm=calm).to_json())
         raw_levels, (view, _) = state[:2], state[2:]
         assert [d["highest"] for d in raw_levels] == [cap] * 2
         assert not any("highest" in d for d in view["detector"]["detectors"])
@@ -431,7 +438,7 @@ def test_one_log_view_over_both_levels_scores_as_a_view_each_and_old_states_stil
     new = default_detector(forecast=False, raw_cap=False)
     # The same but the views: a view of each level.
     old = default_detector(log_view=False, forecast=False, raw_cap=False)
-    raw = old.detector.detectors
+    raw = old.detector.detector.detectors  # in the daily jobs' recurrence
     raw[2:2] = [LogView(detection.restore(d.to_json())) for d in raw[:2]]
     rng = random.Random(12)
     values = [rng.lognormvariate(3, 1) for _ in range(1_500)] + [0.0, 5.0] * 10
