@@ -18,6 +18,7 @@ from streams import backtest, detection, packing
 from streams.detection import (
     HOUR_MS,
     AnomalyLikelihood,
+    DailyRecurrence,
     ForecastDetector,
     GaussianDetector,
     LogView,
@@ -60,6 +61,7 @@ FACTORIES = {
     "log": lambda: LogView(GaussianDetector(window_size=200, grace_period=20)),
     "default": default_detector,
     "repeats": RepeatDetector,
+    "recurrence": lambda: DailyRecurrence(GaussianDetector(window_size=200, grace_period=20)),
 }
 STEP_MS = 60_000  # one value a minute, as 1m windows close
 DATA = pathlib.Path(__file__).parent / "data"

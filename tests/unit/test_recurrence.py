@@ -1,0 +1,154 @@
+"""The daily jobs: a surprise at the time of day it came on each of the last two days is
+scheduled work (streams.recurrence). The contract every detector passes is in
+test_detection.py, which builds one of these too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from bench import synthetic
+from streams import backtest, detection
+from streams.detection import GaussianDetector, default_detector
+from streams.recurrence import DAY_SLOTS, RING, SLOT_MS, DailyRecurrence
+
+MARK = DailyRecurrence(GaussianDetector()).mark
+NIGHTLY = {24, 25, 26}  # 02:00 to 02:15
+
+
+def _quiet(slot: int) -> float:
+    """An ordinary value every 5 minutes: 10 to 11.2, the same each day."""
+    return 10.0 + (slot * 7919 % 13) / 10
+
+
+def _fed(jobs: dict[int, set[int]], days: int) -> tuple[DailyRecurrence, dict]:
+    """A recurrence over a Gaussian of the last day, fed a value every 5 minutes for
+    ``days`` days: 100 in the slots of the day ``jobs[day]`` holds, ordinary otherwise;
+    and its score of each (day, slot)."""
+    d = DailyRecurrence(GaussianDetector(window_size=DAY_SLOTS, grace_period=30))
+    scores = {}
+    for day in range(days):
+        for slot in range(DAY_SLOTS):
+            at = (day * DAY_SLOTS + slot) * SLOT_MS
+            x = 100.0 if slot in jobs.get(day, ()) else _quiet(slot)
+            scores[day, slot] = d.score_one(x, at)
+            d.learn_one(x, at)
+    return d, scores
+
+
+def test_a_nightly_job_is_surprising_until_it_came_on_two_days_then_ordinary():
+    _, scores = _fed(dict.fromkeys(range(1, 6), NIGHTLY), 6)
+    assert [scores[day, 24] for day in (1, 2)] == [1.0, 1.0]
+    assert all(scores[day, slot] == MARK for day in (3, 4, 5) for slot in NIGHTLY)
+    assert max(scores[day, slot] for day in range(6) for slot in (30, 100, 200)) < MARK
+
+
+def test_a_job_seen_yesterday_alone_is_still_a_surprise():
+    """Jobs on days 1, 3 and 4: on day 3 the day before had none; on day 4 the day
+    before yesterday had none."""
+    _, scores = _fed({1: NIGHTLY, 3: NIGHTLY, 4: NIGHTLY}, 5)
+    assert scores[3, 24] == scores[4, 24] == 1.0
+
+
+def test_the_same_load_at_another_time_of_day_is_a_surprise():
+    _, scores = _fed({1: NIGHTLY, 2: NIGHTLY, 3: NIGHTLY | {150, 151}}, 4)
+    assert scores[3, 24] == MARK and scores[3, 150] == 1.0
+
+
+def test_a_job_that_starts_five_minutes_later_each_day_is_the_same_job():
+    _, scores = _fed({1: {24, 25}, 2: {25, 26}, 3: {26, 27}}, 4)
+    assert scores[3, 26] == MARK
+
+
+class Scripted:
+    """A raw detector whose score is 1 in the slots it was given (since the epoch) and
+    0.5 elsewhere: which steps surprise, and nothing else, decides."""
+
+    kind = "scripted"
+
+    def __init__(self, surprising: set[int]) -> None:
+        self.surprising = surprising
+
+    def score_one(self, x: float, at: int | None = None) -> float:
+        return 1.0 if at is not None and at // SLOT_MS in self.surprising else 0.5
+
+    def learn_one(self, x: float, at: int | None = None) -> None:
+        pass
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+def _scripted(surprising: set[int], slots: list[int]) -> list[float]:
+    """A recurrence's scores over a scripted detector, a value in each of ``slots``."""
+    d = DailyRecurrence(Scripted(surprising))
+    scores = []
+    for slot in slots:
+        scores.append(d.score_one(1.0, slot * SLOT_MS))
+        d.learn_one(1.0, slot * SLOT_MS)
+    return scores
+
+
+def test_two_days_of_surprises_on_end_are_not_a_schedule():
+    """Surprising all day for two days (a level the detectors have not learned yet):
+    half a day before each match was not quiet, so nothing is taken for a job."""
+    end = 2 * DAY_SLOTS + 100
+    assert _scripted(set(range(end)), list(range(end)))[2 * DAY_SLOTS :] == [1.0] * 100
+    # The same matches with quiet half days between them are a schedule; a surprise half
+    # a day before yesterday's match is not.
+    job, slots = {24, DAY_SLOTS + 24, 2 * DAY_SLOTS + 24}, list(range(2 * DAY_SLOTS + 25))
+    assert _scripted(job, slots)[-1] == MARK
+    assert _scripted(job | {DAY_SLOTS + 24 - DAY_SLOTS // 2}, slots)[-1] == 1.0
+
+
+def test_a_gap_of_more_than_two_days_forgets_the_schedule():
+    """A job on three days, then no value for three days: the next job is a surprise
+    (the slots of the days without values were quiet)."""
+    job = {day * DAY_SLOTS + 24 for day in range(7)}
+    slots = [*range(3 * DAY_SLOTS), 6 * DAY_SLOTS + 24]
+    scores = _scripted(job, slots)
+    assert scores[2 * DAY_SLOTS + 24] == MARK and scores[-1] == 1.0
+
+
+def test_a_slot_without_a_value_since_its_bit_came_round_again_reads_quiet():
+    """The bits are a ring of two days and 40 minutes: day 0's 02:00 takes the bit of day
+    2's 02:40. An hourly series has no value at 02:40 to clear it, so it is cleared as
+    time passes it; otherwise day 3's 02:40 would match day 0's surprise and day 1's."""
+    surprising = {24, DAY_SLOTS + 32, 3 * DAY_SLOTS + 32}
+    slots = sorted(set(range(0, 3 * DAY_SLOTS, 12)) | surprising)
+    assert RING == 2 * DAY_SLOTS + 8  # day 0's slot 24 is day 2's slot 32
+    assert _scripted(surprising, slots)[-1] == 1.0
+
+
+def test_a_value_without_a_time_is_scored_as_the_detector_scores_it():
+    d = DailyRecurrence(Scripted(set()))
+    assert d.score_one(1.0) == 0.5
+    d.learn_one(1.0)
+    assert d.to_json()["slot"] is None
+
+
+def test_a_state_restores_with_its_slots_and_a_wrong_one_is_refused():
+    d, _ = _fed({1: NIGHTLY, 2: NIGHTLY}, 3)
+    state = orjson.loads(orjson.dumps(d.to_json()))
+    at = (3 * DAY_SLOTS + 24) * SLOT_MS
+    assert detection.restore(state).score_one(100.0, at) == d.score_one(100.0, at) == MARK
+    state["marked"] = state["marked"][:8]
+    with pytest.raises(ValueError, match="bytes of slots"):
+        detection.restore(state)
+
+
+def test_the_default_stops_alerting_on_a_hosts_nightly_job():
+    """Host gauges of the synthetic corpus (a value every 5 minutes, a nightly job of 10
+    to 45 minutes, an hourly one in half of them), six without an anomaly: past their
+    third day, 13 alerts with the daily jobs against 59 without (a run)."""
+    counted = {True: 0, False: 0}
+    for seed in range(6):
+        times, values, _ = synthetic.GENERATORS["scheduled"](np.random.default_rng(seed), 0)
+        rows = [(synthetic._stamp(t), v) for t, v in zip(times, values, strict=True)]
+        for jobs in counted:
+            run = backtest.run(rows, default_detector(daily_jobs=jobs))
+            counted[jobs] += sum(alert for i, (*_, alert) in enumerate(run) if i >= 3 * DAY_SLOTS)
+    assert counted[True] <= 0.3 * counted[False], counted
