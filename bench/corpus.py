@@ -24,7 +24,7 @@ import orjson
 from bench.report import progress
 from streams import backtest
 from streams.alerting import Policy
-from streams.detection import AnomalyLikelihood, Detector
+from streams.detection import AnomalyLikelihood, DailyRecurrence, Detector
 
 PROFILES = {"standard": "std", "reward_low_FP_rate": "low_fp", "reward_low_FN_rate": "low_fn"}
 
@@ -83,24 +83,42 @@ class Replay:
 
 def raw_of(variant: Variant) -> bytes | None:
     """What the raw detector of ``variant``'s likelihood is made of: a fresh one's state
-    (a state holds every setting, as a model is restored from it); None when the
-    variant is not a likelihood. Variants with one such state can share its scores."""
+    (a state holds every setting, as a model is restored from it) without the daily
+    jobs' recurrence (:func:`bare`); None when the variant is not a likelihood. Variants
+    with one such state can share its scores."""
     detector = variant[0]()
     if not isinstance(detector, AnomalyLikelihood):
         return None
-    return orjson.dumps(detector.detector.to_json())
+    return orjson.dumps(bare(detector.detector).to_json())
+
+
+def bare(raw: Detector) -> Detector:
+    """What a recording of ``raw``'s scores is made of: under the daily jobs'
+    recurrence, the detector it wraps. The recurrence reads nothing but those scores and
+    the values' times, so :func:`replay` runs it again over the recording, and
+    candidates with and without it share one raw pass (144 raw detectors a file in
+    ``bench.nab``'s grid, not 240)."""
+    return raw.detector if isinstance(raw, DailyRecurrence) else raw
+
+
+def replay(raw: Detector, scores: list[float]) -> Detector:
+    """``raw`` made of the recorded ``scores`` of what :func:`bare` keeps of it."""
+    if isinstance(raw, DailyRecurrence):
+        return DailyRecurrence(Replay(scores), mark=raw.mark)
+    return Replay(scores)
 
 
 def raw_scores(
     detector: Detector, rows: list[tuple[str, float]], ats: list[int] | None = None
 ) -> list[float]:
-    """The scores of the detector an :class:`AnomalyLikelihood` wraps, as the likelihood
-    asks for them over ``rows`` (their times ``ats``, parsed here if None)."""
+    """The scores of the detector an :class:`AnomalyLikelihood` wraps (what :func:`bare`
+    keeps of it), as the likelihood asks for them over ``rows`` (their times ``ats``,
+    parsed here if None)."""
     if not isinstance(detector, AnomalyLikelihood):
         raise TypeError(f"a shared raw pass needs a likelihood, not {detector.kind!r}")
     if ats is None:
         ats = [backtest.timestamp_ms(t) for t, _ in rows]
-    return _scores(detector.detector, rows, ats)
+    return _scores(bare(detector.detector), rows, ats)
 
 
 def _scores(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -> list[float]:
@@ -164,7 +182,7 @@ def alerts_of(
             assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked the first
             key = orjson.dumps(detector.to_json())
             if key not in scored:
-                detector.detector = Replay(raw)
+                detector.detector = replay(detector.detector, raw)
                 scores = _scores(detector, rows, ats)
                 scored[key] = [(at, x, y) for at, (_, x), y in zip(ats, rows, scores, strict=True)]
             alerts = [bool(alert) for alert in backtest.alerts(scored[key], policy)]

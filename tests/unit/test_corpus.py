@@ -23,13 +23,13 @@ def _run(name: str, rows: list[tuple[str, float]], raw: list[float] | None = Non
     make, policy = nab.lookup(name)
     detector = make()
     if raw is not None:
-        detector.detector = corpus.Replay(raw)
+        detector.detector = corpus.replay(detector.detector, raw)
     return list(backtest.run(rows, detector, policy))
 
 
 #: The grid's choices that are the likelihood's and the alert policy's, not the raw
-#: detector's.
-NOT_RAW = {"3 h span", "rarity", "confirm", "robust", "long memory"}
+#: detector's, and the daily jobs, run again over the raw detector's recorded scores.
+NOT_RAW = {"3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs"}
 
 
 def _group_of(name: str) -> list[str]:
@@ -38,10 +38,11 @@ def _group_of(name: str) -> list[str]:
 
 
 def test_the_grid_shares_a_raw_detector_only_among_candidates_that_build_the_same_one():
-    """240 raw detectors (10 choices, some part of others) under 32 likelihoods and
-    policies each; the default's group differs from it in those 5 choices alone."""
+    """144 raw detectors (9 choices, some part of others) under 32 likelihoods and
+    policies each, 64 where the daily jobs can be on (with calm); the default's group
+    differs from it in those 6 choices alone."""
     groups = collections.Counter(corpus.raw_of(nab.lookup(name)) for name in nab.CANDIDATES)
-    assert len(groups) == 240 and set(groups.values()) == {32}
+    assert len(groups) == 144 and set(groups.values()) == {32, 64}
     default = dict(zip(nab.CHOICES, nab.CANDIDATES[nab.DEFAULT], strict=True))
     for name in _group_of(nab.DEFAULT):
         on = zip(nab.CHOICES, nab.CANDIDATES[name], strict=True)
@@ -52,8 +53,9 @@ def test_the_grid_shares_a_raw_detector_only_among_candidates_that_build_the_sam
 def test_replayed_raw_scores_give_every_candidate_of_a_group_the_same_scores_and_alerts(
     shape, seed
 ):
-    """The default's group (its likelihood, span, rarity, memory and confirmation choices
-    turned every way) over a series with anomalies: scores and alerts to the bit."""
+    """The default's group (its likelihood, span, rarity, memory, confirmation and daily
+    jobs choices turned every way) over a series with anomalies: scores and alerts to
+    the bit."""
     rows = _rows(shape, seed)
     names = _group_of(nab.DEFAULT)
     raw = corpus.raw_scores(nab.lookup(names[0])[0](), rows)
@@ -63,6 +65,19 @@ def test_replayed_raw_scores_give_every_candidate_of_a_group_the_same_scores_and
         assert _run(name, rows, raw) == whole
         alerts += sum(alert for *_, alert in whole)
     assert alerts > len(names)  # the comparison covers alerts, not just quiet rows
+
+
+def test_the_daily_jobs_run_again_over_one_recording_score_as_they_do_whole():
+    """A host gauge with a nightly job: the default and the default without the daily
+    jobs score differently run whole, and each scores the same over the one recording
+    of the raw detector they share."""
+    rows = _rows("scheduled", 1)
+    names = [nab.DEFAULT, nab._without("daily jobs")]
+    assert corpus.raw_of(nab.lookup(names[0])) == corpus.raw_of(nab.lookup(names[1]))
+    raw = corpus.raw_scores(nab.lookup(names[0])[0](), rows)
+    whole = [_run(name, rows) for name in names]
+    assert whole[0] != whole[1]
+    assert [_run(name, rows, raw) for name in names] == whole
 
 
 @pytest.mark.parametrize("shape, seed", [("latency", 3), ("bursty", 4)])
