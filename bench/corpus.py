@@ -102,9 +102,11 @@ def bare(raw: Detector) -> Detector:
 
 
 def replay(raw: Detector, scores: list[float]) -> Detector:
-    """``raw`` made of the recorded ``scores`` of what :func:`bare` keeps of it."""
+    """``raw`` (a fresh one) made of the recorded ``scores`` of what :func:`bare` keeps of
+    it: the recurrence, with its own settings, over them."""
     if isinstance(raw, DailyRecurrence):
-        return DailyRecurrence(Replay(scores), mark=raw.mark)
+        raw.detector = Replay(scores)
+        return raw
     return Replay(scores)
 
 

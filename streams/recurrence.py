@@ -6,7 +6,7 @@ minutes at one time of the day. The detectors that know the time of day keep an 
 mean and spread, or 2-hour blocks of the week, and a job of 10 to 45 minutes inside an
 hour is a mixture they do not resolve; the detectors that know no time see a jump. On
 the synthetic host gauges with scheduled jobs of the development seeds, the default
-alerted on most nights (130 false alarms over 24 files).
+alerted on most nights (130 false alarms over 24 files, a scratch count).
 
 :class:`DailyRecurrence` wraps the raw detector of a likelihood. It remembers which
 5-minute slots of the last two days held a surprising step (a raw score of at least
@@ -51,6 +51,8 @@ import base64
 import math
 from typing import TYPE_CHECKING, Any
 
+from streams.weekly import DAY_MS
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 #: A slot of the day: jobs start on the minute and run for minutes; 5 minutes apart.
 SLOT_MS = 300_000
 #: Slots a day.
-DAY_SLOTS = 86_400_000 // SLOT_MS
+DAY_SLOTS = DAY_MS // SLOT_MS
 #: The slots remembered: two days back from the current one, and a slot either way.
 RING = 2 * DAY_SLOTS + 8
 
@@ -103,6 +105,14 @@ class DailyRecurrence:
         i = slot % RING
         return bool(self._marked[i >> 3] >> (i & 7) & 1)
 
+    def _put(self, slot: int, surprising: bool) -> None:
+        """Set or clear ``slot``'s bit (its place in the ring)."""
+        i = slot % RING
+        if surprising:
+            self._marked[i >> 3] |= 1 << (i & 7)
+        else:
+            self._marked[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+
     def _near(self, slot: int) -> bool:
         return self._bit(slot - 1) or self._bit(slot) or self._bit(slot + 1)
 
@@ -138,14 +148,12 @@ class DailyRecurrence:
         a = at // SLOT_MS
         latest = self._slot
         if latest is None or a > latest:  # forget what the ring held at the new slots
-            start = a - RING + 1 if latest is None else max(latest + 1, a - RING + 1)
-            for s in range(start, a + 1):
-                i = s % RING
-                self._marked[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+            if latest is not None:  # a new ring holds nothing yet
+                for s in range(max(latest + 1, a - RING + 1), a + 1):
+                    self._put(s, False)
             self._slot = latest = a
         if raw >= self.mark and a > latest - RING:  # a late value within the ring counts
-            i = a % RING
-            self._marked[i >> 3] |= 1 << (i & 7)
+            self._put(a, True)
 
     def to_json(self) -> dict[str, Any]:
         return {

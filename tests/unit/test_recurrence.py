@@ -106,11 +106,19 @@ def test_two_days_of_surprises_on_end_are_not_a_schedule():
 
 def test_a_gap_of_more_than_two_days_forgets_the_schedule():
     """A job on three days, then no value for three days: the next job is a surprise
-    (the slots of the days without values were quiet)."""
+    (the slots of the days without values were quiet). After half a day without values,
+    yesterday's slot is read as quiet too, not as the older slot whose bit it takes
+    (fails without the ring's bounds in ``_bit``)."""
     job = {day * DAY_SLOTS + 24 for day in range(7)}
     slots = [*range(3 * DAY_SLOTS), 6 * DAY_SLOTS + 24]
     scores = _scripted(job, slots)
     assert scores[2 * DAY_SLOTS + 24] == MARK and scores[-1] == 1.0
+    # A gap of half a day: yesterday's slot at this time is not learned yet, and its
+    # place in the ring still holds day 0's bit two days and 40 minutes before it.
+    surprising = {192, DAY_SLOTS + 200, 3 * DAY_SLOTS + 200}
+    slots = [*range(2 * DAY_SLOTS + 100), 3 * DAY_SLOTS + 200]
+    assert (2 * DAY_SLOTS + 200) % RING == 192
+    assert _scripted(surprising, slots)[-1] == 1.0
 
 
 def test_a_slot_without_a_value_since_its_bit_came_round_again_reads_quiet():
