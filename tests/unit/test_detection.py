@@ -17,6 +17,8 @@ from bench import synthetic
 from streams import backtest, detection, packing
 from streams.detection import (
     HOUR_MS,
+    RARE_RUN,
+    RARE_RUN_SPAN,
     AnomalyLikelihood,
     DailyRecurrence,
     ForecastDetector,
@@ -43,6 +45,7 @@ FACTORIES = {
     "seasonal, weekly": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10, weekly=True),
     "forecast, weekly": lambda: ForecastDetector(bucket_ms=60_000, buckets=10, weekly=True),
     "repeats, continuation": lambda: RepeatDetector(continuation=True),
+    "repeats, robust": lambda: RepeatDetector(continuation=True, robust=True),
     "default, not calm": lambda: default_detector(calm=False),
     "forecast": lambda: ForecastDetector(bucket_ms=60_000, buckets=10),
     "max": lambda: MaxDetector(
@@ -66,7 +69,7 @@ FACTORIES = {
 STEP_MS = 60_000  # one value a minute, as 1m windows close
 DATA = pathlib.Path(__file__).parent / "data"
 #: Detectors of another aspect than how far a value lies (the spike tests do not apply).
-NOT_LEVEL = {"repeats", "repeats, continuation"}
+NOT_LEVEL = {"repeats", "repeats, continuation", "repeats, robust"}
 
 
 def _series(seed: int, n: int = 600) -> list[float]:
@@ -704,6 +707,68 @@ def test_a_stuck_sensor_that_repeats_by_chance_is_seen_sooner_with_the_repeat_ta
     with_tail, floor_only = first_alert(True), first_alert(False)
     assert with_tail in range(1_900, 1_913)  # within the hour (55 minutes in; 50 without calm)
     assert with_tail < floor_only  # at the floor, a score stops at 0.999
+
+
+def _two_stuck_runs() -> list[float]:
+    """A road sensor stuck for 86 readings (7 hours), and again for 60 two days later."""
+    return _stuck(_stuck(_road_speed(3, 2_400), 1_000, 86), 1_700, 60)
+
+
+def test_a_second_stuck_run_is_as_rare_as_the_first_with_robust_runs():
+    """Learned whole, the first run makes the second ordinary from its start; robust,
+    it is learned only up to where it became rare, and the second is rare again."""
+    values = _two_stuck_runs()
+    plain = _feed(RepeatDetector(continuation=True), values)
+    robust = _feed(RepeatDetector(continuation=True, robust=True), values)
+    assert max(plain[1_000:1_086]) >= RARE_RUN and max(robust[1_000:1_086]) >= RARE_RUN
+    assert max(plain[1_700:1_760]) < 0.9 < 0.9999 <= max(robust[1_700:1_760])
+    quiet = [*range(200, 1_000), *range(1_086, 1_700), *range(1_760, 2_400)]
+    assert max(robust[i] for i in quiet) == max(plain[i] for i in quiet) < RARE_RUN
+
+
+def test_a_rare_run_scores_for_at_most_four_times_the_length_it_became_rare_at():
+    """Its incident is raised by then; a run scored rare for hours would fill the
+    likelihood's history with one incident."""
+    values = _two_stuck_runs()
+    d = RepeatDetector(continuation=True, robust=True)
+    scores, rare_at = [], []
+    for x in values:
+        scores.append(d.score_one(x))
+        d.learn_one(x)
+        rare_at.append(d._rare)
+    for start, length in ((1_000, 86), (1_700, 60)):
+        became = next(i for i in range(start, start + length) if scores[i] >= RARE_RUN)
+        rare = became - start + 1  # the run's length at that step
+        assert rare_at[became] == rare and rare_at[start + length] == 0  # ended with it
+        end = start + RARE_RUN_SPAN * rare
+        assert end < start + length  # the run goes on past the bound
+        assert min(scores[became : became + 4]) >= 0.99  # long enough for the likelihood
+        assert max(scores[end : start + length]) == 0.0
+
+
+def test_a_series_whose_new_way_is_long_runs_is_accepted_after_a_few():
+    """A host's gauge that drops to 0 and stays there between hourly jobs: each run of
+    zeros is learned twice as far as it was ordinary, so two are raised (four when
+    learned only up to where it became rare)."""
+    rng = random.Random(4)
+    values = [round(rng.gauss(20, 2), 1) for _ in range(1_000)]
+    for _ in range(12):
+        values += [0.0] * 59 + [35.0]
+    scores = _feed(RepeatDetector(continuation=True, robust=True), values)
+    rare = [max(scores[1_000 + 60 * k : 1_060 + 60 * k]) >= RARE_RUN for k in range(12)]
+    assert rare[:2] == [True, True] and not any(rare[2:])
+
+
+def test_a_repeat_state_keeps_the_robust_run_it_is_in():
+    values = _two_stuck_runs()
+    d = RepeatDetector(continuation=True, robust=True)
+    _feed(d, values[:1_020])  # inside the first run, past where it became rare
+    state = d.to_json()
+    assert state["robust"] and state["rare"] > 0
+    again = detection.restore(orjson.loads(orjson.dumps(state)))
+    assert _feed(again, values[1_020:], 1_020) == _feed(d, values[1_020:], 1_020)
+    old = {k: v for k, v in state.items() if k not in ("robust", "rare")}
+    assert not detection.restore(old).robust  # a state from before: learned whole
 
 
 def test_the_short_mean_covers_hours_whatever_the_cadence():
