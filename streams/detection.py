@@ -881,7 +881,7 @@ class RepeatDetector:
         if not same:
             self._rare = 0
         elif self.robust and not self._rare and self.score_one(x, at) >= RARE_RUN:
-            self._rare = self._run + 1  # learned up to here, this step included
+            self._rare = self._run + 1  # the run's length with this step
         self._repeated = self._repeated * keep + same
         self._run = self._run + 1 if same else 1
         self._last = x
