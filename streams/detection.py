@@ -76,14 +76,11 @@ _SPARSE_MAX = 255
 REPEAT_FLOOR = 1e-6
 #: With ``robust``: a run this rare (a tail of 1 in 10,000, the likelihood's alert
 #: score) is an incident. It scores for up to ``RARE_RUN_SPAN`` times the length it had
-#: then, and is learned up to ``RARE_RUN_LEARNED`` times it. Development seeds 1, 3, 5
-#: and 7 / 8-11 (scratch runs, standard; 75.7 / 77.0 learned whole): scored for 2 times,
-#: 75.0 (a road sensor's stuck run scored rare for 7 steps, and its short mean never
-#: reached an alert); for 4 times and learned up to 1, 2 or 4 times, 76.7 / 77.3, 76.5 /
-#: 77.5 and 76.2 / 77.2. Up to the length alone, a series whose new way is long runs is
-#: accepted slowly (a host's gauge at 0 between jobs after a shift down: 4 false alarms
-#: more on one file, scheduled 62.6 to 60.4 on seeds 8-11); at twice it, each run of
-#: that way is learned twice as far as the one before.
+#: then (at 2 times, a road sensor's stuck run scored rare for 7 steps and its short
+#: mean never reached an alert), and is learned up to ``RARE_RUN_LEARNED`` times it, so
+#: a series whose new way is long runs is learned twice as far with each of them (up to
+#: the length alone, a host's gauge at 0 between jobs kept alerting). The README has
+#: the variants' figures (scratch runs of the development seeds).
 RARE_RUN = ALERT_SCORE
 RARE_RUN_SPAN = 4
 RARE_RUN_LEARNED = 2
@@ -815,6 +812,7 @@ class RepeatDetector:
         "_repeated",
         "_run",
         "_runs",
+        "_scored",
         "continuation",
         "extrapolate",
         "grace",
@@ -851,8 +849,10 @@ class RepeatDetector:
         self._run = 0
         self._n = 0
         self._repeated = 0.0  # steps that repeated the one before, decaying over history
-        #: With ``robust``: the length at which the current run scored RARE_RUN (0: not).
+        #: With ``robust``: the length at which the current run scored RARE_RUN (0: not),
+        #: and the score of a repeat since the last step learned (None: not scored).
         self._rare = 0
+        self._scored: float | None = None
 
     def score_one(self, x: float, at: int | None = None) -> float:
         known = min(self._n, self.history)  # values the history speaks for
@@ -860,6 +860,14 @@ class RepeatDetector:
             return 0.0  # changing, or this run is all the history knows: the series' way
         if self._rare and self._run >= RARE_RUN_SPAN * self._rare:
             return 0.0  # a rare run raised long enough: not one incident's hundred steps
+        score = self._rarity(known)
+        if self.robust:  # learn_one asks whether the run became rare: scored already
+            self._scored = score
+        return score
+
+    def _rarity(self, known: int) -> float:
+        """The score of the current run going on one more step (``known``: the values
+        the history speaks for)."""
         floor = 1.0 / (known + 1)
         observed = self._runs.sf(self._run + 1)
         if observed > floor or not self.extrapolate:
@@ -880,8 +888,12 @@ class RepeatDetector:
         same = x == self._last
         if not same:
             self._rare = 0
-        elif self.robust and not self._rare and self.score_one(x, at) >= RARE_RUN:
-            self._rare = self._run + 1  # the run's length with this step
+        elif self.robust and not self._rare:
+            # A score since the last step learned is this one's: a repeat of _last.
+            score = self.score_one(x, at) if self._scored is None else self._scored
+            if score >= RARE_RUN:
+                self._rare = self._run + 1  # the run's length with this step
+        self._scored = None
         self._repeated = self._repeated * keep + same
         self._run = self._run + 1 if same else 1
         self._last = x
@@ -1013,8 +1025,8 @@ def default_detector(
             ForecastDetector(shift_alpha=shift, visit_share=share, weekly=calm, week_hours=hours)
         )
     raw += [LogView(MaxDetector(logs))] if log_view else []
-    runs = RepeatDetector(extrapolate=repeat_tail, continuation=calm, robust=repeat_tail)
-    raw += [runs] if repeats else []
+    if repeats:
+        raw.append(RepeatDetector(extrapolate=repeat_tail, continuation=calm, robust=repeat_tail))
     scored: Detector = MaxDetector(raw)
     if calm and daily_jobs:
         scored = DailyRecurrence(scored)
