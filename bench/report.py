@@ -20,5 +20,6 @@ def emit(result: dict[str, Any]) -> None:
     width = max(len(k) for k in result) + 2
     print(f"{'measure':<{width}}{'value':>14}")
     for key, value in result.items():
-        shown = f"{value:>14,}" if isinstance(value, int) else f"{value!s:>14}"
+        number = isinstance(value, int) and not isinstance(value, bool)
+        shown = f"{value:>14,}" if number else f"{value!s:>14}"
         print(f"{key:<{width}}{shown}")

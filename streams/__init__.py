@@ -1,0 +1,83 @@
+"""The stream worker and its pure core.
+
+The detector's modules (``CORE`` in ``setup.py``) are compiled by mypyc when Vigil is
+installed, into extension modules beside their sources. In a source tree (an editable
+install, where the sources are edited), a build is imported only while every source of
+its group is older than every build: after an edit or a checkout the sources run, all of
+them, with a warning, until ``pip install -e .`` builds them again. A build of some of
+them beside the sources of others would hold two versions of the same classes.
+``VIGIL_PURE_PYTHON=1`` runs the sources always (a profile, a debugger, a comparison:
+``bench/compiled.py``).
+
+>>> set(COMPILED) <= set(builds(Path(__file__).parent))
+True
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+def builds(folder: Path) -> dict[str, Path]:
+    """The modules in ``folder`` with a compiled build beside their source: name ->
+    the build's path."""
+    found = {}
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for path in folder.glob(f"*{suffix}"):
+            name = path.name.removesuffix(suffix)
+            if (folder / f"{name}.py").exists():
+                found[name] = path
+    return found
+
+
+def stale(folder: Path) -> list[str]:
+    """The modules of ``folder``'s builds whose source changed after the oldest build."""
+    built = builds(folder)
+    if not built:
+        return []
+    oldest = min(path.stat().st_mtime for path in built.values())
+    return sorted(name for name in built if (folder / f"{name}.py").stat().st_mtime > oldest)
+
+
+class Sources:
+    """A finder that imports the package's modules ``names`` from their sources, ahead
+    of their builds."""
+
+    def __init__(self, package: str, folder: Path, names: list[str]) -> None:
+        self.sources = {f"{package}.{name}": folder / f"{name}.py" for name in names}
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self.sources.get(fullname)
+        return None if source is None else importlib.util.spec_from_file_location(fullname, source)
+
+
+def _compiled() -> tuple[str, ...]:
+    """The modules that run compiled; a finder for the sources where they must not."""
+    here = Path(__file__).resolve().parent
+    built = sorted(builds(here))
+    if not built:
+        return ()
+    pure = bool(os.environ.get("VIGIL_PURE_PYTHON"))
+    changed = stale(here) if (here.parent / "pyproject.toml").exists() else []
+    if not pure and not changed:
+        return tuple(built)
+    if changed and not pure:
+        warnings.warn(
+            f"streams: {', '.join(changed)} changed after the compiled build; the sources "
+            "run instead (pip install -e . builds them again)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    sys.meta_path.insert(0, Sources(__name__, here, built))
+    return ()
+
+
+#: The modules of the package that run compiled (none where the sources run).
+COMPILED = _compiled()

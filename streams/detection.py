@@ -40,7 +40,7 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from streams.likelihood import ALERT_SCORE, AnomalyLikelihood
 from streams.packing import pack, unpack
@@ -87,7 +87,7 @@ RARE_RUN_LEARNED = 2
 
 
 class Detector(Protocol):
-    kind: str
+    kind: ClassVar[str]
 
     def score_one(self, x: float, at: int | None = None) -> float: ...
 
@@ -149,7 +149,7 @@ class GaussianDetector:
     at most ``highest`` (:data:`RAW_HIGHEST` says why a score is capped).
     """
 
-    kind = "gaussian"
+    kind: ClassVar[str] = "gaussian"
     __slots__ = ("_moments", "grace_period", "highest", "window_size")
 
     def __init__(
@@ -242,7 +242,7 @@ class SeasonalDetector:
     True
     """
 
-    kind = "seasonal"
+    kind: ClassVar[str] = "seasonal"
     __slots__ = (
         "_slots",
         "_week",
@@ -364,7 +364,8 @@ class SeasonalDetector:
         if where is None:
             return self._slots
         out = array.array("d", bytes(3 * 8 * self.buckets))
-        for slot, place in enumerate(where):
+        # A list: mypyc 2.4 stops with an internal error on enumerate() of a bytearray.
+        for slot, place in enumerate(list(where)):
             if place:
                 i = 3 * place - 3
                 out[3 * slot : 3 * slot + 3] = self._slots[i : i + 3]
@@ -468,9 +469,9 @@ class ForecastDetector:
     True
     """
 
-    kind = "forecast"
+    kind: ClassVar[str] = "forecast"
     #: The keywords of the constructor, kept in the state as they are.
-    PARAMETERS = (
+    PARAMETERS: ClassVar[tuple[str, ...]] = (
         "alpha",
         "gamma",
         "spread_alpha",
@@ -642,7 +643,7 @@ class ForecastDetector:
 class MaxDetector:
     """The highest score of ``detectors``; every one of them learns every value."""
 
-    kind = "max"
+    kind: ClassVar[str] = "max"
     __slots__ = ("detectors",)
 
     def __init__(self, detectors: Sequence[Detector]) -> None:
@@ -685,7 +686,7 @@ class LogView:
     (True, True)
     """
 
-    kind = "log"
+    kind: ClassVar[str] = "log"
     __slots__ = ("_negative", "_offset", "_times", "_values", "detector", "warmup")
 
     def __init__(self, detector: Detector, *, warmup: int = 30) -> None:
@@ -804,7 +805,7 @@ class RepeatDetector:
     (0.001, True)
     """
 
-    kind = "repeats"
+    kind: ClassVar[str] = "repeats"
     __slots__ = (
         "_last",
         "_n",

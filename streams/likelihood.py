@@ -7,7 +7,7 @@ import array
 import math
 import statistics
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from streams.packing import pack, unpack
 from streams.summaries import RollingMoments, TailProbability
@@ -63,7 +63,7 @@ class AnomalyLikelihood:
       new series is scored as soon as before.
     """
 
-    kind = "likelihood"
+    kind: ClassVar[str] = "likelihood"
     __slots__ = (
         "_at",
         "_history",
@@ -83,7 +83,7 @@ class AnomalyLikelihood:
         "warmup",
     )
     #: Scores from here up are checked against the short mean's own tail (``rarity``).
-    CHECKED = 0.99
+    CHECKED: ClassVar[float] = 0.99
 
     def __init__(
         self,

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from streams.weekly import DAY_MS
 
@@ -71,7 +71,7 @@ class DailyRecurrence:
     2.5) where a surprising step recurs at the same time of day on the last two days
     (the module's docstring says when and why)."""
 
-    kind = "recurrence"
+    kind: ClassVar[str] = "recurrence"
     __slots__ = ("_last", "_marked", "_slot", "detector", "mark")
 
     def __init__(

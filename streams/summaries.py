@@ -12,7 +12,7 @@ from __future__ import annotations
 import array
 import functools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from streams.packing import pack, unpack
 
@@ -56,10 +56,10 @@ class RollingMoments:
     (``tests/unit/test_detection.py`` checks it against ``stats.Var``).
     """
 
-    BLOCKS = 20
+    BLOCKS: ClassVar[int] = 20
     #: Numbers ahead of the finished blocks in the state: the open block's and the
     #: running total's n, mean and S.
-    HEAD = 6
+    HEAD: ClassVar[int] = 6
     __slots__ = ("_state", "block", "blocks", "size")
 
     def __init__(self, size: int) -> None:

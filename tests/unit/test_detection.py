@@ -636,12 +636,23 @@ def test_a_log_view_stays_silent_for_good_once_a_series_goes_negative():
 def test_a_log_view_learns_its_first_values_with_their_times():
     seen = []
 
-    class Recorder(GaussianDetector):
+    class Recorder:  # around the detector: a compiled class has no interpreted subclasses
+        kind = "recorder"
+
+        def __init__(self, inner: GaussianDetector) -> None:
+            self.inner = inner
+
+        def score_one(self, x, at=None):
+            return self.inner.score_one(x, at)
+
         def learn_one(self, x, at=None):
             seen.append(at)
-            super().learn_one(x, at)
+            self.inner.learn_one(x, at)
 
-    d = LogView(Recorder(window_size=200, grace_period=5), warmup=3)
+        def to_json(self):
+            return self.inner.to_json()
+
+    d = LogView(Recorder(GaussianDetector(window_size=200, grace_period=5)), warmup=3)
     for i in range(4):
         d.learn_one(5.0, at=i * STEP_MS)
     assert seen == [0, STEP_MS, 2 * STEP_MS, 3 * STEP_MS]
