@@ -26,8 +26,9 @@ Three figures, none of which can flatter it, next to the plain score on ``../sha
    without anomalies (``quiet``; on NAB, ``artificialNoAnomaly`` and one real file) count
    their alerts.
 3. **Speed and size**: the backtest's rows/s (score, learn, alert lifecycle, one process)
-   against the default of before in the same run, and the default model's JSON state
-   after 50,000 values. Those two run whole for it; in the grid, candidates that build
+   against the default of before in the same run (both compiled where the detector's
+   build is in use: ``backtest compiled``), and the default model's JSON state after
+   50,000 values. Those two run whole for it; in the grid, candidates that build
    the same raw detector run it once a file and their likelihoods read its scores
    (``corpus.run``'s ``share_raw``), which must give the two the alerts of their whole
    runs.
@@ -52,6 +53,7 @@ from typing import Any
 
 import orjson
 
+import streams
 from bench import corpus, synthetic
 from bench.report import emit
 from streams.detection import HOUR_MS, default_detector
@@ -302,6 +304,7 @@ def main() -> None:
     result["backtest rows/s"] = speed
     result["backtest rows/s, default of before"] = speed_before
     result["backtest speed against before"] = round(speed / speed_before, 3)
+    result["backtest compiled"] = bool(streams.COMPILED)
     result["state bytes"] = state_bytes()
     for name, scores in summaries.items():
         result[f"candidate {name}"] = scores["std"]
