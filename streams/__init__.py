@@ -35,9 +35,10 @@ def builds(folder: Path) -> dict[str, Path]:
     return found
 
 
-def stale(folder: Path) -> list[str]:
-    """The modules of ``folder``'s builds whose source changed after the oldest build."""
-    built = builds(folder)
+def stale(folder: Path, built: dict[str, Path] | None = None) -> list[str]:
+    """The modules of ``folder``'s builds (``built``, if already listed) whose source
+    changed after the oldest build."""
+    built = builds(folder) if built is None else built
     if not built:
         return []
     oldest = min(path.stat().st_mtime for path in built.values())
@@ -61,11 +62,12 @@ class Sources:
 def _compiled() -> tuple[str, ...]:
     """The modules that run compiled; a finder for the sources where they must not."""
     here = Path(__file__).resolve().parent
-    built = sorted(builds(here))
-    if not built:
+    found = builds(here)
+    if not found:
         return ()
+    built = sorted(found)
     pure = bool(os.environ.get("VIGIL_PURE_PYTHON"))
-    changed = stale(here) if (here.parent / "pyproject.toml").exists() else []
+    changed = stale(here, found) if (here.parent / "pyproject.toml").exists() else []
     if not pure and not changed:
         return tuple(built)
     if changed and not pure:
