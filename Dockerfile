@@ -1,5 +1,5 @@
-# The wheel is built where there is a C compiler (the full image), so the detector's
-# modules are compiled by mypyc (setup.py); the image that runs it is the slim one.
+# The wheel is built where there is a C compiler (the full image), so the worker's
+# core is compiled by mypyc (setup.py); the image that runs it is the slim one.
 FROM python:3.11 AS build
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./

@@ -1,20 +1,24 @@
 """The doctests of the compiled modules (``streams.COMPILED``), read from their sources.
 
 mypyc keeps no docstrings, and pytest's doctest collector imports the build (which is
-not the file it collects: an import mismatch). Each such module's doctests run on its
-source, loaded under a name of its own beside the build; the other modules it imports
-are the compiled ones, as in the worker.
+not the file it collects: an import mismatch). Each such module's doctests are read
+from its source, loaded under a name of its own beside the build, and run in the
+build's namespace: the examples exercise the compiled classes and functions, as the
+worker runs them (a source's class made from a compiled one would be an interpreted
+subclass of a compiled class, which mypyc refuses).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
-from collections.abc import Generator
+import sys
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from _pytest.doctest import DoctestModule
+from _pytest.doctest import DoctestItem, DoctestModule
 
 import streams
 
@@ -27,8 +31,16 @@ class SourceDoctests(DoctestModule):
         spec = importlib.util.spec_from_file_location(name, self.path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # a dataclass looks its module up there
         spec.loader.exec_module(module)
         return module
+
+    def collect(self) -> Iterable[DoctestItem]:
+        build = vars(importlib.import_module(f"streams.{self.path.stem}"))
+        for item in super().collect():
+            assert isinstance(item, DoctestItem) and item.dtest is not None
+            item.dtest.globs = dict(build)
+            yield item
 
 
 @pytest.hookimpl(wrapper=True)

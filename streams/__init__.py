@@ -1,7 +1,8 @@
 """The stream worker and its pure core.
 
-The detector's modules (``CORE`` in ``setup.py``) are compiled by mypyc when Vigil is
-installed, into extension modules beside their sources. In a source tree (an editable
+The worker's pure core (``CORE`` in ``setup.py``: the detectors, the windows, their
+aggregates and sketches) is compiled by mypyc when Vigil is installed, into extension
+modules beside their sources. In a source tree (an editable
 install, where the sources are edited), a build is imported only while every source of
 its group is older than every build: after an edit or a checkout the sources run, all of
 them, with a warning, until ``pip install -e .`` builds them again. A build of some of

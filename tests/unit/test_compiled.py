@@ -1,5 +1,5 @@
-"""The detector's modules compiled by mypyc (setup.py): built where CI installs Vigil,
-the same scores and alerts as their sources, and never a build older than its source."""
+"""The worker's core compiled by mypyc (setup.py): built where CI installs Vigil, the
+same scores, alerts and windows as its sources, and never a build older than its source."""
 
 from __future__ import annotations
 
@@ -47,6 +47,22 @@ def test_the_build_scores_and_alerts_as_its_sources(tmp_path):
         assert compiled.is_build(built["module"])
     assert built["rows"] == plain["rows"] == sum(len(p.read_text().splitlines()) - 1 for p in paths)
     assert built["alerts"] == plain["alerts"] > 0
+    assert built["digest"] == plain["digest"]
+
+
+def test_the_build_makes_the_windows_scores_and_checkpoint_of_its_sources(tmp_path):
+    """The windows, their aggregates and sketches, and the detectors the default rules
+    score closed windows with: every window's line, score, alert and the checkpoint."""
+    envelopes = tmp_path / "envelopes"
+    compiled.write_envelopes(envelopes, 20_000, 2_000)
+    built = compiled.measure([envelopes], sources=False, workload="processor")
+    plain = compiled.measure([envelopes], sources=True, workload="processor")
+    assert not compiled.is_build(plain["module"])
+    if os.environ.get("CI") or streams.COMPILED:
+        assert compiled.is_build(built["module"])
+    assert built["rows"] == plain["rows"] == 20_000
+    assert built["windows"] == plain["windows"] > 20_000  # 2,000 series in 7 windows each
+    assert built["scores"] == plain["scores"] > 1_000
     assert built["digest"] == plain["digest"]
 
 
