@@ -57,25 +57,6 @@ class WindowRecord(msgspec.Struct, frozen=True, gc=False):
     #: negative values (see streams.sketch): adding them merges windows.
     sketch: tuple[int, dict[int, int], dict[int, int]] | None
 
-    @classmethod
-    def of(
-        cls,
-        series: str,
-        agg: Any,
-        start_ms: int,
-        end_ms: int,
-        hop_ms: int,
-        label: str,
-        partition: int,
-    ) -> WindowRecord:
-        """The record of a closed :class:`streams.windows.SeriesAggregate` (its figures
-        in the fields' order: ``Aggregate.figures``)."""
-        figures, sketch = agg.closed()
-        return cls(  # type: ignore[call-arg]  # mypy counts a star argument as too many
-            series, agg.kind, agg.service, agg.name, start_ms, end_ms, hop_ms, label,
-            partition, *figures, sketch,
-        )  # fmt: skip
-
     @property
     def error_rate(self) -> float:
         return self.errors / self.count if self.count else 0.0
