@@ -7,15 +7,15 @@ counting:
 - the backtest: the default detector over the shared NAB corpus and a synthetic seed,
   every score and alert in a digest;
 - the processor: ``--events`` bench events (``bench.pipeline``'s, written once for both
-  sides) over ``--series`` series through a processor with windows ``1m,5m,5m/1m`` and the
-  default rules, every closed window's line, alert transition and detector score, and
-  the final checkpoint, in a digest.
+  sides) over each of ``--series`` series counts through a processor with windows
+  ``1m,5m,5m/1m`` and the default rules, every closed window's line, alert transition
+  and detector score, and the final checkpoint, in a digest.
 
 The two digests of a workload must be the same: the build is a speed-up of the same
 arithmetic, not another detector or other windows.
 
     python -m bench.compiled [--shared ../shared] [--seed 2] [--rounds 2]
-        [--events 300000] [--series 100000]
+        [--events 300000] [--series 1000 100000]
 
 Prints its figures as JSON, then a table.
 """
@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--events", type=int, default=300_000)
-    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--series", type=int, nargs="+", default=[1_000, 100_000])
     parser.add_argument("--backtest", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--processor", nargs=1, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,12 +200,16 @@ def main() -> None:
         paths = sorted((args.shared / "nab" / "data").rglob("*.csv"))
         paths += sorted((Path(tmp) / "data").rglob("*.csv"))
         result = {"files": len(paths), **compare(paths, args.rounds)}
-        envelopes = Path(tmp) / "envelopes"
-        write_envelopes(envelopes, args.events, args.series)
-        result["processor series"] = args.series
-        result.update(compare([envelopes], args.rounds, "processor"))
+        workloads = ["backtest"]
+        for series in args.series:
+            envelopes = Path(tmp) / f"envelopes_{series}"
+            write_envelopes(envelopes, args.events, series)
+            workload = f"processor at {series:,} series"
+            found = compare([envelopes], args.rounds, "processor")
+            result.update((k.replace("processor", workload), v) for k, v in found.items())
+            workloads.append(workload)
     emit(result)
-    for workload in ("backtest", "processor"):
+    for workload in workloads:
         if not result[f"{workload}, the same results"]:
             sys.exit(f"the {workload}: the compiled build and its sources gave other results")
         if not is_build(result[f"{workload}, compiled module"]):
