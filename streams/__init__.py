@@ -6,7 +6,9 @@ modules beside their sources. In a source tree (an editable
 install, where the sources are edited), a build is imported only while every source of
 its group is older than every build: after an edit or a checkout the sources run, all of
 them, with a warning, until ``pip install -e .`` builds them again. A build of some of
-them beside the sources of others would hold two versions of the same classes.
+them beside the sources of others would hold two versions of the same classes. A build
+older than the group's library, left by a module taken out of the group, is not
+imported either (its source runs, with a warning).
 ``VIGIL_PURE_PYTHON=1`` runs the sources always (a profile, a debugger, a comparison:
 ``bench/compiled.py``).
 
@@ -34,6 +36,24 @@ def builds(folder: Path) -> dict[str, Path]:
             if (folder / f"{name}.py").exists():
                 found[name] = path
     return found
+
+
+def orphans(folder: Path, built: dict[str, Path] | None = None) -> list[str]:
+    """The modules of ``folder``'s builds (``built``, if already listed) that are older
+    than the group's library (``*__mypyc``): left by an earlier build of a group that no
+    longer holds them (a module taken out of ``CORE``). The library of now has no such
+    module: importing its build fails (``module 'streams.core__mypyc' has no attribute
+    'init_streams___alerting'``, seen)."""
+    built = builds(folder) if built is None else built
+    libraries = [
+        path
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        for path in folder.glob(f"*__mypyc{suffix}")
+    ]
+    if not libraries:
+        return []
+    newest = max(path.stat().st_mtime for path in libraries)
+    return sorted(name for name, path in built.items() if path.stat().st_mtime < newest)
 
 
 def stale(folder: Path, built: dict[str, Path] | None = None) -> list[str]:
@@ -64,11 +84,22 @@ def _compiled() -> tuple[str, ...]:
     """The modules that run compiled; a finder for the sources where they must not."""
     here = Path(__file__).resolve().parent
     found = builds(here)
+    tree = (here.parent / "pyproject.toml").exists()  # a source tree, not an installed wheel
+    left = orphans(here, found) if tree else []
+    if left:
+        warnings.warn(
+            f"streams: {', '.join(left)} compiled by an earlier build, not by the last one; "
+            "the sources run instead (delete those builds)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        sys.meta_path.insert(0, Sources(__name__, here, left))
+        found = {name: path for name, path in found.items() if name not in left}
     if not found:
         return ()
     built = sorted(found)
     pure = bool(os.environ.get("VIGIL_PURE_PYTHON"))
-    changed = stale(here, found) if (here.parent / "pyproject.toml").exists() else []
+    changed = stale(here, found) if tree else []
     if not pure and not changed:
         return tuple(built)
     if changed and not pure:

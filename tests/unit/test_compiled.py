@@ -85,3 +85,19 @@ def test_a_build_older_than_any_source_of_its_group_is_stale(tmp_path):
     assert streams.stale(tmp_path) == ["b"]
     _touch(tmp_path / f"b{suffix}", 300.0)  # b built again alone: a's build is older
     assert streams.stale(tmp_path) == ["b"]
+
+
+def test_a_build_older_than_its_group_library_is_an_orphan(tmp_path):
+    """A module taken out of the group leaves its build behind, which the group's new
+    library cannot import."""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    assert streams.orphans(tmp_path) == []
+    for name in ("a", "b"):
+        _touch(tmp_path / f"{name}.py", 100.0)
+    _touch(tmp_path / f"b{suffix}", 150.0)  # built by the group of before
+    _touch(tmp_path / f"core__mypyc{suffix}", 200.0)  # the group of now
+    _touch(tmp_path / f"a{suffix}", 201.0)
+    assert streams.orphans(tmp_path) == ["b"]
+    assert set(streams.builds(tmp_path)) == {"a", "b"}
+    _touch(tmp_path / f"b{suffix}", 202.0)  # in the group again
+    assert streams.orphans(tmp_path) == []
