@@ -372,7 +372,9 @@ class Windows:
         out = []
         for series, a in bucket.items():
             figures, sketch = a.closed()
-            record = WindowRecord(  # type: ignore[call-arg]  # a star argument counts as too many
+            # mypy counts a star argument as too many; without msgspec (mypyc's build
+            # environment) the record is Any and the ignore unused.
+            record = WindowRecord(  # type: ignore[call-arg, unused-ignore]
                 series, a.kind, a.service, a.name, start, end, hop, label, partition,
                 *figures, sketch,
             )  # fmt: skip
