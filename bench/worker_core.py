@@ -35,7 +35,12 @@
    the seconds of CPU each took to make and to read back (medians of three runs in
    turn), and their ratios.
 
-    python -m bench.worker_core --events 300000
+With ``--sources-too``, part 2 runs again in a process of its own from the sources
+(``VIGIL_PURE_PYTHON=1``: nothing of ``setup.py``'s compiled core), and each of its
+figures is printed beside the compiled one (``..._sources``) with their ratio
+(``..._compiled_vs_sources``): a before and after of the compiled core in one run.
+
+    python -m bench.worker_core --events 300000 [--sources-too]
 """
 
 from __future__ import annotations
@@ -45,8 +50,12 @@ import collections
 import contextlib
 import gc
 import itertools
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -56,6 +65,7 @@ from typing import Any
 import msgspec
 import orjson
 
+import streams
 from bench.pipeline import make_events
 from bench.report import emit, progress
 from producers.envelopes import split
@@ -310,15 +320,54 @@ def checkpointing(n: int, series: int, now_ms: int) -> dict[str, float]:
     return out
 
 
+#: Part 2's series counts.
+SERIES = (1_000, 100_000)
+
+
+def from_sources(events: int) -> dict[str, float]:
+    """Part 2's figures from the sources, in a process of its own."""
+    env = {**os.environ, "VIGIL_PURE_PYTHON": "1"}
+    command = [sys.executable, "-m", "bench.worker_core", "--events", str(events), "--processing"]
+    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def beside(compiled: dict[str, float], sources: dict[str, float]) -> dict[str, float]:
+    """Each figure of the sources beside the compiled one's, with their ratio.
+
+    >>> beside({"stage_windows_us": 2.0}, {"stage_windows_us": 4.0})
+    {'stage_windows_us_sources': 4.0, 'stage_windows_us_compiled_vs_sources': 0.5}
+    """
+    out = {}
+    for key, figure in sources.items():
+        out[f"{key}_sources"] = figure
+        if figure:
+            out[f"{key}_compiled_vs_sources"] = round(compiled[key] / figure, 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--sources-too", action="store_true", help="part 2 from the sources too")
+    parser.add_argument("--processing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     now_ms = int(time.time() * 1000)
+    if args.processing:  # part 2 alone, as JSON (--sources-too's child)
+        found: dict[str, float] = {}
+        for series in SERIES:
+            found.update(processing(args.events, series, now_ms))
+        print(json.dumps(found))
+        return
     sample = [orjson.dumps(e) for e in make_events(min(args.events, 100_000), 1_000)]
     result: dict[str, float] = {"events": args.events, **decoding(sample, now_ms)}
-    for series in (1_000, 100_000):
-        result.update(processing(args.events, series, now_ms))
+    result["compiled modules"] = len(streams.COMPILED)  # 0: the sources ran
+    compiled: dict[str, float] = {}
+    for series in SERIES:
+        compiled.update(processing(args.events, series, now_ms))
+    result.update(compiled)
+    if args.sources_too:
+        result.update(beside(compiled, from_sources(args.events)))
     result.update(detecting(50_000))
     result.update(checkpointing(args.events, 100_000, now_ms))
     emit(result)
