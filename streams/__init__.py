@@ -87,13 +87,8 @@ def _compiled() -> tuple[str, ...]:
     tree = (here.parent / "pyproject.toml").exists()  # a source tree, not an installed wheel
     left = orphans(here, found) if tree else []
     if left:
-        warnings.warn(
-            f"streams: {', '.join(left)} compiled by an earlier build, not by the last one; "
-            "the sources run instead (delete those builds)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        sys.meta_path.insert(0, Sources(__name__, here, left))
+        why = "compiled by an earlier build, not by the last one (delete those builds)"
+        _from_sources(here, left, left, why)
         found = {name: path for name, path in found.items() if name not in left}
     if not found:
         return ()
@@ -102,15 +97,18 @@ def _compiled() -> tuple[str, ...]:
     changed = stale(here, found) if tree else []
     if not pure and not changed:
         return tuple(built)
-    if changed and not pure:
-        warnings.warn(
-            f"streams: {', '.join(changed)} changed after the compiled build; the sources "
-            "run instead (pip install -e . builds them again)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    sys.meta_path.insert(0, Sources(__name__, here, built))
+    why = "changed after the compiled build (pip install -e . builds them again)"
+    _from_sources(here, built, [] if pure else changed, why)
     return ()
+
+
+def _from_sources(here: Path, names: list[str], warned: list[str], why: str) -> None:
+    """Import the modules ``names`` from their sources from now on, with a warning
+    that ``warned`` (if any) ``why``."""
+    if warned:
+        message = f"streams: {', '.join(warned)} {why}: the sources run instead"
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+    sys.meta_path.insert(0, Sources(__name__, here, names))
 
 
 #: The modules of the package that run compiled (none where the sources run).
