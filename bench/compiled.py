@@ -69,9 +69,8 @@ def backtest_files(paths: list[Path]) -> dict[str, Any]:
     }
 
 
-#: Envelopes handed to the processor at once, and the wall time it is told (its events
-#: are six hours old to ten minutes less: none is in the future, none too old).
-BATCH = 20
+#: The wall time the processor is told (its events are six hours old to ten minutes
+#: less: none is in the future, none too old).
 PROCESSED_AT_MS = 1_800_000_000_000
 
 
@@ -102,7 +101,7 @@ def process_file(path: Path) -> dict[str, Any]:
     checkpoint, and the file the windows' module was loaded from."""
     import msgspec
 
-    from bench.worker_core import WINDOWS
+    from bench.worker_core import BATCH, WINDOWS
     from streams import windows
     from streams.processing import Processor
     from streams.settings import WorkerSettings
@@ -138,23 +137,35 @@ def process_file(path: Path) -> dict[str, Any]:
     }
 
 
+def child(module: str, arguments: list[str], *, sources: bool, quiet: bool = True) -> Any:
+    """The JSON that ``python -m module arguments`` prints, run in a new process: the
+    build where there is one, or the sources (``sources``: ``VIGIL_PURE_PYTHON=1``);
+    its standard error kept for a failure's message (``quiet``) or shown as it runs."""
+    env = {k: v for k, v in os.environ.items() if k != "VIGIL_PURE_PYTHON"}
+    if sources:
+        env["VIGIL_PURE_PYTHON"] = "1"
+    command = [sys.executable, "-m", module, *arguments]
+    errors = subprocess.PIPE if quiet else None
+    done = subprocess.run(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True
+    )
+    if done.returncode:
+        raise RuntimeError(f"{module} {' '.join(arguments)} failed:\n{done.stderr or ''}")
+    return json.loads(done.stdout)
+
+
 def measure(paths: list[Path], *, sources: bool, workload: str = "backtest") -> dict[str, Any]:
     """:func:`backtest_files` (or, for the ``processor`` workload, :func:`process_file`
     of one file) in a new process: the build where there is one, or the sources
     (``sources``)."""
-    env = {k: v for k, v in os.environ.items() if k != "VIGIL_PURE_PYTHON"}
-    if sources:
-        env["VIGIL_PURE_PYTHON"] = "1"
-    command = [sys.executable, "-m", "bench.compiled", f"--{workload}", *map(str, paths)]
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"the {workload}'s process failed:\n{done.stderr}")
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return child("bench.compiled", [f"--{workload}", *map(str, paths)], sources=sources)  # type: ignore[no-any-return]
 
 
-def compare(paths: list[Path], rounds: int, workload: str = "backtest") -> dict[str, Any]:
+def compare(
+    paths: list[Path], rounds: int, workload: str = "backtest", label: str | None = None
+) -> dict[str, Any]:
     """Each side's fastest round of ``workload`` over ``paths``, and whether their
-    digests are the same."""
+    digests are the same; the figures named by ``label`` (default: the workload)."""
     best: dict[str, dict[str, Any]] = {}
     for turn in range(rounds):
         for side in ("compiled", "sources"):
@@ -163,17 +174,18 @@ def compare(paths: list[Path], rounds: int, workload: str = "backtest") -> dict[
             if side not in best or got["seconds"] < best[side]["seconds"]:
                 best[side] = got
     built, plain = best["compiled"], best["sources"]
+    name = label or workload
     unit = "rows" if workload == "backtest" else "events"
     speed = {side: round(r["rows"] / r["seconds"]) for side, r in best.items()}
     return {
-        f"{workload} {unit}": built["rows"],
-        f"{workload} alerts": built["alerts"],
-        **{f"{workload} {k}": built[k] for k in ("windows", "scores") if k in built},
-        f"{workload} {unit}/s, compiled": speed["compiled"],
-        f"{workload} {unit}/s, sources": speed["sources"],
-        f"{workload}, compiled against sources": round(speed["compiled"] / speed["sources"], 3),
-        f"{workload}, the same results": built["digest"] == plain["digest"],
-        f"{workload}, compiled module": Path(built["module"]).name,
+        f"{name} {unit}": built["rows"],
+        f"{name} alerts": built["alerts"],
+        **{f"{name} {k}": built[k] for k in ("windows", "scores") if k in built},
+        f"{name} {unit}/s, compiled": speed["compiled"],
+        f"{name} {unit}/s, sources": speed["sources"],
+        f"{name}, compiled against sources": round(speed["compiled"] / speed["sources"], 3),
+        f"{name}, the same results": built["digest"] == plain["digest"],
+        f"{name}, compiled module": Path(built["module"]).name,
     }
 
 
@@ -205,8 +217,7 @@ def main() -> None:
             envelopes = Path(tmp) / f"envelopes_{series}"
             write_envelopes(envelopes, args.events, series)
             workload = f"processor at {series:,} series"
-            found = compare([envelopes], args.rounds, "processor")
-            result.update((k.replace("processor", workload), v) for k, v in found.items())
+            result.update(compare([envelopes], args.rounds, "processor", workload))
             workloads.append(workload)
     emit(result)
     for workload in workloads:

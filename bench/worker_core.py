@@ -51,11 +51,8 @@ import contextlib
 import gc
 import itertools
 import json
-import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -325,11 +322,11 @@ SERIES = (1_000, 100_000)
 
 
 def from_sources(events: int) -> dict[str, float]:
-    """Part 2's figures from the sources, in a process of its own."""
-    env = {**os.environ, "VIGIL_PURE_PYTHON": "1"}
-    command = [sys.executable, "-m", "bench.worker_core", "--events", str(events), "--processing"]
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    """Part 2's figures from the sources, in a process of its own (its progress shown)."""
+    from bench.compiled import child
+
+    arguments = ["--events", str(events), "--processing"]
+    return child("bench.worker_core", arguments, sources=True, quiet=False)  # type: ignore[no-any-return]
 
 
 def beside(compiled: dict[str, float], sources: dict[str, float]) -> dict[str, float]:

@@ -26,33 +26,35 @@ import warnings
 from pathlib import Path
 
 
-def builds(folder: Path) -> dict[str, Path]:
-    """The modules in ``folder`` with a compiled build beside their source: name ->
-    the build's path."""
+def extensions(folder: Path) -> dict[str, Path]:
+    """Every extension module in ``folder`` (builds and the group's library): name ->
+    its path; the folder listed once for each extension suffix."""
     found = {}
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         for path in folder.glob(f"*{suffix}"):
-            name = path.name.removesuffix(suffix)
-            if (folder / f"{name}.py").exists():
-                found[name] = path
+            found[path.name.removesuffix(suffix)] = path
     return found
 
 
-def orphans(folder: Path, built: dict[str, Path] | None = None) -> list[str]:
-    """The modules of ``folder``'s builds (``built``, if already listed) that are older
-    than the group's library (``*__mypyc``): left by an earlier build of a group that no
-    longer holds them (a module taken out of ``CORE``). The library of now has no such
-    module: importing its build fails (``module 'streams.core__mypyc' has no attribute
-    'init_streams___alerting'``, seen)."""
-    built = builds(folder) if built is None else built
-    libraries = [
-        path
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        for path in folder.glob(f"*__mypyc{suffix}")
-    ]
+def builds(folder: Path, found: dict[str, Path] | None = None) -> dict[str, Path]:
+    """The modules in ``folder`` with a compiled build beside their source: name ->
+    the build's path (of ``found``, :func:`extensions` if already listed)."""
+    found = extensions(folder) if found is None else found
+    return {name: path for name, path in found.items() if (folder / f"{name}.py").exists()}
+
+
+def orphans(folder: Path, found: dict[str, Path] | None = None) -> list[str]:
+    """The modules of ``folder``'s builds (of ``found``, :func:`extensions` if already
+    listed) that are older than the group's library (``*__mypyc``): left by an earlier
+    build of a group that no longer holds them (a module taken out of ``CORE``). The
+    library of now has no such module: importing its build fails (``module
+    'streams.core__mypyc' has no attribute 'init_streams___alerting'``, seen)."""
+    found = extensions(folder) if found is None else found
+    libraries = [path for name, path in found.items() if name.endswith("__mypyc")]
     if not libraries:
         return []
     newest = max(path.stat().st_mtime for path in libraries)
+    built = builds(folder, found)
     return sorted(name for name, path in built.items() if path.stat().st_mtime < newest)
 
 
@@ -83,9 +85,10 @@ class Sources:
 def _compiled() -> tuple[str, ...]:
     """The modules that run compiled; a finder for the sources where they must not."""
     here = Path(__file__).resolve().parent
-    found = builds(here)
+    listed = extensions(here)
+    found = builds(here, listed)
     tree = (here.parent / "pyproject.toml").exists()  # a source tree, not an installed wheel
-    left = orphans(here, found) if tree else []
+    left = orphans(here, listed) if tree else []
     if left:
         why = "compiled by an earlier build, not by the last one (delete those builds)"
         _from_sources(here, left, left, why)
