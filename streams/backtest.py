@@ -26,6 +26,9 @@ from streams.detection import Detector, default_detector
 from streams.rules import DETECTOR_POLICY as POLICY
 from streams.rules import DETECTOR_THRESHOLD as THRESHOLD
 
+#: Alert states a quiet row leaves as they are (but for the flap window's pruning).
+_QUIET = frozenset({"inactive", "resolved"})
+
 
 def timestamp_ms(timestamp: str) -> int:
     """A row's ISO timestamp (UTC when it names no zone) in ms since the epoch."""
@@ -71,7 +74,11 @@ def _alert(
     state: AlertState, value: float, score: float, at: int, policy: Policy
 ) -> tuple[AlertState, int]:
     """One row through the alert state machine: the state after it, and 1 if the alert
-    went to firing there."""
+    went to firing there. A quiet row of a quiet alert changes nothing but which past
+    firings the flap window still holds, and :func:`step` reads those from the times
+    afresh at every row, so it is not stepped (a grid's millions of rows, most quiet)."""
+    if score < THRESHOLD and state.status in _QUIET:
+        return state, 0
     state, transition = step(state, Observation(score >= THRESHOLD, value), at, policy)
     return state, int(transition is not None and transition.to == "firing")
 

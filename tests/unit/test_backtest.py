@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 
 import pytest
 
 from streams import backtest
+from streams.alerting import AlertState, Observation, Policy, step
 from vigil.cli import main
 
 
@@ -72,3 +74,35 @@ def test_bad_files_are_refused_with_the_file_and_line(tmp_path, capsys):
     assert "expected columns timestamp,value" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"value.csv:3"):
         backtest.run_file(tmp_path / "value.csv", tmp_path / "o.csv")
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        backtest.POLICY,
+        Policy(for_ms=0),
+        Policy(
+            for_ms=60_000,
+            keep_firing_for_ms=0,
+            max_flaps=2,
+            flap_window_ms=900_000,
+            flap_hold_ms=300_000,
+        ),
+    ],
+    ids=["default", "no pending", "flapping"],
+)
+def test_alerts_skip_quiet_rows_and_still_fire_where_every_row_stepped_fires(policy):
+    """``alerts`` leaves quiet rows of a quiet alert unstepped; the firing rows must be
+    those of the state machine stepped on every row, with flaps and holds in play."""
+    rng = random.Random(4)
+    rows, burst = [], 0
+    for i in range(20_000):
+        burst = rng.randint(1, 6) if rng.random() < 0.01 else max(0, burst - 1)
+        score = 0.99995 if burst and rng.random() < 0.8 else rng.random() * 0.9999
+        rows.append((i * 60_000, 1.0, score))
+    state, every = AlertState(), []
+    for at, value, score in rows:
+        state, moved = step(state, Observation(score >= backtest.THRESHOLD, value), at, policy)
+        every.append(int(moved is not None and moved.to == "firing"))
+    assert list(backtest.alerts(rows, policy)) == every
+    assert sum(every) > 50
