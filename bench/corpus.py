@@ -24,7 +24,7 @@ import orjson
 from bench.report import progress
 from streams import backtest
 from streams.alerting import Policy
-from streams.detection import AnomalyLikelihood, DailyRecurrence, Detector
+from streams.detection import CHANCE, AnomalyLikelihood, DailyRecurrence, Detector
 
 PROFILES = {"standard": "std", "reward_low_FP_rate": "low_fp", "reward_low_FN_rate": "low_fn"}
 
@@ -167,13 +167,14 @@ def alerts_of(
     one's raw detector runs once and each likelihood reads its scores, and variants of
     one detector (a fresh one's state, which holds every setting) that differ in their
     alert policy alone score the rows once, each policy running the alert state machine
-    over those scores. The seconds are then the likelihood's and the alerts' alone, a
-    policy's after the first its alerts' alone."""
+    over those scores; so do variants that differ in the likelihood's chance check
+    alone (on or off: :func:`_checked_and_not`). The seconds are then the likelihood's
+    and the alerts' alone, a policy's after the first its alerts' alone."""
     raw = None
     if share_raw:
         ats = [backtest.timestamp_ms(t) for t, _ in rows]
         raw = raw_scores(variants[0][0](), rows, ats)
-    scored: dict[bytes, list[tuple[int, float, float]]] = {}
+    scored: dict[bytes, tuple[list[float], list[float]]] = {}
     out = []
     for make, policy in variants:
         started = time.perf_counter()
@@ -182,14 +183,40 @@ def alerts_of(
             alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
         else:
             assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked the first
-            key = orjson.dumps(detector.to_json())
+            chance = detector.chance
+            key = _without_chance(detector)
             if key not in scored:
                 detector.detector = replay(detector.detector, raw)
-                scores = _scores(detector, rows, ats)
-                scored[key] = [(at, x, y) for at, (_, x), y in zip(ats, rows, scores, strict=True)]
-            alerts = [bool(alert) for alert in backtest.alerts(scored[key], policy)]
+                scored[key] = _checked_and_not(detector, rows, ats)
+            scores = scored[key][0 if chance is not None else 1]
+            triples = [(at, x, y) for at, (_, x), y in zip(ats, rows, scores, strict=True)]
+            alerts = [bool(alert) for alert in backtest.alerts(triples, policy)]
         out.append((alerts, time.perf_counter() - started))
     return out
+
+
+def _without_chance(detector: AnomalyLikelihood) -> bytes:
+    """What a likelihood is made of but for its chance check being on (the value it
+    has when on stays in): candidates that differ in that alone share one pass
+    (:func:`_checked_and_not`)."""
+    state = detector.to_json()
+    state["chance"] = detector.chance or CHANCE
+    return orjson.dumps(state)
+
+
+def _checked_and_not(
+    detector: AnomalyLikelihood, rows: list[tuple[str, float]], ats: list[int]
+) -> tuple[list[float], list[float]]:
+    """The scores of ``detector`` over ``rows`` with its chance check (:data:`CHANCE` if
+    it has none) and without: the check caps what is scored, never what is learned,
+    so one pass gives both (``AnomalyLikelihood.unchecked``)."""
+    detector.chance = detector.chance or CHANCE
+    checked, unchecked = [], []
+    for at, (_, value) in zip(ats, rows, strict=True):
+        checked.append(detector.score_one(value, at))
+        unchecked.append(detector.unchecked)
+        detector.learn_one(value, at)
+    return checked, unchecked
 
 
 def normalised(shared: Path, profile: str, scores: Iterable[tuple[float, int]]) -> float:

@@ -56,7 +56,7 @@ import orjson
 import streams
 from bench import corpus, synthetic
 from bench.report import emit
-from streams.detection import HOUR_MS, default_detector
+from streams.detection import CHANCE, HOUR_MS, default_detector
 from streams.rules import DETECTOR_POLICY
 
 #: The choices made by looking at scores, each on or off: a log view of the level
@@ -74,8 +74,10 @@ from streams.rules import DETECTOR_POLICY
 #: runs the history holds, and the raw cap at 1 - 1e-3) and, parts of calm, the week's
 #: hours (what the time of the week adds, in blocks of 2 hours, where that fits a series
 #: better than its day's offset) and the daily jobs (a surprise that came at its time of
-#: day on each of the last two days scores as ordinary: ``streams.recurrence``). All on
-#: is the default; all off is the default of before.
+#: day on each of the last two days scores as ordinary: ``streams.recurrence``) and the
+#: chance check (an alert also needs the short mean's surprises to be at most 0.3%
+#: likely by chance, each raw score a p-value: ``AnomalyLikelihood``'s ``chance``). All
+#: on is the default; all off is the default of before.
 CHOICES = (
     "log view",
     "repeats",
@@ -92,6 +94,7 @@ CHOICES = (
     "calm",
     "week hours",
     "daily jobs",
+    "chance",
 )
 #: A choice that is part of another: without that one it is the same candidate as
 #: neither, so it is left out of the grid.
@@ -133,12 +136,13 @@ def _without(*off: str) -> str:
     return _name(tuple(choice not in dropped for choice in CHOICES))
 
 
-#: What the default is compared with: without the daily jobs (the default of the last
-#: release), without the week's hours, without calm, without the Student slots, without
-#: the raw cap, without the shift mean, without the forecast, without confirmation,
-#: without each part of the robust long history (what each alone changes), and the
-#: default of before.
+#: What the default is compared with: without the chance check (the default of the last
+#: release), without the daily jobs, without the week's hours, without calm, without the
+#: Student slots, without the raw cap, without the shift mean, without the forecast,
+#: without confirmation, without each part of the robust long history (what each alone
+#: changes), and the default of before.
 COMPARED = (
+    ("without the chance check", _without("chance")),
     ("without the daily jobs", _without("daily jobs")),
     ("without the week's hours", _without("week hours")),
     ("without calm", _without("calm")),
@@ -188,6 +192,7 @@ def lookup(name: str) -> corpus.Variant:
         "calm": on["calm"],
         "week_hours": on["week hours"],
         "daily_jobs": on["daily jobs"],
+        "chance": CHANCE if on["chance"] else None,
     }
     policy = DETECTOR_POLICY if on["confirm"] else dataclasses.replace(DETECTOR_POLICY, for_ms=0)
     return (lambda: default_detector(**choices)), policy

@@ -45,6 +45,18 @@ class AnomalyLikelihood:
       (:class:`TailProbability`): ``ALERT_SCORE`` (0.9999) is then reached only when the
       short mean is also as rare as ``rarity``. Lower scores are left as they are.
 
+    - ``chance``: both the z-score and the rarity check compare the short mean with the
+      series' own past, and on a calm, regular series (a daily profile with a few percent
+      of noise) that past is so quiet that a few middling surprises in a row read as
+      unusual: hourly series alerted on surprises of 2 or 3, one in a hundred or a
+      thousand, which six raw scores a value give every day. With ``chance`` set, a
+      score of 0.99 or more is also capped by ``1 - p * (1 - ALERT_SCORE) / chance``,
+      where ``p`` (:func:`by_chance`) is the chance that the short mean's surprises come
+      as high as they did if every raw score were a fair p-value: each one's p-value is
+      multiplied by ``scores`` (the raw scores the highest is taken of, Bonferroni's
+      correction), and the span's are combined by Fisher's method. ``ALERT_SCORE`` is
+      then reached only when that chance is at most ``chance`` too.
+
     Two more keep the history a record of the series' ordinary moments:
 
     - ``robust``: a step that scores ``ALERT_SCORE`` or more is learned into the mean
@@ -73,16 +85,20 @@ class AnomalyLikelihood:
         "_recent",
         "_tail",
         "_young",
+        "chance",
         "detector",
         "grace",
         "history",
         "rarity",
         "robust",
+        "scores",
         "short",
         "span_ms",
+        "unchecked",
         "warmup",
     )
-    #: Scores from here up are checked against the short mean's own tail (``rarity``).
+    #: Scores from here up are checked against the short mean's own tail (``rarity``)
+    #: and against chance (``chance``).
     CHECKED: ClassVar[float] = 0.99
 
     def __init__(
@@ -96,6 +112,8 @@ class AnomalyLikelihood:
         rarity: float | None = None,
         robust: bool = False,
         warmup: int = 0,
+        chance: float | None = None,
+        scores: int = 1,
         moments: RollingMoments | None = None,
         tail: TailProbability | None = None,
     ) -> None:
@@ -105,6 +123,8 @@ class AnomalyLikelihood:
             raise ValueError("history must be >= 2, short >= 1, grace and warmup >= 0")
         if (span_ms is not None and span_ms < 1) or (rarity is not None and not 0 < rarity < 1):
             raise ValueError("span_ms must be >= 1 and rarity in (0, 1)")
+        if (chance is not None and not 0 < chance < 1) or scores < 1:
+            raise ValueError("chance must be in (0, 1) and scores >= 1")
         self.detector = detector
         self.history = history
         self.short = short
@@ -113,6 +133,10 @@ class AnomalyLikelihood:
         self.rarity = rarity
         self.robust = robust
         self.warmup = warmup
+        self.chance = chance
+        self.scores = scores
+        #: The last value's score before the chance check (what ``chance`` = None gives).
+        self.unchecked = 0.0
         #: Steps learned during the warm-up (it ends when this reaches ``warmup``).
         self._learned = 0
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
@@ -136,7 +160,12 @@ class AnomalyLikelihood:
         surprise = _surprise(self.detector.score_one(x, at))
         current = self._short_mean(surprise)
         score = self._likelihood(current)
+        # The history learns its own view of the step (robust), the chance check aside.
         self._last = (x, at, surprise, current, score)
+        self.unchecked = score
+        if self.chance is not None and score >= self.CHECKED:
+            p = by_chance(self._span(surprise), self.scores)
+            score = min(score, max(0.0, 1.0 - p * (1.0 - ALERT_SCORE) / self.chance))
         return score
 
     def _baseline(self) -> tuple[RollingMoments, TailProbability | None]:
@@ -198,6 +227,12 @@ class AnomalyLikelihood:
         older = recent[len(recent) - min(k - 1, len(recent)) :]
         return (sum(older) + surprise) / (len(older) + 1)
 
+    def _span(self, surprise: float) -> list[float]:
+        """The surprises the short mean covers, ``surprise`` being the newest."""
+        recent = self._recent
+        older = recent[len(recent) - min(self._steps() - 1, len(recent)) :]
+        return [*older, surprise]
+
     def learn_one(self, x: float, at: int | None = None) -> None:
         if math.isfinite(x):
             last = self._last
@@ -231,6 +266,8 @@ class AnomalyLikelihood:
             "rarity": self.rarity,
             "robust": self.robust,
             "warmup": self.warmup,
+            "chance": self.chance,
+            "scores": self.scores,
             "learned": self._learned,
             "history_moments": self._history.to_json(),
             "recent": pack(self._recent),
@@ -252,7 +289,7 @@ class AnomalyLikelihood:
     ) -> AnomalyLikelihood:
         """``inner`` restores the detector it wraps (``streams.detection.restore``, the
         registry of kinds, which imports this module). Also a state written before
-        ``span_ms``, ``rarity``, ``robust`` or ``warmup`` existed (each off), so a model
+        ``span_ms``, ``rarity``, ``robust``, ``warmup`` or ``chance`` existed (each off), so a model
         saved by an older worker goes on scoring as it did."""
         tail = data.get("tail")
         d = cls(
@@ -264,6 +301,8 @@ class AnomalyLikelihood:
             rarity=data.get("rarity"),
             robust=data.get("robust", False),
             warmup=data.get("warmup", 0),
+            chance=data.get("chance"),
+            scores=data.get("scores", 1),
             moments=RollingMoments.restore(data["history_moments"]),
             tail=TailProbability.restore(tail) if tail is not None else None,
         )
@@ -293,6 +332,31 @@ def _learn(
     moments.update(ordinary)
     if tail is not None:
         tail.add(current)
+
+
+def by_chance(surprises: list[float], scores: int = 1) -> float:
+    """The chance that ``surprises`` (each ``-log10`` of the highest of ``scores`` raw
+    p-values) come as high as they did by chance: each p-value times ``scores``
+    (Bonferroni's correction for taking the highest, at most 1), combined by Fisher's
+    method (``-2 * sum(ln p)`` is chi-squared with ``2k`` degrees of freedom: the
+    chance is ``exp(-t) * sum(t**j / j!)``, ``j < k``, with ``t = -sum(ln p)``).
+
+    One value with a surprise of 4 is a chance of 1 in 10,000; three of 2 in a row, 1
+    in 9,000; with six raw scores to pick from, a surprise of 2 is a p-value of 0.06,
+    and three of them a chance of 1 in 100:
+
+    >>> [round(by_chance(s, n), 5) for s, n in (([4.0], 1), ([2.0] * 3, 1), ([2.0] * 3, 6))]
+    [0.0001, 0.00011, 0.00973]
+    >>> by_chance([0.5, 0.1], 6)  # below the correction: no evidence at all
+    1.0
+    """
+    correction = math.log10(scores)
+    t = math.log(10) * sum(max(0.0, s - correction) for s in surprises)
+    term = total = 1.0
+    for j in range(1, len(surprises)):
+        term *= t / j
+        total += term
+    return min(1.0, math.exp(-t) * total)
 
 
 def _surprise(score: float) -> float:

@@ -29,7 +29,7 @@ def _run(name: str, rows: list[tuple[str, float]], raw: list[float] | None = Non
 
 #: The grid's choices that are the likelihood's and the alert policy's, not the raw
 #: detector's, and the daily jobs, run again over the raw detector's recorded scores.
-NOT_RAW = {"3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs"}
+NOT_RAW = {"3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs", "chance"}
 
 
 def _group_of(name: str) -> list[str]:
@@ -38,11 +38,11 @@ def _group_of(name: str) -> list[str]:
 
 
 def test_the_grid_shares_a_raw_detector_only_among_candidates_that_build_the_same_one():
-    """144 raw detectors (9 choices, some part of others) under 32 likelihoods and
-    policies each, 64 where the daily jobs can be on (with calm); the default's group
-    differs from it in those 6 choices alone."""
+    """144 raw detectors (9 choices, some part of others) under 64 likelihoods and
+    policies each, 128 where the daily jobs can be on (with calm); the default's group
+    differs from it in those 7 choices alone."""
     groups = collections.Counter(corpus.raw_of(nab.lookup(name)) for name in nab.CANDIDATES)
-    assert len(groups) == 144 and set(groups.values()) == {32, 64}
+    assert len(groups) == 144 and set(groups.values()) == {64, 128}
     default = dict(zip(nab.CHOICES, nab.CANDIDATES[nab.DEFAULT], strict=True))
     for name in _group_of(nab.DEFAULT):
         on = zip(nab.CHOICES, nab.CANDIDATES[name], strict=True)
@@ -93,6 +93,22 @@ def test_a_group_scored_once_per_detector_alerts_as_each_candidate_run_whole(sha
     whole = [alerts for alerts, _ in corpus.alerts_of(rows, variants)]
     assert shared == whole
     assert sum(map(sum, whole)) > len(variants)  # alerts compared, not just quiet rows
+
+
+def test_candidates_that_differ_in_the_chance_check_alone_alert_from_one_pass_as_whole():
+    """The default and the default without the chance check over daily cycles (where
+    the check holds back alerts): from one likelihood pass each alerts as it does run
+    whole, and differently from the other."""
+    for seed in range(8):
+        rows = _rows("seasonal", seed)
+        variants = [nab.lookup(name) for name in (nab.DEFAULT, nab._without("chance"))]
+        whole = [alerts for alerts, _ in corpus.alerts_of(rows, variants)]
+        if whole[0] != whole[1]:
+            break
+    else:
+        pytest.fail("the chance check changed no alert on eight files")
+    shared = [alerts for alerts, _ in corpus.alerts_of(rows, variants, share_raw=True)]
+    assert shared == whole
 
 
 def test_alerts_over_stored_scores_are_the_alerts_of_a_run():
