@@ -7,11 +7,11 @@ the rows where the alert goes to firing: the second row in a row over the thresh
 per series or after seeing labels.
 
 >>> rows = [(f"2024-01-01 00:{i // 60:02d}:{i % 60:02d}", 10.0 + i % 3) for i in range(600)]
->>> rows[500] = (rows[500][0], 90.0)
->>> [r[0] for r in run(rows) if r[2] >= THRESHOLD][:2]  # the spike, and the row after
-['2024-01-01 00:08:20', '2024-01-01 00:08:21']
->>> [r[0] for r in run(rows) if r[3]]  # pending at the spike, firing at the row after
-['2024-01-01 00:08:21']
+>>> rows[500:502] = [(t, 90.0) for t, _ in rows[500:502]]  # two values far out
+>>> [r[0] for r in run(rows) if r[2] >= THRESHOLD][:2]  # the second, and the row after
+['2024-01-01 00:08:21', '2024-01-01 00:08:22']
+>>> [r[0] for r in run(rows) if r[3]]  # pending at the first over, firing at the next
+['2024-01-01 00:08:22']
 """
 
 from __future__ import annotations

@@ -132,9 +132,11 @@ def test_a_detector_fires_on_a_level_shift_and_not_before():
 def test_one_odd_window_is_pending_and_the_second_in_a_row_fires():
     """A detector fires on its second window in a row over its threshold: one window over
     it goes to pending and back, silently; two in a row fire at the second."""
-    rng = random.Random(3)
+    rng = random.Random(4)
     means = [100 + rng.gauss(0, 5) for _ in range(400)]
-    means[350] = 400.0  # the window ending at minute 351
+    # The window ending at minute 351, 6.4 spreads out: the chance check caps a far
+    # larger lone spike's span at one score for all its 20 windows (none is the highest).
+    means[350] = 132.0
     model = default_detector()
     scores = []
     for i, m in enumerate(means):
