@@ -32,6 +32,8 @@ PROFILES = {"standard": "std", "reward_low_FP_rate": "low_fp", "reward_low_FN_ra
 Variant = tuple[Callable[[], Detector], Policy]
 #: Per file and profile: (raw score, windows in the file).
 FileScores = dict[str, tuple[float, int]]
+#: ``(at, value, score)`` per row of a file.
+Scored = list[tuple[int, float, float]]
 
 
 @functools.cache
@@ -174,7 +176,7 @@ def alerts_of(
     if share_raw:
         ats = [backtest.timestamp_ms(t) for t, _ in rows]
         raw = raw_scores(variants[0][0](), rows, ats)
-    scored: dict[bytes, tuple[list[float], list[float]]] = {}
+    scored: dict[bytes, tuple[Scored, Scored]] = {}
     out = []
     for make, policy in variants:
         started = time.perf_counter()
@@ -183,22 +185,22 @@ def alerts_of(
             alerts = [bool(alert) for *_, alert in backtest.run(rows, detector, policy)]
         else:
             assert isinstance(detector, AnomalyLikelihood)  # raw_scores checked the first
-            chance = detector.chance
-            key = _without_chance(detector)
+            checks = detector.chance is not None  # before a pass turns it on
+            key = _pass_key(detector)
             if key not in scored:
                 detector.detector = replay(detector.detector, raw)
                 scored[key] = _checked_and_not(detector, rows, ats)
-            scores = scored[key][0 if chance is not None else 1]
-            triples = [(at, x, y) for at, (_, x), y in zip(ats, rows, scores, strict=True)]
+            checked, unchecked = scored[key]
+            triples = checked if checks else unchecked
             alerts = [bool(alert) for alert in backtest.alerts(triples, policy)]
         out.append((alerts, time.perf_counter() - started))
     return out
 
 
-def _without_chance(detector: AnomalyLikelihood) -> bytes:
-    """What a likelihood is made of but for its chance check being on (the value it
-    has when on stays in): candidates that differ in that alone share one pass
-    (:func:`_checked_and_not`)."""
+def _pass_key(detector: AnomalyLikelihood) -> bytes:
+    """What a likelihood's pass is made of: its state, the chance check always on (its
+    value if set, :data:`CHANCE` if not), so candidates that differ in that check alone
+    share one pass (:func:`_checked_and_not`)."""
     state = detector.to_json()
     state["chance"] = detector.chance or CHANCE
     return orjson.dumps(state)
@@ -206,15 +208,15 @@ def _without_chance(detector: AnomalyLikelihood) -> bytes:
 
 def _checked_and_not(
     detector: AnomalyLikelihood, rows: list[tuple[str, float]], ats: list[int]
-) -> tuple[list[float], list[float]]:
-    """The scores of ``detector`` over ``rows`` with its chance check (:data:`CHANCE` if
-    it has none) and without: the check caps what is scored, never what is learned,
-    so one pass gives both (``AnomalyLikelihood.unchecked``)."""
+) -> tuple[Scored, Scored]:
+    """``(at, value, score)`` of ``detector`` over ``rows`` with its chance check
+    (:data:`CHANCE` if it has none) and without: the check caps what is scored, never
+    what is learned, so one pass gives both (``AnomalyLikelihood.unchecked``)."""
     detector.chance = detector.chance or CHANCE
     checked, unchecked = [], []
     for at, (_, value) in zip(ats, rows, strict=True):
-        checked.append(detector.score_one(value, at))
-        unchecked.append(detector.unchecked)
+        checked.append((at, value, detector.score_one(value, at)))
+        unchecked.append((at, value, detector.unchecked))
         detector.learn_one(value, at)
     return checked, unchecked
 

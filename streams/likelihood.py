@@ -49,7 +49,7 @@ class AnomalyLikelihood:
       series' own past, and on a calm, regular series (a daily profile with a few percent
       of noise) that past is so quiet that a few middling surprises in a row read as
       unusual: hourly series alerted on surprises of 2 or 3, one in a hundred or a
-      thousand, which six raw scores a value give every day. With ``chance`` set, a
+      thousand, and six raw scores a value make them common. With ``chance`` set, a
       score of 0.99 or more is also capped by ``1 - p * (1 - ALERT_SCORE) / chance``,
       where ``p`` (:func:`by_chance`) is the chance that the short mean's surprises come
       as high as they did if every raw score were a fair p-value: each one's p-value is
@@ -94,7 +94,6 @@ class AnomalyLikelihood:
         "scores",
         "short",
         "span_ms",
-        "unchecked",
         "warmup",
     )
     #: Scores from here up are checked against the short mean's own tail (``rarity``)
@@ -135,8 +134,6 @@ class AnomalyLikelihood:
         self.warmup = warmup
         self.chance = chance
         self.scores = scores
-        #: The last value's score before the chance check (what ``chance`` = None gives).
-        self.unchecked = 0.0
         #: Steps learned during the warm-up (it ends when this reaches ``warmup``).
         self._learned = 0
         #: Short-term mean surprises, over ``history`` steps; the last ``short`` surprises.
@@ -162,11 +159,18 @@ class AnomalyLikelihood:
         score = self._likelihood(current)
         # The history learns its own view of the step (robust), the chance check aside.
         self._last = (x, at, surprise, current, score)
-        self.unchecked = score
         if self.chance is not None and score >= self.CHECKED:
             p = by_chance(self._span(surprise), self.scores)
             score = min(score, max(0.0, 1.0 - p * (1.0 - ALERT_SCORE) / self.chance))
         return score
+
+    @property
+    def unchecked(self) -> float:
+        """The score of the value just scored before the chance check (what ``chance`` =
+        None gives it): the score the history learns."""
+        if self._last is None:
+            raise ValueError("no value scored since the last one learned")
+        return self._last[4]
 
     def _baseline(self) -> tuple[RollingMoments, TailProbability | None]:
         """The history scores are read against: the warm-up's, until the one after it

@@ -109,6 +109,9 @@ def test_candidates_that_differ_in_the_chance_check_alone_alert_from_one_pass_as
         pytest.fail("the chance check changed no alert on eight files")
     shared = [alerts for alerts, _ in corpus.alerts_of(rows, variants, share_raw=True)]
     assert shared == whole
+    # The same with the candidate without the check first (its pass turns the check on).
+    shared = [alerts for alerts, _ in corpus.alerts_of(rows, variants[::-1], share_raw=True)]
+    assert shared == whole[::-1]
 
 
 def test_alerts_over_stored_scores_are_the_alerts_of_a_run():
