@@ -6,7 +6,7 @@ from __future__ import annotations
 import array
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from streams.packing import pack, unpack
@@ -154,7 +154,11 @@ class AnomalyLikelihood:
         self._last: tuple[float, int | None, float, float, float] | None = None
 
     def score_one(self, x: float, at: int | None = None) -> float:
-        surprise = _surprise(self.detector.score_one(x, at))
+        return self._scored(self.detector.score_one(x, at), x, at)
+
+    def _scored(self, raw: float, x: float, at: int | None) -> float:
+        """:meth:`score_one` of ``x``, its detector's score being ``raw``."""
+        surprise = _surprise(raw)
         current = self._short_mean(surprise)
         score = self._likelihood(current)
         # The history learns its own view of the step (robust), the chance check aside.
@@ -240,12 +244,37 @@ class AnomalyLikelihood:
     def learn_one(self, x: float, at: int | None = None) -> None:
         if math.isfinite(x):
             last = self._last
-            if last is not None and last[0] == x and last[1] == at:  # scored just before
-                surprise, current, score = last[2], last[3], last[4]
-            else:
-                surprise = _surprise(self.detector.score_one(x, at))
-                current = self._short_mean(surprise)
-                score = self._likelihood(current) if self.robust else 0.0
+            if last is None or last[0] != x or last[1] != at:  # not scored just before
+                self._scored(self.detector.score_one(x, at), x, at)
+        self._take_in(x, at)
+        self.detector.learn_one(x, at)
+
+    def rescore(
+        self, raw: Sequence[float], values: Sequence[float], ats: Sequence[int | None]
+    ) -> tuple[list[float], list[float]]:
+        """Each of ``values`` (at ``ats``) scored and learned in turn as by
+        :meth:`score_one` and :meth:`learn_one`, its detector's score given by ``raw``
+        instead of asked for (the detector is neither asked nor taught): the scores, and
+        the scores before the chance check (:attr:`unchecked`). ``bench.corpus`` runs the
+        likelihoods of a grid over one raw detector's recorded scores so, in one loop
+        here, not a call of each method a value."""
+        scores, unchecked = [], []
+        for i in range(len(values)):
+            x, at = values[i], ats[i]
+            scores.append(self._scored(raw[i], x, at))
+            last = self._last
+            assert last is not None
+            unchecked.append(last[4])
+            self._take_in(x, at)
+        return scores, unchecked
+
+    def _take_in(self, x: float, at: int | None) -> None:
+        """What :meth:`learn_one` learns of ``x`` but its detector's part, ``x`` scored
+        just before (when it is finite)."""
+        if math.isfinite(x):
+            last = self._last
+            assert last is not None
+            surprise, current, score = last[2], last[3], last[4]
             recent = self._recent
             if len(recent) == self.short:
                 del recent[0]
@@ -258,7 +287,6 @@ class AnomalyLikelihood:
                 step = self._log_step
                 self._log_step = gap if step is None else step + 0.05 * (gap - step)
             self._at = at
-        self.detector.learn_one(x, at)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -870,6 +870,27 @@ def test_the_default_raises_fewer_alerts_on_calm_series_with_the_chance_check():
     assert counts[0] <= 0.7 * counts[1]
 
 
+def test_a_likelihood_rescored_over_given_raw_scores_scores_and_learns_as_value_by_value():
+    """``rescore`` over the scores the default's raw detector gave (a daily cycle with
+    anomalies, gaps of values that are not finite) against ``score_one``, ``unchecked``
+    and ``learn_one`` a value at a time: every score, and the state after, to the bit."""
+    times, values, _ = synthetic.GENERATORS["seasonal"](np.random.default_rng(3), 3)
+    values = [math.nan if i % 97 == 0 else x for i, x in enumerate(values)]
+    whole, raw, scores, unchecked = default_detector(), [], [], []
+    for at, x in zip(times, values, strict=True):
+        raw.append(whole.detector.score_one(x, at))
+        scores.append(whole.score_one(x, at))
+        unchecked.append(whole.unchecked)
+        whole.learn_one(x, at)
+    given = default_detector()
+    assert given.rescore(raw, values, times) == (scores, unchecked)
+    assert sum(s >= backtest.THRESHOLD for s in scores) > 0  # alerts compared too
+    assert scores != unchecked  # the chance check held some back
+    state, replayed = whole.to_json(), given.to_json()
+    state.pop("detector"), replayed.pop("detector")  # the detector is given, not taught
+    assert replayed == state
+
+
 def test_the_chance_check_counts_every_raw_score_the_highest_is_taken_of():
     assert default_detector().scores == 6
     assert default_detector(log_view=False, repeats=False).scores == 2
