@@ -126,6 +126,45 @@ def test_alerts_over_stored_scores_are_the_alerts_of_a_run():
         assert sum(alert for *_, alert in run) > 0
 
 
+class _Scorer:
+    """A stand-in for ``nab_score.py`` (which lies beside the repository, not in it):
+    a file's "score" is a fingerprint of its alert column, so a candidate given another
+    one's score or counts shows."""
+
+    PROFILES = {"standard": 1.0, "reward_low_FP_rate": 2.0, "reward_low_FN_rate": 3.0}
+
+    @staticmethod
+    def norm_ts(t: str) -> str:
+        return t
+
+    @staticmethod
+    def score_file(timestamps, alerts, windows, w):
+        fired = [i for i, alert in enumerate(alerts) if alert]
+        return w * sum(fired), len(fired), fired[0] if fired else -1, len(windows)
+
+
+def test_a_group_scored_together_scores_each_candidate_as_it_scores_alone(tmp_path, monkeypatch):
+    """``score_variants`` with ``share_raw`` (one raw pass, shared likelihood passes, and
+    candidates whose alerts fall on the same rows scored once) against each candidate
+    scored alone, run whole: every profile's score and every count, for the default's
+    group over a file with anomalies and one without."""
+    monkeypatch.setattr(corpus, "scorer", lambda shared: _Scorer)
+    synthetic.write(tmp_path, 3)
+    names = _group_of(nab.DEFAULT)
+    for rel in ("hourly/hourly_1.csv", "quiet/seasonal_quiet.csv"):
+        variants = [nab.lookup(name) for name in names]
+        together = corpus.score_variants(tmp_path, tmp_path, rel, variants, share_raw=True)
+        alone = [corpus.score_file(tmp_path, tmp_path, rel, variant) for variant in variants]
+
+        def drop(counts: dict) -> dict:
+            return {k: v for k, v in counts.items() if k != "seconds"}
+
+        assert [(s, drop(c)) for s, c in together] == [(s, drop(c)) for s, c in alone]
+        if rel.startswith("hourly"):  # candidates that alert apart, and alike
+            distinct = {repr(s) for s, _ in alone}
+            assert 1 < len(distinct) < len(names)
+
+
 def test_a_shared_raw_pass_needs_a_likelihood():
     with pytest.raises(TypeError, match="needs a likelihood"):
         corpus.raw_scores(GaussianDetector(), [("2024-01-01 00:00:00", 1.0)])
