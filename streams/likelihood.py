@@ -262,9 +262,7 @@ class AnomalyLikelihood:
         for i in range(len(values)):
             x, at = values[i], ats[i]
             scores.append(self._scored(raw[i], x, at))
-            last = self._last
-            assert last is not None
-            unchecked.append(last[4])
+            unchecked.append(self.unchecked)
             self._take_in(x, at)
         return scores, unchecked
 
