@@ -270,6 +270,64 @@ def normalised(shared: Path, profile: str, scores: Iterable[tuple[float, int]]) 
     return round(100 * (total - null) / (perfect - null), 1)
 
 
+#: Where :func:`lost` says the standard profile's points went.
+LOST = ("lost late", "lost missed", "lost false alarms")
+
+
+def lost(shared: Path, scores: Iterable[FileScores]) -> dict[str, float]:
+    """The standard profile's points a group of files lost (100 less its score, when it
+    has windows), by cause:
+
+    - ``lost late``: windows found after their first row. A window is centred on its
+      label (a synthetic anomaly's first row), so an alert on the label itself earns
+      ``sigma(-0.5)``, not ``sigma(-1)``: a detector that fires on every label and
+      nowhere else loses :func:`onset_ceiling`'s complement here and scores that;
+    - ``lost missed``: windows never found (each forfeits its credit and costs its
+      weight);
+    - ``lost false alarms``: alerts outside every window, each as ``nab_score.py``
+      weighs it (less soon after a window).
+
+    Each is read off a file's score under the three profiles, which weigh the same
+    detections differently (``nab_score.py`` gives nothing finer): the standard and low-FP
+    scores differ by the false alarms' cost alone, the standard and low-FN by the missed
+    windows' alone, and what is left of the standard score is the credit of the windows
+    found. The three add up to 100 less the standard score."""
+    nab = scorer(shared)
+    std, low_fp, low_fn = (nab.PROFILES[p] for p in PROFILES)
+    if not std["tp"] == low_fp["tp"] == low_fn["tp"] or std["fp"] == low_fp["fp"]:
+        raise ValueError("the profiles must weigh a find alike and false alarms apart")
+    if std["fp"] != low_fn["fp"] or std["fn"] == low_fn["fn"]:
+        raise ValueError("the profiles must weigh false alarms alike and misses apart")
+    late = missed = false_alarms = windows = 0.0
+    for s in scores:
+        total, n = s["standard"]
+        alarms = (total - s["reward_low_FP_rate"][0]) / (low_fp["fp"] - std["fp"]) * std["fp"]
+        misses = (total - s["reward_low_FN_rate"][0]) / (low_fn["fn"] - std["fn"])  # windows
+        credit = total + alarms + misses * std["fn"]
+        late += std["tp"] * nab.sigma(-1.0) * (n - misses) - credit
+        missed += misses * (std["tp"] * nab.sigma(-1.0) + std["fn"])
+        false_alarms += alarms
+        windows += n
+    scale = (std["tp"] * nab.sigma(-1.0) + std["fn"]) * windows
+    if scale == 0:  # no window: the false alarms' cost, as normalised() gives it
+        return {"lost late": 0.0, "lost missed": 0.0, "lost false alarms": round(false_alarms, 2)}
+    return {
+        key: round(100 * part / scale, 1)
+        for key, part in zip(LOST, (late, missed, false_alarms), strict=True)
+    }
+
+
+def onset_ceiling(shared: Path) -> float:
+    """The standard score of a detector that fires on the row each window is centred on
+    (its label) and nowhere else: what is left above it is lost to being late, or to
+    firing before the label (what a detector that sees no future cannot do where the
+    label is an anomaly's first row, as in the synthetic corpus)."""
+    nab = scorer(shared)
+    w = nab.PROFILES["standard"]
+    credit, perfect = w["tp"] * nab.sigma(-0.5), w["tp"] * nab.sigma(-1.0)
+    return round(100 * (credit + w["fn"]) / (perfect + w["fn"]), 1)
+
+
 def _task(task: tuple[Path, Path, list[str], str, Callable[[str], Variant], bool]) -> list:
     """One file under each variant of ``names`` (:func:`score_variants`)."""
     shared, root, names, rel, lookup, share_raw = task
@@ -311,7 +369,8 @@ def run(
 
 
 def summary(shared: Path, per_file: dict[str, tuple[FileScores, dict]]) -> dict[str, Any]:
-    """Scores of one variant: every profile overall, standard per category, and counts."""
+    """Scores of one variant: every profile overall, standard per category, where the
+    standard points went (:func:`lost`), and counts."""
     out: dict[str, Any] = {}
     for profile, short in PROFILES.items():
         out[short] = normalised(shared, profile, (s[profile] for s, _ in per_file.values()))
@@ -321,6 +380,7 @@ def summary(shared: Path, per_file: dict[str, tuple[FileScores, dict]]) -> dict[
     for cat, rels in sorted(by_category.items()):
         scores = (per_file[r][0]["standard"] for r in rels)
         out[f"std {cat}"] = normalised(shared, "standard", scores)
+    out.update(lost(shared, (s for s, _ in per_file.values())))
     for key in ("tp", "fp", "missed", "rows", "seconds"):
         out[key] = sum(c[key] for _, c in per_file.values())
     return out

@@ -5,6 +5,8 @@ must alert exactly as it does when run whole."""
 from __future__ import annotations
 
 import collections
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +170,53 @@ def test_a_group_scored_together_scores_each_candidate_as_it_scores_alone(tmp_pa
 def test_a_shared_raw_pass_needs_a_likelihood():
     with pytest.raises(TypeError, match="needs a likelihood"):
         corpus.raw_scores(GaussianDetector(), [("2024-01-01 00:00:00", 1.0)])
+
+
+class _Profiles:
+    """NAB's profiles and its sigma, as ``nab_score.py`` has them (it lies beside the
+    repository, not in it)."""
+
+    PROFILES = {
+        "standard": {"tp": 1.0, "fp": 0.11, "fn": 1.0},
+        "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "fn": 1.0},
+        "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "fn": 2.0},
+    }
+
+    @staticmethod
+    def sigma(y: float) -> float:
+        return 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
+
+
+def _file(credit: float, alarms: float, missed: int, windows: int) -> dict:
+    """A file's score under each profile for finds worth ``credit`` in all, false alarms
+    costing ``alarms`` before their weight, and ``missed`` windows of ``windows``."""
+    return {
+        profile: (w["tp"] * credit - w["fp"] * alarms - w["fn"] * missed, windows)
+        for profile, w in _Profiles.PROFILES.items()
+    }
+
+
+def test_the_points_lost_are_read_back_by_cause_and_add_up_to_what_the_score_lacks(monkeypatch):
+    monkeypatch.setattr(corpus, "scorer", lambda shared: _Profiles)
+    top, label = _Profiles.sigma(-1.0), _Profiles.sigma(-0.5)
+    files = [
+        _file(credit=top + label, alarms=3.0, missed=1, windows=3),  # one found at its label
+        _file(credit=0.2, alarms=0.5, missed=0, windows=1),  # found late, an alarm soon after
+        _file(credit=0.0, alarms=2.0, missed=0, windows=0),  # no window: two false alarms
+    ]
+    lost = corpus.lost(Path("."), files)
+    scale = (top + 1.0) * 4
+    assert lost == {
+        "lost late": round(100 * ((top - label) + (top - 0.2)) / scale, 1),
+        "lost missed": round(100 * (top + 1.0) / scale, 1),
+        "lost false alarms": round(100 * 0.11 * 5.5 / scale, 1),
+    }
+    std = corpus.normalised(Path("."), "standard", (f["standard"] for f in files))
+    assert sum(lost.values()) == pytest.approx(100 - std, abs=0.15)  # each rounded to 0.1
+    alone = round(-files[2]["standard"][0], 2)  # a file without a window: no scale
+    assert corpus.lost(Path("."), files[2:]) == {
+        "lost late": 0.0, "lost missed": 0.0, "lost false alarms": alone
+    }  # fmt: skip
+    # Firing on every label and nowhere else: each window found at its centre.
+    ceiling = corpus.normalised(Path("."), "standard", [_file(label, 0.0, 0, 1)["standard"]])
+    assert corpus.onset_ceiling(Path(".")) == ceiling == 93.0
