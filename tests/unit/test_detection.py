@@ -69,6 +69,15 @@ FACTORIES = {
         scores=6,
     ),
     "log": lambda: LogView(GaussianDetector(window_size=200, grace_period=20)),
+    "log, floored": lambda: LogView(
+        MaxDetector(
+            [
+                SeasonalDetector(bucket_ms=60_000, buckets=10, floor=detection.LOG_FLOOR),
+                GaussianDetector(window_size=200, grace_period=20, floor=detection.LOG_FLOOR),
+                ForecastDetector(bucket_ms=60_000, buckets=10, floor=detection.LOG_FLOOR),
+            ]
+        )
+    ),
     "default": default_detector,
     "repeats": RepeatDetector,
     "recurrence": lambda: DailyRecurrence(GaussianDetector(window_size=200, grace_period=20)),
@@ -1194,3 +1203,42 @@ def test_a_run_of_zeros_as_long_as_those_seen_scores_low_by_its_continuation():
             d.learn_one(x)
     assert all(a == b for a, b in stuck)
     assert stuck[2][0] > 0.999
+
+
+@pytest.mark.parametrize("shape, seed", [("drift", 2), ("drift", 3), ("bursty", 1), ("sparse", 2)])
+def test_the_default_alerts_alike_on_a_series_in_any_unit(shape, seed):
+    """A series in bytes and the same in kilobytes or in thousands of bytes: the same
+    scores (to rounding) and the same alerts. The floor of the detectors on the log view
+    was once 0.1% of the logs' mean, which depends on the unit: the two drift series
+    alerted otherwise in thousands."""
+    times, values, _ = synthetic.GENERATORS[shape](np.random.default_rng(seed), 2)
+    rows = [(synthetic._stamp(t), v) for t, v in zip(times, values, strict=True)]
+    runs = {
+        factor: list(backtest.run([(t, v * factor) for t, v in rows], default_detector()))
+        for factor in (1.0, 1000.0, 0.001)
+    }
+    alerts = {factor: [r[3] for r in run] for factor, run in runs.items()}
+    assert alerts[1.0] == alerts[1000.0] == alerts[0.001]
+    assert sum(alerts[1.0]) > 0
+    for factor in (1000.0, 0.001):
+        assert [r[2] for r in runs[factor]] == pytest.approx([r[2] for r in runs[1.0]], abs=1e-6)
+
+
+def test_a_floored_detector_keeps_its_floor_and_one_saved_without_goes_on_without():
+    """The floor is in a level detector's state (where set), and a state saved before it
+    restores to the floor of then: 0.1% of the mean."""
+    for make_one in (
+        lambda floor: GaussianDetector(window_size=200, grace_period=20, floor=floor),
+        lambda floor: SeasonalDetector(bucket_ms=60_000, buckets=10, floor=floor),
+        lambda floor: ForecastDetector(bucket_ms=60_000, buckets=10, floor=floor),
+    ):
+        floored, relative = make_one(detection.LOG_FLOOR), make_one(None)
+        flat = [5.0] * 200  # no spread: the floor decides
+        _feed(floored, flat), _feed(relative, flat)
+        at = 200 * STEP_MS
+        assert floored.score_one(5.003, at) == pytest.approx(detection._tail(3.0))  # 0.001
+        assert relative.score_one(5.003, at) == pytest.approx(detection._tail(0.6))  # 0.005
+        for d in (floored, relative):
+            state = orjson.loads(orjson.dumps(d.to_json()))
+            assert state.get("floor") == d.floor
+            assert detection.restore(state).score_one(5.003, at) == d.score_one(5.003, at)
