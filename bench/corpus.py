@@ -211,7 +211,7 @@ def alerts_of(
                 scored[key] = _checked_and_not(detector, given, values, ats)
             checked, unchecked = scored[key]
             scores, over = checked if checks else unchecked
-            alerts = backtest.column(ats, values, scores, policy, over)
+            alerts = backtest.column(len(rows), backtest.firings(ats, values, scores, policy, over))
         out.append((alerts, time.perf_counter() - started))
     return out
 
@@ -298,17 +298,18 @@ def lost(shared: Path, scores: Iterable[FileScores]) -> dict[str, float]:
         raise ValueError("the profiles must weigh a find alike and false alarms apart")
     if std["fp"] != low_fn["fp"] or std["fn"] == low_fn["fn"]:
         raise ValueError("the profiles must weigh false alarms alike and misses apart")
+    top = std["tp"] * nab.sigma(-1.0)  # a window found on its first row
     late = missed = false_alarms = windows = 0.0
     for s in scores:
         total, n = s["standard"]
         alarms = (total - s["reward_low_FP_rate"][0]) / (low_fp["fp"] - std["fp"]) * std["fp"]
         misses = (total - s["reward_low_FN_rate"][0]) / (low_fn["fn"] - std["fn"])  # windows
         credit = total + alarms + misses * std["fn"]
-        late += std["tp"] * nab.sigma(-1.0) * (n - misses) - credit
-        missed += misses * (std["tp"] * nab.sigma(-1.0) + std["fn"])
+        late += top * (n - misses) - credit
+        missed += misses * (top + std["fn"])
         false_alarms += alarms
         windows += n
-    scale = (std["tp"] * nab.sigma(-1.0) + std["fn"]) * windows
+    scale = (top + std["fn"]) * windows  # normalised()'s perfect less its null
     if scale == 0:  # no window: the false alarms' cost, as normalised() gives it
         return {"lost late": 0.0, "lost missed": 0.0, "lost false alarms": round(false_alarms, 2)}
     return {

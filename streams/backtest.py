@@ -59,28 +59,25 @@ def run(
 def alerts(rows: Sequence[tuple[int, float, float]], policy: Policy = POLICY) -> list[int]:
     """The ``alert`` column of :func:`run` for rows already scored, ``(at, value,
     anomaly_score)``: one detector's scores under several policies, the alert state
-    machine being all that differs (:func:`column`, for the rows as columns).
+    machine being all that differs (:func:`firings`, for the rows as columns).
 
     >>> rows = [(i * 60_000, 1.0, 0.99995 if i in (3, 4, 9) else 0.5) for i in range(12)]
     >>> [i for i, fired in enumerate(alerts(rows)) if fired]
     [4]
     """
     ats, values, scores = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-    return column(ats, values, scores, policy)
+    return column(len(rows), firings(ats, values, scores, policy))
 
 
-def column(
-    ats: Sequence[int],
-    values: Sequence[float],
-    scores: Sequence[float],
-    policy: Policy = POLICY,
-    over: Sequence[int] | None = None,
-) -> list[int]:
-    """:func:`alerts` of the rows given as columns: 1 where the alert went to firing
-    (:func:`firings`, which ``over`` is passed to; ``bench/nab.py``'s grid runs two
-    policies over each likelihood's scores)."""
-    out = [0] * len(scores)
-    for i in firings(ats, values, scores, policy, over):
+def column(rows: int, fired: Iterable[int]) -> list[int]:
+    """The ``alert`` column of ``rows`` rows: 1 at the rows ``fired`` (:func:`firings`),
+    0 elsewhere.
+
+    >>> column(5, [1, 3])
+    [0, 1, 0, 1, 0]
+    """
+    out = [0] * rows
+    for i in fired:
         out[i] = 1
     return out
 

@@ -1234,7 +1234,8 @@ def test_a_floored_detector_keeps_its_floor_and_one_saved_without_goes_on_withou
     ):
         floored, relative = make_one(detection.LOG_FLOOR), make_one(None)
         flat = [5.0] * 200  # no spread: the floor decides
-        _feed(floored, flat), _feed(relative, flat)
+        _feed(floored, flat)
+        _feed(relative, flat)
         at = 200 * STEP_MS
         assert floored.score_one(5.003, at) == pytest.approx(detection._tail(3.0))  # 0.001
         assert relative.score_one(5.003, at) == pytest.approx(detection._tail(0.6))  # 0.005
