@@ -80,7 +80,8 @@ from streams.rules import DETECTOR_POLICY
 #: better than its day's offset) and the daily jobs (a surprise that came at its time of
 #: day on each of the last two days scores as ordinary: ``streams.recurrence``) and the
 #: chance check (an alert also needs the short mean's surprises to be at most 0.3%
-#: likely by chance, each raw score a p-value: ``AnomalyLikelihood``'s ``chance``). All
+#: likely by chance, each raw score a p-value: ``AnomalyLikelihood``'s ``chance``) and
+#: the 3 h hold (an alert resolves 3 hours after its score fell back; off: 1 hour). All
 #: on is the default; all off is the default of before.
 CHOICES = (
     "log view",
@@ -99,6 +100,7 @@ CHOICES = (
     "week hours",
     "daily jobs",
     "chance",
+    "3 h hold",
 )
 #: A choice that is part of another: without that one it is the same candidate as
 #: neither, so it is left out of the grid.
@@ -140,12 +142,13 @@ def _without(*off: str) -> str:
     return _name(tuple(choice not in dropped for choice in CHOICES))
 
 
-#: What the default is compared with: without the chance check (the default of the last
-#: release), without the daily jobs, without the week's hours, without calm, without the
-#: Student slots, without the raw cap, without the shift mean, without the forecast,
-#: without confirmation, without each part of the robust long history (what each alone
-#: changes), and the default of before.
+#: What the default is compared with: without the 3 h hold (the default of the last
+#: release), without the chance check, without the daily jobs, without the week's
+#: hours, without calm, without the Student slots, without the raw cap, without the
+#: shift mean, without the forecast, without confirmation, without each part of the
+#: robust long history (what each alone changes), and the default of before.
 COMPARED = (
+    ("without the 3 h hold", _without("3 h hold")),
     ("without the chance check", _without("chance")),
     ("without the daily jobs", _without("daily jobs")),
     ("without the week's hours", _without("week hours")),
@@ -198,7 +201,11 @@ def lookup(name: str) -> corpus.Variant:
         "daily_jobs": on["daily jobs"],
         "chance": CHANCE if on["chance"] else None,
     }
-    policy = DETECTOR_POLICY if on["confirm"] else dataclasses.replace(DETECTOR_POLICY, for_ms=0)
+    policy = dataclasses.replace(
+        DETECTOR_POLICY,
+        for_ms=DETECTOR_POLICY.for_ms if on["confirm"] else 0,
+        keep_firing_for_ms=DETECTOR_POLICY.keep_firing_for_ms if on["3 h hold"] else HOUR_MS,
+    )
     return (lambda: default_detector(**choices)), policy
 
 

@@ -105,4 +105,4 @@ def test_alerts_skip_quiet_rows_and_still_fire_where_every_row_stepped_fires(pol
         state, moved = step(state, Observation(score >= backtest.THRESHOLD, value), at, policy)
         every.append(int(moved is not None and moved.to == "firing"))
     assert list(backtest.alerts(rows, policy)) == every
-    assert sum(every) > 50
+    assert sum(every) > 20  # the default's 3 h hold makes 29 alerts of about 200 bursts

@@ -31,7 +31,9 @@ def _run(name: str, rows: list[tuple[str, float]], raw: list[float] | None = Non
 
 #: The grid's choices that are the likelihood's and the alert policy's, not the raw
 #: detector's, and the daily jobs, run again over the raw detector's recorded scores.
-NOT_RAW = {"3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs", "chance"}
+NOT_RAW = {
+    "3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs", "chance", "3 h hold"
+}  # fmt: skip
 
 
 def _group_of(name: str) -> list[str]:
@@ -40,11 +42,11 @@ def _group_of(name: str) -> list[str]:
 
 
 def test_the_grid_shares_a_raw_detector_only_among_candidates_that_build_the_same_one():
-    """144 raw detectors (9 choices, some part of others) under 64 likelihoods and
-    policies each, 128 where the daily jobs can be on (with calm); the default's group
-    differs from it in those 7 choices alone."""
+    """144 raw detectors (9 choices, some part of others) under 128 likelihoods and
+    policies each, 256 where the daily jobs can be on (with calm); the default's group
+    differs from it in those 8 choices alone."""
     groups = collections.Counter(corpus.raw_of(nab.lookup(name)) for name in nab.CANDIDATES)
-    assert len(groups) == 144 and set(groups.values()) == {64, 128}
+    assert len(groups) == 144 and set(groups.values()) == {128, 256}
     default = dict(zip(nab.CHOICES, nab.CANDIDATES[nab.DEFAULT], strict=True))
     for name in _group_of(nab.DEFAULT):
         on = zip(nab.CHOICES, nab.CANDIDATES[name], strict=True)
@@ -85,12 +87,12 @@ def test_the_daily_jobs_run_again_over_one_recording_score_as_they_do_whole():
 @pytest.mark.parametrize("shape, seed", [("latency", 3), ("bursty", 4)])
 def test_a_group_scored_once_per_detector_alerts_as_each_candidate_run_whole(shape, seed):
     """The default's group through ``alerts_of`` with ``share_raw`` (one raw pass, and
-    one likelihood run for each pair of candidates that differ in the alert policy
+    one likelihood run for each set of candidates that differ in the alert policy
     alone) against each candidate run whole: the same alert column, row for row."""
     rows = _rows(shape, seed)
     variants = [nab.lookup(name) for name in _group_of(nab.DEFAULT)]
     policies = {policy for _, policy in variants}
-    assert len(policies) == 2  # the confirmation on and off: pairs share a likelihood run
+    assert len(policies) == 4  # confirmation and the hold on and off share a likelihood run
     shared = [alerts for alerts, _ in corpus.alerts_of(rows, variants, share_raw=True)]
     whole = [alerts for alerts, _ in corpus.alerts_of(rows, variants)]
     assert shared == whole
