@@ -155,6 +155,24 @@ def test_every_malformed_fixture_line_is_rejected_by_the_processor_with_its_reas
         assert reason in rejected.reason
 
 
+def test_an_envelope_line_holding_two_events_is_rejected_and_its_other_lines_kept():
+    """An envelope is one event a line: a line of two JSON objects is refused with its
+    reason (the decoder of a whole envelope reads it as two), the lines around it are
+    kept, each with its own index."""
+    from streams.processing import Processor
+    from streams.windows import parse_windows
+
+    good = [orjson.dumps({**BASE, "value": float(i)}) for i in range(3)]
+    two = good[0] + good[1]
+    p = Processor(windows=parse_windows("1m"), grace_ms=0, source="c/t", raw_rows=RawRows("c/t"))
+    p.load(0, None, -1)
+    out = p.process([(0, 7, b"\n".join([good[2], two, good[1]]))], now_ms=NOW)
+    assert [(r.offset, r.index, r.line) for r in out.rejected] == [(7, 1, two)]
+    assert "not valid JSON" in out.rejected[0].reason
+    kept = [(ev.value, offset, index) for ev, _, offset, index, _ in out.raw[0].rows]
+    assert kept == [(2.0, 7, 0), (1.0, 7, 2)]
+
+
 def test_the_fast_path_agrees_with_the_full_rules_on_good_and_bad_events():
     from producers.events import _validate
 
