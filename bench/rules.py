@@ -51,13 +51,18 @@ def inside(at: int, incident: Incident) -> bool:
     return incident[0] <= at < incident[1] + AFTER_MS
 
 
+def load(path: Path) -> rule_files.RuleSet:
+    """The rules of ``path`` on the 1-minute windows the simulator's events make."""
+    return rule_files.load(path, windows=["1m"], skip_unconfigured=True)
+
+
 def run(
     seed: int, hours: float, incident_min: float, path: Path = rule_files.DEFAULT_RULES
 ) -> tuple[list[Alert], Incident]:
     """The alert transitions of one simulated run with the rules of ``path``, and its
     incident."""
     windows = parse_windows("1m")
-    ruleset = rule_files.load(path, windows=[w.label for w in windows], skip_unconfigured=True)
+    ruleset = load(path)
     processor = Processor(windows=windows, grace_ms=5_000, source="bench/rules", rules=ruleset)
     processor.load(0, None, -1)
     begins = START_MS + int(hours * HOUR_MS)
@@ -76,13 +81,17 @@ def run(
     return [a for a in alerts if a.at <= end], incident
 
 
-def figures(runs: list[tuple[list[Alert], Incident]], hours: float) -> dict[str, Any]:
+def figures(
+    runs: list[tuple[list[Alert], Incident]], hours: float, names: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The figures of ``runs``, for every rule that made a transition and every one of
+    ``names`` (the rule file's: a rule that stayed silent is reported as such)."""
     quiet_hours = 0.0
     false_firings: collections.Counter[str] = collections.Counter()
     false_pendings: collections.Counter[str] = collections.Counter()
     per_incident: dict[str, list[int]] = collections.defaultdict(list)
     caught: collections.Counter[str] = collections.Counter()
-    rules: set[str] = set()
+    rules = set(names)
     for alerts, incident in runs:
         quiet_hours += hours + (HOUR_MS - AFTER_MS) / HOUR_MS
         during: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -125,7 +134,7 @@ def main() -> None:
     for seed in range(args.seeds):
         runs.append(run(seed, args.hours, args.incident, args.rules))
         progress("seeds", seed + 1, args.seeds, started)
-    emit(figures(runs, args.hours))
+    emit(figures(runs, args.hours, tuple(rule.name for rule in load(args.rules).rules)))
 
 
 if __name__ == "__main__":

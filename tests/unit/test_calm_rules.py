@@ -18,3 +18,13 @@ def test_quiet_hours_fire_no_threshold_rule_and_an_incident_is_one_alert_each():
     fired = {(rule, series) for rule, series, state in told if state == "firing"}
     assert {rule for rule, _ in fired} >= {"failed_executions", "low_success_rate"}
     assert all(told[r, s, "firing"] == 1 and told[r, s, "resolved"] == 1 for r, s in fired)
+
+
+def test_every_rule_of_the_file_is_reported_a_silent_one_as_catching_nothing():
+    names = tuple(rule.name for rule in rules.load(rules.rule_files.DEFAULT_RULES).rules)
+    out = rules.figures([([], (0, 60_000))], hours=1.0, names=names)
+    assert "latency_anomaly" in names and "high_error_rate" in names
+    for name in names:
+        assert out[f"{name}: incidents caught"] == "0/1"
+        assert out[f"{name}: false firings per quiet hour"] == 0.0
+    assert len([key for key in out if key.endswith(": incidents caught")]) == len(names)
