@@ -326,7 +326,10 @@ def decode_all(lines: Sequence[bytes], *, now_ms: int) -> tuple[list[Event], lis
     """
     if lines and max(map(len, lines)) > MAX_EVENT_BYTES:
         return None
-    try:  # one call for the envelope's lines: 0.31 µs an event against 0.45 a call each
+    # One call for the envelope's lines, not one a line: bench.worker_core's decode stage
+    # took 0.49 µs an event against 0.51-0.56 (0.31 against 0.45 with the collector on,
+    # a scratch run of 1,000 tagged events).
+    try:
         events = _DECODER.decode_lines(b"\n".join(lines))
     except (RecursionError, msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
         return None
