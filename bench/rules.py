@@ -41,6 +41,8 @@ ENVELOPE_MS = 10_000
 #: Transitions this long after an incident ends still belong to it (resolving takes time).
 AFTER_MS = 30 * MINUTE_MS
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+#: The windows the simulator's events are folded into, and the rules watch.
+WINDOWS = "1m"
 
 
 Incident = tuple[int, int]  # [start, end) in ms
@@ -51,18 +53,19 @@ def inside(at: int, incident: Incident) -> bool:
     return incident[0] <= at < incident[1] + AFTER_MS
 
 
-def load(path: Path) -> rule_files.RuleSet:
-    """The rules of ``path`` on the 1-minute windows the simulator's events make."""
-    return rule_files.load(path, windows=["1m"], skip_unconfigured=True)
+def load(path: Path = rule_files.DEFAULT_RULES) -> rule_files.RuleSet:
+    """The rules of ``path`` on the :data:`WINDOWS` the simulator's events make."""
+    windows = [w.label for w in parse_windows(WINDOWS)]
+    return rule_files.load(path, windows=windows, skip_unconfigured=True)
 
 
 def run(
-    seed: int, hours: float, incident_min: float, path: Path = rule_files.DEFAULT_RULES
+    seed: int, hours: float, incident_min: float, ruleset: rule_files.RuleSet | None = None
 ) -> tuple[list[Alert], Incident]:
-    """The alert transitions of one simulated run with the rules of ``path``, and its
-    incident."""
-    windows = parse_windows("1m")
-    ruleset = load(path)
+    """The alert transitions of one simulated run with ``ruleset`` (the shipped rules if
+    None), and its incident."""
+    windows = parse_windows(WINDOWS)
+    ruleset = load() if ruleset is None else ruleset
     processor = Processor(windows=windows, grace_ms=5_000, source="bench/rules", rules=ruleset)
     processor.load(0, None, -1)
     begins = START_MS + int(hours * HOUR_MS)
@@ -130,11 +133,12 @@ def main() -> None:
     parser.add_argument("--rules", type=Path, default=rule_files.DEFAULT_RULES)
     args = parser.parse_args()
     started = time.perf_counter()
+    ruleset = load(args.rules)  # read once: each run's processor holds its own state
     runs = []
     for seed in range(args.seeds):
-        runs.append(run(seed, args.hours, args.incident, args.rules))
+        runs.append(run(seed, args.hours, args.incident, ruleset))
         progress("seeds", seed + 1, args.seeds, started)
-    emit(figures(runs, args.hours, tuple(rule.name for rule in load(args.rules).rules)))
+    emit(figures(runs, args.hours, tuple(rule.name for rule in ruleset.rules)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@
    envelopes (medians of three runs), in microseconds per event of the whole stream:
 
    - ``decode``: envelopes split into lines and their lines decoded by msgspec into
-     ``Event`` objects in one call (``decode_all``'s; types and sizes checked in C);
+     ``Event`` objects in one call (``producers.events.decode_lines``, as the
+     processor's ``decode_all``; types and sizes checked in C);
    - ``validate``: the rules msgspec cannot say, and the series key (``_checked``);
    - ``windows``: each envelope's events added to their panes (``Windows.add_events``),
      and the panes closed and folded into the windows, as records;
@@ -66,7 +67,7 @@ import streams
 from bench.pipeline import make_events
 from bench.report import emit, progress
 from producers.envelopes import split
-from producers.events import _DECODER, WORKFLOW_KINDS, _checked, _validate, decode
+from producers.events import WORKFLOW_KINDS, _checked, _validate, decode, decode_lines
 from sinks.rows import RawRows
 from streams import chunked, collector
 from streams.detection import default_detector
@@ -208,7 +209,7 @@ def _stages(messages: list[tuple[int, int, bytes]], n: int, now_ms: int) -> dict
     for j in range(0, len(messages), BATCH):
         batch = messages[j : j + BATCH]
         t = clock()
-        events = [_DECODER.decode_lines(b"\n".join(split(value))) for _, _, value in batch]
+        events = [decode_lines(split(value)) for _, _, value in batch]
         t0 = clock()
         keys = [[_checked(ev, now_ms) for ev in envelope] for envelope in events]
         t1 = clock()

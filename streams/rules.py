@@ -99,8 +99,9 @@ DETECTOR_THRESHOLD = ALERT_SCORE
 #: false alarms from 424 to 343 and missed 4 more of 264 windows (``bench/nab.py``, the
 #: "confirm" choice). The hold makes one incident whose score wavers one alert: 3 hours
 #: rather than 1 cut the development seeds' repeat firings inside found windows from 99
-#: to 66 and their false alarms from 431 to 416, missing none more (the "3 h hold"
-#: choice); 6 hours hid the next window behind an alert still firing (60 missed, not 55).
+#: to 66 and their false alarms from 431 to 416, missing none more (scratch runs of
+#: ``bench/nab.py``'s functions; its "3 h hold" choice); 6 hours hid the next window
+#: behind an alert still firing (60 missed, not 55).
 DETECTOR_POLICY = Policy(for_ms=1, keep_firing_for_ms=10_800_000, max_flaps=3, flap_hold_ms=0)
 
 _KEYS = {

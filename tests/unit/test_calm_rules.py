@@ -21,7 +21,7 @@ def test_quiet_hours_fire_no_threshold_rule_and_an_incident_is_one_alert_each():
 
 
 def test_every_rule_of_the_file_is_reported_a_silent_one_as_catching_nothing():
-    names = tuple(rule.name for rule in rules.load(rules.rule_files.DEFAULT_RULES).rules)
+    names = tuple(rule.name for rule in rules.load().rules)
     out = rules.figures([([], (0, 60_000))], hours=1.0, names=names)
     assert "latency_anomaly" in names and "high_error_rate" in names
     for name in names:
