@@ -35,6 +35,9 @@ FileScores = dict[str, tuple[float, int]]
 #: A likelihood's pass over a file: each row's score, and the indices of those at or
 #: over the threshold (``backtest.hot``), which every policy's alerts read.
 Pass = tuple[list[float], list[int]]
+#: What a likelihood's detector scored over a file: each row's score and, under the daily
+#: jobs' recurrence, whether it scored the row as scheduled work (None without one).
+Recording = tuple[list[float], list[bool] | None]
 
 
 @functools.cache
@@ -195,7 +198,7 @@ def alerts_of(
         values = [value for _, value in rows]
         raw = raw_scores(variants[0][0](), rows, ats)
     scored: dict[bytes, tuple[Pass, Pass]] = {}
-    recorded: dict[bytes, list[float]] = {}
+    recorded: dict[bytes, Recording] = {}
     out = []
     for make, policy in variants:
         started = time.perf_counter()
@@ -219,19 +222,27 @@ def alerts_of(
 def _recorded(
     fresh: Detector,
     raw: list[float],
-    recorded: dict[bytes, list[float]],
+    recorded: dict[bytes, Recording],
     rows: list[tuple[str, float]],
     ats: list[int],
-) -> list[float]:
+) -> Recording:
     """What ``fresh`` (a likelihood's detector, a fresh one) scores over ``rows`` given
     the raw pass ``raw``: ``raw`` itself, or where ``fresh`` has the daily jobs'
-    recurrence, what it makes of ``raw``, run once for every likelihood of a group that
-    has it alike (``recorded``, by the fresh detector's state), not once a likelihood."""
+    recurrence, what it makes of ``raw`` and which rows it scored as scheduled work, run
+    once for every likelihood of a group that has it alike (``recorded``, by the fresh
+    detector's state), not once a likelihood."""
     if not isinstance(fresh, DailyRecurrence):
-        return raw
+        return raw, None
     key = orjson.dumps(fresh.to_json())
     if key not in recorded:
-        recorded[key] = _scores(replay(fresh, raw), rows, ats)
+        recurrence = replay(fresh, raw)
+        assert isinstance(recurrence, DailyRecurrence)
+        scores, jobs = [], []
+        for at, (_, value) in zip(ats, rows, strict=True):
+            scores.append(recurrence.score_one(value, at))
+            jobs.append(recurrence.scheduled)
+            recurrence.learn_one(value, at)
+        recorded[key] = scores, jobs
     return recorded[key]
 
 
@@ -245,14 +256,16 @@ def _pass_key(detector: AnomalyLikelihood) -> bytes:
 
 
 def _checked_and_not(
-    detector: AnomalyLikelihood, raw: list[float], values: list[float], ats: list[int]
+    detector: AnomalyLikelihood, given: Recording, values: list[float], ats: list[int]
 ) -> tuple[Pass, Pass]:
-    """The scores of ``detector`` (a fresh one), its detector's being ``raw``, over the
-    rows (``values`` at ``ats``) with its chance check (:data:`CHANCE` if it has none)
-    and without: the check caps what is scored, never what is learned, so one pass gives
-    both (``AnomalyLikelihood.rescore``); each with its rows over the threshold."""
+    """The scores of ``detector`` (a fresh one), its detector's recording being
+    ``given``, over the rows (``values`` at ``ats``) with its chance check
+    (:data:`CHANCE` if it has none) and without: the check caps what is scored, never
+    what is learned, so one pass gives both (``AnomalyLikelihood.rescore``); each with
+    its rows over the threshold."""
     detector.chance = detector.chance or CHANCE
-    checked, unchecked = detector.rescore(raw, values, ats)
+    scores, jobs = given
+    checked, unchecked = detector.rescore(scores, values, ats, jobs)
     return (checked, backtest.hot(checked)), (unchecked, backtest.hot(unchecked))
 
 

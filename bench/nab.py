@@ -80,9 +80,11 @@ from streams.rules import DETECTOR_POLICY
 #: better than its day's offset) and the daily jobs (a surprise that came at its time of
 #: day on each of the last two days scores as ordinary: ``streams.recurrence``) and the
 #: chance check (an alert also needs the short mean's surprises to be at most 0.3%
-#: likely by chance, each raw score a p-value: ``AnomalyLikelihood``'s ``chance``) and
-#: the 3 h hold (an alert resolves 3 hours after its score fell back; off: 1 hour). All
-#: on is the default; all off is the default of before.
+#: likely by chance, each raw score a p-value: ``AnomalyLikelihood``'s ``chance``), with
+#: those two discounting the jobs (a step the daily jobs scored as scheduled work is no
+#: evidence to the chance check: ``discount_jobs``) and the 3 h hold (an alert resolves 3
+#: hours after its score fell back; off: 1 hour). All on is the default; all off is the
+#: default of before.
 CHOICES = (
     "log view",
     "repeats",
@@ -100,22 +102,24 @@ CHOICES = (
     "week hours",
     "daily jobs",
     "chance",
+    "discount jobs",
     "3 h hold",
 )
-#: A choice that is part of another: without that one it is the same candidate as
-#: neither, so it is left out of the grid.
+#: A choice that is part of others: without them it is the same candidate as neither,
+#: so it is left out of the grid.
 REQUIRES = {
-    "repeat tail": "repeats",
-    "forecast": "log view",
-    "shift mean": "forecast",
-    "week hours": "calm",
-    "daily jobs": "calm",
+    "repeat tail": ("repeats",),
+    "forecast": ("log view",),
+    "shift mean": ("forecast",),
+    "week hours": ("calm",),
+    "daily jobs": ("calm",),
+    "discount jobs": ("daily jobs", "chance"),
 }
 
 
 def _coherent(choice: tuple[bool, ...]) -> bool:
     on = dict(zip(CHOICES, choice, strict=True))
-    return all(on[needs] for part, needs in REQUIRES.items() if on[part])
+    return all(on[n] for part, needs in REQUIRES.items() if on[part] for n in needs)
 
 
 GRID = [
@@ -137,17 +141,19 @@ def _without(*off: str) -> str:
     """The default with the choices ``off`` turned off, and those that are part of them
     (:data:`REQUIRES`) with them."""
     dropped = set(off)
-    while grown := {part for part, needs in REQUIRES.items() if needs in dropped} - dropped:
+    while grown := {part for part, needs in REQUIRES.items() if dropped & set(needs)} - dropped:
         dropped |= grown
     return _name(tuple(choice not in dropped for choice in CHOICES))
 
 
-#: What the default is compared with: without the 3 h hold (the default of the last
-#: release), without the chance check, without the daily jobs, without the week's
-#: hours, without calm, without the Student slots, without the raw cap, without the
-#: shift mean, without the forecast, without confirmation, without each part of the
-#: robust long history (what each alone changes), and the default of before.
+#: What the default is compared with: without discounting the jobs (the default of the
+#: last release), without the 3 h hold, without the chance check, without the daily
+#: jobs, without the week's hours, without calm, without the Student slots, without
+#: the raw cap, without the shift mean, without the forecast, without confirmation,
+#: without each part of the robust long history (what each alone changes), and the
+#: default of before.
 COMPARED = (
+    ("without discounting the jobs", _without("discount jobs")),
     ("without the 3 h hold", _without("3 h hold")),
     ("without the chance check", _without("chance")),
     ("without the daily jobs", _without("daily jobs")),
@@ -200,6 +206,7 @@ def lookup(name: str) -> corpus.Variant:
         "week_hours": on["week hours"],
         "daily_jobs": on["daily jobs"],
         "chance": CHANCE if on["chance"] else None,
+        "discount_jobs": on["discount jobs"],
     }
     policy = dataclasses.replace(
         DETECTOR_POLICY,

@@ -1020,6 +1020,7 @@ def default_detector(
     week_hours: bool = True,
     daily_jobs: bool = True,
     chance: float | None = CHANCE,
+    discount_jobs: bool = True,
 ) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
@@ -1046,7 +1047,9 @@ def default_detector(
     surprise that came at the same time of day on each of the last two days is scheduled
     work, scored as an ordinary surprise (:class:`DailyRecurrence`). With ``chance``, an
     alert also needs the short mean's surprises to be that rare by chance alone, each
-    raw score taken as a p-value of the highest of the raw scores (:data:`CHANCE`).
+    raw score taken as a p-value of the highest of the raw scores (:data:`CHANCE`); with
+    ``discount_jobs`` as well (and the daily jobs), a step the daily jobs scored as
+    scheduled work is no evidence to that check.
     The keywords turn each of those choices off (``bench/nab.py`` scores every
     combination; all off is the default of before); the README says how each was chosen
     and what it scores.
@@ -1091,7 +1094,8 @@ def default_detector(
     # Bonferroni's count for the chance check: every raw score the highest is taken of.
     scores = len(raw) - 1 + len(logs) if log_view else len(raw)
     scored: Detector = MaxDetector(raw)
-    if calm and daily_jobs:
+    jobs = calm and daily_jobs
+    if jobs:
         scored = DailyRecurrence(scored)
     return AnomalyLikelihood(
         scored,
@@ -1104,6 +1108,7 @@ def default_detector(
         warmup=200 if long_memory else 0,
         chance=chance,
         scores=scores,
+        discount_jobs=discount_jobs and jobs and chance is not None,
     )
 
 

@@ -93,8 +93,8 @@ class DailyRecurrence:
         self._marked = bytearray(marked if marked is not None else size)
         #: The latest slot learned (slots since the epoch); None before the first.
         self._slot = slot
-        #: (x, at, raw score) of the value scored and not learned yet.
-        self._last: tuple[float, int | None, float] | None = None
+        #: (x, at, raw score, capped) of the value scored and not learned yet.
+        self._last: tuple[float, int | None, float, bool] | None = None
 
     def _bit(self, slot: int) -> bool:
         """Whether ``slot`` held a surprising step; False for slots the ring no longer
@@ -130,10 +130,16 @@ class DailyRecurrence:
 
     def score_one(self, x: float, at: int | None = None) -> float:
         raw = self.detector.score_one(x, at)
-        self._last = (x, at, raw)
-        if at is not None and raw > self.mark and self.recurs(at):
-            return self.mark
-        return raw
+        capped = at is not None and raw > self.mark and self.recurs(at)
+        self._last = (x, at, raw, capped)
+        return self.mark if capped else raw
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the value just scored was capped as scheduled work (False when none
+        was scored since the last one learned): the likelihood's chance check can then
+        count it as no evidence (``AnomalyLikelihood``'s ``discount_jobs``)."""
+        return self._last is not None and self._last[3]
 
     def learn_one(self, x: float, at: int | None = None) -> None:
         last = self._last

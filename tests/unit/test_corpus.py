@@ -32,7 +32,8 @@ def _run(name: str, rows: list[tuple[str, float]], raw: list[float] | None = Non
 #: The grid's choices that are the likelihood's and the alert policy's, not the raw
 #: detector's, and the daily jobs, run again over the raw detector's recorded scores.
 NOT_RAW = {
-    "3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs", "chance", "3 h hold"
+    "3 h span", "rarity", "confirm", "robust", "long memory", "daily jobs", "chance",
+    "discount jobs", "3 h hold",
 }  # fmt: skip
 
 
@@ -43,10 +44,11 @@ def _group_of(name: str) -> list[str]:
 
 def test_the_grid_shares_a_raw_detector_only_among_candidates_that_build_the_same_one():
     """144 raw detectors (9 choices, some part of others) under 128 likelihoods and
-    policies each, 256 where the daily jobs can be on (with calm); the default's group
-    differs from it in those 8 choices alone."""
+    policies each, 320 where the daily jobs can be on (with calm: 128 without them, 128
+    with them and without the chance check or with it and without discounting the jobs,
+    64 discounting them); the default's group differs from it in those 9 choices alone."""
     groups = collections.Counter(corpus.raw_of(nab.lookup(name)) for name in nab.CANDIDATES)
-    assert len(groups) == 144 and set(groups.values()) == {128, 256}
+    assert len(groups) == 144 and set(groups.values()) == {128, 320}
     default = dict(zip(nab.CHOICES, nab.CANDIDATES[nab.DEFAULT], strict=True))
     for name in _group_of(nab.DEFAULT):
         on = zip(nab.CHOICES, nab.CANDIDATES[name], strict=True)
@@ -72,16 +74,22 @@ def test_replayed_raw_scores_give_every_candidate_of_a_group_the_same_scores_and
 
 
 def test_the_daily_jobs_run_again_over_one_recording_score_as_they_do_whole():
-    """A host gauge with a nightly job: the default and the default without the daily
-    jobs score differently run whole, and each scores the same over the one recording
-    of the raw detector they share."""
-    rows = _rows("scheduled", 1)
-    names = [nab.DEFAULT, nab._without("daily jobs")]
-    assert corpus.raw_of(nab.lookup(names[0])) == corpus.raw_of(nab.lookup(names[1]))
+    """A host gauge with daily jobs: the default, the default without discounting
+    the jobs and the default without the daily jobs score differently run whole, and
+    each scores the same over the one recording of the raw detector they share, run
+    value by value (the recurrence replayed) and through ``alerts_of``'s shared pass
+    (the recurrence run once, its scheduled steps recorded for the likelihoods)."""
+    rows = _rows("scheduled", 7)  # 5 alerts discounting the jobs, 13 counting them
+    names = [nab.DEFAULT, nab._without("discount jobs"), nab._without("daily jobs")]
+    assert len({corpus.raw_of(nab.lookup(name)) for name in names}) == 1
     raw = corpus.raw_scores(nab.lookup(names[0])[0](), rows)
     whole = [_run(name, rows) for name in names]
-    assert whole[0] != whole[1]
+    assert len({str(run) for run in whole}) == 3
     assert [_run(name, rows, raw) for name in names] == whole
+    variants = [nab.lookup(name) for name in names]
+    shared = [alerts for alerts, _ in corpus.alerts_of(rows, variants, share_raw=True)]
+    assert shared == [alerts for alerts, _ in corpus.alerts_of(rows, variants)]
+    assert shared[0] != shared[1]  # the discount changed alerts, and the pass kept it
 
 
 @pytest.mark.parametrize("shape, seed", [("latency", 3), ("bursty", 4)])

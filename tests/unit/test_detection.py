@@ -879,22 +879,31 @@ def test_the_default_raises_fewer_alerts_on_calm_series_with_the_chance_check():
     assert counts[0] <= 0.7 * counts[1]
 
 
-def test_a_likelihood_rescored_over_given_raw_scores_scores_and_learns_as_value_by_value():
-    """``rescore`` over the scores the default's raw detector gave (a daily cycle with
-    anomalies, gaps of values that are not finite) against ``score_one``, ``unchecked``
-    and ``learn_one`` a value at a time: every score, and the state after, to the bit."""
-    times, values, _ = synthetic.GENERATORS["seasonal"](np.random.default_rng(3), 3)
+@pytest.mark.parametrize("shape, seed", [("seasonal", 3), ("scheduled", 1)])
+def test_a_likelihood_rescored_over_given_raw_scores_scores_and_learns_as_value_by_value(
+    shape, seed
+):
+    """``rescore`` over the scores the default's raw detector gave and the steps it
+    scored as scheduled work (a daily cycle with anomalies, and a host gauge with jobs;
+    gaps of values that are not finite) against ``score_one``, ``unchecked`` and
+    ``learn_one`` a value at a time: every score, and the state after, to the bit."""
+    times, values, _ = synthetic.GENERATORS[shape](np.random.default_rng(seed), 3)
     values = [math.nan if i % 97 == 0 else x for i, x in enumerate(values)]
-    whole, raw, scores, unchecked = default_detector(), [], [], []
+    whole, raw, jobs, scores, unchecked = default_detector(), [], [], [], []
     for at, x in zip(times, values, strict=True):
         raw.append(whole.detector.score_one(x, at))
+        jobs.append(whole.detector.scheduled)
         scores.append(whole.score_one(x, at))
         unchecked.append(whole.unchecked)
         whole.learn_one(x, at)
     given = default_detector()
-    assert given.rescore(raw, values, times) == (scores, unchecked)
+    with pytest.raises(ValueError, match="jobs"):
+        given.rescore(raw, values, times)  # the steps scheduled are part of what it is given
+    given = default_detector()
+    assert given.rescore(raw, values, times, jobs) == (scores, unchecked)
     assert sum(s >= backtest.THRESHOLD for s in scores) > 0  # alerts compared too
     assert scores != unchecked  # the chance check held some back
+    assert any(jobs) == (shape == "scheduled")  # with scheduled work, and without
     state, replayed = whole.to_json(), given.to_json()
     state.pop("detector"), replayed.pop("detector")  # the detector is given, not taught
     assert replayed == state
@@ -912,11 +921,35 @@ def test_a_likelihood_state_from_before_span_and_rarity_restores_with_both_off()
     old = d.to_json()
     for key in ("span_ms", "rarity", "tail", "at", "log_step", "robust", "warmup", "learned"):
         del old[key]
-    del old["young"], old["chance"], old["scores"]
+    del old["young"], old["chance"], old["scores"], old["jobs"]
     again = detection.restore(old)
     assert again.span_ms is None and again.rarity is None and again.chance is None
-    assert not again.robust and again.warmup == 0
+    assert not again.robust and again.warmup == 0 and not again.discount_jobs
     assert _feed(again, _series(10)[200:], 200) == _feed(d, _series(10)[200:], 200)
+
+
+def test_the_steps_scheduled_are_in_the_state_and_scores_go_on_the_same_after_it():
+    """The default over a host gauge with daily jobs, saved and restored in the middle
+    of a job its recurrence capped (the short mean's steps the chance check counts as
+    no evidence, ``jobs``, are not 0): the same scores after as the model that went on."""
+    times, values, _ = synthetic.GENERATORS["scheduled"](np.random.default_rng(7), 3)
+    d = default_detector()
+    for i, (at, x) in enumerate(zip(times, values, strict=True)):
+        d.score_one(x, at)
+        d.learn_one(x, at)
+        if i > len(values) // 2 and d.to_json()["jobs"] & 1:
+            break
+    state = orjson.loads(orjson.dumps(d.to_json()))
+    again = detection.restore(state)
+    assert again.discount_jobs and again._jobs == d._jobs != 0
+    rest = list(zip(times, values, strict=True))[i + 1 :]
+    scores: list[list[float]] = [[], []]
+    for at, x in rest:
+        for model, out in zip((again, d), scores, strict=True):
+            out.append(model.score_one(x, at))
+            model.learn_one(x, at)
+    assert scores[0] == scores[1]
+    assert max(scores[0]) >= backtest.THRESHOLD  # alerts compared, not just quiet rows
 
 
 def _two_incidents(seed: int) -> list[float]:

@@ -151,12 +151,34 @@ def test_a_state_restores_with_its_slots_and_a_wrong_one_is_refused():
 def test_the_default_stops_alerting_on_a_hosts_nightly_job():
     """Host gauges of the synthetic corpus (a value every 5 minutes, a nightly job of 10
     to 45 minutes, an hourly one in half of them), six without an anomaly: past their
-    third day, 13 alerts with the daily jobs against 59 without (a run)."""
-    counted = {True: 0, False: 0}
+    third day, 6 alerts with the daily jobs, 13 with them counted as evidence by the
+    chance check, 59 without them (a run)."""
+    choices = {"default": {}, "counted": {"discount_jobs": False}, "none": {"daily_jobs": False}}
+    counted = dict.fromkeys(choices, 0)
     for seed in range(6):
         times, values, _ = synthetic.GENERATORS["scheduled"](np.random.default_rng(seed), 0)
         rows = [(synthetic._stamp(t), v) for t, v in zip(times, values, strict=True)]
-        for jobs in counted:
-            run = backtest.run(rows, default_detector(daily_jobs=jobs))
-            counted[jobs] += sum(alert for i, (*_, alert) in enumerate(run) if i >= 3 * DAY_SLOTS)
-    assert counted[True] <= 0.3 * counted[False], counted
+        for name, kwargs in choices.items():
+            run = backtest.run(rows, default_detector(**kwargs))
+            counted[name] += sum(alert for i, (*_, alert) in enumerate(run) if i >= 3 * DAY_SLOTS)
+    assert counted["counted"] <= 0.3 * counted["none"], counted
+    assert counted["default"] <= 0.6 * counted["counted"], counted
+
+
+def test_a_step_is_scheduled_work_exactly_when_it_was_capped():
+    """``scheduled`` says whether the value just scored was capped as a job, and nothing
+    once it is learned: the likelihood reads it between the two."""
+    d = DailyRecurrence(GaussianDetector(window_size=DAY_SLOTS, grace_period=30))
+    flags = {}
+    for day in range(5):  # a job from day 1 on (day 0 is the detector's warm-up)
+        for slot in range(DAY_SLOTS):
+            at = (day * DAY_SLOTS + slot) * SLOT_MS
+            job = day > 0 and slot in NIGHTLY
+            x = 100.0 if job or (day, slot) == (4, 150) else _quiet(slot)
+            score = d.score_one(x, at)
+            flags[day, slot] = d.scheduled
+            assert d.scheduled == (score == MARK and d.detector.score_one(x, at) > MARK)
+            d.learn_one(x, at)
+            assert not d.scheduled
+    assert [flags[day, 24] for day in range(5)] == [False, False, False, True, True]
+    assert not flags[4, 150]  # a load at another time of day is not a job
