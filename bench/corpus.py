@@ -103,15 +103,24 @@ def bare(raw: Detector) -> Detector:
     recurrence, the detector it wraps. The recurrence reads nothing but those scores and
     the values' times, so :func:`replay` runs it again over the recording, and
     candidates with and without it share one raw pass (144 raw detectors a file in
-    ``bench.nab``'s grid, not 240)."""
-    return raw.detector if isinstance(raw, DailyRecurrence) else raw
+    ``bench.nab``'s grid, not 240). A recurrence that keeps its jobs from the detector
+    (``teach_jobs`` off) changes what that detector learns, so it is part of the raw
+    pass: the recording is then of its detector's scores as they came under it
+    (:func:`_scores`)."""
+    if isinstance(raw, DailyRecurrence) and raw.teach_jobs:
+        return raw.detector
+    return raw
 
 
 def replay(raw: Detector, scores: list[float]) -> Detector:
-    """``raw`` (a fresh one) made of the recorded ``scores`` of what :func:`bare` keeps of
-    it: the recurrence, with its own settings, over them."""
+    """``raw`` (a fresh one) made of the recorded ``scores`` of the detector it wraps
+    under the daily jobs' recurrence, or of itself: the recurrence, with its own
+    settings, over them. A recurrence that keeps its jobs from the detector is made to
+    teach them here: the recording holds what that detector learned, and the replay's
+    learning only moves on to the next score."""
     if isinstance(raw, DailyRecurrence):
         raw.detector = Replay(scores)
+        raw.teach_jobs = True
         return raw
     return Replay(scores)
 
@@ -130,12 +139,43 @@ def raw_scores(
 
 
 def _scores(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -> list[float]:
-    """``detector``'s score of each row, each value scored, then learned."""
-    scores = []
+    """``detector``'s score of each row, each value scored, then learned; for the daily
+    jobs' recurrence (one that keeps its jobs from the detector it wraps: :func:`bare`),
+    that detector's scores as the recurrence asked for them, which :func:`replay` runs
+    the recurrence over again."""
+    scores: list[float] = []
+    if isinstance(detector, DailyRecurrence):
+        detector.detector = _Recorder(detector.detector, scores)
+        for at, (_, value) in zip(ats, rows, strict=True):
+            detector.score_one(value, at)
+            detector.learn_one(value, at)
+        return scores
     for at, (_, value) in zip(ats, rows, strict=True):
         scores.append(detector.score_one(value, at))
         detector.learn_one(value, at)
     return scores
+
+
+class _Recorder:
+    """``detector``, each score it gives appended to ``scores``: the recurrence asks for
+    one a value, in its ``score_one`` (its ``learn_one`` asks again only for a value not
+    scored just before, which :func:`_scores` never gives it)."""
+
+    kind = "recorder"
+
+    def __init__(self, detector: Detector, scores: list[float]) -> None:
+        self.detector, self.scores = detector, scores
+
+    def score_one(self, x: float, at: int | None = None) -> float:
+        score = self.detector.score_one(x, at)
+        self.scores.append(score)
+        return score
+
+    def learn_one(self, x: float, at: int | None = None) -> None:
+        self.detector.learn_one(x, at)
+
+    def to_json(self) -> dict[str, Any]:
+        raise TypeError("a recorder keeps no state")
 
 
 def score_file(shared: Path, root: Path, rel: str, variant: Variant) -> tuple[FileScores, dict]:

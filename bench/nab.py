@@ -82,9 +82,10 @@ from streams.rules import DETECTOR_POLICY
 #: chance check (an alert also needs the short mean's surprises to be at most 0.3%
 #: likely by chance, each raw score a p-value: ``AnomalyLikelihood``'s ``chance``), with
 #: those two discounting the jobs (a step the daily jobs scored as scheduled work is no
-#: evidence to the chance check: ``discount_jobs``) and the 3 h hold (an alert resolves 3
-#: hours after its score fell back; off: 1 hour). All on is the default; all off is the
-#: default of before.
+#: evidence to the chance check: ``discount_jobs``), the jobs unlearned (with the daily
+#: jobs, the raw detectors do not learn such a step: ``DailyRecurrence``'s
+#: ``teach_jobs`` off) and the 3 h hold (an alert resolves 3 hours after its score fell
+#: back; off: 1 hour). All on is the default; all off is the default of before.
 CHOICES = (
     "log view",
     "repeats",
@@ -103,6 +104,7 @@ CHOICES = (
     "daily jobs",
     "chance",
     "discount jobs",
+    "jobs unlearned",
     "3 h hold",
 )
 #: A choice that is part of others: without them it is the same candidate as neither,
@@ -114,6 +116,7 @@ REQUIRES = {
     "week hours": ("calm",),
     "daily jobs": ("calm",),
     "discount jobs": ("daily jobs", "chance"),
+    "jobs unlearned": ("daily jobs",),
 }
 
 
@@ -146,13 +149,14 @@ def _without(*off: str) -> str:
     return _name(tuple(choice not in dropped for choice in CHOICES))
 
 
-#: What the default is compared with: without discounting the jobs (the default of the
-#: last release), without the 3 h hold, without the chance check, without the daily
-#: jobs, without the week's hours, without calm, without the Student slots, without
-#: the raw cap, without the shift mean, without the forecast, without confirmation,
-#: without each part of the robust long history (what each alone changes), and the
-#: default of before.
+#: What the default is compared with: with the jobs learned (the default of the last
+#: release), without discounting the jobs, without the 3 h hold, without the chance
+#: check, without the daily jobs, without the week's hours, without calm, without the
+#: Student slots, without the raw cap, without the shift mean, without the forecast,
+#: without confirmation, without each part of the robust long history (what each alone
+#: changes), and the default of before.
 COMPARED = (
+    ("with the jobs learned", _without("jobs unlearned")),
     ("without discounting the jobs", _without("discount jobs")),
     ("without the 3 h hold", _without("3 h hold")),
     ("without the chance check", _without("chance")),
@@ -207,6 +211,7 @@ def lookup(name: str) -> corpus.Variant:
         "daily_jobs": on["daily jobs"],
         "chance": CHANCE if on["chance"] else None,
         "discount_jobs": on["discount jobs"],
+        "jobs_unlearned": on["jobs unlearned"],
     }
     policy = dataclasses.replace(
         DETECTOR_POLICY,

@@ -1021,6 +1021,7 @@ def default_detector(
     daily_jobs: bool = True,
     chance: float | None = CHANCE,
     discount_jobs: bool = True,
+    jobs_unlearned: bool = True,
 ) -> Detector:
     """The detector of ``[[detector]]`` rules and of ``vigil backtest``.
 
@@ -1049,7 +1050,8 @@ def default_detector(
     alert also needs the short mean's surprises to be that rare by chance alone, each
     raw score taken as a p-value of the highest of the raw scores (:data:`CHANCE`); with
     ``discount_jobs`` as well (and the daily jobs), a step the daily jobs scored as
-    scheduled work is no evidence to that check.
+    scheduled work is no evidence to that check. With ``jobs_unlearned`` (and the daily
+    jobs), the raw detectors do not learn such a step.
     The keywords turn each of those choices off (``bench/nab.py`` scores every
     combination; all off is the default of before); the README says how each was chosen
     and what it scores.
@@ -1096,7 +1098,7 @@ def default_detector(
     scored: Detector = MaxDetector(raw)
     jobs = calm and daily_jobs
     if jobs:
-        scored = DailyRecurrence(scored)
+        scored = DailyRecurrence(scored, teach_jobs=not jobs_unlearned)
     return AnomalyLikelihood(
         scored,
         history=10_000 if long_memory else 1000,

@@ -72,21 +72,26 @@ class DailyRecurrence:
     (the module's docstring says when and why)."""
 
     kind: ClassVar[str] = "recurrence"
-    __slots__ = ("_last", "_marked", "_slot", "detector", "mark")
+    __slots__ = ("_last", "_marked", "_slot", "detector", "mark", "teach_jobs")
 
     def __init__(
         self,
         detector: Detector,
         *,
         mark: float = 1.0 - 10**-2.5,
+        teach_jobs: bool = True,
         marked: bytes | None = None,
         slot: int | None = None,
     ) -> None:
-        """``marked`` and ``slot``: the bits and the last slot learned (a restored state)."""
+        """``teach_jobs``: whether ``detector`` learns a step capped as scheduled work
+        (off: the job does not widen the spreads that a load at another time is measured
+        against). ``marked`` and ``slot``: the bits and the last slot learned (a restored
+        state)."""
         if not 0 < mark < 1:
             raise ValueError(f"mark is a score in (0, 1), got {mark}")
         self.detector = detector
         self.mark = mark
+        self.teach_jobs = teach_jobs
         size = (RING + 7) // 8
         if marked is not None and len(marked) != size:
             raise ValueError(f"a recurrence state holds {size} bytes of slots, got {len(marked)}")
@@ -144,11 +149,13 @@ class DailyRecurrence:
     def learn_one(self, x: float, at: int | None = None) -> None:
         last = self._last
         if last is not None and last[0] == x and last[1] == at:  # scored just before
-            raw = last[2]
+            raw, capped = last[2], last[3]
         else:
             raw = self.detector.score_one(x, at)
+            capped = at is not None and raw > self.mark and self.recurs(at)
         self._last = None
-        self.detector.learn_one(x, at)
+        if self.teach_jobs or not capped:
+            self.detector.learn_one(x, at)
         if at is None or not math.isfinite(x):
             return
         a = at // SLOT_MS
@@ -167,6 +174,7 @@ class DailyRecurrence:
             "mark": self.mark,
             "slot": self._slot,
             "marked": base64.b64encode(self._marked).decode("ascii"),
+            **({} if self.teach_jobs else {"teach_jobs": False}),
             "detector": self.detector.to_json(),
         }
 
@@ -174,10 +182,12 @@ class DailyRecurrence:
     def restore(
         cls, data: dict[str, Any], inner: Callable[[dict[str, Any]], Detector]
     ) -> DailyRecurrence:
-        """``inner`` restores the detector it wraps (``streams.detection.restore``)."""
+        """``inner`` restores the detector it wraps (``streams.detection.restore``); a
+        state from before ``teach_jobs`` teaches them, as it did."""
         return cls(
             inner(data["detector"]),
             mark=data["mark"],
+            teach_jobs=data.get("teach_jobs", True),
             marked=base64.b64decode(data["marked"], validate=True),
             slot=data["slot"],
         )

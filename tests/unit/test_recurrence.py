@@ -182,3 +182,33 @@ def test_a_step_is_scheduled_work_exactly_when_it_was_capped():
             assert not d.scheduled
     assert [flags[day, 24] for day in range(5)] == [False, False, False, True, True]
     assert not flags[4, 150]  # a load at another time of day is not a job
+
+
+def test_a_recurrence_that_keeps_its_jobs_out_teaches_its_detector_nothing_of_them():
+    """Five nights of a job (100 among values of about 10), the last three capped, then
+    a load of 20 in the afternoon: a detector taught the capped nights has a spread wide
+    with them (its last day holds one) and scores the load lower than one kept from
+    them, whose last day holds none."""
+    jobs = dict.fromkeys(range(1, 6), NIGHTLY)
+    scores = {}
+    for teach in (True, False):
+        d = DailyRecurrence(GaussianDetector(window_size=DAY_SLOTS, grace_period=30))
+        d.teach_jobs = teach
+        for day in range(6):
+            for slot in range(DAY_SLOTS):
+                at = (day * DAY_SLOTS + slot) * SLOT_MS
+                d.score_one(100.0 if slot in jobs.get(day, ()) else _quiet(slot), at)
+                d.learn_one(100.0 if slot in jobs.get(day, ()) else _quiet(slot), at)
+        scores[teach] = (d.score_one(20.0, (6 * DAY_SLOTS + 150) * SLOT_MS), d.detector)
+    taught, kept = scores[True][1]._moments, scores[False][1]._moments  # the last day's
+    assert taught.var > 10 and kept.var < 1 and kept.mean < 11.5
+    assert scores[False][0] > scores[True][0]
+
+
+def test_keeping_the_jobs_out_is_in_the_state_and_an_older_state_teaches_them():
+    d = DailyRecurrence(GaussianDetector(), teach_jobs=False)
+    state = orjson.loads(orjson.dumps(d.to_json()))
+    assert state["teach_jobs"] is False and not detection.restore(state).teach_jobs
+    del state["teach_jobs"]
+    assert detection.restore(state).teach_jobs
+    assert "teach_jobs" not in DailyRecurrence(GaussianDetector()).to_json()
