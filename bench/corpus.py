@@ -102,8 +102,8 @@ def bare(raw: Detector) -> Detector:
     """What a recording of ``raw``'s scores is made of: under the daily jobs'
     recurrence, the detector it wraps. The recurrence reads nothing but those scores and
     the values' times, so :func:`replay` runs it again over the recording, and
-    candidates with and without it share one raw pass (144 raw detectors a file in
-    ``bench.nab``'s grid, not 240). A recurrence that keeps its jobs from the detector
+    candidates with and without it share one raw pass (240 raw detectors a file in
+    ``bench.nab``'s grid, not 336). A recurrence that keeps its jobs from the detector
     (``teach_jobs`` off) changes what that detector learns, so it is part of the raw
     pass: the recording is then of its detector's scores as they came under it
     (:func:`_scores`)."""

@@ -27,6 +27,14 @@ Why those conditions:
   bursts that come every 20 minutes by chance (on the development seeds, the daily check
   alone scored higher: 75.7 against 75.3); a job that runs every hour recurs daily too.
 
+With ``teach_jobs`` off (the default detector's), the detector it wraps does not learn a
+step it capped: a job's load is not the series' ordinary behaviour, and learned, it
+widened the spreads (an hour slot's, the last 500 values') that the same load at another
+time is measured against. On the development seeds' host gauges that took the scheduled
+shape from 61.9 to 66.6 (false alarms 20 to 11, missed windows 15 to 13; scratch runs).
+A job that comes every day is then never learned, and it is capped every day, as a
+schedule should be.
+
 The state is one bit per slot over two days and a little (584 slots: 73 bytes, about 100
 characters of base64), and the last slot learned.
 
