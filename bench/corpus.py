@@ -143,17 +143,26 @@ def _scores(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -
     jobs' recurrence (one that keeps its jobs from the detector it wraps: :func:`bare`),
     that detector's scores as the recurrence asked for them, which :func:`replay` runs
     the recurrence over again."""
-    scores: list[float] = []
     if isinstance(detector, DailyRecurrence):
-        detector.detector = _Recorder(detector.detector, scores)
-        for at, (_, value) in zip(ats, rows, strict=True):
-            detector.score_one(value, at)
-            detector.learn_one(value, at)
-        return scores
+        inner: list[float] = []
+        detector.detector = _Recorder(detector.detector, inner)
+        _walk(detector, rows, ats)
+        return inner
+    return _walk(detector, rows, ats)[0]
+
+
+def _walk(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -> Recording:
+    """``detector``'s score of each row, each value scored, then learned, and under the
+    daily jobs' recurrence whether it scored each as scheduled work (None otherwise)."""
+    recurrence = detector if isinstance(detector, DailyRecurrence) else None
+    scores: list[float] = []
+    jobs: list[bool] | None = None if recurrence is None else []
     for at, (_, value) in zip(ats, rows, strict=True):
         scores.append(detector.score_one(value, at))
+        if recurrence is not None and jobs is not None:
+            jobs.append(recurrence.scheduled)
         detector.learn_one(value, at)
-    return scores
+    return scores, jobs
 
 
 class _Recorder:
@@ -275,14 +284,7 @@ def _recorded(
         return raw, None
     key = orjson.dumps(fresh.to_json())
     if key not in recorded:
-        recurrence = replay(fresh, raw)
-        assert isinstance(recurrence, DailyRecurrence)
-        scores, jobs = [], []
-        for at, (_, value) in zip(ats, rows, strict=True):
-            scores.append(recurrence.score_one(value, at))
-            jobs.append(recurrence.scheduled)
-            recurrence.learn_one(value, at)
-        recorded[key] = scores, jobs
+        recorded[key] = _walk(replay(fresh, raw), rows, ats)
     return recorded[key]
 
 

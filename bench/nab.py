@@ -15,16 +15,16 @@ Three figures, none of which can flatter it, next to the plain score on ``../sha
    seeds 8 to 11 confirmed the gains of the forecast, its shift mean, the raw cap and the
    Student slots before each was kept, seeds 8 to 15 those of calm, the week's hours, the
    daily jobs, the chance check, the 3 h hold, discounting the jobs and the jobs
-   unlearned), next to the
-   variants in ``COMPARED`` (the default without one choice, and the default of before):
-   bursty heavy-tailed counts, hourly business metrics with gaps, road-sensor shapes,
-   sparse integer counts, drifting gauges, daily and weekly cycles, latency with ordinary
-   spikes, hourly metrics again with subtler anomalies, host gauges with scheduled jobs,
-   demand counts whose every day of the week is its own, each with injected spikes, dips,
-   level shifts, variance changes and stuck values (and, on the host gauges, a job's load
-   when it is not scheduled and a job that runs for hours; on the demand counts,
-   holidays, events and outages); scored by the same scorer, per shape and per seed
-   (the spread between seeds says how far a difference is noise). Files without
+   unlearned), next to the variants in ``COMPARED`` (the default without one choice,
+   and the default of before): bursty heavy-tailed counts, hourly business metrics with
+   gaps, road-sensor shapes, sparse integer counts, drifting gauges, daily and weekly
+   cycles, latency with ordinary spikes, hourly metrics again with subtler anomalies,
+   host gauges with scheduled jobs, demand counts whose every day of the week is its
+   own, each with injected spikes, dips, level shifts, variance changes and stuck values
+   (and, on the host gauges, a job's load when it is not scheduled and a job that runs
+   for hours; on the demand counts, holidays, events and outages); scored by the same
+   scorer, per shape and per seed (the spread between seeds says how far a difference
+   is noise). Files without
    anomalies (``quiet``; on NAB, ``artificialNoAnomaly`` and one real file) count their
    alerts. On both corpora, the default's points lost to late finds, missed windows and
    false alarms (``corpus.lost``), beside the score of firing on every window's label

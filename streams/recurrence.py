@@ -141,9 +141,13 @@ class DailyRecurrence:
             and not self._bit(a - day - half)
         )
 
+    def _capped(self, raw: float, at: int | None) -> bool:
+        """Whether a step its detector scored ``raw`` at ``at`` is scheduled work."""
+        return at is not None and raw > self.mark and self.recurs(at)
+
     def score_one(self, x: float, at: int | None = None) -> float:
         raw = self.detector.score_one(x, at)
-        capped = at is not None and raw > self.mark and self.recurs(at)
+        capped = self._capped(raw, at)
         self._last = (x, at, raw, capped)
         return self.mark if capped else raw
 
@@ -160,7 +164,7 @@ class DailyRecurrence:
             raw, capped = last[2], last[3]
         else:
             raw = self.detector.score_one(x, at)
-            capped = at is not None and raw > self.mark and self.recurs(at)
+            capped = self._capped(raw, at)
         self._last = None
         if self.teach_jobs or not capped:
             self.detector.learn_one(x, at)

@@ -937,7 +937,7 @@ def test_the_steps_scheduled_are_in_the_state_and_scores_go_on_the_same_after_it
     for i, (at, x) in enumerate(zip(times, values, strict=True)):
         d.score_one(x, at)
         d.learn_one(x, at)
-        if i > len(values) // 2 and d.to_json()["jobs"] & 1:
+        if i > len(values) // 2 and d._jobs & 1:
             break
     state = orjson.loads(orjson.dumps(d.to_json()))
     again = detection.restore(state)
