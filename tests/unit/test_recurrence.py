@@ -4,6 +4,7 @@ test_detection.py, which builds one of these too."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -66,17 +67,33 @@ def test_a_job_that_starts_five_minutes_later_each_day_is_the_same_job():
     assert scores[3, 26] == MARK
 
 
+@pytest.mark.parametrize("today", [22, 26], ids=["10 minutes early", "10 minutes late"])
+def test_a_surprise_ten_minutes_off_the_last_two_days_is_another_time_of_day(today):
+    """A slot either way is the same time of day (cron jobs run late); two are not."""
+    job = {24, DAY_SLOTS + 24, 2 * DAY_SLOTS + today}
+    assert _scripted(job, list(range(2 * DAY_SLOTS + today + 1)))[-1] == 1.0
+
+
+def test_a_job_after_most_of_a_day_without_values_is_still_the_job():
+    """Values every 5 minutes until yesterday's job, the latest learned, then none until
+    today's: yesterday's job is read from the ring's newest slot, and the half day
+    before today, which had no value, is quiet."""
+    job = {24, DAY_SLOTS + 24, 2 * DAY_SLOTS + 24}
+    slots = [*range(DAY_SLOTS + 25), 2 * DAY_SLOTS + 24]
+    assert _scripted(job, slots)[-1] == MARK
+
+
 class Scripted:
-    """A raw detector whose score is 1 in the slots it was given (since the epoch) and
-    0.5 elsewhere: which steps surprise, and nothing else, decides."""
+    """A raw detector whose score is ``score`` (1) in the slots it was given (since the
+    epoch) and 0.5 elsewhere: which steps surprise, and nothing else, decides."""
 
     kind = "scripted"
 
-    def __init__(self, surprising: set[int]) -> None:
-        self.surprising = surprising
+    def __init__(self, surprising: set[int], score: float = 1.0) -> None:
+        self.surprising, self.score = surprising, score
 
     def score_one(self, x: float, at: int | None = None) -> float:
-        return 1.0 if at is not None and at // SLOT_MS in self.surprising else 0.5
+        return self.score if at is not None and at // SLOT_MS in self.surprising else 0.5
 
     def learn_one(self, x: float, at: int | None = None) -> None:
         pass
@@ -105,6 +122,8 @@ def test_two_days_of_surprises_on_end_are_not_a_schedule():
     job, slots = {24, DAY_SLOTS + 24, 2 * DAY_SLOTS + 24}, list(range(2 * DAY_SLOTS + 25))
     assert _scripted(job, slots)[-1] == MARK
     assert _scripted(job | {DAY_SLOTS + 24 - DAY_SLOTS // 2}, slots)[-1] == 1.0
+    # Nor is one half a day before today's (surprised since yesterday afternoon).
+    assert _scripted(job | {2 * DAY_SLOTS + 24 - DAY_SLOTS // 2}, slots)[-1] == 1.0
 
 
 def test_a_gap_of_more_than_two_days_forgets_the_schedule():
@@ -149,6 +168,116 @@ def test_a_state_restores_with_its_slots_and_a_wrong_one_is_refused():
     state["marked"] = state["marked"][:8]
     with pytest.raises(ValueError, match="bytes of slots"):
         detection.restore(state)
+
+
+def test_a_state_holds_73_bytes_of_slots_keeps_its_mark_and_refuses_stray_characters():
+    """584 slots (two days and 40 minutes) are 73 bytes; a mark of its own comes back;
+    a state whose slots have a character base64 does not use is damaged, not read
+    around it."""
+    d = DailyRecurrence(Scripted({24}), mark=0.99)
+    d.learn_one(1.0, 24 * SLOT_MS)
+    state = orjson.loads(orjson.dumps(d.to_json()))
+    assert RING == 584 and len(base64.b64decode(state["marked"])) == 73
+    restored = DailyRecurrence.restore(state, lambda _: Scripted({24}))
+    assert restored.mark == 0.99 and restored.to_json() == state
+    state["marked"] = state["marked"][:40] + "!" + state["marked"][40:]
+    with pytest.raises(ValueError):
+        DailyRecurrence.restore(state, lambda _: Scripted({24}))
+
+
+@pytest.mark.parametrize("mark", [0.0, 1.0, 1.5, -0.5])
+def test_a_mark_that_is_not_a_score_between_0_and_1_is_refused(mark):
+    with pytest.raises(ValueError, match=r"mark is a score in \(0, 1\), got"):
+        DailyRecurrence(Scripted(set()), mark=mark)
+
+
+class ByValue:
+    """A raw detector that scores 1 a value of 50 or more with a time and 0.5 anything
+    else, and keeps what it was asked to score and to learn."""
+
+    kind = "by value"
+
+    def __init__(self) -> None:
+        self.scored: list[tuple[float, int | None]] = []
+        self.learned: list[tuple[float, int | None]] = []
+
+    def score_one(self, x: float, at: int | None = None) -> float:
+        self.scored.append((x, at))
+        return 1.0 if at is not None and x >= 50 else 0.5
+
+    def learn_one(self, x: float, at: int | None = None) -> None:
+        self.learned.append((x, at))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+
+def test_a_value_just_scored_is_learned_on_that_score_and_another_one_is_scored_afresh():
+    """The recurrence keeps the score of the value it just scored for learning it (one
+    call to its detector a value); a value other than that one, or one not scored first,
+    is scored again when learned: it marks its slot by its own score, and a job among
+    them is kept from a detector that is not taught jobs."""
+    inner = ByValue()
+    d = DailyRecurrence(inner, teach_jobs=False)
+    for day in range(3):  # a job at 02:00 every night
+        for slot in range(DAY_SLOTS):
+            x, at = (100.0 if slot == 24 else 1.0), (day * DAY_SLOTS + slot) * SLOT_MS
+            d.score_one(x, at)
+            d.learn_one(x, at)
+    assert len(inner.scored) == 3 * DAY_SLOTS
+    job, other = 3 * DAY_SLOTS + 24, 3 * DAY_SLOTS + 150
+    d.score_one(1.0, job * SLOT_MS)  # scored as ordinary, learned as the job's load
+    d.learn_one(100.0, job * SLOT_MS)
+    assert d._bit(job) and (100.0, job * SLOT_MS) not in inner.learned
+    d.score_one(100.0, other * SLOT_MS)  # scored as a surprise, learned as ordinary
+    d.learn_one(1.0, other * SLOT_MS)
+    assert not d._bit(other) and (1.0, other * SLOT_MS) in inner.learned
+    d.learn_one(100.0, (other + 1) * SLOT_MS)  # not scored first
+    assert d._bit(other + 1)
+
+
+def test_a_value_40_minutes_late_does_not_read_the_newest_slot_for_two_days_before_it():
+    """Two days before a value 40 minutes late is the ring's newest slot's place: read
+    there, the newest slot's surprise would stand for one two days before, and the late
+    value would pass for a job seen yesterday and the day before."""
+    late = 2 * DAY_SLOTS + 100
+    newest = late + 8
+    assert (late - 2 * DAY_SLOTS) % RING == newest % RING
+    surprising = {late - DAY_SLOTS, late, newest}
+    assert _scripted(surprising, [*range(newest + 1), late])[-1] == 1.0
+
+
+def test_a_jump_past_the_whole_ring_forgets_every_slot():
+    d = DailyRecurrence(Scripted({5}))
+    d.learn_one(1.0, 5 * SLOT_MS)
+    d.learn_one(1.0, (5 + 2 * RING - 1) * SLOT_MS)  # the oldest slot now is 5's place
+    assert not any(d._bit(5 + 2 * RING - 1 - back) for back in range(RING))
+
+
+def test_a_step_scored_at_the_mark_marks_its_slot_and_needs_no_cap():
+    """A raw score at least the mark is a surprise the ring keeps; only one above it is
+    capped (and flagged as scheduled work)."""
+    job = {24, DAY_SLOTS + 24, 2 * DAY_SLOTS + 24}
+    d = DailyRecurrence(Scripted(job, score=MARK))
+    for slot in range(2 * DAY_SLOTS + 25):
+        d.score_one(1.0, slot * SLOT_MS)
+        assert not d.scheduled
+        d.learn_one(1.0, slot * SLOT_MS)
+    assert all(d._bit(slot) for slot in job)
+
+
+def test_a_value_late_by_the_whole_ring_marks_nothing_and_one_within_it_counts():
+    """The ring's place of a slot two days and 40 minutes back is the newest slot's: a
+    surprise that late would mark the newest slot, so it is dropped; one slot less late
+    is within the ring and marks its own slot."""
+    d = DailyRecurrence(ByValue())
+    latest = RING + 10
+    for slot in range(latest + 1):
+        d.learn_one(1.0, slot * SLOT_MS)
+    d.learn_one(100.0, (latest - RING) * SLOT_MS)
+    assert not d._bit(latest)
+    d.learn_one(100.0, (latest - RING + 1) * SLOT_MS)
+    assert d._bit(latest - RING + 1)
 
 
 def test_the_default_stops_alerting_on_a_hosts_nightly_job():
