@@ -879,6 +879,53 @@ def test_the_default_raises_fewer_alerts_on_calm_series_with_the_chance_check():
     assert counts[0] <= 0.7 * counts[1]
 
 
+def _surprises_rescored(
+    n: int, jobs: list[bool], step_ms: int = 60_000
+) -> tuple[AnomalyLikelihood, list[float]]:
+    """A likelihood over 3 hours that discounts its recurrence's jobs, given ``n`` raw
+    scores of surprises 1 to 3 (in a cycle of 7), a value every ``step_ms``, and
+    ``jobs`` for flags; and those surprises."""
+    d = AnomalyLikelihood(
+        DailyRecurrence(GaussianDetector()),
+        short=20,
+        history=300,
+        grace=50,
+        span_ms=3 * HOUR_MS,
+        chance=detection.CHANCE,
+        scores=6,
+        discount_jobs=True,
+    )
+    surprises = [1 + (i % 7) / 3 for i in range(n)]
+    raw = [1 - 10**-s for s in surprises]
+    d.rescore(raw, [float(i) for i in range(n)], [i * step_ms for i in range(n)], jobs)
+    return d, surprises
+
+
+def test_the_short_mean_is_the_mean_of_the_last_steps_surprises_the_newest_included():
+    """Over its 20 steps once it has them (the oldest dropped), over all it has before,
+    and over the 3 steps of its 3 hours on an hourly series."""
+    young, surprises = _surprises_rescored(5, [False] * 5)
+    assert young._short_mean(2.0) == pytest.approx((sum(surprises) + 2.0) / 6)
+    full, surprises = _surprises_rescored(60, [False] * 60)
+    assert full._short_mean(2.0) == pytest.approx((sum(surprises[-19:]) + 2.0) / 20)
+    hourly, surprises = _surprises_rescored(30, [False] * 30, step_ms=HOUR_MS)  # 3 steps
+    assert hourly._short_mean(2.0) == pytest.approx((sum(surprises[-2:]) + 2.0) / 3)
+
+
+def test_the_chance_check_counts_exactly_the_scheduled_steps_of_its_span_as_no_evidence():
+    """The evidence of a step is the last 19 surprises and its own, each step its
+    recurrence scored as scheduled work as 0: the flags are kept a bit a step, in
+    order, and the 20 steps' bits no more (every fifth step a job here)."""
+    jobs = [i % 5 == 0 for i in range(60)]
+    d, surprises = _surprises_rescored(60, jobs)
+    expected = [0.0 if job else s for s, job in zip(surprises[-19:], jobs[-19:], strict=True)]
+    assert d._evidence(2.0, False) == pytest.approx([*expected, 2.0])
+    assert d._evidence(2.0, True) == pytest.approx([*expected, 0.0])
+    assert d._jobs < 1 << 20
+    every, _ = _surprises_rescored(30, [True] * 30)
+    assert every._jobs == (1 << 20) - 1 and every._evidence(2.0, False) == [0.0] * 19 + [2.0]
+
+
 @pytest.mark.parametrize("shape, seed", [("seasonal", 3), ("scheduled", 1)])
 def test_a_likelihood_rescored_over_given_raw_scores_scores_and_learns_as_value_by_value(
     shape, seed
