@@ -156,13 +156,13 @@ def _walk(detector: Detector, rows: list[tuple[str, float]], ats: list[int]) -> 
     daily jobs' recurrence whether it scored each as scheduled work (None otherwise)."""
     recurrence = detector if isinstance(detector, DailyRecurrence) else None
     scores: list[float] = []
-    jobs: list[bool] | None = None if recurrence is None else []
+    jobs: list[bool] = []
     for at, (_, value) in zip(ats, rows, strict=True):
         scores.append(detector.score_one(value, at))
-        if recurrence is not None and jobs is not None:
+        if recurrence is not None:
             jobs.append(recurrence.scheduled)
         detector.learn_one(value, at)
-    return scores, jobs
+    return scores, None if recurrence is None else jobs
 
 
 class _Recorder:
