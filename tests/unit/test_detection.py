@@ -30,6 +30,7 @@ from streams.detection import (
     TailProbability,
     default_detector,
 )
+from streams.likelihood import ALERT_SCORE
 from streams.weekly import DAY_MS, WEEK_MS, WeekOffsets
 
 FACTORIES = {
@@ -840,6 +841,45 @@ def test_the_rarity_check_only_caps_high_scores_and_a_rare_surge_still_passes():
     assert all(c <= p for p, c in zip(plain, checked, strict=True))
     assert all(c == p for p, c in zip(plain, checked, strict=True) if p < AnomalyLikelihood.CHECKED)
     assert any(s >= 0.9999 for s in checked[5_000:5_020])
+
+
+def _remembered(short_means: list[float], **kwargs) -> AnomalyLikelihood:
+    """A likelihood whose history learned ``short_means`` (its detector never asked)."""
+    d = AnomalyLikelihood(GaussianDetector(), history=1000, short=20, **kwargs)
+    for s in short_means:
+        d._remember(s, 0.5)
+    return d
+
+
+def test_the_rarity_check_caps_a_high_score_by_how_often_its_short_mean_came_as_high():
+    """A short mean of 3 against a history of 1s with one 3 in twenty is 4 spreads out (a
+    score above 0.99999) and about one in a hundred by its tail (the newest weigh more):
+    capped at ``1 - p (1 - ALERT_SCORE) / rarity``, ``p`` the tail's share, which is
+    ``ALERT_SCORE`` when ``p`` is ``rarity``; never below 0, however common; a middling
+    short mean is left as the z-score puts it."""
+    history = ([1.0] * 19 + [3.0]) * 10
+    plain = _remembered(history, grace=100)._likelihood(3.0)
+    p = _remembered(history, grace=100, rarity=0.5)._tail.sf(3.0)
+    assert plain > 0.99999 and 0.001 < p < 0.05
+
+    def capped(rarity):
+        return _remembered(history, grace=100, rarity=rarity)._likelihood(3.0)
+
+    assert capped(0.05) == pytest.approx(1 - p * (1 - ALERT_SCORE) / 0.05, abs=1e-12)
+    assert capped(0.05) < plain
+    assert capped(p) == pytest.approx(ALERT_SCORE, abs=1e-12)
+    assert capped(p / 2) < ALERT_SCORE < capped(2 * p) < plain
+    assert capped(1e-6) == 0.0 and 1 - p * (1 - ALERT_SCORE) / 1e-6 < 0  # floored
+    middling = _remembered(history, grace=100, rarity=0.05)._likelihood(1.5)
+    assert middling == _remembered(history, grace=100)._likelihood(1.5) < 0.99
+
+
+@pytest.mark.parametrize("grace", [0, 2, 5])
+def test_a_likelihood_scores_once_its_history_has_grace_short_means_and_two_at_least(grace):
+    needed = max(grace, 2)
+    assert _remembered([1.0, 2.0] * 3, grace=grace)._likelihood(9.0) > 0.99
+    assert _remembered([1.0, 2.0, 1.0, 2.0, 1.0][:needed], grace=grace)._likelihood(9.0) > 0.99
+    assert _remembered([1.0, 2.0, 1.0, 2.0, 1.0][: needed - 1], grace=grace)._likelihood(9.0) == 0
 
 
 def test_the_chance_check_caps_a_few_middling_values_and_an_obvious_spike_still_passes():
