@@ -33,7 +33,8 @@ Three figures, none of which can flatter it, next to the plain score on ``../sha
 3. **Speed and size**: the backtest's rows/s (score, learn, alert lifecycle, one process)
    against the default of before in the same run (both compiled where the detector's
    build is in use: ``backtest compiled``), and the default model's JSON state after
-   50,000 values. Those two run whole for it; in the grid, candidates that build
+   50,000 values, whole and as a worker stores it (its differences from a frozen base,
+   ``streams.modelbase``). Those two run whole for it; in the grid, candidates that build
    the same raw detector run it once a file and their likelihoods read its scores
    (``corpus.run``'s ``share_raw``), which must give the two the alerts of their whole
    runs.
@@ -61,6 +62,7 @@ import orjson
 import streams
 from bench import corpus, synthetic
 from bench.report import emit
+from streams import modelbase
 from streams.detection import CHANCE, HOUR_MS, default_detector
 from streams.rules import DETECTOR_POLICY
 
@@ -244,14 +246,16 @@ def leave_one_category_out(shared: Path, runs: dict[str, dict]) -> dict[str, Any
     return out
 
 
-def state_bytes(values: int = 50_000) -> int:
-    """JSON size of a default model after ``values`` minutely values of a noisy cycle."""
+def state_bytes(values: int = 50_000) -> tuple[int, int]:
+    """JSON size of a default model after ``values`` minutely values of a noisy cycle:
+    its whole state, and the state as a worker stores it (``streams.modelbase.thin``)."""
     rng, d = random.Random(7), default_detector()
     for i in range(values):
         x = 100 + 20 * math.sin(i / 200) + rng.gauss(0, 3)
         d.score_one(x, i * 60_000)
         d.learn_one(x, i * 60_000)
-    return len(orjson.dumps(d.to_json()))
+    state = d.to_json()
+    return len(orjson.dumps(state)), len(orjson.dumps(modelbase.thin(state)))
 
 
 def alerts_on_quiet(per_file: dict[str, tuple]) -> int:
@@ -335,7 +339,7 @@ def main() -> None:
     result["backtest rows/s, default of before"] = speed_before
     result["backtest speed against before"] = round(speed / speed_before, 3)
     result["backtest compiled"] = bool(streams.COMPILED)
-    result["state bytes"] = state_bytes()
+    result["state bytes"], result["state bytes stored"] = state_bytes()
     for name, scores in summaries.items():
         result[f"candidate {name}"] = scores["std"]
     emit(result)

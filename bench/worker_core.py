@@ -28,7 +28,8 @@
      time with it off; ``collector_python_defaults`` is the same at Python's own
      thresholds, what the worker's save.
 3. The default detector (``streams.detection.default_detector``): rows per second, the
-   size of one model's JSON state after those rows, and the memory one model holds
+   size of one model's JSON state after those rows (whole, and stored as a worker
+   stores it: ``streams.modelbase.thin``), and the memory one model holds
    after 10, 40, 300 and 2,000 values (``MODEL_AGES``: from a new series to a mature one).
 4. A checkpoint of the processor with the default rules (a detector model per latency
    series) after the same events at 100,000 series: the state's JSON and what the store
@@ -69,7 +70,7 @@ from bench.report import emit, progress
 from producers.envelopes import split
 from producers.events import WORKFLOW_KINDS, _checked, _validate, decode, decode_lines
 from sinks.rows import RawRows
-from streams import chunked, collector
+from streams import chunked, collector, modelbase
 from streams.detection import default_detector
 from streams.executions import Executions
 from streams.processing import Processor
@@ -263,6 +264,7 @@ def detecting(rows: int) -> dict[str, float]:
     return {
         "detector_rows_per_s": round(rows / elapsed),
         "detector_state_bytes": len(orjson.dumps(detector.to_json())),
+        "detector_state_bytes_stored": len(orjson.dumps(modelbase.thin(detector.to_json()))),
         **{f"detector_memory_bytes_after_{n}_values": model_memory(n) for n in MODEL_AGES},
     }
 

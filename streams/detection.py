@@ -42,6 +42,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
+from streams import modelbase
 from streams.likelihood import ALERT_SCORE, AnomalyLikelihood
 from streams.packing import pack, unpack
 from streams.recurrence import DailyRecurrence
@@ -1115,7 +1116,9 @@ def default_detector(
 
 
 def restore(data: dict[str, Any]) -> Detector:
-    """A detector from its :meth:`to_json` form."""
+    """A detector from its :meth:`to_json` form, or from that form thinned against a
+    base (:func:`streams.modelbase.thin`, as a worker stores it)."""
+    data = modelbase.thick(data)
     kind = data.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown detector kind {kind!r}; expected one of {sorted(_KINDS)}")

@@ -43,6 +43,7 @@ from typing import Any
 
 from producers.alerts import Alert
 from producers.series import SeriesKey
+from streams import modelbase
 from streams.alerting import AlertState, Observation, Transition, acknowledge, retire, step
 from streams.detection import Detector, default_detector
 from streams.detection import restore as restore_detector
@@ -487,7 +488,7 @@ class Evaluation:
                     slot.state.to_json(),
                     slot.last_end,
                     slot.data_end,
-                    slot.detector.to_json() if slot.detector is not None else None,
+                    modelbase.thin(slot.detector.to_json()) if slot.detector is not None else None,
                 ]
                 for (rule, series), slot in self.slots.items()
             ),

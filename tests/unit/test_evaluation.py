@@ -6,6 +6,7 @@ import random
 
 import orjson
 
+from streams import modelbase
 from streams.detection import default_detector
 from streams.evaluation import Evaluation, fingerprint
 from streams.processing import Processor
@@ -160,6 +161,8 @@ def test_state_restored_from_a_snapshot_makes_the_same_transitions():
     first = Evaluation(ruleset(DETECTOR + SLOW), partition=0)
     head = feed(first, records[:260])
     snapshot = orjson.loads(orjson.dumps(first.snapshot()))  # JSON-safe
+    models = [slot[-1] for slot in snapshot["slots"] if slot[-1] is not None]
+    assert models and all(m["base"] == modelbase.CURRENT for m in models)  # stored thin
     again = Evaluation.restore(snapshot, ruleset(DETECTOR + SLOW), 0)
     tail = feed(again, records[260:])
     strip = lambda alerts: [{**a.to_dict(), "evaluated_at": 0} for a in alerts]  # noqa: E731
