@@ -104,3 +104,16 @@ def test_a_state_lacking_a_key_of_its_base_is_stored_whole_and_restores():
 def test_a_state_naming_a_base_this_worker_does_not_know_is_refused():
     with pytest.raises(ValueError, match="unknown model base 99"):
         restore({"base": 99})
+
+
+def test_a_value_the_base_holds_written_another_way_is_kept():
+    """-0.0 where the base has 0.0, 1.0 where it has 1 (alone or in a list) are other
+    JSON, kept as they are: a restored model gets the same bits and types."""
+    state = default_detector().to_json()
+    state["tail"] = {**state["tail"], "total": -0.0}
+    state["history_moments"] = {**state["history_moments"], "counts": [0.0, 0.0]}
+    state["grace"] = float(state["grace"])
+    stored = modelbase.thin(state)
+    assert stored["tail"] == {"total": -0.0} and stored["grace"] == 100.0
+    assert stored["history_moments"] == {"counts": [0.0, 0.0]}
+    assert orjson.dumps(modelbase.thick(stored)) == orjson.dumps(state)
