@@ -39,6 +39,7 @@ def _taught(detector, values, times):
 def _histories():
     rng = random.Random(3)
     yield "new", default_detector(), [], []
+    yield "in its warm-up", default_detector(), [100 + rng.gauss(0, 5) for _ in range(600)], None
     yield "about 100", default_detector(), [100 + rng.gauss(0, 5) for _ in range(3_000)], None
     yield "about 1e-5", default_detector(), [abs(rng.gauss(1e-5, 3e-6)) for _ in range(3_000)], None
     times, values, _ = synthetic.GENERATORS["scheduled"](np.random.default_rng(2), 2)
@@ -56,6 +57,8 @@ def test_a_stored_model_restores_to_its_state_and_scores_on_as_the_one_saved(nam
     half = len(values) // 2
     saved = _taught(detector, values[:half], times[:half])
     state = saved.to_json()
+    if name == "in its warm-up":  # the warm-up's history kept apart, where the base has none
+        assert state["young"] is not None and modelbase.base(1)["young"] is None
     stored = orjson.loads(orjson.dumps(modelbase.thin(state)))
     again = restore(stored)
     assert again.to_json() == state
@@ -117,3 +120,18 @@ def test_a_value_the_base_holds_written_another_way_is_kept():
     assert stored["tail"] == {"total": -0.0} and stored["grace"] == 100.0
     assert stored["history_moments"] == {"counts": [0.0, 0.0]}
     assert orjson.dumps(modelbase.thick(stored)) == orjson.dumps(state)
+
+
+def test_a_key_the_base_does_not_have_is_kept_whatever_its_value():
+    state = {**default_detector().to_json(), "added": None, "more": {"n": 1}}
+    stored = modelbase.thin(state)
+    assert stored["added"] is None and stored["more"] == {"n": 1}
+    assert modelbase.thick(stored) == state
+
+
+def test_a_thin_state_whose_detectors_do_not_match_its_base_is_refused():
+    """A damaged state (one detector where its base has four) is an error, not a model
+    restored with three detectors left out."""
+    stored = {"base": 1, "detector": {"detector": {"detectors": {"$each": [{}]}}}}
+    with pytest.raises(ValueError):
+        restore(stored)
