@@ -38,9 +38,9 @@ from typing import Any
 
 import orjson
 
-#: The bases a thin state may name, by number; :data:`CURRENT` is the one written.
+#: The bases a thin state may name, by number, oldest first; the newest is written.
 BASES = (1,)
-CURRENT = 1
+CURRENT = BASES[-1]
 
 
 @functools.cache

@@ -71,7 +71,8 @@ def test_a_default_model_is_stored_in_about_a_kilobyte_less():
     d = _taught(default_detector(), [100 + 20 * math.sin(i / 200) for i in range(5_000)], [
         i * STEP_MS for i in range(5_000)
     ])  # fmt: skip
-    whole, stored = d.to_json(), modelbase.thin(d.to_json())
+    whole = d.to_json()
+    stored = modelbase.thin(whole)
     assert stored["base"] == modelbase.CURRENT and "base" not in whole
     assert len(orjson.dumps(whole)) - len(orjson.dumps(stored)) >= 1_000
 
