@@ -130,12 +130,13 @@ def test_a_blocks_visit_is_learned_as_the_mean_of_its_residuals_weighted_by_near
     centres teaches both, each by how near it is (``1 - f`` and ``f`` of the way from the
     first), so a block's visit runs from the centre before its own to the one after, over
     two pairs of blocks. Its first week's visit is learned half (a mean of it and one of
-    0). Here the hour before each block's centre holds 30 and the hour after 0; nothing
-    is clipped (a spread of 1,000), and the blocks are 0 until their visit is over."""
+    0). Here the hour before each block's centre holds 30 more than the hour after, and
+    each 2 hours 10 more than the 2 before; nothing is clipped (a spread of 1,000), and
+    the blocks are 0 until their visit is over."""
     w = WeekOffsets(hours=True)
 
     def value(at: int) -> float:
-        return 30.0 if at % (2 * HOUR_MS) < HOUR_MS else 0.0
+        return 10.0 * (at // (2 * HOUR_MS)) + (30.0 if at % (2 * HOUR_MS) < HOUR_MS else 0.0)
 
     times = range(0, 30 * HOUR_MS, 10 * 60_000)
     for at in times:
@@ -146,5 +147,75 @@ def test_a_blocks_visit_is_learned_as_the_mean_of_its_residuals_weighted_by_near
         weights = [1 - abs(at - centre) / (2 * HOUR_MS) for at in times]
         near = [(wt, value(at)) for wt, at in zip(weights, times, strict=True) if wt > 0]
         mean = sum(wt * v for wt, v in near) / sum(wt for wt, _ in near)
-        assert 10.0 < mean < 20.0  # both halves count, unevenly
+        assert 10 * b < mean < 10 * b + 30  # both halves count
         assert blocks[b] == pytest.approx(0.5 * mean, rel=1e-6)
+
+
+def test_old_values_fade_by_the_history_as_the_weights_are_renormalised() -> None:
+    """Each value weighs ``1 / (1 - 1/history)`` times the one before (O(1) decay), and
+    the weights are scaled back to 1 past 1e100: with a history of 2 that is every 333
+    values or so. ``sf`` stays the decayed share: a value's weight halves each step."""
+    t = TailProbability(history=2, low=1.0, high=256.0, bins=8)
+    values = [1.5, 3.0, 6.0, 12.0, 24.0] * 200  # 1,000 values: renormalised 3 times
+    for v in values:
+        t.add(v)
+    assert t.to_json()["weight"] < 1e100
+    weights = [0.5 ** (len(values) - 1 - i) for i in range(len(values))]
+    for s in (1.5, 3.0, 6.0, 12.0):
+        share = sum(w for w, v in zip(weights, values, strict=True) if v >= s) / sum(weights)
+        assert t.sf(s) == pytest.approx(share, rel=1e-9)
+
+
+def test_the_lowest_and_highest_bins_begin_at_low_and_high() -> None:
+    t = _octaves([0.5] * 50 + [1.0] * 45 + [256.0] * 5)
+    assert t.sf(1.0) == pytest.approx(0.5)  # 1.0 is low: the first bin, not the one below
+    assert t.sf(200.0) == pytest.approx(0.05)  # 256 is high: counted in the bin past the top
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"history": 1}, {"tail": 0.0}, {"tail": 1.0}, {"low": 0.0}, {"low": 2.0, "high": 2.0},
+     {"bins": 1}],
+)  # fmt: skip
+def test_a_tail_histogram_that_cannot_work_is_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=r"history >= 2, tail in \(0, 1\), 0 < low < high"):
+        TailProbability(**bad)  # type: ignore[arg-type]
+
+
+def test_the_smallest_tail_histogram_works() -> None:
+    t = TailProbability(history=2, tail=0.5, low=1.0, high=2.0, bins=2)
+    t.add(1.5)
+    assert t.sf(1.2) == 1.0
+
+
+def test_a_week_without_a_time_adds_nothing() -> None:
+    w = WeekOffsets.restore({**WeekOffsets().to_json(), "offsets": pack([5.0] * 7)})
+    assert w.offset(0) == 5.0
+    assert w.offset(None) == 0.0
+
+
+def test_a_late_value_does_not_move_the_weeks_clock_back() -> None:
+    w = WeekOffsets(hours=True)
+    w.learn(1.0, 1.0, 10 * HOUR_MS)
+    w.learn(1.0, 1.0, 9 * HOUR_MS)
+    assert w.to_json()["at"] == 10 * HOUR_MS
+
+
+def test_the_days_recent_error_is_the_mean_of_their_residuals() -> None:
+    """While the blocks are not read, a residual is the days' own: their recent error
+    is its exponentially weighted mean (0.3% a value), whatever the blocks' is."""
+    w = WeekOffsets(hours=True)
+    for i in range(10):
+        w.learn(2.0, 10.0, i * 5 * 60_000)
+    days, blocks = w.to_json()["errors"]
+    assert days == pytest.approx(2.0 * (1 - 0.997**10), rel=1e-9)
+    assert blocks > days  # the blocks' residuals also carry what the days learned
+
+
+def test_at_exactly_the_margin_the_days_are_read() -> None:
+    """The blocks are read only while their recent error is *below* nine tenths of the
+    days' (the days learn from twelve times as many values each)."""
+    state = WeekOffsets(hours=True).to_json()
+    days = {**state, "offsets": pack([5.0] * 7), "blocks": pack([-3.0] * 7 * BLOCKS, "f")}
+    assert WeekOffsets.restore({**days, "errors": [1.0, 0.9]}).offset(0) == 5.0
+    assert WeekOffsets.restore({**days, "errors": [1.0, 0.89]}).offset(0) == -3.0
