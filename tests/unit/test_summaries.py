@@ -3,7 +3,7 @@ checked against their definitions with figures worked out here.
 
 :class:`TailProbability` is how rare a value is in its own history: the likelihood's
 rarity check and the repeats' run lengths read it. Mutation testing (``bench.mutation``
-on this module with ``tests/unit/test_detection.py``) left most of :meth:`sf` unchecked:
+on these two modules with ``tests/unit/test_detection.py``) left most of :meth:`sf` unchecked:
 a tail fitted with the variance's formula broken, or the second moment taking the last
 bin alone, passed every test. These pin each branch of it to figures derived here.
 """
@@ -33,7 +33,8 @@ def _octaves(values: list[float], tail: float = TAIL) -> TailProbability:
     return t
 
 
-#: 100 values; the top 5% in [8, 16), so the tail starts at u = 8.
+#: 95 values below 8: with five more from 8 up, the top 5% starts at u = 8 (to the float:
+#: the bins' edges are ``low * exp(k * width)``, 7.999999999999998 here).
 BODY = [1.5] * 50 + [3.0] * 30 + [6.0] * 15
 #: Where an excess over 8 is measured from in a bin: its geometric middle.
 MID_8_16, MID_64_128 = 8 * math.sqrt(2), 64 * math.sqrt(2)
@@ -49,7 +50,7 @@ def test_within_the_history_sf_is_the_share_of_values_in_or_above_the_bin() -> N
     assert t.sf(1.2) == pytest.approx(1.0)
     assert t.sf(2.5) == pytest.approx(0.50)  # the bin's share: 3.0 is in [2, 4) too
     assert t.sf(6.0) == pytest.approx(0.20)
-    assert t.sf(8.0) == pytest.approx(0.05)  # at u itself: still read off the bins
+    assert t.sf(8.0) == pytest.approx(0.05)  # at u: the tail's share
 
 
 def test_past_the_history_one_bin_of_excesses_is_an_exponential_tail() -> None:
