@@ -15,9 +15,10 @@ import math
 
 import pytest
 
+from streams.detection import HOUR_MS
 from streams.packing import pack, unpack
 from streams.summaries import RollingMoments, TailProbability
-from streams.weekly import BLOCKS, WeekOffsets
+from streams.weekly import BLOCK_MARGIN, BLOCKS, ERROR_RATE, WeekOffsets
 
 #: The tail share of every histogram below.
 TAIL = 0.05
@@ -123,9 +124,6 @@ def test_damaged_states_are_refused_by_what_is_wrong() -> None:
         WeekOffsets.restore({**saved, "blocks": pack([0.0] * (7 * BLOCKS - 1), "f")})
 
 
-HOUR_MS = 3_600_000
-
-
 def test_a_blocks_visit_is_learned_as_the_mean_of_its_residuals_weighted_by_nearness() -> None:
     """Block ``b``'s centre is at ``2b + 1`` hours into the week. A value between two
     centres teaches both, each by how near it is (``1 - f`` and ``f`` of the way from the
@@ -204,19 +202,20 @@ def test_a_late_value_does_not_move_the_weeks_clock_back() -> None:
 
 def test_the_days_recent_error_is_the_mean_of_their_residuals() -> None:
     """While the blocks are not read, a residual is the days' own: their recent error
-    is its exponentially weighted mean (0.3% a value), whatever the blocks' is."""
+    is its exponentially weighted mean (``ERROR_RATE`` a value), whatever the blocks' is."""
     w = WeekOffsets(hours=True)
     for i in range(10):
         w.learn(2.0, 10.0, i * 5 * 60_000)
     days, blocks = w.to_json()["errors"]
-    assert days == pytest.approx(2.0 * (1 - 0.997**10), rel=1e-9)
+    assert days == pytest.approx(2.0 * (1 - (1 - ERROR_RATE) ** 10), rel=1e-9)
     assert blocks > days  # the blocks' residuals also carry what the days learned
 
 
 def test_at_exactly_the_margin_the_days_are_read() -> None:
-    """The blocks are read only while their recent error is *below* nine tenths of the
-    days' (the days learn from twelve times as many values each)."""
+    """The blocks are read only while their recent error is *below* ``BLOCK_MARGIN`` of
+    the days' (the days learn from twelve times as many values each)."""
     state = WeekOffsets(hours=True).to_json()
     days = {**state, "offsets": pack([5.0] * 7), "blocks": pack([-3.0] * 7 * BLOCKS, "f")}
-    assert WeekOffsets.restore({**days, "errors": [1.0, 0.9]}).offset(0) == 5.0
-    assert WeekOffsets.restore({**days, "errors": [1.0, 0.89]}).offset(0) == -3.0
+    assert WeekOffsets.restore({**days, "errors": [1.0, BLOCK_MARGIN]}).offset(0) == 5.0
+    below = [1.0, BLOCK_MARGIN - 0.01]
+    assert WeekOffsets.restore({**days, "errors": below}).offset(0) == -3.0
