@@ -44,6 +44,10 @@ FACTORIES = {
     ),
     "seasonal, student": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10, student=True),
     "seasonal, weekly": lambda: SeasonalDetector(bucket_ms=60_000, buckets=10, weekly=True),
+    # Settings other than the defaults, which a restored state must keep.
+    "seasonal, own rates": lambda: SeasonalDetector(
+        bucket_ms=60_000, buckets=10, alpha=0.1, grace=5, student=True
+    ),
     "forecast, weekly": lambda: ForecastDetector(bucket_ms=60_000, buckets=10, weekly=True),
     "repeats, continuation": lambda: RepeatDetector(continuation=True),
     "repeats, robust": lambda: RepeatDetector(continuation=True, robust=True),
@@ -70,6 +74,9 @@ FACTORIES = {
         scores=6,
     ),
     "log": lambda: LogView(GaussianDetector(window_size=200, grace_period=20)),
+    "log, short warm-up": lambda: LogView(
+        GaussianDetector(window_size=200, grace_period=20), warmup=12
+    ),
     "log, floored": lambda: LogView(
         MaxDetector(
             [
@@ -134,8 +141,10 @@ def test_state_round_trips_through_json_and_scores_go_on_the_same(make, cut):
     a = make()
     _feed(a, values[:cut])
     b = detection.restore(orjson.loads(orjson.dumps(a.to_json())))
+    assert b.to_json() == a.to_json()  # saved again, the same state
     tail_b, tail_a = _feed(b, values[cut:], start=cut), _feed(a, values[cut:], start=cut)
     assert tail_b == tail_a
+    assert b.to_json() == a.to_json()
 
 
 @pytest.mark.parametrize(
@@ -673,6 +682,26 @@ def test_a_log_view_learns_its_first_values_with_their_times():
     for i in range(4):
         d.learn_one(5.0, at=i * STEP_MS)
     assert seen == [0, STEP_MS, 2 * STEP_MS, 3 * STEP_MS]
+
+
+def test_a_log_view_warming_up_on_values_without_times_restores_them():
+    """Its first values wait for the offset with their times, and a value that came
+    without one is kept as such through a checkpoint: the seasonal slots it then
+    teaches are those of a value without a time (slot 0), as they would have been."""
+    d = LogView(SeasonalDetector(bucket_ms=60_000, buckets=10, grace=2), warmup=6)
+    first = [(4.0, None), (5.0, 3 * STEP_MS), (6.0, None), (5.0, None)]
+    for x, at in first:
+        d.learn_one(x, at)
+    again = detection.restore(orjson.loads(orjson.dumps(d.to_json())))
+    assert again.to_json() == d.to_json()
+    assert again.to_json()["first"] == [[x, at] for x, at in first]
+    for m in (d, again):
+        for x, at in [(5.5, None), (4.5, 3 * STEP_MS), (5.0, None), (5.0, 3 * STEP_MS)]:
+            m.learn_one(x, at)
+    assert again.to_json() == d.to_json()
+    assert [again.score_one(9.0, at) for at in (None, 3 * STEP_MS)] == [
+        d.score_one(9.0, at) for at in (None, 3 * STEP_MS)
+    ]
 
 
 def _stuck(values: list[float], at: int, length: int) -> list[float]:
