@@ -684,6 +684,28 @@ def test_a_log_view_learns_its_first_values_with_their_times():
     assert seen == [0, STEP_MS, 2 * STEP_MS, 3 * STEP_MS]
 
 
+@pytest.mark.parametrize(("first", "offset"), [([8.0, 12.0, 10.0, 30.0], 1.5), ([0.0] * 4, 1.0)])
+def test_a_log_view_takes_its_offset_from_its_first_values(first, offset):
+    """``c`` is a tenth of the first ``warmup`` values' mean, known at the last of them
+    (1 where they are all 0, so a zero's log is finite); the view scores 0 until then."""
+    d = LogView(GaussianDetector(window_size=200, grace_period=3), warmup=4)
+    for x in first[:-1]:
+        d.learn_one(x)
+    assert d.to_json()["offset"] is None and d.score_one(first[0]) == 0.0
+    d.learn_one(first[-1])
+    assert d.to_json()["offset"] == offset
+    assert d.to_json()["detector"]["moments"] != GaussianDetector().to_json()["moments"]
+
+
+def test_a_log_view_scores_a_zero_but_not_a_negative_value_or_one_beyond_1e100():
+    d = LogView(GaussianDetector(window_size=200, grace_period=20))
+    for i in range(100):
+        d.learn_one(100.0 + i % 7)  # c = 10.3: the log of -1 + c is defined
+    assert d.score_one(0.0) > 0.9999  # a collapse to 0: as far out as it looks
+    assert d.score_one(-1.0) == 0.0  # not a value this view can read
+    assert d.score_one(1e101) == 0.0  # never learned, and not scored here either
+
+
 def test_a_log_view_warming_up_on_values_without_times_restores_them():
     """Its first values wait for the offset with their times, and a value that came
     without one is kept as such through a checkpoint: the seasonal slots it then

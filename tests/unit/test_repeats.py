@@ -120,6 +120,7 @@ def test_a_repeat_state_keeps_its_own_settings():
     _learn(d, _stuck_after_changes(100, 5))
     again = _round_trip(d)
     assert (again.history, again.grace, again.extrapolate) == (300, 12, False)
+    assert d.to_json()["runs"]["history"] == 300  # its runs decay over its history
     assert again.to_json() == d.to_json()
 
 
