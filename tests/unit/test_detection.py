@@ -341,6 +341,54 @@ def test_a_spike_barely_moves_the_forecast_and_a_lasting_shift_is_followed():
     assert shifted.to_json()["level"] > 145
 
 
+def test_a_forecast_scores_from_its_grace_th_residual_and_values_without_times_share_a_slot():
+    """Without a time a value is in the slot of time 0 (a plain level, where none has
+    one); the forecast scores once it has learned ``grace`` residuals, the values after
+    its first (which is its level). Without the bound on a visit's share, which needs
+    the values' times."""
+    timeless = ForecastDetector(grace=5, visit_share=None)
+    timed = ForecastDetector(grace=5, visit_share=None)
+    values = [10.0, 11.0, 9.0, 10.5, 9.5, 10.2]
+    for i, x in enumerate(values[:-1]):
+        timeless.learn_one(x, None if i % 2 else 0)
+        timed.learn_one(x, 0)
+    assert timeless.to_json() == timed.to_json()
+    assert timeless.score_one(50.0) == 0.0  # four residuals: inside the grace
+    timeless.learn_one(values[-1])
+    assert timeless.score_one(50.0) > 0.9999
+
+
+def test_a_forecast_teaches_the_days_of_the_week_nothing_inside_its_grace():
+    """The residuals of a forecast that has not seen ``grace`` values are its warm-up's,
+    not what the day adds: the week's offsets stay as they were."""
+    forecast = ForecastDetector(weekly=True, grace=30)
+    fresh = forecast.to_json()["week"]
+    for i in range(29):  # a value every 6 hours: seven days and more
+        forecast.learn_one(100.0 + 20 * (i % 3), i * 6 * HOUR_MS)
+    assert forecast.to_json()["week"]["offsets"] == fresh["offsets"]
+    for i in range(29, 60):
+        forecast.learn_one(100.0 + 20 * (i % 3), i * 6 * HOUR_MS)
+    assert forecast.to_json()["week"]["offsets"] != fresh["offsets"]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: LogView(GaussianDetector(), warmup=0), "warmup must be >= 1"),
+        (lambda: MaxDetector([]), "MaxDetector needs at least one detector"),
+    ],
+)
+def test_a_detector_refuses_settings_it_cannot_work_with(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_a_log_view_may_learn_its_offset_from_one_value():
+    d = LogView(GaussianDetector(), warmup=1)
+    d.learn_one(20.0)
+    assert d.to_json()["offset"] == 2.0
+
+
 def _shift_trials(shift_alpha: float | None, *, phi: float = 0.0, size: float = 0.0):
     """60 hourly series of noise 1 about 100 (AR(1) with ``phi``), 500 values, then 8
     values ``size`` higher: the share of series where one of the 8 scored over 0.9999,
