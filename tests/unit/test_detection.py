@@ -371,16 +371,100 @@ def test_a_forecast_teaches_the_days_of_the_week_nothing_inside_its_grace():
     assert forecast.to_json()["week"]["offsets"] != fresh["offsets"]
 
 
+def _forecast_parts(forecast: ForecastDetector, slot: int) -> tuple[float, float, float]:
+    """The forecast's level, ``slot``'s offset and the residuals' variance, read off its
+    state."""
+    state = forecast.to_json()
+    return state["level"], packing.unpack(state["season"])[slot], state["var"]
+
+
+def test_a_forecasts_spread_is_its_residuals_mean_square_at_first():
+    """For its first ``1 / spread_alpha`` residuals the spread is their exact mean of
+    squares (each residual: the value less the level and its slot's offset before it is
+    learned), then an exponentially weighted one."""
+    rng = random.Random(2)
+    forecast = ForecastDetector(grace=5, visit_share=None)
+    forecast.learn_one(100.0, 0)
+    squares = []
+    for i in range(1, 150):
+        x = 100.0 + rng.gauss(0, 2) + (30.0 if i == 80 else 0.0)
+        level, offset, _ = _forecast_parts(forecast, 0)
+        squares.append((x - level - offset) ** 2)
+        forecast.learn_one(x, 0)
+        assert forecast.to_json()["var"] == pytest.approx(sum(squares) / len(squares), rel=1e-9)
+
+
+def _past_its_grace() -> ForecastDetector:
+    """A forecast of grace 5 that has just seen its fifth residual."""
+    forecast = ForecastDetector(grace=5, visit_share=None)
+    for x in (100.0, 101.0, 99.0, 100.5, 99.5, 100.0):  # the level, then five residuals
+        forecast.learn_one(x, 0)
+    assert forecast.to_json()["n"] == 5
+    return forecast
+
+
+def test_a_forecast_clips_what_it_learns_from_its_grace_th_residual():
+    """From the ``grace``-th residual on, the level learns a residual as at most ``clip``
+    spreads, and a slot first seen from then on starts from 0, not from its first
+    value's distance from the level."""
+    forecast = _past_its_grace()
+    level, _, var = _forecast_parts(forecast, 0)
+    forecast.learn_one(1_000.0, 0)
+    moved = forecast.to_json()["level"] - level
+    assert moved == pytest.approx(0.05 * 3.0 * math.sqrt(var))  # alpha * clip spreads
+    forecast = _past_its_grace()
+    forecast.learn_one(200.0, HOUR_MS)  # slot 1, first seen
+    new_level, new_offset, _ = _forecast_parts(forecast, 1)
+    assert abs(new_offset) < 0.1 * (200.0 - new_level)
+
+
+def test_a_forecasts_days_of_the_week_learn_from_its_grace_th_residual():
+    forecast = ForecastDetector(weekly=True, grace=5, visit_share=None)
+    fresh = forecast.to_json()["week"]
+    for i in range(6):  # the level, then five residuals, all in one slot
+        forecast.learn_one(100.0 + i % 2, i * DAY_MS)
+    assert forecast.to_json()["n"] == 5 and forecast.to_json()["week"] == fresh
+    forecast.learn_one(104.0, 6 * DAY_MS)  # the sixth residual: taught to its day
+    assert forecast.to_json()["week"] != fresh
+
+
+def test_a_late_value_does_not_take_a_forecasts_clock_back():
+    """The bound on a visit's share reads the time since the latest value."""
+    forecast = ForecastDetector()
+    for minute in (0, 10, 5):
+        forecast.learn_one(100.0, minute * STEP_MS)
+    assert forecast.to_json()["at"] == 10 * STEP_MS
+
+
+def test_a_gaussian_scores_from_its_grace_period_th_value():
+    d = GaussianDetector(window_size=50, grace_period=4)
+    for x in (10.0, 11.0, 9.0):
+        d.learn_one(x)
+    assert d.score_one(100.0) == 0.0
+    d.learn_one(10.0)
+    assert d.score_one(100.0) > 0.9999
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda: LogView(GaussianDetector(), warmup=0), "warmup must be >= 1"),
         (lambda: MaxDetector([]), "MaxDetector needs at least one detector"),
+        (lambda: GaussianDetector(window_size=1), "window_size must be >= 2"),
+        (lambda: GaussianDetector(grace_period=0), "grace_period >= 1"),
+        (lambda: GaussianDetector(highest=0.0), "highest in"),
+        (lambda: GaussianDetector(highest=1.5), "highest in"),
     ],
 )
 def test_a_detector_refuses_settings_it_cannot_work_with(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_a_gaussian_takes_the_least_settings_it_can_work_with():
+    d = GaussianDetector(window_size=2, grace_period=1, highest=1.0)
+    d.learn_one(1.0)
+    assert 0.0 <= d.score_one(2.0) <= 1.0
 
 
 def test_a_log_view_may_learn_its_offset_from_one_value():
