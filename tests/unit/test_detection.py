@@ -461,10 +461,58 @@ def test_a_detector_refuses_settings_it_cannot_work_with(make, message):
         make()
 
 
-def test_a_gaussian_takes_the_least_settings_it_can_work_with():
-    d = GaussianDetector(window_size=2, grace_period=1, highest=1.0)
-    d.learn_one(1.0)
-    assert 0.0 <= d.score_one(2.0) <= 1.0
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"alpha": 0.0},
+        {"gamma": 1.5},
+        {"spread_alpha": 0.0},
+        {"shift_alpha": 0.0},
+        {"visit_share": 1.5},
+        {"clip": 0.0},
+        {"grace": 0},
+        {"buckets": 0},
+        {"bucket_ms": 0},
+    ],
+)
+def test_a_forecast_refuses_rates_outside_0_to_1_and_sizes_below_1(setting):
+    with pytest.raises(ValueError, match=r"in \(0, 1\]; clip > 0|must be >= 1"):
+        ForecastDetector(**setting)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"buckets": 0}, {"bucket_ms": 0}, {"alpha": 0.0}, {"alpha": 1.5}, {"grace": 0}],
+)
+def test_a_seasonal_detector_refuses_rates_outside_0_to_1_and_sizes_below_1(setting):
+    with pytest.raises(ValueError, match="must be >= 1 and alpha in"):
+        SeasonalDetector(**setting)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GaussianDetector(window_size=2, grace_period=1, highest=1.0),
+        lambda: ForecastDetector(
+            alpha=1.0,
+            gamma=1.0,
+            spread_alpha=1.0,
+            shift_alpha=1.0,
+            visit_share=1.0,
+            clip=0.5,
+            grace=1,
+            buckets=1,
+            bucket_ms=1,
+        ),
+        lambda: SeasonalDetector(buckets=1, bucket_ms=1, alpha=1.0, grace=1, highest=1.0),
+        lambda: SeasonalDetector(grace=2, student=True),
+    ],
+)
+def test_a_detector_takes_the_least_settings_it_can_work_with(make):
+    d = make()
+    for x in (1.0, 2.0, 1.5, 1.0):
+        d.learn_one(x, 0)
+    assert 0.0 <= d.score_one(3.0, 0) <= 1.0
 
 
 def test_a_log_view_may_learn_its_offset_from_one_value():
