@@ -418,6 +418,20 @@ def test_a_forecast_clips_what_it_learns_from_its_grace_th_residual():
     assert abs(new_offset) < 0.1 * (200.0 - new_level)
 
 
+def test_a_seasonal_slot_teaches_the_days_once_it_scores_and_takes_values_without_times():
+    """A slot's residuals teach the days of the week from its ``grace``-th value on (the
+    first it scores); a value without a time is in the slot of time 0."""
+    d = SeasonalDetector(weekly=True, grace=3)
+    fresh = d.to_json()["week"]
+    for day, x in enumerate((100.0, 102.0, 98.0)):
+        d.learn_one(x, None if day == 1 else day * DAY_MS)
+    state = d.to_json()
+    assert state["n"][0] == 3 and sum(state["n"]) == 3 and state["week"] == fresh
+    assert d.score_one(400.0) == d.score_one(400.0, 0) > 0.999
+    d.learn_one(110.0, 3 * DAY_MS)
+    assert d.to_json()["week"] != fresh
+
+
 def test_a_forecasts_days_of_the_week_learn_from_its_grace_th_residual():
     forecast = ForecastDetector(weekly=True, grace=5, visit_share=None)
     fresh = forecast.to_json()["week"]
