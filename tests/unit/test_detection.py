@@ -418,6 +418,27 @@ def test_a_forecast_clips_what_it_learns_from_its_grace_th_residual():
     assert abs(new_offset) < 0.1 * (200.0 - new_level)
 
 
+def test_a_seasonal_slot_holds_its_values_exact_mean_and_variance_at_first():
+    """For its first ``1 / alpha`` values a slot's mean and variance are theirs exactly
+    (the population variance), then exponentially weighted."""
+    rng = random.Random(9)
+    d = SeasonalDetector(alpha=0.05)
+    values = []
+    for day in range(30):
+        values.append(50.0 + rng.gauss(0, 4))
+        d.learn_one(values[-1], day * DAY_MS)
+        state = d.to_json()
+        mean = packing.unpack(state["mean"])[0]
+        var = packing.unpack(state["var"])[0]
+        if len(values) <= 20:
+            exact = sum(values) / len(values)
+            assert mean == pytest.approx(exact, rel=1e-12)
+            assert var == pytest.approx(
+                sum((v - exact) ** 2 for v in values) / len(values), rel=1e-9, abs=1e-12
+            )
+    assert mean != pytest.approx(sum(values) / len(values), rel=1e-6)  # weighted by now
+
+
 def test_a_seasonal_slot_teaches_the_days_once_it_scores_and_takes_values_without_times():
     """A slot's residuals teach the days of the week from its ``grace``-th value on (the
     first it scores); a value without a time is in the slot of time 0."""
