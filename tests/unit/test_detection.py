@@ -471,6 +471,18 @@ def test_a_late_value_does_not_take_a_forecasts_clock_back():
     assert forecast.to_json()["at"] == 10 * STEP_MS
 
 
+@pytest.mark.parametrize("level", [1_000.0, -1_000.0])
+def test_after_a_flat_stretch_a_change_below_a_thousandth_of_the_level_is_ordinary(level):
+    """A flat stretch has no spread: a value is measured against 0.1% of the level (of
+    its size, for a negative one) instead, so a change of 0.05% is half a spread and one
+    of 0.4% four."""
+    for d in (GaussianDetector(window_size=50, grace_period=5), SeasonalDetector(grace=5)):
+        for i in range(20):
+            d.learn_one(level, i * DAY_MS)
+        assert d.score_one(level * 1.0005, 20 * DAY_MS) < 0.5
+        assert d.score_one(level * 1.004, 20 * DAY_MS) > 0.9999
+
+
 def test_a_gaussian_scores_from_its_grace_period_th_value():
     d = GaussianDetector(window_size=50, grace_period=4)
     for x in (10.0, 11.0, 9.0):
@@ -489,6 +501,10 @@ def test_a_gaussian_scores_from_its_grace_period_th_value():
         (lambda: GaussianDetector(grace_period=0), "grace_period >= 1"),
         (lambda: GaussianDetector(highest=0.0), "highest in"),
         (lambda: GaussianDetector(highest=1.5), "highest in"),
+        (lambda: SeasonalDetector(highest=0.0), r"highest must be in \(0, 1\]"),
+        (lambda: SeasonalDetector(highest=1.5), r"highest must be in \(0, 1\]"),
+        (lambda: ForecastDetector(floor=0.0), "a floor is a spread > 0"),
+        (lambda: GaussianDetector(floor=-1.0), "a floor is a spread > 0"),
     ],
 )
 def test_a_detector_refuses_settings_it_cannot_work_with(make, message):
