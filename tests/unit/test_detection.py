@@ -483,6 +483,18 @@ def test_after_a_flat_stretch_a_change_below_a_thousandth_of_the_level_is_ordina
         assert d.score_one(level * 1.004, 20 * DAY_MS) > 0.9999
 
 
+@pytest.mark.parametrize("x", [1e100, -1e100, math.inf, math.nan])
+def test_a_value_of_1e100_or_more_is_scored_but_never_learned(x):
+    """Squares of differences of such values overflow: one learned would poison the model."""
+    d = GaussianDetector(window_size=50, grace_period=5)
+    for i in range(10):
+        d.learn_one(10.0 + i % 3)
+    before = d.to_json()
+    d.learn_one(x)
+    assert d.to_json() == before
+    assert d.score_one(x) == (0.0 if math.isnan(x) or math.isinf(x) else 1.0)
+
+
 def test_a_gaussian_scores_from_its_grace_period_th_value():
     d = GaussianDetector(window_size=50, grace_period=4)
     for x in (10.0, 11.0, 9.0):
