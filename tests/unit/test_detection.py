@@ -358,19 +358,6 @@ def test_a_forecast_scores_from_its_grace_th_residual_and_values_without_times_s
     assert timeless.score_one(50.0) > 0.9999
 
 
-def test_a_forecast_teaches_the_days_of_the_week_nothing_inside_its_grace():
-    """The residuals of a forecast that has not seen ``grace`` values are its warm-up's,
-    not what the day adds: the week's offsets stay as they were."""
-    forecast = ForecastDetector(weekly=True, grace=30)
-    fresh = forecast.to_json()["week"]
-    for i in range(29):  # a value every 6 hours: seven days and more
-        forecast.learn_one(100.0 + 20 * (i % 3), i * 6 * HOUR_MS)
-    assert forecast.to_json()["week"]["offsets"] == fresh["offsets"]
-    for i in range(29, 60):
-        forecast.learn_one(100.0 + 20 * (i % 3), i * 6 * HOUR_MS)
-    assert forecast.to_json()["week"]["offsets"] != fresh["offsets"]
-
-
 def _forecast_parts(forecast: ForecastDetector, slot: int) -> tuple[float, float, float]:
     """The forecast's level, ``slot``'s offset and the residuals' variance, read off its
     state."""
@@ -396,7 +383,7 @@ def test_a_forecasts_spread_is_its_residuals_mean_square_at_first():
 
 def _past_its_grace() -> ForecastDetector:
     """A forecast of grace 5 that has just seen its fifth residual."""
-    forecast = ForecastDetector(grace=5, visit_share=None)
+    forecast = ForecastDetector(alpha=0.05, clip=3.0, grace=5, visit_share=None)
     for x in (100.0, 101.0, 99.0, 100.5, 99.5, 100.0):  # the level, then five residuals
         forecast.learn_one(x, 0)
     assert forecast.to_json()["n"] == 5
