@@ -21,8 +21,8 @@ import pytest
 
 from streams.detection import CALM_HIGHEST, RAW_HIGHEST, default_detector
 
-#: A part or setting that one side lacks.
-ABSENT = "absent"
+#: A part or setting that one side lacks (no setting's value is this object).
+ABSENT = object()
 #: In a difference: the whole part is on one side only.
 WHOLE = "*"
 WEEK_HOURS = ("week.blocks", "week.errors", "week.since", "week.visits")

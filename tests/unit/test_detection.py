@@ -479,7 +479,7 @@ def test_a_value_of_1e100_or_more_is_scored_but_never_learned(x):
     before = d.to_json()
     d.learn_one(x)
     assert d.to_json() == before
-    assert d.score_one(x) == (0.0 if math.isnan(x) or math.isinf(x) else 1.0)
+    assert d.score_one(x) == (1.0 if math.isfinite(x) else 0.0)
 
 
 def test_a_gaussian_scores_from_its_grace_period_th_value():
